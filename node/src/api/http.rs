@@ -1,0 +1,140 @@
+//! HTTP surface for curl users and Prometheus: `/health`, `/cluster/{info,nodes,leader}`,
+//! `/kv/{key}` (GET, PUT, DELETE; `?stale=true` for a local read) and `/metrics`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::core::{NodeCore, NodeError};
+use crate::store::log_store::FlushStats;
+
+#[derive(Clone)]
+struct HttpState {
+    core: NodeCore,
+    flush: Arc<FlushStats>,
+}
+
+pub fn router(core: NodeCore, flush: Arc<FlushStats>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/cluster/info", get(cluster_info))
+        .route("/cluster/nodes", get(cluster_nodes))
+        .route("/cluster/leader", get(cluster_leader))
+        .route("/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
+        .route("/metrics", get(metrics))
+        // Leaves room for the largest value plus framing.
+        .layer(axum::extract::DefaultBodyLimit::max(crate::types::limits::MAX_VALUE_BYTES + 4096))
+        .with_state(HttpState { core, flush })
+}
+
+impl IntoResponse for NodeError {
+    fn into_response(self) -> Response {
+        let code = match &self {
+            NodeError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            NodeError::Rejected(_) | NodeError::Membership(_) => StatusCode::CONFLICT,
+            NodeError::NoLeader | NodeError::LeaderUnreachable { .. } | NodeError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            NodeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (code, Json(json!({ "error": self.to_string(), "kind": self.kind() }))).into_response()
+    }
+}
+
+/// 200 while this node is part of a cluster with a known leader, 503 otherwise; the body
+/// always says who the node is and what it sees.
+async fn health(State(s): State<HttpState>) -> Response {
+    let st = s.core.status();
+    let serving = st.leader_id.is_some();
+    let code = if serving { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": if serving { "serving" } else { "no leader" },
+        "id": st.id,
+        "role": st.role,
+        "leader": st.leader_id,
+        "term": st.term,
+    });
+    (code, Json(body)).into_response()
+}
+
+async fn cluster_info(State(s): State<HttpState>) -> Json<serde_json::Value> {
+    let st = s.core.status();
+    Json(json!({
+        "cluster_id": st.cluster_id,
+        "leader": st.leader_id,
+        "term": st.term,
+        "members": st.members,
+        "node": st,
+    }))
+}
+
+async fn cluster_nodes(State(s): State<HttpState>) -> Json<serde_json::Value> {
+    let st = s.core.status();
+    let nodes: Vec<_> = st
+        .members
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "grpc": m.grpc,
+                "http": m.http,
+                "voter": m.voter,
+                "leader": Some(m.id) == st.leader_id,
+            })
+        })
+        .collect();
+    Json(json!({ "nodes": nodes }))
+}
+
+async fn cluster_leader(State(s): State<HttpState>) -> Response {
+    let st = s.core.status();
+    match st.leader_id.and_then(|l| st.members.iter().find(|m| m.id == l)) {
+        Some(m) => Json(json!({ "id": m.id, "grpc": m.grpc, "http": m.http, "term": st.term })).into_response(),
+        None => NodeError::NoLeader.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReadParams {
+    #[serde(default)]
+    stale: bool,
+}
+
+async fn kv_get(State(s): State<HttpState>, Path(key): Path<String>, Query(p): Query<ReadParams>) -> Response {
+    match s.core.get(key.clone(), p.stale).await {
+        Ok(Some(value)) => ([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, Json(json!({ "error": format!("key {key:?} not found") }))).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn kv_put(State(s): State<HttpState>, Path(key): Path<String>, body: Bytes) -> Response {
+    match s.core.put(key, body.to_vec()).await {
+        Ok(revision) => Json(json!({ "revision": revision })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn kv_delete(State(s): State<HttpState>, Path(key): Path<String>) -> Response {
+    match s.core.delete(key).await {
+        Ok(existed) => Json(json!({ "deleted": existed })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    let text = s.core.metrics().render(&s.core.status(), &s.flush);
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
+}

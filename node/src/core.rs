@@ -1,0 +1,511 @@
+//! The node's client-facing logic, shared by the gRPC and HTTP surfaces: validated writes
+//! through group commit (forwarded to the leader when this node follows), linearizable or
+//! stale reads, status and membership changes.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::ServerState;
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+use crate::pb;
+use crate::proposer::{Proposer, Submit};
+use crate::read_index::ReadBatcher;
+use crate::store::KvReader;
+use crate::transport::peers::Peers;
+use crate::types::{validate_entry, Command, CommandResult, NodeAddr, NodeId, Raft, Request};
+
+/// How long a write or read barrier may wait for the cluster before giving up.
+pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors a client can see. Each says what failed and what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NodeError {
+    #[error("invalid request: {0}")]
+    InvalidInput(String),
+    #[error("refused: {0}")]
+    Rejected(String),
+    #[error("no leader is elected right now (election in progress or quorum lost); retry shortly")]
+    NoLeader,
+    #[error("leader node {leader} at {addr} is unreachable: {reason}")]
+    LeaderUnreachable { leader: NodeId, addr: String, reason: String },
+    #[error("timed out after {0:?} waiting for the cluster; a write may or may not have been applied")]
+    Timeout(Duration),
+    #[error("membership change refused: {0}")]
+    Membership(String),
+    #[error("node is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl NodeError {
+    /// Short label for the error counter.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NodeError::InvalidInput(_) => "invalid",
+            NodeError::Rejected(_) => "rejected",
+            NodeError::NoLeader => "no_leader",
+            NodeError::LeaderUnreachable { .. } => "leader_unreachable",
+            NodeError::Timeout(_) => "timeout",
+            NodeError::Membership(_) => "membership",
+            NodeError::ShuttingDown => "shutting_down",
+            NodeError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<NodeError> for tonic::Status {
+    fn from(e: NodeError) -> tonic::Status {
+        let msg = e.to_string();
+        match e {
+            NodeError::InvalidInput(_) => tonic::Status::invalid_argument(msg),
+            NodeError::Rejected(_) | NodeError::Membership(_) => tonic::Status::failed_precondition(msg),
+            NodeError::NoLeader | NodeError::LeaderUnreachable { .. } | NodeError::ShuttingDown => {
+                tonic::Status::unavailable(msg)
+            }
+            NodeError::Timeout(_) => tonic::Status::deadline_exceeded(msg),
+            NodeError::Internal(_) => tonic::Status::internal(msg),
+        }
+    }
+}
+
+/// A member as reported to clients.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: NodeId,
+    pub grpc: String,
+    pub http: String,
+    pub voter: bool,
+}
+
+/// One node's view of itself and the cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusInfo {
+    pub id: NodeId,
+    pub grpc: String,
+    pub http: String,
+    pub role: &'static str,
+    pub term: u64,
+    pub leader_id: Option<NodeId>,
+    pub last_log_index: Option<u64>,
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub members: Vec<MemberInfo>,
+    pub storage_keys: u64,
+    pub storage_bytes: u64,
+    pub cluster_id: String,
+}
+
+impl From<StatusInfo> for pb::NodeStatus {
+    fn from(s: StatusInfo) -> pb::NodeStatus {
+        pb::NodeStatus {
+            id: s.id,
+            grpc: s.grpc,
+            http: s.http,
+            role: s.role.to_string(),
+            term: s.term,
+            leader_id: s.leader_id,
+            last_log_index: s.last_log_index,
+            committed: s.committed,
+            applied: s.applied,
+            snapshot_index: s.snapshot_index,
+            purged_index: s.purged_index,
+            members: s.members.into_iter().map(Into::into).collect(),
+            storage_keys: s.storage_keys,
+            storage_bytes: s.storage_bytes,
+            cluster_id: s.cluster_id,
+        }
+    }
+}
+
+impl From<MemberInfo> for pb::Member {
+    fn from(m: MemberInfo) -> pb::Member {
+        pb::Member {
+            id: m.id,
+            grpc: m.grpc,
+            http: m.http,
+            voter: m.voter,
+        }
+    }
+}
+
+pub fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Learner => "learner",
+        ServerState::Candidate => "candidate",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct NodeCore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: NodeId,
+    addr: NodeAddr,
+    raft: Raft,
+    reader: KvReader,
+    proposer: Proposer,
+    sink: Arc<RaftSink>,
+    leader_reads: ReadBatcher,
+    metrics: Arc<Metrics>,
+    committed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Sends batches to the local Raft, or forwards them to the leader.
+pub struct RaftSink {
+    raft: Raft,
+    peers: Peers,
+}
+
+impl RaftSink {
+    /// Proposes on this node only; `forward` says whether a follower may pass it on.
+    async fn write(&self, commands: Vec<Command>, forward: bool) -> Result<Vec<CommandResult>, NodeError> {
+        let request = Request { commands };
+        let copy = forward.then(|| request.commands.clone());
+        let outcome = tokio::time::timeout(CLUSTER_TIMEOUT, self.raft.client_write(request))
+            .await
+            .map_err(|_| NodeError::Timeout(CLUSTER_TIMEOUT))?;
+        match outcome {
+            Ok(resp) => Ok(resp.data.results),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (copy, f.leader_id, f.leader_node) {
+                (Some(commands), Some(leader), Some(node)) => self.forward(leader, &node, commands).await,
+                _ => Err(NodeError::NoLeader),
+            },
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(NodeError::Membership(e.to_string()))
+            }
+            Err(RaftError::Fatal(e)) => Err(NodeError::Internal(format!("raft stopped: {e}"))),
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: NodeId,
+        node: &NodeAddr,
+        commands: Vec<Command>,
+    ) -> Result<Vec<CommandResult>, NodeError> {
+        let unreachable = |reason: String| NodeError::LeaderUnreachable {
+            leader,
+            addr: node.grpc.clone(),
+            reason,
+        };
+        let encoded = bincode::serialize(&commands).map_err(|e| NodeError::Internal(e.to_string()))?;
+        let mut client = self.peers.node_client(&node.grpc).map_err(|s| unreachable(s.message().to_string()))?;
+        let mut req = tonic::Request::new(pb::ProposeRequest { commands: encoded });
+        req.set_timeout(CLUSTER_TIMEOUT);
+        let reply = client.propose(req).await.map_err(|s| match s.code() {
+            tonic::Code::Unavailable if s.message().starts_with("no leader") => NodeError::NoLeader,
+            tonic::Code::Unavailable => unreachable(s.message().to_string()),
+            tonic::Code::DeadlineExceeded => NodeError::Timeout(CLUSTER_TIMEOUT),
+            _ => NodeError::Internal(format!("leader {leader}: {}", s.message())),
+        })?;
+        bincode::deserialize(&reply.into_inner().results).map_err(|e| NodeError::Internal(e.to_string()))
+    }
+}
+
+impl Submit for RaftSink {
+    async fn submit(&self, commands: Vec<Command>) -> Result<Vec<CommandResult>, NodeError> {
+        self.write(commands, true).await
+    }
+}
+
+/// One leadership check with a quorum; the read log id's index is what reads wait for.
+async fn leader_read_index(raft: Raft) -> Result<u64, NodeError> {
+    match tokio::time::timeout(CLUSTER_TIMEOUT, raft.get_read_log_id()).await {
+        Err(_) => Err(NodeError::Timeout(CLUSTER_TIMEOUT)),
+        Ok(Ok((read_log_id, _applied))) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => Err(NodeError::NoLeader),
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+            Err(NodeError::Rejected(format!("leadership not confirmed by a quorum: {e}")))
+        }
+        Ok(Err(RaftError::Fatal(e))) => Err(NodeError::Internal(format!("raft stopped: {e}"))),
+    }
+}
+
+impl NodeCore {
+    pub fn new(
+        id: NodeId,
+        addr: NodeAddr,
+        raft: Raft,
+        reader: KvReader,
+        metrics: Arc<Metrics>,
+        committed: Arc<std::sync::atomic::AtomicU64>,
+    ) -> NodeCore {
+        let sink = Arc::new(RaftSink {
+            raft: raft.clone(),
+            peers: Peers::default(),
+        });
+        let batch_metrics = metrics.clone();
+        let proposer = Proposer::start(sink.clone(), move |n| batch_metrics.observe_batch(n));
+        let round_raft = raft.clone();
+        let leader_reads = ReadBatcher::start(move || leader_read_index(round_raft.clone()));
+        NodeCore {
+            inner: Arc::new(Inner {
+                id,
+                addr,
+                raft,
+                reader,
+                proposer,
+                sink,
+                leader_reads,
+                metrics,
+                committed,
+            }),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    pub fn reader(&self) -> &KvReader {
+        &self.inner.reader
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Runs `f`, recording its latency and outcome under `op`.
+    async fn observed<T>(
+        &self,
+        op: &'static str,
+        f: impl std::future::Future<Output = Result<T, NodeError>>,
+    ) -> Result<T, NodeError> {
+        let started = Instant::now();
+        let result = f.await;
+        self.inner.metrics.observe(op, started.elapsed(), result.as_ref().err());
+        result
+    }
+
+    async fn propose(&self, command: Command) -> Result<CommandResult, NodeError> {
+        match self.inner.proposer.propose(command).await? {
+            CommandResult::Rejected { reason } => Err(NodeError::Rejected(reason)),
+            other => Ok(other),
+        }
+    }
+
+    pub async fn put(&self, key: String, value: Vec<u8>) -> Result<u64, NodeError> {
+        self.observed("put", async {
+            validate_entry(&key, Some(&value)).map_err(NodeError::InvalidInput)?;
+            match self.propose(Command::Put { key, value }).await? {
+                CommandResult::Put { revision } => Ok(revision),
+                other => Err(NodeError::Internal(format!("unexpected result {other:?}"))),
+            }
+        })
+        .await
+    }
+
+    pub async fn delete(&self, key: String) -> Result<bool, NodeError> {
+        self.observed("delete", async {
+            validate_entry(&key, None).map_err(NodeError::InvalidInput)?;
+            match self.propose(Command::Delete { key }).await? {
+                CommandResult::Delete { existed } => Ok(existed),
+                other => Err(NodeError::Internal(format!("unexpected result {other:?}"))),
+            }
+        })
+        .await
+    }
+
+    /// Compare-and-set; returns whether it applied and, if not, the current value.
+    pub async fn cas(
+        &self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> Result<(bool, Option<Vec<u8>>), NodeError> {
+        self.observed("cas", async {
+            validate_entry(&key, new.as_deref()).map_err(NodeError::InvalidInput)?;
+            match self.propose(Command::Cas { key, expected, new }).await? {
+                CommandResult::Cas { succeeded, current } => Ok((succeeded, current)),
+                other => Err(NodeError::Internal(format!("unexpected result {other:?}"))),
+            }
+        })
+        .await
+    }
+
+    pub async fn get(&self, key: String, stale: bool) -> Result<Option<Vec<u8>>, NodeError> {
+        self.observed("get", async {
+            validate_entry(&key, None).map_err(NodeError::InvalidInput)?;
+            self.read_barrier(stale).await?;
+            self.inner.reader.get(&key).map_err(|e| NodeError::Internal(e.to_string()))
+        })
+        .await
+    }
+
+    pub async fn scan(
+        &self,
+        prefix: String,
+        limit: usize,
+        stale: bool,
+    ) -> Result<(Vec<(String, Vec<u8>)>, bool), NodeError> {
+        self.observed("scan", async {
+            self.read_barrier(stale).await?;
+            self.inner
+                .reader
+                .scan(&prefix, limit)
+                .map_err(|e| NodeError::Internal(e.to_string()))
+        })
+        .await
+    }
+
+    /// Applies a batch forwarded by a follower; never forwards again.
+    pub async fn propose_forwarded(&self, commands: Vec<Command>) -> Result<Vec<CommandResult>, NodeError> {
+        self.inner.sink.write(commands, false).await
+    }
+
+    /// Leader side of a read: the index reads arriving now must see applied. Concurrent
+    /// callers (local reads and followers' forwarded reads) share leadership checks.
+    pub async fn read_index(&self) -> Result<u64, NodeError> {
+        self.inner.leader_reads.read_index().await
+    }
+
+    /// Makes the next local read linearizable: on the leader a read index; on a follower the
+    /// leader's read index, then waiting until this node has applied up to it.
+    async fn read_barrier(&self, stale: bool) -> Result<(), NodeError> {
+        if stale {
+            return Ok(());
+        }
+        let leader = self.inner.raft.metrics().borrow().current_leader;
+        let index = match leader {
+            None => return Err(NodeError::NoLeader),
+            Some(l) if l == self.inner.id => self.read_index().await?,
+            Some(l) => {
+                let node = self
+                    .member_addr(l)
+                    .ok_or_else(|| NodeError::Internal(format!("leader {l} is not in the membership")))?;
+                let unreachable = |reason: String| NodeError::LeaderUnreachable {
+                    leader: l,
+                    addr: node.grpc.clone(),
+                    reason,
+                };
+                let mut client = self
+                    .inner
+                    .sink
+                    .peers
+                    .node_client(&node.grpc)
+                    .map_err(|s| unreachable(s.message().to_string()))?;
+                let mut req = tonic::Request::new(pb::ReadIndexRequest {});
+                req.set_timeout(CLUSTER_TIMEOUT);
+                client
+                    .read_index(req)
+                    .await
+                    .map_err(|s| match s.code() {
+                        tonic::Code::DeadlineExceeded => NodeError::Timeout(CLUSTER_TIMEOUT),
+                        tonic::Code::Unavailable if s.message().starts_with("no leader") => NodeError::NoLeader,
+                        _ => unreachable(s.message().to_string()),
+                    })?
+                    .into_inner()
+                    .applied_index
+            }
+        };
+        if self.inner.reader.applied_index() >= index {
+            return Ok(());
+        }
+        self.inner
+            .raft
+            .wait(Some(CLUSTER_TIMEOUT))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|_| NodeError::Timeout(CLUSTER_TIMEOUT))
+    }
+
+    fn member_addr(&self, id: NodeId) -> Option<NodeAddr> {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config.membership().get_node(&id).cloned()
+    }
+
+    pub fn status(&self) -> StatusInfo {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| MemberInfo {
+                id: *id,
+                grpc: node.grpc.clone(),
+                http: node.http.clone(),
+                voter: voters.contains(id),
+            })
+            .collect();
+        let stats = self.inner.reader.stats();
+        let committed = self.inner.committed.load(std::sync::atomic::Ordering::Acquire);
+        StatusInfo {
+            id: self.inner.id,
+            grpc: self.inner.addr.grpc.clone(),
+            http: self.inner.addr.http.clone(),
+            role: role_name(m.state),
+            term: m.current_term,
+            leader_id: m.current_leader,
+            last_log_index: m.last_log_index,
+            committed: (committed > 0).then_some(committed),
+            applied: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            members,
+            storage_keys: stats.keys,
+            storage_bytes: stats.bytes,
+            cluster_id: self.inner.reader.cluster_id(),
+        }
+    }
+
+    /// Adds (or re-adds) a learner; with `blocking`, answers once it has caught up.
+    pub async fn add_learner(&self, id: NodeId, addr: NodeAddr, blocking: bool) -> Result<u64, NodeError> {
+        if addr.grpc.is_empty() || addr.http.is_empty() {
+            return Err(NodeError::InvalidInput("a new member needs both a gRPC and an HTTP address".into()));
+        }
+        let result = self.inner.raft.add_learner(id, addr, blocking).await;
+        self.membership_result(result)
+    }
+
+    /// Sets the voters to exactly `voters`; with `retain`, removed voters stay as learners.
+    pub async fn change_membership(&self, voters: BTreeSet<NodeId>, retain: bool) -> Result<u64, NodeError> {
+        if voters.is_empty() {
+            return Err(NodeError::InvalidInput("the new voter set is empty".into()));
+        }
+        let result = self.inner.raft.change_membership(voters, retain).await;
+        self.membership_result(result)
+    }
+
+    fn membership_result(
+        &self,
+        result: Result<
+            openraft::raft::ClientWriteResponse<crate::types::TypeConfig>,
+            RaftError<NodeId, ClientWriteError<NodeId, NodeAddr>>,
+        >,
+    ) -> Result<u64, NodeError> {
+        match result {
+            Ok(resp) => Ok(resp.log_id.index),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(match f.leader_node {
+                Some(node) => NodeError::Rejected(format!(
+                    "membership changes go to the leader: node {} at {}",
+                    f.leader_id.unwrap_or_default(),
+                    node.grpc
+                )),
+                None => NodeError::NoLeader,
+            }),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(NodeError::Membership(e.to_string()))
+            }
+            Err(RaftError::Fatal(e)) => Err(NodeError::Internal(format!("raft stopped: {e}"))),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! `opsdeck-node`: a sled-backed openraft node holding the replicated opsdeck ledger.
+//!
+//! Layout: [`types`] (Raft config and commands), [`store`] (log store and state machine on
+//! sled), [`transport`] (gRPC Raft network, client and server), [`proposer`] (group commit
+//! and forwarding to the leader), [`api`] (gRPC and HTTP surfaces), [`metrics`], and
+//! [`server`] which wires one node together.
+
+pub mod api;
+pub mod core;
+pub mod metrics;
+pub mod proposer;
+pub mod read_index;
+pub mod server;
+pub mod store;
+pub mod transport;
+pub mod types;
+
+/// Generated protobuf and gRPC code for `proto/opsdeck.proto`.
+pub mod pb {
+    tonic::include_proto!("opsdeck.v1");
+}

@@ -1,0 +1,222 @@
+//! Prometheus metrics of one node (`/metrics`, names `opsdeck_*`): request counters, error
+//! counters and latency histograms per operation, group-commit batch sizes, log fsyncs, and
+//! Raft and storage gauges refreshed from the node's status at scrape time.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::core::{NodeError, StatusInfo};
+use crate::store::log_store::FlushStats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub op: &'static str,
+    pub kind: &'static str,
+}
+
+type HistogramFamily = Family<OpLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<OpLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    latency: HistogramFamily,
+    batch_size: Histogram,
+    term: Gauge,
+    is_leader: Gauge,
+    last_log_index: Gauge,
+    committed_index: Gauge,
+    applied_index: Gauge,
+    snapshot_index: Gauge,
+    purged_index: Gauge,
+    members: Gauge,
+    storage_keys: Gauge,
+    storage_bytes: Gauge,
+    log_fsyncs: Counter<u64, AtomicU64>,
+    log_appends: Counter<u64, AtomicU64>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~3.3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("opsdeck");
+        let requests = Family::<OpLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register("requests", "Client requests handled, by operation", requests.clone());
+        registry.register("request_errors", "Client requests that failed, by operation and error kind", errors.clone());
+        registry.register("request_duration_seconds", "Client request latency, by operation", latency.clone());
+        registry.register("group_commit_batch_size", "Commands carried by one proposed Raft entry", batch_size.clone());
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let term = gauge(&mut registry, "raft_term", "Current Raft term");
+        let is_leader = gauge(&mut registry, "raft_is_leader", "1 if this node is the leader, else 0");
+        let last_log_index = gauge(&mut registry, "raft_last_log_index", "Index of the last log entry");
+        let committed_index = gauge(&mut registry, "raft_committed_index", "Index of the last committed entry");
+        let applied_index = gauge(&mut registry, "raft_applied_index", "Index of the last applied entry");
+        let snapshot_index = gauge(&mut registry, "raft_snapshot_index", "Last log index covered by the snapshot");
+        let purged_index = gauge(&mut registry, "raft_purged_index", "Last purged log index");
+        let members = gauge(&mut registry, "raft_members", "Members (voters and learners) in the membership");
+        let storage_keys = gauge(&mut registry, "storage_keys", "Keys stored in the ledger");
+        let storage_bytes = gauge(&mut registry, "storage_bytes", "Bytes of keys and values stored in the ledger");
+        let log_fsyncs = Counter::<u64, AtomicU64>::default();
+        let log_appends = Counter::<u64, AtomicU64>::default();
+        registry.register("raft_log_fsyncs", "fsyncs of the Raft log (one per group of appends)", log_fsyncs.clone());
+        registry.register("raft_log_appends", "Raft log append calls made durable", log_appends.clone());
+        Metrics {
+            registry,
+            requests,
+            errors,
+            latency,
+            batch_size,
+            term,
+            is_leader,
+            last_log_index,
+            committed_index,
+            applied_index,
+            snapshot_index,
+            purged_index,
+            members,
+            storage_keys,
+            storage_bytes,
+            log_fsyncs,
+            log_appends,
+        }
+    }
+
+    pub fn observe(&self, op: &'static str, elapsed: Duration, error: Option<&NodeError>) {
+        let labels = OpLabels { op };
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        if let Some(e) = error {
+            self.errors.get_or_create(&ErrorLabels { op, kind: e.kind() }).inc();
+        }
+    }
+
+    pub fn observe_batch(&self, commands: usize) {
+        self.batch_size.observe(commands as f64);
+    }
+
+    /// Refreshes the gauges from `status` and renders the text exposition format.
+    pub fn render(&self, status: &StatusInfo, flush: &FlushStats) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let g = |gauge: &Gauge, v: Option<u64>| {
+            gauge.set(v.map(|v| v as i64).unwrap_or(0));
+        };
+        g(&self.term, Some(status.term));
+        g(&self.is_leader, Some((status.role == "leader") as u64));
+        g(&self.last_log_index, status.last_log_index);
+        g(&self.committed_index, status.committed);
+        g(&self.applied_index, status.applied);
+        g(&self.snapshot_index, status.snapshot_index);
+        g(&self.purged_index, status.purged_index);
+        g(&self.members, Some(status.members.len() as u64));
+        g(&self.storage_keys, Some(status.storage_keys));
+        g(&self.storage_bytes, Some(status.storage_bytes));
+        // Counters only move forward: bring them up to the flusher's totals.
+        let sync = |c: &Counter<u64, AtomicU64>, total: u64| {
+            let now = c.get();
+            if total > now {
+                c.inc_by(total - now);
+            }
+        };
+        sync(&self.log_fsyncs, flush.fsyncs.load(Relaxed));
+        sync(&self.log_appends, flush.appends.load(Relaxed));
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        to_prometheus_text(&out)
+    }
+}
+
+/// Content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Turns prometheus-client's OpenMetrics output into the Prometheus text format (0.0.4)
+/// that Prometheus scrapes by default and `promtool check metrics` reads: there a counter's
+/// HELP and TYPE lines carry the `_total` name its samples use, and there is no `# EOF`.
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
+            let rest = line.strip_prefix(tag)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters
+                .contains(name)
+                .then(|| format!("{tag}{name}_total {tail}").trim_end().to_string())
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_with_total_in_help_and_type_lines() {
+        let m = Metrics::new();
+        m.observe("put", Duration::from_millis(3), None);
+        m.observe("put", Duration::from_millis(3), Some(&NodeError::NoLeader));
+        let text = {
+            let mut s = String::new();
+            let _ = encode(&mut s, &m.registry);
+            to_prometheus_text(&s)
+        };
+        assert!(text.contains("# TYPE opsdeck_requests_total counter\n"), "{text}");
+        assert!(text.contains("# HELP opsdeck_requests_total "), "{text}");
+        assert!(text.contains("opsdeck_request_errors_total{op=\"put\",kind=\"no_leader\"} 1"), "{text}");
+        assert!(text.contains("# TYPE opsdeck_request_duration_seconds histogram"), "{text}");
+        assert!(!text.contains("# EOF"));
+        // Every sample belongs to a family declared by a TYPE line.
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        for sample in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = sample.split(['{', ' ']).next().unwrap_or("");
+            assert!(
+                families.iter().any(|f| name == *f || name.strip_prefix(f).is_some_and(|s| ["_sum", "_count", "_bucket"].contains(&s))),
+                "sample {name} has no family in\n{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Wires one node together: data dir, Raft, gRPC and HTTP servers, and shutdown.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{Config, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+
+use crate::api;
+use crate::core::NodeCore;
+use crate::metrics::Metrics;
+use crate::pb::node_server::NodeServer;
+use crate::pb::raft_server::RaftServer;
+use crate::store::{OpenError, Storage};
+use crate::transport::raft_network::NetworkFactory;
+use crate::transport::raft_service::RaftService;
+use crate::types::{Command, NodeAddr, NodeId, Raft};
+
+/// Largest gRPC message a node accepts (snapshot chunks, forwarded batches).
+const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Bootstrap a new single-node cluster if this node has never been initialized.
+    pub init: bool,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_every: u64,
+    /// Log entries kept behind the snapshot, so a slightly lagging follower catches up by log.
+    pub keep_logs: u64,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: (u64, u64),
+}
+
+impl NodeConfig {
+    pub fn new(id: NodeId, grpc: SocketAddr, http: SocketAddr, data_dir: PathBuf) -> NodeConfig {
+        NodeConfig {
+            id,
+            grpc,
+            http,
+            data_dir,
+            init: false,
+            snapshot_every: 10_000,
+            keep_logs: 1_000,
+            heartbeat_ms: 50,
+            election_timeout_ms: (200, 400),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{what} address {addr}: {source} (is another process using port {port}? pick a free port)", port = addr.port())]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("invalid raft settings: {0}")]
+    Config(String),
+    #[error("raft failed: {0}")]
+    Raft(String),
+    #[error("{0} server failed: {1}")]
+    Serve(&'static str, String),
+}
+
+/// A running node: its core for in-process callers (tests, benchmarks) and its addresses.
+pub struct RunningNode {
+    pub core: NodeCore,
+    pub raft: Raft,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    db: sled::Db,
+    servers: tokio::task::JoinSet<Result<(), ServerError>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl RunningNode {
+    /// Waits until a server fails or `shutdown` resolves, then stops cleanly.
+    pub async fn serve_until(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+        let outcome = tokio::select! {
+            _ = shutdown => Ok(()),
+            Some(done) = self.servers.join_next() => match done {
+                Ok(r) => r,
+                Err(e) => Err(ServerError::Serve("node", e.to_string())),
+            },
+        };
+        self.stop().await;
+        outcome
+    }
+
+    async fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        let _ = self.raft.shutdown().await;
+        while self.servers.join_next().await.is_some() {}
+        if let Err(e) = self.db.flush_async().await {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+/// Starts a node: binds its ports (before touching the data dir, so a port clash changes
+/// nothing), opens its storage, starts Raft and both servers.
+pub async fn start(config: NodeConfig) -> Result<RunningNode, ServerError> {
+    let grpc_listener = bind("gRPC", config.grpc).await?;
+    let http_listener = bind("HTTP", config.http).await?;
+    let grpc = grpc_listener.local_addr().map_err(|e| ServerError::Serve("gRPC", e.to_string()))?;
+    let http = http_listener.local_addr().map_err(|e| ServerError::Serve("HTTP", e.to_string()))?;
+
+    let storage = Storage::open(&config.data_dir, config.id)?;
+    let raft_config = Config {
+        cluster_name: "opsdeck".into(),
+        heartbeat_interval: config.heartbeat_ms,
+        election_timeout_min: config.election_timeout_ms.0,
+        election_timeout_max: config.election_timeout_ms.1,
+        install_snapshot_timeout: 10_000,
+        max_payload_entries: 256,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+        max_in_snapshot_log_to_keep: config.keep_logs,
+        snapshot_max_chunk_size: 4 * 1024 * 1024,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| ServerError::Config(e.to_string()))?;
+
+    let flush_stats = storage.log.flush_stats();
+    let committed = storage.log.committed_index();
+    let reader = storage.state_machine.reader();
+    let raft = Raft::new(
+        config.id,
+        Arc::new(raft_config),
+        NetworkFactory::default(),
+        storage.log,
+        storage.state_machine,
+    )
+    .await
+    .map_err(|e| ServerError::Raft(e.to_string()))?;
+
+    let addr = NodeAddr {
+        grpc: grpc.to_string(),
+        http: http.to_string(),
+    };
+    let metrics = Arc::new(Metrics::new());
+    let core = NodeCore::new(config.id, addr.clone(), raft.clone(), reader, metrics, committed);
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    let grpc_router = tonic::transport::Server::builder()
+        .add_service(
+            RaftServer::new(RaftService::new(raft.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            NodeServer::new(api::grpc::NodeService::new(core.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        );
+    let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+    let mut grpc_stop = stopped.clone();
+    servers.spawn(async move {
+        grpc_router
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = grpc_stop.wait_for(|s| *s).await;
+            })
+            .await
+            .map_err(|e| ServerError::Serve("gRPC", e.to_string()))
+    });
+    let app = api::http::router(core.clone(), flush_stats);
+    let mut http_stop = stopped.clone();
+    servers.spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await
+            .map_err(|e| ServerError::Serve("HTTP", e.to_string()))
+    });
+
+    if config.init {
+        bootstrap(&raft, &core, config.id, addr).await?;
+    }
+    tracing::info!(id = config.id, %grpc, %http, data = %config.data_dir.display(), "node started");
+    Ok(RunningNode {
+        core,
+        raft,
+        grpc,
+        http,
+        db: storage.db,
+        servers,
+        stop,
+    })
+}
+
+/// Makes this node the single voter of a new cluster, unless it already belongs to one.
+async fn bootstrap(raft: &Raft, core: &NodeCore, id: NodeId, addr: NodeAddr) -> Result<(), ServerError> {
+    if raft.is_initialized().await.map_err(|e| ServerError::Raft(e.to_string()))? {
+        tracing::info!("--init given but this node already belongs to a cluster; resuming it");
+        return Ok(());
+    }
+    raft.initialize(BTreeMap::from([(id, addr)]))
+        .await
+        .map_err(|e| ServerError::Raft(format!("cannot initialize the cluster: {e}")))?;
+    raft.wait(Some(Duration::from_secs(10)))
+        .current_leader(id, "bootstrap")
+        .await
+        .map_err(|e| ServerError::Raft(format!("did not become leader of the new cluster: {e}")))?;
+    let cluster_id = format!("{:032x}", rand::random::<u128>());
+    core.propose_forwarded(vec![Command::InitCluster {
+        cluster_id: cluster_id.clone(),
+    }])
+    .await
+    .map_err(|e| ServerError::Raft(format!("cannot record the cluster id: {e}")))?;
+    tracing::info!(%cluster_id, "initialized a new cluster");
+    Ok(())
+}

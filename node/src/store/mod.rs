@@ -1,0 +1,161 @@
+//! Durable storage of one node: a data directory holding an identity file and one sled
+//! database with the Raft log ([`log_store`]) and the state machine ([`state_machine`]).
+
+pub mod log_store;
+pub mod state_machine;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use log_store::LogStore;
+pub use state_machine::{KvReader, StateMachine};
+
+use crate::types::NodeId;
+
+/// Version of the on-disk layout; a directory written by another version is refused.
+pub const DATA_FORMAT: u32 = 1;
+const IDENTITY_FILE: &str = "node.toml";
+const DB_DIR: &str = "db";
+
+/// Why a data directory could not be opened. Each message names the path and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("data dir {path}: {source} (check the path and its permissions)")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "data dir {path} is not an opsdeck data dir (it holds other files and no {IDENTITY_FILE}); \
+         point --data at an empty or opsdeck-owned directory"
+    )]
+    Foreign { path: PathBuf },
+    #[error("data dir {path}: {IDENTITY_FILE} is unreadable: {reason}")]
+    BadIdentity { path: PathBuf, reason: String },
+    #[error(
+        "data dir {path} belongs to node {found}, not node {wanted}; \
+         use --id {found} or another --data directory"
+    )]
+    WrongNode {
+        path: PathBuf,
+        found: NodeId,
+        wanted: NodeId,
+    },
+    #[error(
+        "data dir {path} has format version {found}, this build reads version {DATA_FORMAT}"
+    )]
+    WrongFormat { path: PathBuf, found: u32 },
+    #[error("data dir {path}: cannot open the database: {reason} (is another node using this directory?)")]
+    Db { path: PathBuf, reason: String },
+}
+
+/// The identity file written on first start and checked on every later one.
+#[derive(Debug, Serialize, Deserialize)]
+struct Identity {
+    format: u32,
+    node_id: NodeId,
+}
+
+/// An opened data directory: the sled database and the two Raft stores on it.
+pub struct Storage {
+    pub db: sled::Db,
+    pub log: LogStore,
+    pub state_machine: StateMachine,
+    /// True when the directory was created by this call (a brand-new node).
+    pub fresh: bool,
+}
+
+impl Storage {
+    /// Opens (creating if empty or missing) the data directory of node `node_id`.
+    pub fn open(path: &Path, node_id: NodeId) -> Result<Storage, OpenError> {
+        let io_err = |source| OpenError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(path).map_err(io_err)?;
+        let identity_path = path.join(IDENTITY_FILE);
+        let fresh = match fs::read_to_string(&identity_path) {
+            Ok(text) => {
+                let id: Identity = toml::from_str(&text).map_err(|e| OpenError::BadIdentity {
+                    path: path.to_path_buf(),
+                    reason: e.message().to_string(),
+                })?;
+                if id.format != DATA_FORMAT {
+                    return Err(OpenError::WrongFormat {
+                        path: path.to_path_buf(),
+                        found: id.format,
+                    });
+                }
+                if id.node_id != node_id {
+                    return Err(OpenError::WrongNode {
+                        path: path.to_path_buf(),
+                        found: id.node_id,
+                        wanted: node_id,
+                    });
+                }
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Only a database left by a start that crashed before writing the identity
+                // file may be there; anything else is someone else's directory.
+                for entry in fs::read_dir(path).map_err(io_err)? {
+                    if entry.map_err(io_err)?.file_name() != DB_DIR {
+                        return Err(OpenError::Foreign {
+                            path: path.to_path_buf(),
+                        });
+                    }
+                }
+                true
+            }
+            Err(e) => return Err(io_err(e)),
+        };
+
+        let db = sled::Config::new()
+            .path(path.join(DB_DIR))
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+            .map_err(|e| OpenError::Db {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let db_err = |e: io::Error| OpenError::Db {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let log = LogStore::open(&db).map_err(db_err)?;
+        let state_machine = StateMachine::open(&db).map_err(db_err)?;
+
+        if fresh {
+            // Written last, so a crash before this point leaves a directory that is
+            // retried as fresh rather than one that claims an identity it never finished.
+            let text = toml::to_string(&Identity {
+                format: DATA_FORMAT,
+                node_id,
+            })
+            .map_err(|e| OpenError::BadIdentity {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            fs::write(&identity_path, text).map_err(io_err)?;
+        }
+        Ok(Storage {
+            db,
+            log,
+            state_machine,
+            fresh,
+        })
+    }
+}
+
+/// Maps a sled or codec failure to openraft's storage error.
+pub(crate) fn io_error(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, io::Error> {
+    bincode::serialize(value).map_err(io_error)
+}
+
+pub(crate) fn decode<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> Result<T, io::Error> {
+    bincode::deserialize(bytes).map_err(io_error)
+}

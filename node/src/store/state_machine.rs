@@ -1,0 +1,426 @@
+//! The replicated state machine on sled: tree `sm` holds the ledger's data under `d/` and
+//! its bookkeeping under `m/`; tree `snapshot` holds the last built or installed snapshot.
+//!
+//! Committed entries are applied in batches: every command of every entry handed to one
+//! `apply` call is folded into one atomic sled batch. Snapshots are taken as a point-in-time
+//! copy on the state-machine task, then encoded and stored off it.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use serde::{Deserialize, Serialize};
+
+use super::{decode, encode};
+use crate::types::{
+    validate_entry, Command, CommandResult, Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError,
+    StoredMembership, TypeConfig,
+};
+
+const DATA_PREFIX: &[u8] = b"d/";
+const KEY_APPLIED: &[u8] = b"m/applied";
+const KEY_MEMBERSHIP: &[u8] = b"m/membership";
+const KEY_KEYS: &[u8] = b"m/keys";
+const KEY_BYTES: &[u8] = b"m/bytes";
+const KEY_CLUSTER_ID: &[u8] = b"m/cluster_id";
+const SNAP_META: &[u8] = b"meta";
+const SNAP_DATA: &[u8] = b"data";
+
+fn data_key(key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(DATA_PREFIX.len() + key.len());
+    k.extend_from_slice(DATA_PREFIX);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// The encoded body of a snapshot: every pair of the `sm` tree except the applied id and
+/// membership, which travel in the snapshot's meta.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Figures about the stored data, cheap to read at any time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataStats {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// A cloneable read handle on the state machine's data, used by the API layer.
+#[derive(Clone)]
+pub struct KvReader {
+    tree: sled::Tree,
+    applied_index: Arc<AtomicU64>,
+}
+
+impl KvReader {
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, sled::Error> {
+        Ok(self.tree.get(data_key(key))?.map(|v| v.to_vec()))
+    }
+
+    /// Up to `limit` pairs whose key starts with `prefix`, in key order; the flag says
+    /// whether more were left out.
+    pub fn scan(&self, prefix: &str, limit: usize) -> Result<(Vec<(String, Vec<u8>)>, bool), sled::Error> {
+        let mut items = Vec::new();
+        for item in self.tree.scan_prefix(data_key(prefix)) {
+            let (k, v) = item?;
+            if items.len() == limit {
+                return Ok((items, true));
+            }
+            let key = String::from_utf8_lossy(&k[DATA_PREFIX.len()..]).into_owned();
+            items.push((key, v.to_vec()));
+        }
+        Ok((items, false))
+    }
+
+    pub fn stats(&self) -> DataStats {
+        DataStats {
+            keys: read_u64(&self.tree, KEY_KEYS),
+            bytes: read_u64(&self.tree, KEY_BYTES),
+        }
+    }
+
+    pub fn cluster_id(&self) -> String {
+        match self.tree.get(KEY_CLUSTER_ID) {
+            Ok(Some(v)) => String::from_utf8_lossy(&v).into_owned(),
+            _ => String::new(),
+        }
+    }
+
+    /// Index of the last applied log entry (0 before anything was applied).
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index.load(Ordering::Acquire)
+    }
+}
+
+fn read_u64(tree: &sled::Tree, key: &[u8]) -> u64 {
+    match tree.get(key) {
+        Ok(Some(v)) if v.len() == 8 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&v);
+            u64::from_be_bytes(b)
+        }
+        _ => 0,
+    }
+}
+
+/// The state machine handed to openraft.
+pub struct StateMachine {
+    db: sled::Db,
+    tree: sled::Tree,
+    snapshots: sled::Tree,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    applied_index: Arc<AtomicU64>,
+    snapshot_seq: u64,
+}
+
+impl StateMachine {
+    pub fn open(db: &sled::Db) -> Result<StateMachine, std::io::Error> {
+        let tree = db.open_tree("sm").map_err(super::io_error)?;
+        let snapshots = db.open_tree("snapshot").map_err(super::io_error)?;
+        let applied: Option<LogId> = match tree.get(KEY_APPLIED).map_err(super::io_error)? {
+            Some(v) => decode(&v)?,
+            None => None,
+        };
+        let membership: StoredMembership = match tree.get(KEY_MEMBERSHIP).map_err(super::io_error)? {
+            Some(v) => decode(&v)?,
+            None => StoredMembership::default(),
+        };
+        let mut sm = StateMachine {
+            db: db.clone(),
+            tree,
+            snapshots,
+            applied,
+            membership,
+            applied_index: Arc::new(AtomicU64::new(applied.map(|l| l.index).unwrap_or(0))),
+            snapshot_seq: 0,
+        };
+        // A crash while installing a snapshot leaves the snapshot stored but the data only
+        // partly replaced; finish the install now (openraft does not re-install on start).
+        if let Some((meta, data)) = sm.stored_snapshot()? {
+            if meta.last_log_id > sm.applied {
+                tracing::warn!(snapshot = ?meta.last_log_id, applied = ?sm.applied, "finishing an interrupted snapshot install");
+                sm.load_snapshot(&meta, &data)?;
+            }
+        }
+        Ok(sm)
+    }
+
+    pub fn reader(&self) -> KvReader {
+        KvReader {
+            tree: self.tree.clone(),
+            applied_index: self.applied_index.clone(),
+        }
+    }
+
+    fn stored_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, std::io::Error> {
+        let meta = self.snapshots.get(SNAP_META).map_err(super::io_error)?;
+        let data = self.snapshots.get(SNAP_DATA).map_err(super::io_error)?;
+        match (meta, data) {
+            (Some(m), Some(d)) => Ok(Some((decode(&m)?, d.to_vec()))),
+            _ => Ok(None),
+        }
+    }
+
+    fn store_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), std::io::Error> {
+        let mut batch = sled::Batch::default();
+        batch.insert(SNAP_META, encode(meta)?);
+        batch.insert(SNAP_DATA, data);
+        self.snapshots.apply_batch(batch).map_err(super::io_error)?;
+        self.db.flush().map_err(super::io_error)?;
+        Ok(())
+    }
+
+    /// Replaces all data with the snapshot's. The applied id is written in the same atomic
+    /// batch as the data, so a crash in between is detected and finished by `open`.
+    fn load_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), std::io::Error> {
+        let body: SnapshotBody = decode(data)?;
+        self.tree.clear().map_err(super::io_error)?;
+        let mut batch = sled::Batch::default();
+        for (k, v) in body.pairs {
+            batch.insert(k, v);
+        }
+        let membership = StoredMembership::new(meta.last_log_id, meta.last_membership.membership().clone());
+        batch.insert(KEY_MEMBERSHIP, encode(&membership)?);
+        batch.insert(KEY_APPLIED, encode(&meta.last_log_id)?);
+        self.tree.apply_batch(batch).map_err(super::io_error)?;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.applied_index
+            .store(meta.last_log_id.map(|l| l.index).unwrap_or(0), Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Pending writes of one `apply` call, read through before the tree so later commands in
+/// the batch see earlier ones.
+struct Overlay<'a> {
+    tree: &'a sled::Tree,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    stats: DataStats,
+}
+
+impl Overlay<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
+        }
+    }
+
+    fn set(&mut self, key: &str, value: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, sled::Error> {
+        let k = data_key(key);
+        let old = self.get(&k)?;
+        if let Some(old) = &old {
+            self.stats.keys -= 1;
+            self.stats.bytes -= (key.len() + old.len()) as u64;
+        }
+        if let Some(new) = &value {
+            self.stats.keys += 1;
+            self.stats.bytes += (key.len() + new.len()) as u64;
+        }
+        self.writes.insert(k, value);
+        Ok(old)
+    }
+
+    fn apply_command(&mut self, index: u64, cmd: Command) -> Result<CommandResult, sled::Error> {
+        Ok(match cmd {
+            Command::InitCluster { cluster_id } => {
+                self.writes.insert(KEY_CLUSTER_ID.to_vec(), Some(cluster_id.into_bytes()));
+                CommandResult::Done
+            }
+            Command::Put { key, value } => {
+                if let Err(reason) = validate_entry(&key, Some(&value)) {
+                    return Ok(CommandResult::Rejected { reason });
+                }
+                self.set(&key, Some(value))?;
+                CommandResult::Put { revision: index }
+            }
+            Command::Delete { key } => {
+                let existed = self.set(&key, None)?.is_some();
+                CommandResult::Delete { existed }
+            }
+            Command::Cas { key, expected, new } => {
+                if let Err(reason) = validate_entry(&key, new.as_deref()) {
+                    return Ok(CommandResult::Rejected { reason });
+                }
+                let current = self.get(&data_key(&key))?;
+                if current == expected {
+                    self.set(&key, new)?;
+                    CommandResult::Cas {
+                        succeeded: true,
+                        current: None,
+                    }
+                } else {
+                    CommandResult::Cas {
+                        succeeded: false,
+                        current,
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let sm_err = |e: &dyn std::fmt::Display| {
+            StorageError::from(StorageIOError::write_state_machine(&super::io_error(e)))
+        };
+        let mut overlay = Overlay {
+            tree: &self.tree,
+            writes: BTreeMap::new(),
+            stats: DataStats {
+                keys: read_u64(&self.tree, KEY_KEYS),
+                bytes: read_u64(&self.tree, KEY_BYTES),
+            },
+        };
+        let mut responses = Vec::new();
+        let mut applied = self.applied;
+        let mut membership = None;
+        for entry in entries {
+            applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => Response::default(),
+                EntryPayload::Normal(request) => {
+                    let mut results = Vec::with_capacity(request.commands.len());
+                    for cmd in request.commands {
+                        results.push(overlay.apply_command(entry.log_id.index, cmd).map_err(|e| sm_err(&e))?);
+                    }
+                    Response { results }
+                }
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    Response::default()
+                }
+            };
+            responses.push(response);
+        }
+
+        let mut batch = sled::Batch::default();
+        let stats = overlay.stats.clone();
+        for (k, v) in overlay.writes {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        batch.insert(KEY_KEYS, &stats.keys.to_be_bytes());
+        batch.insert(KEY_BYTES, &stats.bytes.to_be_bytes());
+        batch.insert(KEY_APPLIED, encode(&applied).map_err(|e| sm_err(&e))?);
+        if let Some(m) = &membership {
+            batch.insert(KEY_MEMBERSHIP, encode(m).map_err(|e| sm_err(&e))?);
+        }
+        self.tree.apply_batch(batch).map_err(|e| sm_err(&e))?;
+        self.applied = applied;
+        if let Some(m) = membership {
+            self.membership = m;
+        }
+        self.applied_index
+            .store(applied.map(|l| l.index).unwrap_or(0), Ordering::Release);
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Copy now, on the state-machine task, so the snapshot is one point in time while
+        // applying goes on as soon as the copy is taken.
+        let pairs = self
+            .tree
+            .iter()
+            .filter_map(|item| item.ok())
+            .filter(|(k, _)| k.as_ref() != KEY_APPLIED && k.as_ref() != KEY_MEMBERSHIP)
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        self.snapshot_seq += 1;
+        SnapshotBuilder {
+            pairs,
+            applied: self.applied,
+            membership: self.membership.clone(),
+            seq: self.snapshot_seq,
+            snapshots: self.snapshots.clone(),
+            db: self.db.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let err = |e: std::io::Error| StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e));
+        // Check it decodes before anything is replaced.
+        decode::<SnapshotBody>(&data).map_err(err)?;
+        self.store_snapshot(meta, &data).map_err(err)?;
+        self.load_snapshot(meta, &data).map_err(err)?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let stored = self
+            .stored_snapshot()
+            .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, &e)))?;
+        Ok(stored.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+/// Encodes and stores a snapshot from the copy taken by `get_snapshot_builder`.
+pub struct SnapshotBuilder {
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    seq: u64,
+    snapshots: sled::Tree,
+    db: sled::Db,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let body = SnapshotBody {
+            pairs: std::mem::take(&mut self.pairs),
+        };
+        let err = |e: std::io::Error| StorageError::from(StorageIOError::write_snapshot(None, &e));
+        let data = encode(&body).map_err(err)?;
+        let snapshot_id = match self.applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, self.seq),
+            None => format!("none-{}", self.seq),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+            snapshot_id,
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(SNAP_META, encode(&meta).map_err(err)?);
+        batch.insert(SNAP_DATA, data.as_slice());
+        self.snapshots.apply_batch(batch).map_err(|e| err(super::io_error(e)))?;
+        // Durable before openraft may purge the log it covers.
+        self.db.flush_async().await.map_err(|e| err(super::io_error(e)))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}

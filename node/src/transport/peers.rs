@@ -1,0 +1,33 @@
+//! Cached gRPC clients to other members, keyed by address, for forwarding client calls
+//! (writes and read-index requests) to the leader.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tonic::transport::Channel;
+
+use crate::pb::node_client::NodeClient;
+
+#[derive(Default)]
+pub struct Peers {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Peers {
+    /// A client for the node service at `addr`, reusing the connection if there is one.
+    pub fn node_client(&self, addr: &str) -> Result<NodeClient<Channel>, tonic::Status> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let channel = match channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let c = super::lazy_channel(addr)
+                    .map_err(|e| tonic::Status::invalid_argument(format!("bad peer address {addr}: {e}")))?;
+                channels.insert(addr.to_string(), c.clone());
+                c
+            }
+        };
+        Ok(NodeClient::new(channel)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024))
+    }
+}

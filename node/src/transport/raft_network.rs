@@ -1,0 +1,138 @@
+//! The openraft network over gRPC: each Raft RPC is one unary call whose request and reply
+//! are bincode-encoded openraft messages.
+
+use std::collections::HashMap;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::Channel;
+
+use crate::pb::raft_client::RaftClient;
+use crate::pb::RaftPayload;
+use crate::types::{NodeAddr, NodeId, TypeConfig};
+
+/// Creates a [`Network`] per target node. openraft asks for one per replication stream and
+/// also one per leadership check (every linearizable read round), so connections are cached
+/// per address: a new client is a clone of an open HTTP/2 channel, not a new TCP handshake.
+#[derive(Default)]
+pub struct NetworkFactory {
+    channels: HashMap<String, Channel>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = Network;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> Network {
+        let channel = match self.channels.get(&node.grpc) {
+            Some(c) => Some(c.clone()),
+            None => {
+                let c = super::lazy_channel(&node.grpc).ok();
+                if let Some(c) = &c {
+                    self.channels.insert(node.grpc.clone(), c.clone());
+                }
+                c
+            }
+        };
+        Network {
+            target,
+            client: channel.map(|c| {
+                RaftClient::new(c)
+                    .max_decoding_message_size(256 * 1024 * 1024)
+                    .max_encoding_message_size(256 * 1024 * 1024)
+            }),
+            addr: node.grpc.clone(),
+        }
+    }
+}
+
+pub struct Network {
+    target: NodeId,
+    addr: String,
+    client: Option<RaftClient<Channel>>,
+}
+
+/// Why a call failed before the remote Raft answered.
+#[derive(Debug, thiserror::Error)]
+#[error("raft rpc to node {target} at {addr}: {reason}")]
+struct TransportError {
+    target: NodeId,
+    addr: String,
+    reason: String,
+}
+
+type CallResult<T, E> = Result<T, RPCError<NodeId, NodeAddr, E>>;
+
+impl Network {
+    async fn call<Req, Resp, E>(&mut self, kind: RpcKind, req: &Req, option: &RPCOption) -> CallResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let fail = |reason: String| TransportError {
+            target: self.target,
+            addr: self.addr.clone(),
+            reason,
+        };
+        let Some(client) = self.client.as_mut() else {
+            return Err(RPCError::Unreachable(Unreachable::new(&fail("invalid address".into()))));
+        };
+        let data = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&fail(e.to_string()))))?;
+        let mut request = tonic::Request::new(RaftPayload { data });
+        request.set_timeout(option.hard_ttl());
+        let reply = match kind {
+            RpcKind::Append => client.append_entries(request).await,
+            RpcKind::Vote => client.vote(request).await,
+            RpcKind::Snapshot => client.install_snapshot(request).await,
+        };
+        let reply = match reply {
+            Ok(r) => r.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                return Err(RPCError::Unreachable(Unreachable::new(&fail(status.message().to_string()))));
+            }
+            Err(status) => return Err(RPCError::Network(NetworkError::new(&fail(status.to_string())))),
+        };
+        let result: Result<Resp, E> = bincode::deserialize(&reply.data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&fail(format!("undecodable reply: {e}")))))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum RpcKind {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for Network {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> CallResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+        self.call(RpcKind::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> CallResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        self.call(RpcKind::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> CallResult<VoteResponse<NodeId>, RaftError<NodeId>> {
+        self.call(RpcKind::Vote, &rpc, &option).await
+    }
+}

@@ -1,0 +1,227 @@
+//! A client for a whole cluster: fails over between endpoints and retries while a leader is
+//! being elected, so a CLI verb works as long as any node answers. Nodes forward writes and
+//! linearizable reads to the leader themselves, so any reachable node will do.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use color_eyre::eyre::{eyre, Result};
+use opsdeck_node::pb::node_client::NodeClient;
+use opsdeck_node::pb::{NodeStatus, StatusRequest};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+/// How long one call may be retried across endpoints before giving up.
+pub const RETRY_FOR: Duration = Duration::from_secs(10);
+/// Deadline of a single request to a single node.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(6);
+
+#[derive(Clone)]
+struct Endpoint {
+    addr: String,
+    client: NodeClient<Channel>,
+}
+
+pub struct ClusterClient {
+    endpoints: Vec<Endpoint>,
+    preferred: AtomicUsize,
+    retry_for: Duration,
+}
+
+/// One node's answer (or failure) to a status request.
+pub struct NodeReport {
+    pub endpoint: String,
+    pub status: Result<NodeStatus, String>,
+}
+
+/// A failed call: the last error per endpoint, and whether waiting could help.
+#[derive(Debug)]
+struct CallError {
+    retryable: bool,
+    message: String,
+}
+
+fn retryable(status: &Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled)
+}
+
+fn describe(status: &Status) -> String {
+    let msg = status.message();
+    if msg.is_empty() {
+        format!("{:?}", status.code())
+    } else {
+        msg.to_string()
+    }
+}
+
+impl ClusterClient {
+    /// Checks every endpoint is `host:port`; no connection is made until the first call.
+    pub fn new(endpoints: &[String]) -> Result<ClusterClient> {
+        if endpoints.is_empty() {
+            return Err(eyre!("no endpoints given: pass --endpoints HOST:PORT,... or --cluster DIR"));
+        }
+        let mut parsed = Vec::new();
+        for addr in endpoints {
+            let addr = addr.trim().trim_start_matches("http://").to_string();
+            let valid = addr
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !valid {
+                return Err(eyre!("bad endpoint {addr:?}: expected HOST:PORT, e.g. 127.0.0.1:7101"));
+            }
+            let channel = opsdeck_node::transport::lazy_channel(&addr)
+                .map_err(|e| eyre!("bad endpoint {addr:?}: {e}"))?;
+            let client = NodeClient::new(channel)
+                .max_decoding_message_size(256 * 1024 * 1024)
+                .max_encoding_message_size(256 * 1024 * 1024);
+            parsed.push(Endpoint { addr, client });
+        }
+        Ok(ClusterClient {
+            endpoints: parsed,
+            preferred: AtomicUsize::new(0),
+            retry_for: RETRY_FOR,
+        })
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.endpoints.iter().map(|e| e.addr.clone()).collect()
+    }
+
+    /// Runs `call` on the preferred endpoint, failing over to the others, and retrying with
+    /// backoff while every node is unreachable or without a leader.
+    pub async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T>
+    where
+        F: Fn(NodeClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+    {
+        let attempt = || self.try_each(&call);
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(1))
+            .with_total_delay(Some(self.retry_for))
+            .without_max_times()
+            .with_jitter();
+        attempt
+            .retry(backoff)
+            .when(|e: &CallError| e.retryable)
+            .await
+            .map_err(|e| {
+                if e.retryable {
+                    eyre!(
+                        "{what}: the cluster did not answer within {:?}: {} \
+                         (is it running? `opsdeck dev` starts one; check --endpoints)",
+                        self.retry_for,
+                        e.message
+                    )
+                } else {
+                    eyre!("{what}: {}", e.message)
+                }
+            })
+    }
+
+    async fn try_each<T, F, Fut>(&self, call: &F) -> std::result::Result<T, CallError>
+    where
+        F: Fn(NodeClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+    {
+        let start = self.preferred.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for offset in 0..self.endpoints.len() {
+            let i = (start + offset) % self.endpoints.len();
+            let ep = &self.endpoints[i];
+            match tokio::time::timeout(REQUEST_TIMEOUT, call(ep.client.clone())).await {
+                Ok(Ok(resp)) => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok(resp.into_inner());
+                }
+                Ok(Err(status)) if retryable(&status) => failures.push(format!("{}: {}", ep.addr, describe(&status))),
+                Ok(Err(status)) => {
+                    return Err(CallError {
+                        retryable: false,
+                        message: describe(&status),
+                    })
+                }
+                Err(_) => failures.push(format!("{}: no answer within {REQUEST_TIMEOUT:?}", ep.addr)),
+            }
+        }
+        Err(CallError {
+            retryable: true,
+            message: failures.join("; "),
+        })
+    }
+
+    /// Asks every endpoint for its status at once; a dead node costs at most `timeout`.
+    pub async fn status_all(&self, timeout: Duration) -> Vec<NodeReport> {
+        let asks = self.endpoints.iter().map(|ep| {
+            let mut client = ep.client.clone();
+            async move {
+                let mut req = tonic::Request::new(StatusRequest {});
+                req.set_timeout(timeout);
+                let status = match tokio::time::timeout(timeout, client.status(req)).await {
+                    Ok(Ok(r)) => Ok(r.into_inner()),
+                    Ok(Err(s)) => Err(describe(&s)),
+                    Err(_) => Err(format!("no answer within {timeout:?}")),
+                };
+                NodeReport {
+                    endpoint: ep.addr.clone(),
+                    status,
+                }
+            }
+        });
+        futures_util::future::join_all(asks).await
+    }
+
+    /// The current leader's status and a client connected to it, retrying during elections.
+    pub async fn leader(&self) -> Result<(NodeClient<Channel>, NodeStatus)> {
+        let find = || async {
+            let reports = self.status_all(Duration::from_secs(2)).await;
+            let mut seen = Vec::new();
+            for r in &reports {
+                match &r.status {
+                    Ok(s) if s.role == "leader" => {
+                        let ep = self.endpoints.iter().find(|e| e.addr == r.endpoint);
+                        let client = match ep {
+                            Some(e) => e.client.clone(),
+                            None => connect(&s.grpc)?,
+                        };
+                        return Ok((client, s.clone()));
+                    }
+                    Ok(s) => {
+                        if let Some(leader) = s.leader_id.and_then(|l| s.members.iter().find(|m| m.id == l)) {
+                            let mut client = connect(&leader.grpc)?;
+                            if let Ok(Ok(st)) =
+                                tokio::time::timeout(Duration::from_secs(2), client.status(StatusRequest {})).await
+                            {
+                                let st = st.into_inner();
+                                if st.role == "leader" {
+                                    return Ok((client, st));
+                                }
+                            }
+                        }
+                        seen.push(format!("{}: {} (term {})", r.endpoint, s.role, s.term));
+                    }
+                    Err(e) => seen.push(format!("{}: {e}", r.endpoint)),
+                }
+            }
+            Err(eyre!("no leader found: {}", seen.join("; ")))
+        };
+        find.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(1))
+                .with_total_delay(Some(self.retry_for))
+                .without_max_times(),
+        )
+        .await
+    }
+}
+
+/// A client for one node address (lazy: connects on first use).
+pub fn connect(addr: &str) -> Result<NodeClient<Channel>> {
+    let channel = opsdeck_node::transport::lazy_channel(addr).map_err(|e| eyre!("bad address {addr:?}: {e}"))?;
+    Ok(NodeClient::new(channel)
+        .max_decoding_message_size(256 * 1024 * 1024)
+        .max_encoding_message_size(256 * 1024 * 1024))
+}

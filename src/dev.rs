@@ -1,0 +1,275 @@
+//! `opsdeck dev`: a local cluster of `opsdeck node` child processes on 127.0.0.1.
+//!
+//! A fresh directory gets a new cluster (node 1 bootstraps, the others join as learners and
+//! are promoted to voters); a directory holding a stopped cluster is resumed from its data.
+//! Children die with this process (unless `--keep`), so a killed `dev` leaves no orphans.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use color_eyre::eyre::{eyre, Result, WrapErr};
+use opsdeck_node::pb::{AddLearnerRequest, ChangeMembershipRequest, StatusRequest};
+use tokio::process::{Child, Command};
+
+use crate::cli::DevArgs;
+use crate::client;
+use crate::cluster_file::{default_dev_dir, ClusterFile, NodeEntry, FILE_NAME};
+
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct DevCluster {
+    pub dir: PathBuf,
+    pub file: ClusterFile,
+    children: Vec<(u64, Child)>,
+    keep: bool,
+}
+
+pub async fn run(args: DevArgs) -> Result<()> {
+    let headless = args.headless;
+    let cluster = DevCluster::start(&args).await?;
+    cluster.print_summary();
+    if !headless {
+        eprintln!("(the console is not built yet; running headless)");
+    }
+    crate::run_node::shutdown_signal().await;
+    cluster.stop().await
+}
+
+/// Fails naming the port if anything already listens on it.
+fn check_port_free(addr: &str) -> Result<()> {
+    TcpListener::bind(addr).map(drop).map_err(|e| {
+        eyre!("port {} ({addr}) is not free: {e}; stop what uses it or pass --base-port", port_of(addr))
+    })
+}
+
+fn port_of(addr: &str) -> &str {
+    addr.rsplit_once(':').map(|(_, p)| p).unwrap_or(addr)
+}
+
+fn process_alive(pid: u32) -> bool {
+    // Signal 0 checks existence without delivering anything.
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+impl DevCluster {
+    pub async fn start(args: &DevArgs) -> Result<DevCluster> {
+        let dir = args.dir.clone().unwrap_or_else(default_dev_dir);
+        std::fs::create_dir_all(&dir).wrap_err_with(|| format!("cannot create {}", dir.display()))?;
+        let dir = dir.canonicalize().wrap_err_with(|| format!("cannot resolve {}", dir.display()))?;
+
+        let resume = dir.join(FILE_NAME).exists();
+        let mut file = if resume {
+            let file = ClusterFile::load(&dir)?;
+            for n in &file.nodes {
+                if let Some(pid) = n.pid.filter(|p| process_alive(*p)) {
+                    return Err(eyre!(
+                        "a dev cluster is already running in {} (node {} is pid {pid}); \
+                         stop it first, or pass --dir for another cluster",
+                        dir.display(),
+                        n.id
+                    ));
+                }
+            }
+            file
+        } else {
+            plan(&dir, args.nodes, args.base_port)?
+        };
+        for n in &file.nodes {
+            check_port_free(&n.grpc)?;
+            check_port_free(&n.http)?;
+        }
+
+        let mut cluster = DevCluster {
+            dir: dir.clone(),
+            file: file.clone(),
+            children: Vec::new(),
+            keep: args.keep,
+        };
+        for n in &mut file.nodes {
+            let init = !resume && n.id == 1;
+            let child = spawn_node(&dir, n, init, args.keep, args.snapshot_every)?;
+            n.pid = child.id();
+            cluster.children.push((n.id, child));
+        }
+        cluster.file = file;
+        if let Err(e) = cluster.form(resume).await {
+            cluster.stop().await.ok();
+            return Err(e);
+        }
+        cluster.file.save(&dir)?;
+        Ok(cluster)
+    }
+
+    /// Waits for every node, then (for a new cluster) joins nodes 2.. as learners and makes
+    /// every node a voter.
+    async fn form(&mut self, resume: bool) -> Result<()> {
+        for n in self.file.nodes.clone() {
+            self.wait_until_serving(&n).await?;
+        }
+        if resume || self.file.nodes.len() == 1 {
+            return Ok(());
+        }
+        let mut first = client::connect(&self.file.nodes[0].grpc)?;
+        for n in &self.file.nodes[1..] {
+            first
+                .add_learner(AddLearnerRequest {
+                    id: n.id,
+                    grpc: n.grpc.clone(),
+                    http: n.http.clone(),
+                    blocking: true,
+                })
+                .await
+                .map_err(|s| eyre!("adding node {} as a learner failed: {}", n.id, s.message()))?;
+        }
+        let voters: BTreeSet<u64> = self.file.nodes.iter().map(|n| n.id).collect();
+        first
+            .change_membership(ChangeMembershipRequest {
+                voters: voters.into_iter().collect(),
+                retain: false,
+            })
+            .await
+            .map_err(|s| eyre!("promoting the learners to voters failed: {}", s.message()))?;
+        Ok(())
+    }
+
+    async fn wait_until_serving(&mut self, n: &NodeEntry) -> Result<()> {
+        let mut client = client::connect(&n.grpc)?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some((_, child)) = self.children.iter_mut().find(|(id, _)| *id == n.id) {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(eyre!(
+                        "node {} exited at start ({status}); its log {} ends with:\n{}",
+                        n.id,
+                        log_path(&self.dir, n.id).display(),
+                        log_tail(&log_path(&self.dir, n.id), 8)
+                    ));
+                }
+            }
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), client.status(StatusRequest {})).await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(eyre!(
+                    "node {} did not answer on {} within {START_TIMEOUT:?}; see {}",
+                    n.id,
+                    n.grpc,
+                    log_path(&self.dir, n.id).display()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn print_summary(&self) {
+        println!("opsdeck dev cluster: {} nodes in {}", self.file.nodes.len(), self.dir.display());
+        for n in &self.file.nodes {
+            println!(
+                "  node {}  grpc {}  http {}  pid {}  log {}",
+                n.id,
+                n.grpc,
+                n.http,
+                n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                log_path(&self.dir, n.id).display()
+            );
+        }
+        println!("try: opsdeck status --cluster {}", self.dir.display());
+        println!(
+            "     curl http://{}/health",
+            self.file.nodes.first().map(|n| n.http.as_str()).unwrap_or("")
+        );
+        if self.keep {
+            println!("Ctrl-C exits and leaves the nodes running (--keep).");
+        } else {
+            println!("Ctrl-C stops the cluster.");
+        }
+    }
+
+    /// Stops the children (SIGTERM, then SIGKILL after 5 s) unless `--keep`.
+    pub async fn stop(mut self) -> Result<()> {
+        if self.keep {
+            return Ok(());
+        }
+        for (_, child) in &self.children {
+            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+        for (id, child) in &mut self.children {
+            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                eprintln!("node {id} did not stop within 5 s; killing it");
+                let _ = child.kill().await;
+            }
+        }
+        for n in &mut self.file.nodes {
+            n.pid = None;
+        }
+        self.file.save(&self.dir)
+    }
+}
+
+fn plan(dir: &Path, nodes: u64, base_port: u16) -> Result<ClusterFile> {
+    let mut planned = Vec::new();
+    for id in 1..=nodes {
+        let grpc = u16::try_from(base_port as u64 + id).ok();
+        let http = u16::try_from(base_port as u64 + 100 + id).ok();
+        let (Some(grpc), Some(http)) = (grpc, http) else {
+            return Err(eyre!("--base-port {base_port} is too high for {nodes} nodes"));
+        };
+        planned.push(NodeEntry {
+            id,
+            grpc: format!("127.0.0.1:{grpc}"),
+            http: format!("127.0.0.1:{http}"),
+            data: dir.join(format!("n{id}")),
+            pid: None,
+        });
+    }
+    Ok(ClusterFile { nodes: planned })
+}
+
+fn log_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("n{id}.log"))
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn spawn_node(dir: &Path, n: &NodeEntry, init: bool, keep: bool, snapshot_every: u64) -> Result<Child> {
+    let exe = std::env::current_exe().wrap_err("cannot find the opsdeck executable")?;
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(log_path(dir, n.id))
+        .wrap_err_with(|| format!("cannot open {}", log_path(dir, n.id).display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("node")
+        .args(["--id", &n.id.to_string(), "--grpc", &n.grpc, "--http", &n.http])
+        .arg("--data")
+        .arg(&n.data)
+        .args(["--snapshot-every", &snapshot_every.to_string()])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if init {
+        cmd.arg("--init");
+    }
+    if !keep {
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGTERM the child
+        // when this process dies, so a killed `dev` leaves no orphan nodes.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+    }
+    cmd.spawn().wrap_err_with(|| format!("cannot start node {}", n.id))
+}

@@ -1,0 +1,51 @@
+//! `opsdeck`: one binary for the Raft node, the dev cluster, the console and the CLI verbs.
+
+mod bench;
+mod cli;
+mod client;
+mod cluster_file;
+mod dev;
+mod run_node;
+mod table;
+mod verbs;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use color_eyre::eyre::Result;
+
+fn main() {
+    // Panic reports restore the terminal first once the console exists; errors are printed
+    // by us on one line.
+    let _ = color_eyre::install();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(dispatch(cli.command)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Node(args) => run_node::run(args).await,
+        Command::Dev(args) => dev::run(args).await,
+        Command::Status(c) => verbs::status(&c).await,
+        Command::Members(c) => verbs::members(&c).await,
+        Command::Put { key, value, cluster } => verbs::put(&cluster, key, value).await,
+        Command::Get { key, stale, cluster } => verbs::get(&cluster, key, stale).await,
+        Command::Del { key, cluster } => verbs::del(&cluster, key).await,
+        Command::Scan {
+            prefix,
+            limit,
+            stale,
+            cluster,
+        } => verbs::scan(&cluster, prefix, limit, stale).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}

@@ -1,0 +1,51 @@
+//! `opsdeck node`: runs one node in the foreground until SIGINT, SIGTERM or SIGHUP.
+
+use color_eyre::eyre::{eyre, Result};
+use opsdeck_node::server::{self, NodeConfig};
+
+use crate::cli::NodeArgs;
+
+pub async fn run(args: NodeArgs) -> Result<()> {
+    init_logging();
+    let mut config = NodeConfig::new(args.id, args.grpc, args.http, args.data);
+    config.init = args.init;
+    config.snapshot_every = args.snapshot_every.max(1);
+    config.keep_logs = args.keep_logs;
+    let node = server::start(config).await.map_err(|e| eyre!("{e}"))?;
+    node.serve_until(shutdown_signal()).await.map_err(|e| eyre!("{e}"))?;
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPSDECK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// Resolves on SIGINT, SIGTERM or SIGHUP (a lost SSH session).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
+    let recv = |s: &mut Option<tokio::signal::unix::Signal>| {
+        let s = s.take();
+        async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = recv(&mut term) => {}
+        _ = recv(&mut hup) => {}
+    }
+}

@@ -1,0 +1,220 @@
+//! One-shot CLI verbs over a cluster: status, members, put, get, del, scan.
+
+use std::time::Duration;
+
+use color_eyre::eyre::{eyre, Result};
+use opsdeck_node::pb::{DeleteRequest, GetRequest, NodeStatus, PutRequest, ScanRequest, StatusRequest};
+use serde_json::json;
+
+use crate::cli::ClusterArgs;
+use crate::client::ClusterClient;
+use crate::cluster_file::{default_dev_dir, ClusterFile};
+use crate::table;
+
+/// The endpoints a verb talks to: `--endpoints`, else the cluster file of `--cluster` or the
+/// default dev dir.
+pub fn resolve_endpoints(args: &ClusterArgs) -> Result<Vec<String>> {
+    if !args.endpoints.is_empty() {
+        return Ok(args.endpoints.clone());
+    }
+    let dir = args.cluster.clone().unwrap_or_else(default_dev_dir);
+    Ok(ClusterFile::load(&dir)?.grpc_endpoints())
+}
+
+pub fn connect(args: &ClusterArgs) -> Result<ClusterClient> {
+    ClusterClient::new(&resolve_endpoints(args)?)
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn status_json(endpoint: &str, s: &Result<NodeStatus, String>) -> serde_json::Value {
+    match s {
+        Ok(s) => json!({
+            "endpoint": endpoint,
+            "reachable": true,
+            "id": s.id,
+            "grpc": s.grpc,
+            "http": s.http,
+            "role": s.role,
+            "term": s.term,
+            "leader_id": s.leader_id,
+            "last_log_index": s.last_log_index,
+            "committed": s.committed,
+            "applied": s.applied,
+            "snapshot_index": s.snapshot_index,
+            "purged_index": s.purged_index,
+            "storage_keys": s.storage_keys,
+            "storage_bytes": s.storage_bytes,
+            "cluster_id": s.cluster_id,
+        }),
+        Err(e) => json!({ "endpoint": endpoint, "reachable": false, "error": e }),
+    }
+}
+
+pub async fn status(args: &ClusterArgs) -> Result<()> {
+    let client = connect(args)?;
+    let reports = client.status_all(Duration::from_secs(2)).await;
+    if args.json {
+        let nodes: Vec<_> = reports.iter().map(|r| status_json(&r.endpoint, &r.status)).collect();
+        println!("{}", serde_json::to_string_pretty(&json!({ "nodes": nodes }))?);
+    } else {
+        let rows: Vec<Vec<String>> = reports
+            .iter()
+            .map(|r| match &r.status {
+                Ok(s) => vec![
+                    s.id.to_string(),
+                    r.endpoint.clone(),
+                    s.role.clone(),
+                    s.term.to_string(),
+                    opt(s.leader_id),
+                    opt(s.last_log_index),
+                    opt(s.committed),
+                    opt(s.applied),
+                    opt(s.snapshot_index),
+                    opt(s.purged_index),
+                    s.storage_keys.to_string(),
+                ],
+                Err(e) => vec!["?".into(), r.endpoint.clone(), format!("DOWN: {e}")],
+            })
+            .collect();
+        let header = [
+            "ID", "ENDPOINT", "ROLE", "TERM", "LEADER", "LAST-LOG", "COMMITTED", "APPLIED", "SNAPSHOT", "PURGED", "KEYS",
+        ];
+        println!("{}", table::render(&header, &rows));
+    }
+    if reports.iter().all(|r| r.status.is_err()) {
+        return Err(eyre!(
+            "no node reachable at {} (is the cluster running? `opsdeck dev` starts one)",
+            client.endpoints().join(", ")
+        ));
+    }
+    Ok(())
+}
+
+pub async fn members(args: &ClusterArgs) -> Result<()> {
+    let client = connect(args)?;
+    let status = client
+        .call("members", |mut c| async move { c.status(StatusRequest {}).await })
+        .await?;
+    if args.json {
+        let members: Vec<_> = status
+            .members
+            .iter()
+            .map(|m| {
+                json!({
+                    "id": m.id, "grpc": m.grpc, "http": m.http,
+                    "role": if m.voter { "voter" } else { "learner" },
+                    "leader": Some(m.id) == status.leader_id,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json!({ "members": members }))?);
+    } else {
+        let rows: Vec<Vec<String>> = status
+            .members
+            .iter()
+            .map(|m| {
+                vec![
+                    m.id.to_string(),
+                    if m.voter { "voter" } else { "learner" }.into(),
+                    if Some(m.id) == status.leader_id { "*" } else { "" }.into(),
+                    m.grpc.clone(),
+                    m.http.clone(),
+                ]
+            })
+            .collect();
+        println!("{}", table::render(&["ID", "ROLE", "LEADER", "GRPC", "HTTP"], &rows));
+    }
+    Ok(())
+}
+
+pub async fn put(args: &ClusterArgs, key: String, value: String) -> Result<()> {
+    opsdeck_node::types::validate_entry(&key, Some(value.as_bytes())).map_err(|e| eyre!("put {key:?}: {e}"))?;
+    let client = connect(args)?;
+    let value = value.into_bytes();
+    let reply = client
+        .call("put", |mut c| {
+            let req = PutRequest {
+                key: key.clone(),
+                value: value.clone(),
+            };
+            async move { c.put(req).await }
+        })
+        .await?;
+    if args.json {
+        println!("{}", json!({ "key": key, "revision": reply.revision }));
+    } else {
+        println!("OK revision {}", reply.revision);
+    }
+    Ok(())
+}
+
+pub async fn get(args: &ClusterArgs, key: String, stale: bool) -> Result<()> {
+    opsdeck_node::types::validate_entry(&key, None).map_err(|e| eyre!("get {key:?}: {e}"))?;
+    let client = connect(args)?;
+    let reply = client
+        .call("get", |mut c| {
+            let req = GetRequest { key: key.clone(), stale };
+            async move { c.get(req).await }
+        })
+        .await?;
+    let value = String::from_utf8_lossy(&reply.value);
+    if args.json {
+        println!("{}", json!({ "key": key, "found": reply.found, "value": reply.found.then_some(value) }));
+    } else if reply.found {
+        println!("{value}");
+    }
+    if !reply.found {
+        return Err(eyre!("key {key:?} not found"));
+    }
+    Ok(())
+}
+
+pub async fn del(args: &ClusterArgs, key: String) -> Result<()> {
+    opsdeck_node::types::validate_entry(&key, None).map_err(|e| eyre!("del {key:?}: {e}"))?;
+    let client = connect(args)?;
+    let reply = client
+        .call("del", |mut c| {
+            let req = DeleteRequest { key: key.clone() };
+            async move { c.delete(req).await }
+        })
+        .await?;
+    if args.json {
+        println!("{}", json!({ "key": key, "deleted": reply.existed }));
+    } else {
+        println!("{}", if reply.existed { "deleted" } else { "not found (nothing deleted)" });
+    }
+    Ok(())
+}
+
+pub async fn scan(args: &ClusterArgs, prefix: String, limit: u32, stale: bool) -> Result<()> {
+    let client = connect(args)?;
+    let reply = client
+        .call("scan", |mut c| {
+            let req = ScanRequest {
+                prefix: prefix.clone(),
+                limit,
+                stale,
+            };
+            async move { c.scan(req).await }
+        })
+        .await?;
+    if args.json {
+        let items: Vec<_> = reply
+            .items
+            .iter()
+            .map(|kv| json!({ "key": kv.key, "value": String::from_utf8_lossy(&kv.value) }))
+            .collect();
+        println!("{}", json!({ "items": items, "truncated": reply.truncated }));
+    } else {
+        for kv in &reply.items {
+            println!("{}\t{}", kv.key, String::from_utf8_lossy(&kv.value));
+        }
+        if reply.truncated {
+            eprintln!("(more keys match; raise --limit to see them)");
+        }
+    }
+    Ok(())
+}
