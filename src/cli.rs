@@ -72,6 +72,9 @@ pub struct ClusterArgs {
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
+    /// How long to keep retrying while no node answers or no leader is elected.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -97,6 +100,44 @@ pub struct NodeArgs {
     /// Log entries kept behind the latest snapshot.
     #[arg(long, default_value_t = 1_000)]
     pub keep_logs: u64,
+    #[command(flatten)]
+    pub timing: RaftTiming,
+}
+
+/// Raft timing, shared by `node` and `dev`.
+#[derive(Args, Debug, Clone)]
+pub struct RaftTiming {
+    /// Leader heartbeat interval in milliseconds. openraft also uses it as the deadline of
+    /// each replication RPC, so it must cover a follower's append under load.
+    #[arg(long, default_value_t = 50)]
+    pub heartbeat_ms: u64,
+    /// Election timeout range in milliseconds, MIN-MAX: a follower that hears no leader for
+    /// a random time in this range starts an election. Lower fails over faster; too low for
+    /// a loaded machine causes needless elections.
+    #[arg(long, default_value = "150-300", value_parser = parse_range)]
+    pub election_timeout_ms: (u64, u64),
+}
+
+impl RaftTiming {
+    /// The same settings as `opsdeck node` flags.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "--heartbeat-ms".into(),
+            self.heartbeat_ms.to_string(),
+            "--election-timeout-ms".into(),
+            format!("{}-{}", self.election_timeout_ms.0, self.election_timeout_ms.1),
+        ]
+    }
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("expected MIN-MAX, got {s:?}"))?;
+    let min: u64 = a.trim().parse().map_err(|_| format!("bad minimum {a:?}"))?;
+    let max: u64 = b.trim().parse().map_err(|_| format!("bad maximum {b:?}"))?;
+    if min == 0 || min >= max {
+        return Err(format!("need 0 < MIN < MAX, got {min}-{max}"));
+    }
+    Ok((min, max))
 }
 
 #[derive(Args, Debug)]
@@ -119,6 +160,8 @@ pub struct DevArgs {
     /// Passed to every node (see `opsdeck node --help`).
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every: u64,
+    #[command(flatten)]
+    pub timing: RaftTiming,
 }
 
 #[derive(Args, Debug)]

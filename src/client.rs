@@ -13,9 +13,8 @@ use opsdeck_node::pb::{NodeStatus, StatusRequest};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-/// How long one call may be retried across endpoints before giving up.
-pub const RETRY_FOR: Duration = Duration::from_secs(10);
-/// Deadline of a single request to a single node.
+/// Deadline of a single request to a single node (writes may wait up to the node's own
+/// 5 s cluster timeout).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(6);
 
 #[derive(Clone)]
@@ -47,18 +46,30 @@ fn retryable(status: &Status) -> bool {
     matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled)
 }
 
+/// The status message plus its innermost cause (e.g. "Connection refused"), which tonic
+/// keeps out of the message.
 fn describe(status: &Status) -> String {
     let msg = status.message();
-    if msg.is_empty() {
+    let mut text = if msg.is_empty() {
         format!("{:?}", status.code())
     } else {
         msg.to_string()
+    };
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(status);
+    let mut innermost = None;
+    while let Some(c) = cause {
+        innermost = Some(c.to_string());
+        cause = c.source();
     }
+    if let Some(inner) = innermost.filter(|i| !text.contains(i.as_str())) {
+        text = format!("{text}: {inner}");
+    }
+    text
 }
 
 impl ClusterClient {
     /// Checks every endpoint is `host:port`; no connection is made until the first call.
-    pub fn new(endpoints: &[String]) -> Result<ClusterClient> {
+    pub fn new(endpoints: &[String], retry_for: Duration) -> Result<ClusterClient> {
         if endpoints.is_empty() {
             return Err(eyre!("no endpoints given: pass --endpoints HOST:PORT,... or --cluster DIR"));
         }
@@ -81,7 +92,7 @@ impl ClusterClient {
         Ok(ClusterClient {
             endpoints: parsed,
             preferred: AtomicUsize::new(0),
-            retry_for: RETRY_FOR,
+            retry_for,
         })
     }
 
@@ -131,7 +142,8 @@ impl ClusterClient {
         for offset in 0..self.endpoints.len() {
             let i = (start + offset) % self.endpoints.len();
             let ep = &self.endpoints[i];
-            match tokio::time::timeout(REQUEST_TIMEOUT, call(ep.client.clone())).await {
+            let timeout = REQUEST_TIMEOUT.min(self.retry_for.max(Duration::from_secs(1)));
+            match tokio::time::timeout(timeout, call(ep.client.clone())).await {
                 Ok(Ok(resp)) => {
                     self.preferred.store(i, Ordering::Relaxed);
                     return Ok(resp.into_inner());
@@ -143,7 +155,7 @@ impl ClusterClient {
                         message: describe(&status),
                     })
                 }
-                Err(_) => failures.push(format!("{}: no answer within {REQUEST_TIMEOUT:?}", ep.addr)),
+                Err(_) => failures.push(format!("{}: no answer within {timeout:?}", ep.addr)),
             }
         }
         Err(CallError {
@@ -176,7 +188,7 @@ impl ClusterClient {
     /// The current leader's status and a client connected to it, retrying during elections.
     pub async fn leader(&self) -> Result<(NodeClient<Channel>, NodeStatus)> {
         let find = || async {
-            let reports = self.status_all(Duration::from_secs(2)).await;
+            let reports = self.status_all(Duration::from_secs(2).min(self.retry_for)).await;
             let mut seen = Vec::new();
             for r in &reports {
                 match &r.status {

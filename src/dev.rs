@@ -92,7 +92,7 @@ impl DevCluster {
         };
         for n in &mut file.nodes {
             let init = !resume && n.id == 1;
-            let child = spawn_node(&dir, n, init, args.keep, args.snapshot_every)?;
+            let child = spawn_node(&dir, n, init, args)?;
             n.pid = child.id();
             cluster.children.push((n.id, child));
         }
@@ -242,7 +242,7 @@ fn log_tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn spawn_node(dir: &Path, n: &NodeEntry, init: bool, keep: bool, snapshot_every: u64) -> Result<Child> {
+fn spawn_node(dir: &Path, n: &NodeEntry, init: bool, args: &DevArgs) -> Result<Child> {
     let exe = std::env::current_exe().wrap_err("cannot find the opsdeck executable")?;
     let log = File::options()
         .create(true)
@@ -254,14 +254,15 @@ fn spawn_node(dir: &Path, n: &NodeEntry, init: bool, keep: bool, snapshot_every:
         .args(["--id", &n.id.to_string(), "--grpc", &n.grpc, "--http", &n.http])
         .arg("--data")
         .arg(&n.data)
-        .args(["--snapshot-every", &snapshot_every.to_string()])
+        .args(["--snapshot-every", &args.snapshot_every.to_string()])
+        .args(args.timing.to_args())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
     if init {
         cmd.arg("--init");
     }
-    if !keep {
+    if !args.keep {
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGTERM the child
         // when this process dies, so a killed `dev` leaves no orphan nodes.
         unsafe {

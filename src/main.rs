@@ -17,6 +17,11 @@ fn main() {
     // Panic reports restore the terminal first once the console exists; errors are printed
     // by us on one line.
     let _ = color_eyre::install();
+    // Like other CLI tools, end quietly when the reader of our output goes away
+    // (`opsdeck status | head`), instead of panicking on a broken pipe.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

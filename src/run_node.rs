@@ -11,6 +11,8 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     config.init = args.init;
     config.snapshot_every = args.snapshot_every.max(1);
     config.keep_logs = args.keep_logs;
+    config.heartbeat_ms = args.timing.heartbeat_ms;
+    config.election_timeout_ms = args.timing.election_timeout_ms;
     let node = server::start(config).await.map_err(|e| eyre!("{e}"))?;
     node.serve_until(shutdown_signal()).await.map_err(|e| eyre!("{e}"))?;
     tracing::info!("node stopped");

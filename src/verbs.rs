@@ -22,7 +22,18 @@ pub fn resolve_endpoints(args: &ClusterArgs) -> Result<Vec<String>> {
 }
 
 pub fn connect(args: &ClusterArgs) -> Result<ClusterClient> {
-    ClusterClient::new(&resolve_endpoints(args)?)
+    ClusterClient::new(&resolve_endpoints(args)?, args.timeout)
+}
+
+/// A key as quoted in messages, cut short so a huge key cannot flood the terminal.
+fn short(key: &str) -> String {
+    const MAX: usize = 48;
+    if key.chars().count() <= MAX {
+        format!("{key:?}")
+    } else {
+        let head: String = key.chars().take(MAX).collect();
+        format!("{head:?}… ({} bytes)", key.len())
+    }
 }
 
 fn opt(v: Option<u64>) -> String {
@@ -55,7 +66,7 @@ fn status_json(endpoint: &str, s: &Result<NodeStatus, String>) -> serde_json::Va
 
 pub async fn status(args: &ClusterArgs) -> Result<()> {
     let client = connect(args)?;
-    let reports = client.status_all(Duration::from_secs(2)).await;
+    let reports = client.status_all(Duration::from_secs(2).min(args.timeout)).await;
     if args.json {
         let nodes: Vec<_> = reports.iter().map(|r| status_json(&r.endpoint, &r.status)).collect();
         println!("{}", serde_json::to_string_pretty(&json!({ "nodes": nodes }))?);
@@ -131,7 +142,7 @@ pub async fn members(args: &ClusterArgs) -> Result<()> {
 }
 
 pub async fn put(args: &ClusterArgs, key: String, value: String) -> Result<()> {
-    opsdeck_node::types::validate_entry(&key, Some(value.as_bytes())).map_err(|e| eyre!("put {key:?}: {e}"))?;
+    opsdeck_node::types::validate_entry(&key, Some(value.as_bytes())).map_err(|e| eyre!("put {}: {e}", short(&key)))?;
     let client = connect(args)?;
     let value = value.into_bytes();
     let reply = client
@@ -152,7 +163,7 @@ pub async fn put(args: &ClusterArgs, key: String, value: String) -> Result<()> {
 }
 
 pub async fn get(args: &ClusterArgs, key: String, stale: bool) -> Result<()> {
-    opsdeck_node::types::validate_entry(&key, None).map_err(|e| eyre!("get {key:?}: {e}"))?;
+    opsdeck_node::types::validate_entry(&key, None).map_err(|e| eyre!("get {}: {e}", short(&key)))?;
     let client = connect(args)?;
     let reply = client
         .call("get", |mut c| {
@@ -167,13 +178,13 @@ pub async fn get(args: &ClusterArgs, key: String, stale: bool) -> Result<()> {
         println!("{value}");
     }
     if !reply.found {
-        return Err(eyre!("key {key:?} not found"));
+        return Err(eyre!("key {} not found", short(&key)));
     }
     Ok(())
 }
 
 pub async fn del(args: &ClusterArgs, key: String) -> Result<()> {
-    opsdeck_node::types::validate_entry(&key, None).map_err(|e| eyre!("del {key:?}: {e}"))?;
+    opsdeck_node::types::validate_entry(&key, None).map_err(|e| eyre!("del {}: {e}", short(&key)))?;
     let client = connect(args)?;
     let reply = client
         .call("del", |mut c| {

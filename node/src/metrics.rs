@@ -14,7 +14,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::core::{NodeError, StatusInfo};
-use crate::store::log_store::FlushStats;
+use crate::store::log_store::LogStats;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
@@ -125,7 +125,7 @@ impl Metrics {
     }
 
     /// Refreshes the gauges from `status` and renders the text exposition format.
-    pub fn render(&self, status: &StatusInfo, flush: &FlushStats) -> String {
+    pub fn render(&self, status: &StatusInfo, flush: &LogStats) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let g = |gauge: &Gauge, v: Option<u64>| {
             gauge.set(v.map(|v| v as i64).unwrap_or(0));

@@ -17,7 +17,7 @@ use crate::types::{Command, CommandResult};
 pub const MAX_BATCH: usize = 512;
 /// Batches proposed but not yet committed at once. Enough to keep the log's fsync and the
 /// replication pipeline busy; more would only shrink batches.
-pub const MAX_IN_FLIGHT: usize = 8;
+pub const MAX_IN_FLIGHT: usize = 4;
 
 /// Error of a proposed batch, shared by every caller in it.
 pub type BatchError = crate::core::NodeError;

@@ -50,7 +50,7 @@ impl NodeConfig {
             snapshot_every: 10_000,
             keep_logs: 1_000,
             heartbeat_ms: 50,
-            election_timeout_ms: (200, 400),
+            election_timeout_ms: (150, 300),
         }
     }
 }
@@ -138,7 +138,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServerError> {
     .validate()
     .map_err(|e| ServerError::Config(e.to_string()))?;
 
-    let flush_stats = storage.log.flush_stats();
+    let flush_stats = storage.log.stats();
     let committed = storage.log.committed_index();
     let reader = storage.state_machine.reader();
     let raft = Raft::new(

@@ -13,15 +13,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::core::{NodeCore, NodeError};
-use crate::store::log_store::FlushStats;
+use crate::store::log_store::LogStats;
 
 #[derive(Clone)]
 struct HttpState {
     core: NodeCore,
-    flush: Arc<FlushStats>,
+    flush: Arc<LogStats>,
 }
 
-pub fn router(core: NodeCore, flush: Arc<FlushStats>) -> Router {
+pub fn router(core: NodeCore, flush: Arc<LogStats>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/cluster/info", get(cluster_info))

@@ -1,14 +1,18 @@
 //! The Raft log on sled: entries in tree `raft_log` (big-endian index keys), vote, committed
 //! and purged ids in tree `raft_meta`.
 //!
-//! Appends are written to sled at once and made durable by one background flusher thread,
-//! which drains every append queued while the previous fsync ran and flushes once for all
-//! of them: one fsync per batch of appends, never one per entry.
+//! openraft 0.9 calls the log store from its core task, so every millisecond spent here
+//! stalls all client writes. Two background threads keep slow work off that path:
+//! - the flusher makes appends durable: it drains every append queued while the previous
+//!   fsync ran and flushes once for all of them (one fsync per batch of appends, never one
+//!   per entry), then acknowledges them in order;
+//! - the purger deletes purged entries in small batches. A purge only records the purge point
+//!   and returns; readers never see entries at or below it, deleted yet or not.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::thread;
 
@@ -21,25 +25,60 @@ use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"purged";
+/// Entries deleted per sled batch by the purger, so it never holds the tree for long.
+const PURGE_CHUNK: usize = 1024;
 
 /// The log store handed to openraft.
 pub struct LogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
-    flusher: Flusher,
-    stats: Arc<FlushStats>,
+    /// Lowest index that is not purged; readers start here.
+    floor: Arc<AtomicU64>,
+    stats: Arc<LogStats>,
     committed: Arc<AtomicU64>,
+    // Declared last: dropped (and joined) after the handles above are no longer used.
+    flusher: Worker<LogFlushed<TypeConfig>>,
+    purger: Worker<u64>,
 }
 
-/// The flusher thread and its queue. Dropping it stops the thread and waits for it, so the
-/// database is released when the store is (a reopen in the same process then succeeds).
-struct Flusher {
-    queue: Option<mpsc::Sender<LogFlushed<TypeConfig>>>,
+/// Counters of the background threads, for the write-path benchmark and metrics.
+#[derive(Default, Debug)]
+pub struct LogStats {
+    pub fsyncs: AtomicU64,
+    pub appends: AtomicU64,
+}
+
+/// A read-only view of the log, used by openraft's replication tasks.
+#[derive(Clone)]
+pub struct LogReader {
+    log: sled::Tree,
+    floor: Arc<AtomicU64>,
+}
+
+/// A background thread fed by a queue. Dropping it closes the queue and joins the thread,
+/// so the database is released when the store is (a reopen in the same process works).
+struct Worker<T> {
+    queue: Option<mpsc::Sender<T>>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
-impl Drop for Flusher {
+impl<T: Send + 'static> Worker<T> {
+    fn spawn(name: &str, body: impl FnOnce(mpsc::Receiver<T>) + Send + 'static) -> std::io::Result<Worker<T>> {
+        let (queue, rx) = mpsc::channel();
+        let thread = thread::Builder::new().name(name.into()).spawn(move || body(rx))?;
+        Ok(Worker {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, item: T) -> bool {
+        self.queue.as_ref().is_some_and(|q| q.send(item).is_ok())
+    }
+}
+
+impl<T> Drop for Worker<T> {
     fn drop(&mut self) {
         self.queue.take();
         if let Some(t) = self.thread.take() {
@@ -48,54 +87,51 @@ impl Drop for Flusher {
     }
 }
 
-/// Counters of the flusher, for the write-path benchmark and metrics.
-#[derive(Default, Debug)]
-pub struct FlushStats {
-    pub fsyncs: std::sync::atomic::AtomicU64,
-    pub appends: std::sync::atomic::AtomicU64,
-}
-
-/// A read-only view of the log, used by openraft's replication tasks.
-#[derive(Clone)]
-pub struct LogReader {
-    log: sled::Tree,
-}
-
 impl LogStore {
     pub fn open(db: &sled::Db) -> Result<LogStore, std::io::Error> {
         let log = db.open_tree("raft_log").map_err(super::io_error)?;
         let meta = db.open_tree("raft_meta").map_err(super::io_error)?;
-        let stats = Arc::new(FlushStats::default());
-        let (flusher, queue) = mpsc::channel::<LogFlushed<TypeConfig>>();
-        let flush_db = db.clone();
-        let flush_stats = stats.clone();
-        let thread = thread::Builder::new()
-            .name("raft-log-flush".into())
-            .spawn(move || flush_loop(flush_db, queue, flush_stats))?;
-        let flusher = Flusher {
-            queue: Some(flusher),
-            thread: Some(thread),
+        let stats = Arc::new(LogStats::default());
+
+        let (flush_db, flush_stats) = (db.clone(), stats.clone());
+        let flusher = Worker::spawn("raft-log-flush", move |rx| flush_loop(flush_db, rx, flush_stats))?;
+        let purge_log = log.clone();
+        let purger = Worker::spawn("raft-log-purge", move |rx| purge_loop(purge_log, rx))?;
+
+        // `purged` is stored as a LogId, `committed` as an Option<LogId> (see purge and
+        // save_committed).
+        let purged: Option<LogId> = match meta.get(KEY_PURGED).map_err(super::io_error)? {
+            Some(bytes) => Some(decode(&bytes)?),
+            None => None,
         };
-        let mut store = LogStore {
+        let committed: Option<LogId> = match meta.get(KEY_COMMITTED).map_err(super::io_error)? {
+            Some(bytes) => decode(&bytes)?,
+            None => None,
+        };
+        let store = LogStore {
             db: db.clone(),
+            floor: Arc::new(AtomicU64::new(purged.map(|l| l.index + 1).unwrap_or(0))),
+            committed: Arc::new(AtomicU64::new(committed.map(|l| l.index).unwrap_or(0))),
             log,
             meta,
-            flusher,
             stats,
-            committed: Arc::new(AtomicU64::new(0)),
+            flusher,
+            purger,
         };
-        let committed: Option<LogId> = store.read_meta::<Option<LogId>>(KEY_COMMITTED).map_err(super::io_error)?.flatten();
-        store.committed = Arc::new(AtomicU64::new(committed.map(|l| l.index).unwrap_or(0)));
+        // Finish deleting whatever a crash left below the purge point.
+        if let Some(p) = purged {
+            store.purger.send(p.index);
+        }
         Ok(store)
+    }
+
+    pub fn stats(&self) -> Arc<LogStats> {
+        self.stats.clone()
     }
 
     /// The last committed index this node knows of (0 if none), kept current by openraft.
     pub fn committed_index(&self) -> Arc<AtomicU64> {
         self.committed.clone()
-    }
-
-    pub fn flush_stats(&self) -> Arc<FlushStats> {
-        self.stats.clone()
     }
 
     fn read_meta<T: for<'a> serde::Deserialize<'a>>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -112,15 +148,13 @@ impl LogStore {
     }
 }
 
-fn flush_loop(db: sled::Db, queue: mpsc::Receiver<LogFlushed<TypeConfig>>, stats: Arc<FlushStats>) {
-    use std::sync::atomic::Ordering::Relaxed;
-    // Ends when the LogStore (the only sender) is dropped.
+fn flush_loop(db: sled::Db, queue: mpsc::Receiver<LogFlushed<TypeConfig>>, stats: Arc<LogStats>) {
     while let Ok(first) = queue.recv() {
         let mut waiting = vec![first];
         waiting.extend(queue.try_iter());
         let result = db.flush();
-        stats.fsyncs.fetch_add(1, Relaxed);
-        stats.appends.fetch_add(waiting.len() as u64, Relaxed);
+        stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        stats.appends.fetch_add(waiting.len() as u64, Ordering::Relaxed);
         for callback in waiting {
             let outcome = match &result {
                 Ok(_) => Ok(()),
@@ -131,49 +165,56 @@ fn flush_loop(db: sled::Db, queue: mpsc::Receiver<LogFlushed<TypeConfig>>, stats
     }
 }
 
+fn purge_loop(log: sled::Tree, queue: mpsc::Receiver<u64>) {
+    while let Ok(first) = queue.recv() {
+        let upto = queue.try_iter().fold(first, u64::max);
+        let started = std::time::Instant::now();
+        let mut removed = 0usize;
+        loop {
+            let keys: Vec<_> = log
+                .range(..=index_key(upto))
+                .keys()
+                .take(PURGE_CHUNK)
+                .filter_map(|k| k.ok())
+                .collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut batch = sled::Batch::default();
+            for k in &keys {
+                batch.remove(k.clone());
+            }
+            if let Err(e) = log.apply_batch(batch) {
+                tracing::error!(error = %e, upto, "purging the raft log failed; will retry at the next purge");
+                break;
+            }
+            removed += keys.len();
+        }
+        tracing::debug!(upto, removed, took_ms = started.elapsed().as_millis() as u64, "log entries deleted");
+    }
+}
+
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-fn last_entry_log_id(log: &sled::Tree) -> Result<Option<LogId>, StorageError> {
-    match log.last().map_err(|e| StorageIOError::read_logs(&e))? {
-        Some((_, bytes)) => {
-            let entry: Entry = decode(&bytes).map_err(|e| StorageIOError::read_logs(&e))?;
-            Ok(Some(entry.log_id))
-        }
-        None => Ok(None),
-    }
-}
-
-impl RaftLogReader<TypeConfig> for LogReader {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
-        read_range(&self.log, range)
-    }
-}
-
-impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
-        read_range(&self.log, range)
-    }
-}
-
-fn read_range<RB: RangeBounds<u64>>(log: &sled::Tree, range: RB) -> Result<Vec<Entry>, StorageError> {
+fn read_range<RB: RangeBounds<u64>>(log: &sled::Tree, floor: u64, range: RB) -> Result<Vec<Entry>, StorageError> {
     let start = match range.start_bound() {
-        Bound::Included(i) => Bound::Included(index_key(*i)),
+        Bound::Included(i) => Bound::Included(index_key((*i).max(floor))),
+        Bound::Excluded(i) if *i < floor => Bound::Included(index_key(floor)),
         Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
-        Bound::Unbounded => Bound::Unbounded,
+        Bound::Unbounded => Bound::Included(index_key(floor)),
     };
     let end = match range.end_bound() {
         Bound::Included(i) => Bound::Included(index_key(*i)),
         Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
         Bound::Unbounded => Bound::Unbounded,
     };
+    if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) = (&start, &end) {
+        if s > e {
+            return Ok(Vec::new());
+        }
+    }
     log.range::<[u8; 8], _>((start, end))
         .map(|item| {
             let (_, bytes) = item.map_err(|e| StorageIOError::read_logs(&e))?;
@@ -182,12 +223,35 @@ fn read_range<RB: RangeBounds<u64>>(log: &sled::Tree, range: RB) -> Result<Vec<E
         .collect()
 }
 
+impl RaftLogReader<TypeConfig> for LogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        read_range(&self.log, self.floor.load(Ordering::Acquire), range)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        read_range(&self.log, self.floor.load(Ordering::Acquire), range)
+    }
+}
+
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogReader;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.read_meta(KEY_PURGED)?;
-        let last_log_id = last_entry_log_id(&self.log)?.or(last_purged_log_id);
+        let last_entry = match self.log.last().map_err(|e| StorageIOError::read_logs(&e))? {
+            Some((_, bytes)) => Some(decode::<Entry>(&bytes).map_err(|e| StorageIOError::read_logs(&e))?.log_id),
+            None => None,
+        };
+        // An entry not yet deleted by the purger may lie at or below the purge point.
+        let last_log_id = std::cmp::max(last_entry, last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -195,7 +259,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        LogReader { log: self.log.clone() }
+        LogReader {
+            log: self.log.clone(),
+            floor: self.floor.clone(),
+        }
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
@@ -212,7 +279,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not flushed: openraft recovers a lost committed id from the quorum.
         self.committed
-            .store(committed.map(|l| l.index).unwrap_or(0), std::sync::atomic::Ordering::Release);
+            .store(committed.map(|l| l.index).unwrap_or(0), Ordering::Release);
         self.write_meta(KEY_COMMITTED, &committed)
     }
 
@@ -231,8 +298,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.insert(&index_key(entry.log_id.index), bytes);
         }
         self.log.apply_batch(batch).map_err(|e| StorageIOError::write_logs(&e))?;
-        let queued = self.flusher.queue.as_ref().is_some_and(|q| q.send(callback).is_ok());
-        if !queued {
+        if !self.flusher.send(callback) {
             let stopped = std::io::Error::other("log flusher thread has stopped");
             return Err(StorageIOError::write_logs(&stopped).into());
         }
@@ -240,6 +306,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Conflicting entries are few (at most one replication batch), so this is quick.
         let mut batch = sled::Batch::default();
         for key in self.log.range(index_key(log_id.index)..).keys() {
             batch.remove(key.map_err(|e| StorageIOError::write_logs(&e))?);
@@ -249,13 +316,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Record the purge point first: a crash half-way leaves extra entries, never a gap.
         self.write_meta(KEY_PURGED, &log_id)?;
-        let mut batch = sled::Batch::default();
-        for key in self.log.range(..=index_key(log_id.index)).keys() {
-            batch.remove(key.map_err(|e| StorageIOError::write_logs(&e))?);
+        self.floor.fetch_max(log_id.index + 1, Ordering::AcqRel);
+        if !self.purger.send(log_id.index) {
+            tracing::warn!("log purger thread has stopped; purged entries stay on disk until restart");
         }
-        self.log.apply_batch(batch).map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! database with the Raft log ([`log_store`]) and the state machine ([`state_machine`]).
 
 pub mod log_store;
+pub mod snapshot_file;
 pub mod state_machine;
 
 use std::fs;
@@ -123,7 +124,7 @@ impl Storage {
             reason: e.to_string(),
         };
         let log = LogStore::open(&db).map_err(db_err)?;
-        let state_machine = StateMachine::open(&db).map_err(db_err)?;
+        let state_machine = StateMachine::open(&db, path.join(snapshot_file::FILE_NAME)).map_err(db_err)?;
 
         if fresh {
             // Written last, so a crash before this point leaves a directory that is

@@ -1,11 +1,15 @@
 //! The replicated state machine on sled: tree `sm` holds the ledger's data under `d/` and
-//! its bookkeeping under `m/`; tree `snapshot` holds the last built or installed snapshot.
+//! its bookkeeping under `m/`; the last built or installed snapshot is a file
+//! ([`super::snapshot_file`]).
 //!
 //! Committed entries are applied in batches: every command of every entry handed to one
 //! `apply` call is folded into one atomic sled batch. Snapshots are taken as a point-in-time
-//! copy on the state-machine task, then encoded and stored off it.
+//! copy on the state-machine task, then encoded and stored off it. Bulk work (the copy, the
+//! encoding, file I/O) runs on the blocking pool so it never stalls the async workers that
+//! carry client requests and heartbeats.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +18,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 
-use super::{decode, encode};
+use super::{decode, encode, snapshot_file};
 use crate::types::{
     validate_entry, Command, CommandResult, Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError,
     StoredMembership, TypeConfig,
@@ -26,8 +30,6 @@ const KEY_MEMBERSHIP: &[u8] = b"m/membership";
 const KEY_KEYS: &[u8] = b"m/keys";
 const KEY_BYTES: &[u8] = b"m/bytes";
 const KEY_CLUSTER_ID: &[u8] = b"m/cluster_id";
-const SNAP_META: &[u8] = b"meta";
-const SNAP_DATA: &[u8] = b"data";
 
 fn data_key(key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(DATA_PREFIX.len() + key.len());
@@ -110,9 +112,8 @@ fn read_u64(tree: &sled::Tree, key: &[u8]) -> u64 {
 
 /// The state machine handed to openraft.
 pub struct StateMachine {
-    db: sled::Db,
     tree: sled::Tree,
-    snapshots: sled::Tree,
+    snapshot_path: PathBuf,
     applied: Option<LogId>,
     membership: StoredMembership,
     applied_index: Arc<AtomicU64>,
@@ -120,9 +121,8 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    pub fn open(db: &sled::Db) -> Result<StateMachine, std::io::Error> {
+    pub fn open(db: &sled::Db, snapshot_path: PathBuf) -> Result<StateMachine, std::io::Error> {
         let tree = db.open_tree("sm").map_err(super::io_error)?;
-        let snapshots = db.open_tree("snapshot").map_err(super::io_error)?;
         let applied: Option<LogId> = match tree.get(KEY_APPLIED).map_err(super::io_error)? {
             Some(v) => decode(&v)?,
             None => None,
@@ -132,9 +132,8 @@ impl StateMachine {
             None => StoredMembership::default(),
         };
         let mut sm = StateMachine {
-            db: db.clone(),
             tree,
-            snapshots,
+            snapshot_path,
             applied,
             membership,
             applied_index: Arc::new(AtomicU64::new(applied.map(|l| l.index).unwrap_or(0))),
@@ -142,7 +141,7 @@ impl StateMachine {
         };
         // A crash while installing a snapshot leaves the snapshot stored but the data only
         // partly replaced; finish the install now (openraft does not re-install on start).
-        if let Some((meta, data)) = sm.stored_snapshot()? {
+        if let Some((meta, data)) = snapshot_file::read(&sm.snapshot_path)? {
             if meta.last_log_id > sm.applied {
                 tracing::warn!(snapshot = ?meta.last_log_id, applied = ?sm.applied, "finishing an interrupted snapshot install");
                 sm.load_snapshot(&meta, &data)?;
@@ -156,24 +155,6 @@ impl StateMachine {
             tree: self.tree.clone(),
             applied_index: self.applied_index.clone(),
         }
-    }
-
-    fn stored_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, std::io::Error> {
-        let meta = self.snapshots.get(SNAP_META).map_err(super::io_error)?;
-        let data = self.snapshots.get(SNAP_DATA).map_err(super::io_error)?;
-        match (meta, data) {
-            (Some(m), Some(d)) => Ok(Some((decode(&m)?, d.to_vec()))),
-            _ => Ok(None),
-        }
-    }
-
-    fn store_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), std::io::Error> {
-        let mut batch = sled::Batch::default();
-        batch.insert(SNAP_META, encode(meta)?);
-        batch.insert(SNAP_DATA, data);
-        self.snapshots.apply_batch(batch).map_err(super::io_error)?;
-        self.db.flush().map_err(super::io_error)?;
-        Ok(())
     }
 
     /// Replaces all data with the snapshot's. The applied id is written in the same atomic
@@ -337,23 +318,29 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // Copy now, on the state-machine task, so the snapshot is one point in time while
+        // Copy now, while the state-machine task waits, so the snapshot is one point in time;
         // applying goes on as soon as the copy is taken.
-        let pairs = self
-            .tree
-            .iter()
-            .filter_map(|item| item.ok())
-            .filter(|(k, _)| k.as_ref() != KEY_APPLIED && k.as_ref() != KEY_MEMBERSHIP)
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect();
+        let tree = self.tree.clone();
+        let started = std::time::Instant::now();
+        let copy = tokio::task::spawn_blocking(move || {
+            tree.iter()
+                .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .filter(|item| {
+                    !matches!(item, Ok((k, _)) if k.as_slice() == KEY_APPLIED || k.as_slice() == KEY_MEMBERSHIP)
+                })
+                .collect::<Result<Vec<_>, sled::Error>>()
+                .map_err(super::io_error)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        tracing::info!(took_ms = started.elapsed().as_millis() as u64, "snapshot copy taken");
         self.snapshot_seq += 1;
         SnapshotBuilder {
-            pairs,
+            pairs: copy,
             applied: self.applied,
             membership: self.membership.clone(),
             seq: self.snapshot_seq,
-            snapshots: self.snapshots.clone(),
-            db: self.db.clone(),
+            path: self.snapshot_path.clone(),
         }
     }
 
@@ -370,14 +357,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let err = |e: std::io::Error| StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e));
         // Check it decodes before anything is replaced.
         decode::<SnapshotBody>(&data).map_err(err)?;
-        self.store_snapshot(meta, &data).map_err(err)?;
+        let (path, stored_meta) = (self.snapshot_path.clone(), meta.clone());
+        let data = blocking(move || snapshot_file::write(&path, &stored_meta, &data).map(|_| data))
+            .await
+            .map_err(err)?;
         self.load_snapshot(meta, &data).map_err(err)?;
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let stored = self
-            .stored_snapshot()
+        let path = self.snapshot_path.clone();
+        let stored = blocking(move || snapshot_file::read(&path))
+            .await
             .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, &e)))?;
         Ok(stored.map(|(meta, data)| Snapshot {
             meta,
@@ -386,23 +377,28 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+/// Runs blocking I/O on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(format!("blocking task failed: {e}"))))
+}
+
 /// Encodes and stores a snapshot from the copy taken by `get_snapshot_builder`.
 pub struct SnapshotBuilder {
-    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    pairs: std::io::Result<Vec<(Vec<u8>, Vec<u8>)>>,
     applied: Option<LogId>,
     membership: StoredMembership,
     seq: u64,
-    snapshots: sled::Tree,
-    db: sled::Db,
+    path: PathBuf,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let body = SnapshotBody {
-            pairs: std::mem::take(&mut self.pairs),
-        };
         let err = |e: std::io::Error| StorageError::from(StorageIOError::write_snapshot(None, &e));
-        let data = encode(&body).map_err(err)?;
+        let pairs = std::mem::replace(&mut self.pairs, Ok(Vec::new())).map_err(err)?;
         let snapshot_id = match self.applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, self.seq),
             None => format!("none-{}", self.seq),
@@ -412,12 +408,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.membership.clone(),
             snapshot_id,
         };
-        let mut batch = sled::Batch::default();
-        batch.insert(SNAP_META, encode(&meta).map_err(err)?);
-        batch.insert(SNAP_DATA, data.as_slice());
-        self.snapshots.apply_batch(batch).map_err(|e| err(super::io_error(e)))?;
+        let (path, stored_meta) = (self.path.clone(), meta.clone());
+        let started = std::time::Instant::now();
         // Durable before openraft may purge the log it covers.
-        self.db.flush_async().await.map_err(|e| err(super::io_error(e)))?;
+        let data = blocking(move || {
+            let data = encode(&SnapshotBody { pairs })?;
+            snapshot_file::write(&path, &stored_meta, &data)?;
+            Ok(data)
+        })
+        .await
+        .map_err(err)?;
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), took_ms = started.elapsed().as_millis() as u64, "snapshot built");
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

@@ -1,0 +1,180 @@
+//! The CLI as a user meets it: bad input gets one clear line and a non-zero exit, and
+//! `opsdeck dev` forms a cluster, answers the verbs, and cleans up after itself.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+fn assert_one_line_error(out: &std::process::Output, needle: &str) {
+    assert!(!out.status.success(), "expected failure, got success: {}", stdout_of(out));
+    let err = stderr_of(out);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected a one-line error, got:\n{err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "error should mention {needle:?}:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn node_args<'a>(data: &'a str, grpc: &'a str, http: &'a str) -> Vec<&'a str> {
+    vec!["node", "--id", "1", "--grpc", grpc, "--http", http, "--data", data]
+}
+
+#[test]
+fn a_foreign_data_dir_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let precious = dir.path().join("precious.db");
+    std::fs::write(&precious, b"someone else's data").unwrap();
+    let (g, h) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let data = dir.path().to_str().unwrap();
+    let out = run_cli(&node_args(data, &g, &h));
+    assert_one_line_error(&out, "is not an opsdeck data dir");
+    assert_eq!(std::fs::read(&precious).unwrap(), b"someone else's data");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing may be added");
+}
+
+#[test]
+fn an_unusable_data_dir_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let data = file.join("data");
+    let (g, h) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let out = run_cli(&node_args(data.to_str().unwrap(), &g, &h));
+    assert_one_line_error(&out, "data dir");
+}
+
+#[test]
+fn a_data_dir_of_another_node_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n1");
+    let mut node = TestNode::new(dir.path(), 1, &[]);
+    node.data = data.clone();
+    node.start(true);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(wait_for("node 1 to serve", Duration::from_secs(15), || async { node.status().await }));
+    node.stop();
+    let (g, h) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let out = run_cli(&["node", "--id", "2", "--grpc", &g, "--http", &h, "--data", data.to_str().unwrap()]);
+    assert_one_line_error(&out, "belongs to node 1, not node 2");
+}
+
+#[test]
+fn a_port_in_use_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let g = format!("127.0.0.1:{port}");
+    let h = format!("127.0.0.1:{}", free_port());
+    let data = dir.path().join("n1");
+    let out = run_cli(&node_args(data.to_str().unwrap(), &g, &h));
+    assert_one_line_error(&out, &format!("port {port}"));
+    assert!(!data.exists(), "a failed start must not create the data dir");
+}
+
+#[test]
+fn bad_and_unreachable_endpoints_fail_fast_with_a_clear_error() {
+    let out = run_cli(&["get", "k", "--endpoints", "not-an-endpoint"]);
+    assert_one_line_error(&out, "bad endpoint \"not-an-endpoint\"");
+
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let started = std::time::Instant::now();
+    let out = run_cli(&["put", "k", "v", "--endpoints", &nobody, "--timeout", "1s"]);
+    assert_one_line_error(&out, "did not answer");
+    assert!(out.status.code() == Some(1));
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+
+    let out = run_cli(&["status", "--endpoints", &nobody, "--timeout", "1s"]);
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("no node reachable"), "{}", stderr_of(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_keys_and_values_are_refused_and_nothing_is_written() {
+    let cluster = TestCluster::start(1, &[]).await;
+    let endpoints = cluster.endpoints();
+    let long_key = "k".repeat(2000);
+    let out = tokio::task::spawn_blocking({
+        let (k, e) = (long_key.clone(), endpoints.clone());
+        move || run_cli(&["put", &k, "v", "--endpoints", &e])
+    })
+    .await
+    .unwrap();
+    assert_one_line_error(&out, "over the limit of 1024 bytes");
+
+    // Over HTTP, a value over 1 MiB is refused with the numbers.
+    let http = &cluster.node(1).http;
+    let big = vec![b'x'; 1024 * 1024 + 1];
+    let resp = reqwest::Client::new()
+        .put(format!("http://{http}/kv/t/big"))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("value is 1048577 bytes, over the limit of 1048576 bytes"), "{body}");
+    let status = cluster.node(1).status().await.unwrap();
+    assert_eq!(status.storage_keys, 0, "a refused write must change nothing");
+}
+
+#[test]
+fn dev_forms_a_cluster_answers_verbs_and_stops_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    // Find a base port with all six ports free.
+    let base = loop {
+        let base = free_port();
+        let ports = [1u16, 2, 3, 101, 102, 103].map(|o| base + o);
+        if ports.iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()) {
+            break base;
+        }
+    };
+    let dev = Command::new(BIN)
+        .args(["dev", "--headless", "--base-port", &base.to_string(), "--dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cluster_dir = dir.path().to_str().unwrap().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let file = dir.path().join("cluster.toml");
+    rt.block_on(wait_for("cluster.toml", Duration::from_secs(30), || async { file.exists().then_some(()) }));
+
+    let out = run_cli(&["put", "greeting", "hello", "--cluster", &cluster_dir]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let out = run_cli(&["get", "greeting", "--cluster", &cluster_dir]);
+    assert_eq!(stdout_of(&out).trim(), "hello");
+    let out = run_cli(&["status", "--json", "--cluster", &cluster_dir]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = status["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert_eq!(nodes.iter().filter(|n| n["role"] == "leader").count(), 1);
+    for n in nodes {
+        for field in ["id", "reachable", "role", "term", "leader_id", "last_log_index", "committed", "applied"] {
+            assert!(!n[field].is_null(), "status --json lacks {field}: {n}");
+        }
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    let pids: Vec<i32> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("pid = "))
+        .map(|p| p.trim().parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 3, "{text}");
+
+    unsafe { libc::kill(dev.id() as i32, libc::SIGTERM) };
+    let out = wait_output(dev, Duration::from_secs(20));
+    assert!(out.status.success(), "dev exited badly: {}", stderr_of(&out));
+    assert!(stdout_of(&out).contains("3 nodes in"));
+    for pid in pids {
+        rt.block_on(wait_for("node process to exit", Duration::from_secs(10), || async {
+            // Reaped by dev, so kill(0) fails once it is gone.
+            (unsafe { libc::kill(pid, 0) } != 0).then_some(())
+        }));
+    }
+    assert!(!std::fs::read_to_string(&file).unwrap().contains("pid ="));
+}
