@@ -40,7 +40,10 @@ impl Tally {
     }
 
     fn merge(&mut self, other: Tally) {
-        for (mine, theirs) in [(&mut self.writes, other.writes), (&mut self.reads, other.reads)] {
+        for (mine, theirs) in [
+            (&mut self.writes, other.writes),
+            (&mut self.reads, other.reads),
+        ] {
             if let (Some(m), Some(t)) = (mine.as_mut(), theirs) {
                 let _ = m.add(t);
             }
@@ -106,15 +109,23 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 };
                 let micros = t0.elapsed().as_micros().min(60_000_000) as u64;
                 match (outcome, read) {
-                    (Ok(()), false) => tally.writes.as_mut().map(|h| h.saturating_record(micros.max(1))),
-                    (Ok(()), true) => tally.reads.as_mut().map(|h| h.saturating_record(micros.max(1))),
+                    (Ok(()), false) => tally
+                        .writes
+                        .as_mut()
+                        .map(|h| h.saturating_record(micros.max(1))),
+                    (Ok(()), true) => tally
+                        .reads
+                        .as_mut()
+                        .map(|h| h.saturating_record(micros.max(1))),
                     (Err(e), r) => {
                         if r {
                             tally.read_errors += 1
                         } else {
                             tally.write_errors += 1
                         }
-                        tally.first_error.get_or_insert_with(|| e.message().to_string());
+                        tally
+                            .first_error
+                            .get_or_insert_with(|| e.message().to_string());
                         None
                     }
                 };
@@ -170,7 +181,9 @@ fn summary(h: &Histogram<u64>, errors: u64, elapsed: Duration) -> serde_json::Va
 }
 
 fn report(args: &BenchArgs, target: &str, target_desc: &str, elapsed: Duration, t: &Tally) {
-    let (Some(w), Some(r)) = (&t.writes, &t.reads) else { return };
+    let (Some(w), Some(r)) = (&t.writes, &t.reads) else {
+        return;
+    };
     let writes = summary(w, t.write_errors, elapsed);
     let reads = summary(r, t.read_errors, elapsed);
     if args.cluster.json {

@@ -6,7 +6,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "opsdeck", version, about = "Raft ledger node, dev cluster and operations console")]
+#[command(
+    name = "opsdeck",
+    version,
+    about = "Raft ledger node, dev cluster and operations console"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -58,6 +62,13 @@ pub enum Command {
     },
     /// Drive load against the cluster and print throughput and latency percentiles.
     Bench(BenchArgs),
+}
+
+impl Command {
+    /// A verb that prints and exits, as opposed to a long-running node or dev cluster.
+    pub fn is_one_shot(&self) -> bool {
+        !matches!(self, Command::Node(_) | Command::Dev(_) | Command::Bench(_))
+    }
 }
 
 /// Which cluster a verb talks to.
@@ -125,13 +136,18 @@ impl RaftTiming {
             "--heartbeat-ms".into(),
             self.heartbeat_ms.to_string(),
             "--election-timeout-ms".into(),
-            format!("{}-{}", self.election_timeout_ms.0, self.election_timeout_ms.1),
+            format!(
+                "{}-{}",
+                self.election_timeout_ms.0, self.election_timeout_ms.1
+            ),
         ]
     }
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
-    let (a, b) = s.split_once('-').ok_or_else(|| format!("expected MIN-MAX, got {s:?}"))?;
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("expected MIN-MAX, got {s:?}"))?;
     let min: u64 = a.trim().parse().map_err(|_| format!("bad minimum {a:?}"))?;
     let max: u64 = b.trim().parse().map_err(|_| format!("bad maximum {b:?}"))?;
     if min == 0 || min >= max {

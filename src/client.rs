@@ -43,7 +43,10 @@ struct CallError {
 }
 
 fn retryable(status: &Status) -> bool {
-    matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled)
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled
+    )
 }
 
 /// The status message plus its innermost cause (e.g. "Connection refused"), which tonic
@@ -71,7 +74,9 @@ impl ClusterClient {
     /// Checks every endpoint is `host:port`; no connection is made until the first call.
     pub fn new(endpoints: &[String], retry_for: Duration) -> Result<ClusterClient> {
         if endpoints.is_empty() {
-            return Err(eyre!("no endpoints given: pass --endpoints HOST:PORT,... or --cluster DIR"));
+            return Err(eyre!(
+                "no endpoints given: pass --endpoints HOST:PORT,... or --cluster DIR"
+            ));
         }
         let mut parsed = Vec::new();
         for addr in endpoints {
@@ -80,7 +85,9 @@ impl ClusterClient {
                 .rsplit_once(':')
                 .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if !valid {
-                return Err(eyre!("bad endpoint {addr:?}: expected HOST:PORT, e.g. 127.0.0.1:7101"));
+                return Err(eyre!(
+                    "bad endpoint {addr:?}: expected HOST:PORT, e.g. 127.0.0.1:7101"
+                ));
             }
             let channel = opsdeck_node::transport::lazy_channel(&addr)
                 .map_err(|e| eyre!("bad endpoint {addr:?}: {e}"))?;
@@ -148,7 +155,9 @@ impl ClusterClient {
                     self.preferred.store(i, Ordering::Relaxed);
                     return Ok(resp.into_inner());
                 }
-                Ok(Err(status)) if retryable(&status) => failures.push(format!("{}: {}", ep.addr, describe(&status))),
+                Ok(Err(status)) if retryable(&status) => {
+                    failures.push(format!("{}: {}", ep.addr, describe(&status)))
+                }
                 Ok(Err(status)) => {
                     return Err(CallError {
                         retryable: false,
@@ -188,7 +197,9 @@ impl ClusterClient {
     /// The current leader's status and a client connected to it, retrying during elections.
     pub async fn leader(&self) -> Result<(NodeClient<Channel>, NodeStatus)> {
         let find = || async {
-            let reports = self.status_all(Duration::from_secs(2).min(self.retry_for)).await;
+            let reports = self
+                .status_all(Duration::from_secs(2).min(self.retry_for))
+                .await;
             let mut seen = Vec::new();
             for r in &reports {
                 match &r.status {
@@ -201,10 +212,16 @@ impl ClusterClient {
                         return Ok((client, s.clone()));
                     }
                     Ok(s) => {
-                        if let Some(leader) = s.leader_id.and_then(|l| s.members.iter().find(|m| m.id == l)) {
+                        if let Some(leader) = s
+                            .leader_id
+                            .and_then(|l| s.members.iter().find(|m| m.id == l))
+                        {
                             let mut client = connect(&leader.grpc)?;
-                            if let Ok(Ok(st)) =
-                                tokio::time::timeout(Duration::from_secs(2), client.status(StatusRequest {})).await
+                            if let Ok(Ok(st)) = tokio::time::timeout(
+                                Duration::from_secs(2),
+                                client.status(StatusRequest {}),
+                            )
+                            .await
                             {
                                 let st = st.into_inner();
                                 if st.role == "leader" {
@@ -232,7 +249,8 @@ impl ClusterClient {
 
 /// A client for one node address (lazy: connects on first use).
 pub fn connect(addr: &str) -> Result<NodeClient<Channel>> {
-    let channel = opsdeck_node::transport::lazy_channel(addr).map_err(|e| eyre!("bad address {addr:?}: {e}"))?;
+    let channel = opsdeck_node::transport::lazy_channel(addr)
+        .map_err(|e| eyre!("bad address {addr:?}: {e}"))?;
     Ok(NodeClient::new(channel)
         .max_decoding_message_size(256 * 1024 * 1024)
         .max_encoding_message_size(256 * 1024 * 1024))

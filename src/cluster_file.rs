@@ -34,8 +34,8 @@ impl ClusterFile {
                 path.display()
             )
         })?;
-        let file: ClusterFile =
-            toml::from_str(&text).map_err(|e| eyre!("{} is not a valid cluster file: {}", path.display(), e))?;
+        let file: ClusterFile = toml::from_str(&text)
+            .map_err(|e| eyre!("{} is not a valid cluster file: {}", path.display(), e))?;
         if file.nodes.is_empty() {
             return Err(eyre!("{} lists no nodes", path.display()));
         }
@@ -47,7 +47,8 @@ impl ClusterFile {
         let text = toml::to_string_pretty(self)?;
         let tmp = path.with_extension("toml.tmp");
         std::fs::write(&tmp, text).wrap_err_with(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).wrap_err_with(|| format!("cannot write {}", path.display()))?;
+        std::fs::rename(&tmp, &path)
+            .wrap_err_with(|| format!("cannot write {}", path.display()))?;
         Ok(())
     }
 

@@ -42,7 +42,10 @@ pub async fn run(args: DevArgs) -> Result<()> {
 /// Fails naming the port if anything already listens on it.
 fn check_port_free(addr: &str) -> Result<()> {
     TcpListener::bind(addr).map(drop).map_err(|e| {
-        eyre!("port {} ({addr}) is not free: {e}; stop what uses it or pass --base-port", port_of(addr))
+        eyre!(
+            "port {} ({addr}) is not free: {e}; stop what uses it or pass --base-port",
+            port_of(addr)
+        )
     })
 }
 
@@ -52,15 +55,20 @@ fn port_of(addr: &str) -> &str {
 
 fn process_alive(pid: u32) -> bool {
     // Signal 0 checks existence without delivering anything.
-    let Ok(pid) = i32::try_from(pid) else { return false };
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
 impl DevCluster {
     pub async fn start(args: &DevArgs) -> Result<DevCluster> {
         let dir = args.dir.clone().unwrap_or_else(default_dev_dir);
-        std::fs::create_dir_all(&dir).wrap_err_with(|| format!("cannot create {}", dir.display()))?;
-        let dir = dir.canonicalize().wrap_err_with(|| format!("cannot resolve {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .wrap_err_with(|| format!("cannot create {}", dir.display()))?;
+        let dir = dir
+            .canonicalize()
+            .wrap_err_with(|| format!("cannot resolve {}", dir.display()))?;
 
         let resume = dir.join(FILE_NAME).exists();
         let mut file = if resume {
@@ -98,7 +106,8 @@ impl DevCluster {
         }
         cluster.file = file;
         if let Err(e) = cluster.form(resume).await {
-            cluster.stop().await.ok();
+            // A cluster that never formed is not worth resuming: leave no cluster.toml.
+            cluster.stop_children().await;
             return Err(e);
         }
         cluster.file.save(&dir)?;
@@ -151,7 +160,10 @@ impl DevCluster {
                     ));
                 }
             }
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), client.status(StatusRequest {})).await {
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_millis(500), client.status(StatusRequest {}))
+                    .await
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -167,7 +179,11 @@ impl DevCluster {
     }
 
     pub fn print_summary(&self) {
-        println!("opsdeck dev cluster: {} nodes in {}", self.file.nodes.len(), self.dir.display());
+        println!(
+            "opsdeck dev cluster: {} nodes in {}",
+            self.file.nodes.len(),
+            self.dir.display()
+        );
         for n in &self.file.nodes {
             println!(
                 "  node {}  grpc {}  http {}  pid {}  log {}",
@@ -181,7 +197,11 @@ impl DevCluster {
         println!("try: opsdeck status --cluster {}", self.dir.display());
         println!(
             "     curl http://{}/health",
-            self.file.nodes.first().map(|n| n.http.as_str()).unwrap_or("")
+            self.file
+                .nodes
+                .first()
+                .map(|n| n.http.as_str())
+                .unwrap_or("")
         );
         if self.keep {
             println!("Ctrl-C exits and leaves the nodes running (--keep).");
@@ -190,26 +210,34 @@ impl DevCluster {
         }
     }
 
-    /// Stops the children (SIGTERM, then SIGKILL after 5 s) unless `--keep`.
+    /// Stops the children (SIGTERM, then SIGKILL after 5 s) unless `--keep`, and records
+    /// that they are stopped.
     pub async fn stop(mut self) -> Result<()> {
         if self.keep {
             return Ok(());
         }
+        self.stop_children().await;
+        for n in &mut self.file.nodes {
+            n.pid = None;
+        }
+        self.file.save(&self.dir)
+    }
+
+    async fn stop_children(&mut self) {
         for (_, child) in &self.children {
             if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
                 unsafe { libc::kill(pid, libc::SIGTERM) };
             }
         }
         for (id, child) in &mut self.children {
-            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
                 eprintln!("node {id} did not stop within 5 s; killing it");
                 let _ = child.kill().await;
             }
         }
-        for n in &mut self.file.nodes {
-            n.pid = None;
-        }
-        self.file.save(&self.dir)
     }
 }
 
@@ -219,7 +247,9 @@ fn plan(dir: &Path, nodes: u64, base_port: u16) -> Result<ClusterFile> {
         let grpc = u16::try_from(base_port as u64 + id).ok();
         let http = u16::try_from(base_port as u64 + 100 + id).ok();
         let (Some(grpc), Some(http)) = (grpc, http) else {
-            return Err(eyre!("--base-port {base_port} is too high for {nodes} nodes"));
+            return Err(eyre!(
+                "--base-port {base_port} is too high for {nodes} nodes"
+            ));
         };
         planned.push(NodeEntry {
             id,
@@ -251,7 +281,14 @@ fn spawn_node(dir: &Path, n: &NodeEntry, init: bool, args: &DevArgs) -> Result<C
         .wrap_err_with(|| format!("cannot open {}", log_path(dir, n.id).display()))?;
     let mut cmd = Command::new(exe);
     cmd.arg("node")
-        .args(["--id", &n.id.to_string(), "--grpc", &n.grpc, "--http", &n.http])
+        .args([
+            "--id",
+            &n.id.to_string(),
+            "--grpc",
+            &n.grpc,
+            "--http",
+            &n.http,
+        ])
         .arg("--data")
         .arg(&n.data)
         .args(["--snapshot-every", &args.snapshot_every.to_string()])
@@ -272,5 +309,6 @@ fn spawn_node(dir: &Path, n: &NodeEntry, init: bool, args: &DevArgs) -> Result<C
             });
         }
     }
-    cmd.spawn().wrap_err_with(|| format!("cannot start node {}", n.id))
+    cmd.spawn()
+        .wrap_err_with(|| format!("cannot start node {}", n.id))
 }

@@ -17,13 +17,19 @@ fn main() {
     // Panic reports restore the terminal first once the console exists; errors are printed
     // by us on one line.
     let _ = color_eyre::install();
-    // Like other CLI tools, end quietly when the reader of our output goes away
-    // (`opsdeck status | head`), instead of panicking on a broken pipe.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    if cli.command.is_one_shot() {
+        // Like other CLI tools, end quietly when the reader of our output goes away
+        // (`opsdeck status | head`) instead of panicking on a broken pipe. Never for
+        // servers: a node must survive a peer closing a socket mid-write.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -42,8 +48,16 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Dev(args) => dev::run(args).await,
         Command::Status(c) => verbs::status(&c).await,
         Command::Members(c) => verbs::members(&c).await,
-        Command::Put { key, value, cluster } => verbs::put(&cluster, key, value).await,
-        Command::Get { key, stale, cluster } => verbs::get(&cluster, key, stale).await,
+        Command::Put {
+            key,
+            value,
+            cluster,
+        } => verbs::put(&cluster, key, value).await,
+        Command::Get {
+            key,
+            stale,
+            cluster,
+        } => verbs::get(&cluster, key, stale).await,
         Command::Del { key, cluster } => verbs::del(&cluster, key).await,
         Command::Scan {
             prefix,

@@ -14,14 +14,17 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     config.heartbeat_ms = args.timing.heartbeat_ms;
     config.election_timeout_ms = args.timing.election_timeout_ms;
     let node = server::start(config).await.map_err(|e| eyre!("{e}"))?;
-    node.serve_until(shutdown_signal()).await.map_err(|e| eyre!("{e}"))?;
+    node.serve_until(shutdown_signal())
+        .await
+        .map_err(|e| eyre!("{e}"))?;
     tracing::info!("node stopped");
     Ok(())
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OPSDECK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPSDECK_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

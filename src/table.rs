@@ -32,7 +32,13 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
 mod tests {
     #[test]
     fn pads_columns_to_the_widest_cell() {
-        let t = super::render(&["ID", "ROLE"], &[vec!["1".into(), "leader".into()], vec!["10".into(), "x".into()]]);
+        let t = super::render(
+            &["ID", "ROLE"],
+            &[
+                vec!["1".into(), "leader".into()],
+                vec!["10".into(), "x".into()],
+            ],
+        );
         assert_eq!(t, "ID  ROLE\n1   leader\n10  x");
     }
 }

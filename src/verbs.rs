@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use color_eyre::eyre::{eyre, Result};
-use opsdeck_node::pb::{DeleteRequest, GetRequest, NodeStatus, PutRequest, ScanRequest, StatusRequest};
+use opsdeck_node::pb::{
+    DeleteRequest, GetRequest, NodeStatus, PutRequest, ScanRequest, StatusRequest,
+};
 use serde_json::json;
 
 use crate::cli::ClusterArgs;
@@ -66,10 +68,18 @@ fn status_json(endpoint: &str, s: &Result<NodeStatus, String>) -> serde_json::Va
 
 pub async fn status(args: &ClusterArgs) -> Result<()> {
     let client = connect(args)?;
-    let reports = client.status_all(Duration::from_secs(2).min(args.timeout)).await;
+    let reports = client
+        .status_all(Duration::from_secs(2).min(args.timeout))
+        .await;
     if args.json {
-        let nodes: Vec<_> = reports.iter().map(|r| status_json(&r.endpoint, &r.status)).collect();
-        println!("{}", serde_json::to_string_pretty(&json!({ "nodes": nodes }))?);
+        let nodes: Vec<_> = reports
+            .iter()
+            .map(|r| status_json(&r.endpoint, &r.status))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "nodes": nodes }))?
+        );
     } else {
         let rows: Vec<Vec<String>> = reports
             .iter()
@@ -91,7 +101,17 @@ pub async fn status(args: &ClusterArgs) -> Result<()> {
             })
             .collect();
         let header = [
-            "ID", "ENDPOINT", "ROLE", "TERM", "LEADER", "LAST-LOG", "COMMITTED", "APPLIED", "SNAPSHOT", "PURGED", "KEYS",
+            "ID",
+            "ENDPOINT",
+            "ROLE",
+            "TERM",
+            "LEADER",
+            "LAST-LOG",
+            "COMMITTED",
+            "APPLIED",
+            "SNAPSHOT",
+            "PURGED",
+            "KEYS",
         ];
         println!("{}", table::render(&header, &rows));
     }
@@ -107,7 +127,9 @@ pub async fn status(args: &ClusterArgs) -> Result<()> {
 pub async fn members(args: &ClusterArgs) -> Result<()> {
     let client = connect(args)?;
     let status = client
-        .call("members", |mut c| async move { c.status(StatusRequest {}).await })
+        .call("members", |mut c| async move {
+            c.status(StatusRequest {}).await
+        })
         .await?;
     if args.json {
         let members: Vec<_> = status
@@ -121,7 +143,10 @@ pub async fn members(args: &ClusterArgs) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({ "members": members }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "members": members }))?
+        );
     } else {
         let rows: Vec<Vec<String>> = status
             .members
@@ -130,19 +155,28 @@ pub async fn members(args: &ClusterArgs) -> Result<()> {
                 vec![
                     m.id.to_string(),
                     if m.voter { "voter" } else { "learner" }.into(),
-                    if Some(m.id) == status.leader_id { "*" } else { "" }.into(),
+                    if Some(m.id) == status.leader_id {
+                        "*"
+                    } else {
+                        ""
+                    }
+                    .into(),
                     m.grpc.clone(),
                     m.http.clone(),
                 ]
             })
             .collect();
-        println!("{}", table::render(&["ID", "ROLE", "LEADER", "GRPC", "HTTP"], &rows));
+        println!(
+            "{}",
+            table::render(&["ID", "ROLE", "LEADER", "GRPC", "HTTP"], &rows)
+        );
     }
     Ok(())
 }
 
 pub async fn put(args: &ClusterArgs, key: String, value: String) -> Result<()> {
-    opsdeck_node::types::validate_entry(&key, Some(value.as_bytes())).map_err(|e| eyre!("put {}: {e}", short(&key)))?;
+    opsdeck_node::types::validate_entry(&key, Some(value.as_bytes()))
+        .map_err(|e| eyre!("put {}: {e}", short(&key)))?;
     let client = connect(args)?;
     let value = value.into_bytes();
     let reply = client
@@ -163,17 +197,24 @@ pub async fn put(args: &ClusterArgs, key: String, value: String) -> Result<()> {
 }
 
 pub async fn get(args: &ClusterArgs, key: String, stale: bool) -> Result<()> {
-    opsdeck_node::types::validate_entry(&key, None).map_err(|e| eyre!("get {}: {e}", short(&key)))?;
+    opsdeck_node::types::validate_entry(&key, None)
+        .map_err(|e| eyre!("get {}: {e}", short(&key)))?;
     let client = connect(args)?;
     let reply = client
         .call("get", |mut c| {
-            let req = GetRequest { key: key.clone(), stale };
+            let req = GetRequest {
+                key: key.clone(),
+                stale,
+            };
             async move { c.get(req).await }
         })
         .await?;
     let value = String::from_utf8_lossy(&reply.value);
     if args.json {
-        println!("{}", json!({ "key": key, "found": reply.found, "value": reply.found.then_some(value) }));
+        println!(
+            "{}",
+            json!({ "key": key, "found": reply.found, "value": reply.found.then_some(value) })
+        );
     } else if reply.found {
         println!("{value}");
     }
@@ -184,7 +225,8 @@ pub async fn get(args: &ClusterArgs, key: String, stale: bool) -> Result<()> {
 }
 
 pub async fn del(args: &ClusterArgs, key: String) -> Result<()> {
-    opsdeck_node::types::validate_entry(&key, None).map_err(|e| eyre!("del {}: {e}", short(&key)))?;
+    opsdeck_node::types::validate_entry(&key, None)
+        .map_err(|e| eyre!("del {}: {e}", short(&key)))?;
     let client = connect(args)?;
     let reply = client
         .call("del", |mut c| {
@@ -195,7 +237,14 @@ pub async fn del(args: &ClusterArgs, key: String) -> Result<()> {
     if args.json {
         println!("{}", json!({ "key": key, "deleted": reply.existed }));
     } else {
-        println!("{}", if reply.existed { "deleted" } else { "not found (nothing deleted)" });
+        println!(
+            "{}",
+            if reply.existed {
+                "deleted"
+            } else {
+                "not found (nothing deleted)"
+            }
+        );
     }
     Ok(())
 }
@@ -218,7 +267,10 @@ pub async fn scan(args: &ClusterArgs, prefix: String, limit: u32, stale: bool) -
             .iter()
             .map(|kv| json!({ "key": kv.key, "value": String::from_utf8_lossy(&kv.value) }))
             .collect();
-        println!("{}", json!({ "items": items, "truncated": reply.truncated }));
+        println!(
+            "{}",
+            json!({ "items": items, "truncated": reply.truncated })
+        );
     } else {
         for kv in &reply.items {
             println!("{}\t{}", kv.key, String::from_utf8_lossy(&kv.value));

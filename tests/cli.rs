@@ -9,17 +9,26 @@ use std::time::Duration;
 use support::*;
 
 fn assert_one_line_error(out: &std::process::Output, needle: &str) {
-    assert!(!out.status.success(), "expected failure, got success: {}", stdout_of(out));
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {}",
+        stdout_of(out)
+    );
     let err = stderr_of(out);
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected a one-line error, got:\n{err}");
     assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(err.contains(needle), "error should mention {needle:?}:\n{err}");
+    assert!(
+        err.contains(needle),
+        "error should mention {needle:?}:\n{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
 fn node_args<'a>(data: &'a str, grpc: &'a str, http: &'a str) -> Vec<&'a str> {
-    vec!["node", "--id", "1", "--grpc", grpc, "--http", http, "--data", data]
+    vec![
+        "node", "--id", "1", "--grpc", grpc, "--http", http, "--data", data,
+    ]
 }
 
 #[test]
@@ -27,12 +36,19 @@ fn a_foreign_data_dir_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let precious = dir.path().join("precious.db");
     std::fs::write(&precious, b"someone else's data").unwrap();
-    let (g, h) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let (g, h) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
     let data = dir.path().to_str().unwrap();
     let out = run_cli(&node_args(data, &g, &h));
     assert_one_line_error(&out, "is not an opsdeck data dir");
     assert_eq!(std::fs::read(&precious).unwrap(), b"someone else's data");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing may be added");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "nothing may be added"
+    );
 }
 
 #[test]
@@ -41,7 +57,10 @@ fn an_unusable_data_dir_path_is_refused() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let data = file.join("data");
-    let (g, h) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let (g, h) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
     let out = run_cli(&node_args(data.to_str().unwrap(), &g, &h));
     assert_one_line_error(&out, "data dir");
 }
@@ -54,10 +73,27 @@ fn a_data_dir_of_another_node_is_refused() {
     node.data = data.clone();
     node.start(true);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(wait_for("node 1 to serve", Duration::from_secs(15), || async { node.status().await }));
+    rt.block_on(wait_for(
+        "node 1 to serve",
+        Duration::from_secs(15),
+        || async { node.status().await },
+    ));
     node.stop();
-    let (g, h) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let out = run_cli(&["node", "--id", "2", "--grpc", &g, "--http", &h, "--data", data.to_str().unwrap()]);
+    let (g, h) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let out = run_cli(&[
+        "node",
+        "--id",
+        "2",
+        "--grpc",
+        &g,
+        "--http",
+        &h,
+        "--data",
+        data.to_str().unwrap(),
+    ]);
     assert_one_line_error(&out, "belongs to node 1, not node 2");
 }
 
@@ -71,7 +107,10 @@ fn a_port_in_use_is_named() {
     let data = dir.path().join("n1");
     let out = run_cli(&node_args(data.to_str().unwrap(), &g, &h));
     assert_one_line_error(&out, &format!("port {port}"));
-    assert!(!data.exists(), "a failed start must not create the data dir");
+    assert!(
+        !data.exists(),
+        "a failed start must not create the data dir"
+    );
 }
 
 #[test]
@@ -84,11 +123,19 @@ fn bad_and_unreachable_endpoints_fail_fast_with_a_clear_error() {
     let out = run_cli(&["put", "k", "v", "--endpoints", &nobody, "--timeout", "1s"]);
     assert_one_line_error(&out, "did not answer");
     assert!(out.status.code() == Some(1));
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
 
     let out = run_cli(&["status", "--endpoints", &nobody, "--timeout", "1s"]);
     assert!(!out.status.success());
-    assert!(stderr_of(&out).contains("no node reachable"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("no node reachable"),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,34 +162,64 @@ async fn oversized_keys_and_values_are_refused_and_nothing_is_written() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     let body = resp.text().await.unwrap();
-    assert!(body.contains("value is 1048577 bytes, over the limit of 1048576 bytes"), "{body}");
+    assert!(
+        body.contains("value is 1048577 bytes, over the limit of 1048576 bytes"),
+        "{body}"
+    );
     let status = cluster.node(1).status().await.unwrap();
-    assert_eq!(status.storage_keys, 0, "a refused write must change nothing");
+    assert_eq!(
+        status.storage_keys, 0,
+        "a refused write must change nothing"
+    );
 }
 
 #[test]
 fn dev_forms_a_cluster_answers_verbs_and_stops_its_children() {
     let dir = tempfile::tempdir().unwrap();
-    // Find a base port with all six ports free.
-    let base = loop {
-        let base = free_port();
-        let ports = [1u16, 2, 3, 101, 102, 103].map(|o| base + o);
-        if ports.iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()) {
-            break base;
-        }
-    };
-    let dev = Command::new(BIN)
-        .args(["dev", "--headless", "--base-port", &base.to_string(), "--dir"])
+    // dev uses base+1..3 (gRPC) and base+101..103 (HTTP).
+    let base = reserve_ports(104);
+    let mut dev = Command::new(BIN)
+        .args([
+            "dev",
+            "--headless",
+            "--base-port",
+            &base.to_string(),
+            "--dir",
+        ])
         .arg(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // dev prints its summary once the cluster is formed; read it line by line.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = dev.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
+        }
+        all
+    });
+    let Ok(formed) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = dev.kill();
+        let out = dev.wait_with_output().unwrap();
+        panic!(
+            "dev did not report a formed cluster; stderr:\n{}",
+            stderr_of(&out)
+        )
+    };
+    assert!(formed.contains("3 nodes in"), "{formed}");
     let cluster_dir = dir.path().to_str().unwrap().to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let file = dir.path().join("cluster.toml");
-    rt.block_on(wait_for("cluster.toml", Duration::from_secs(30), || async { file.exists().then_some(()) }));
 
     let out = run_cli(&["put", "greeting", "hello", "--cluster", &cluster_dir]);
     assert!(out.status.success(), "{}", stderr_of(&out));
@@ -154,7 +231,16 @@ fn dev_forms_a_cluster_answers_verbs_and_stops_its_children() {
     assert_eq!(nodes.len(), 3);
     assert_eq!(nodes.iter().filter(|n| n["role"] == "leader").count(), 1);
     for n in nodes {
-        for field in ["id", "reachable", "role", "term", "leader_id", "last_log_index", "committed", "applied"] {
+        for field in [
+            "id",
+            "reachable",
+            "role",
+            "term",
+            "leader_id",
+            "last_log_index",
+            "committed",
+            "applied",
+        ] {
             assert!(!n[field].is_null(), "status --json lacks {field}: {n}");
         }
     }
@@ -168,13 +254,21 @@ fn dev_forms_a_cluster_answers_verbs_and_stops_its_children() {
 
     unsafe { libc::kill(dev.id() as i32, libc::SIGTERM) };
     let out = wait_output(dev, Duration::from_secs(20));
-    assert!(out.status.success(), "dev exited badly: {}", stderr_of(&out));
-    assert!(stdout_of(&out).contains("3 nodes in"));
+    assert!(
+        out.status.success(),
+        "dev exited badly: {}",
+        stderr_of(&out)
+    );
+    assert!(reader.join().unwrap().contains("Ctrl-C stops the cluster"));
     for pid in pids {
-        rt.block_on(wait_for("node process to exit", Duration::from_secs(10), || async {
-            // Reaped by dev, so kill(0) fails once it is gone.
-            (unsafe { libc::kill(pid, 0) } != 0).then_some(())
-        }));
+        rt.block_on(wait_for(
+            "node process to exit",
+            Duration::from_secs(10),
+            || async {
+                // Reaped by dev, so kill(0) fails once it is gone.
+                (unsafe { libc::kill(pid, 0) } != 0).then_some(())
+            },
+        ));
     }
     assert!(!std::fs::read_to_string(&file).unwrap().contains("pid ="));
 }

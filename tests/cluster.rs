@@ -39,6 +39,10 @@ fn spawn_writers(
                     let addr = &endpoints[(i as usize + w) % endpoints.len()];
                     if put(addr, &key, &key, Duration::from_secs(2)).await.is_ok() {
                         acked.lock().unwrap().insert(key.clone(), key);
+                    } else {
+                        // A refused connection fails without ever yielding; pace retries so
+                        // this task cannot hog a worker (or block runtime shutdown).
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                     i += 1;
                 }
@@ -54,10 +58,22 @@ fn spawn_writers(
 
 async fn assert_all_present(cluster: &TestCluster, acked: &BTreeMap<String, String>) {
     let leader = cluster.wait_leader(Duration::from_secs(10)).await.0;
-    let committed = cluster.node(leader).status().await.unwrap().committed.unwrap_or(0);
-    cluster.wait_applied(committed, Duration::from_secs(20)).await;
+    let committed = cluster
+        .node(leader)
+        .status()
+        .await
+        .unwrap()
+        .committed
+        .unwrap_or(0);
+    cluster
+        .wait_applied(committed, Duration::from_secs(20))
+        .await;
     for n in cluster.nodes.iter().filter(|n| n.running()) {
-        let stored: BTreeMap<String, Vec<u8>> = cluster.scan_local(n.id, "load/").await.into_iter().collect();
+        let stored: BTreeMap<String, Vec<u8>> = cluster
+            .scan_local(n.id, "load/")
+            .await
+            .into_iter()
+            .collect();
         for (k, v) in acked {
             assert_eq!(
                 stored.get(k).map(|v| v.as_slice()),
@@ -80,9 +96,14 @@ async fn three_nodes_form_and_1000_writes_are_readable_everywhere() {
         tasks.push(tokio::spawn(async move {
             for i in (t..1000).step_by(20) {
                 let key = format!("k/{i:04}");
-                put(&endpoints[i % 3], &key, &format!("v{i}"), Duration::from_secs(5))
-                    .await
-                    .expect("write through any node");
+                put(
+                    &endpoints[i % 3],
+                    &key,
+                    &format!("v{i}"),
+                    Duration::from_secs(5),
+                )
+                .await
+                .expect("write through any node");
             }
         }));
     }
@@ -106,11 +127,17 @@ async fn three_nodes_form_and_1000_writes_are_readable_everywhere() {
         }
     }
     let committed = cluster.node(1).status().await.unwrap().committed.unwrap();
-    cluster.wait_applied(committed, Duration::from_secs(10)).await;
+    cluster
+        .wait_applied(committed, Duration::from_secs(10))
+        .await;
     let reference = cluster.scan_local(1, "k/").await;
     assert_eq!(reference.len(), 1000);
     for id in [2, 3] {
-        assert_eq!(cluster.scan_local(id, "k/").await, reference, "node {id} differs");
+        assert_eq!(
+            cluster.scan_local(id, "k/").await,
+            reference,
+            "node {id} differs"
+        );
     }
 }
 
@@ -130,16 +157,40 @@ async fn leader_kill_scenario(extra: &[&str], writes_while_down: usize) -> TestC
     })
     .await;
 
-    let before_kill = cluster.node(leader).status().await.unwrap().last_log_index.unwrap_or(0);
+    let before_kill = cluster
+        .node(leader)
+        .status()
+        .await
+        .unwrap()
+        .last_log_index
+        .unwrap_or(0);
     cluster.node_mut(leader).kill9();
     let killed_at = Instant::now();
-    let survivors: Vec<String> = cluster.nodes.iter().filter(|n| n.running()).map(|n| n.grpc.clone()).collect();
+    let survivors: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.running())
+        .map(|n| n.grpc.clone())
+        .collect();
     let mut i = 0;
-    wait_for("a write to succeed after the leader was killed", Duration::from_secs(3), || {
-        i += 1;
-        let addr = survivors[i % survivors.len()].clone();
-        async move { put(&addr, &format!("probe/{i}"), "x", Duration::from_millis(300)).await.ok() }
-    })
+    wait_for(
+        "a write to succeed after the leader was killed",
+        Duration::from_secs(3),
+        || {
+            i += 1;
+            let addr = survivors[i % survivors.len()].clone();
+            async move {
+                put(
+                    &addr,
+                    &format!("probe/{i}"),
+                    "x",
+                    Duration::from_millis(300),
+                )
+                .await
+                .ok()
+            }
+        },
+    )
     .await;
     let resumed_after = killed_at.elapsed();
     eprintln!("writes resumed {resumed_after:?} after kill -9 of leader {leader}");
@@ -149,19 +200,37 @@ async fn leader_kill_scenario(extra: &[&str], writes_while_down: usize) -> TestC
     assert!(new_term > term);
 
     // Keep writing while the old leader is down, then bring it back from its data dir.
-    let target = cluster.node(new_leader).status().await.unwrap().storage_keys + writes_while_down as u64;
-    wait_for("writes while a node is down", Duration::from_secs(30), || async {
-        let s = cluster.node(new_leader).status().await?;
-        (s.storage_keys >= target).then_some(())
-    })
+    let target = cluster
+        .node(new_leader)
+        .status()
+        .await
+        .unwrap()
+        .storage_keys
+        + writes_while_down as u64;
+    wait_for(
+        "writes while a node is down",
+        Duration::from_secs(30),
+        || async {
+            let s = cluster.node(new_leader).status().await?;
+            (s.storage_keys >= target).then_some(())
+        },
+    )
     .await;
     cluster.node_mut(leader).start(false);
     stop.store(true, Ordering::Relaxed);
     let acked = writers.await.unwrap();
-    assert!(acked.len() > 200, "only {} writes acknowledged", acked.len());
+    assert!(
+        acked.len() > 200,
+        "only {} writes acknowledged",
+        acked.len()
+    );
     assert_all_present(&cluster, &acked).await;
     let reference = cluster.scan_local(new_leader, "load/").await;
-    assert_eq!(cluster.scan_local(leader, "load/").await, reference, "restarted node differs");
+    assert_eq!(
+        cluster.scan_local(leader, "load/").await,
+        reference,
+        "restarted node differs"
+    );
     assert!(before_kill > 0);
     cluster
 }
@@ -171,21 +240,34 @@ async fn leader_kill9_fails_over_and_the_old_leader_catches_up_by_log() {
     let cluster = leader_kill_scenario(&[], 100).await;
     // Default snapshot threshold (10,000) was never reached: catch-up was by log.
     for n in &cluster.nodes {
-        assert_eq!(n.status().await.unwrap().snapshot_index, None, "node {} built a snapshot", n.id);
+        assert_eq!(
+            n.status().await.unwrap().snapshot_index,
+            None,
+            "node {} built a snapshot",
+            n.id
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_kill9_and_catch_up_by_snapshot_after_log_purge() {
-    let cluster = leader_kill_scenario(&["--snapshot-every", "100", "--keep-logs", "10"], 1500).await;
+    let cluster =
+        leader_kill_scenario(&["--snapshot-every", "100", "--keep-logs", "10"], 1500).await;
     let leader = cluster.wait_leader(Duration::from_secs(5)).await.0;
     let s = cluster.node(leader).status().await.unwrap();
-    assert!(s.purged_index.unwrap_or(0) > 0, "leader never purged its log: {s:?}");
+    assert!(
+        s.purged_index.unwrap_or(0) > 0,
+        "leader never purged its log: {s:?}"
+    );
     // The restarted node was behind the purge point, so it must have installed a snapshot.
     let restarted: Vec<_> = cluster.nodes.iter().filter(|n| n.id != leader).collect();
     for n in restarted {
         let st = n.status().await.unwrap();
-        assert!(st.snapshot_index.unwrap_or(0) > 0, "node {} has no snapshot: {st:?}", n.id);
+        assert!(
+            st.snapshot_index.unwrap_or(0) > 0,
+            "node {} has no snapshot: {st:?}",
+            n.id
+        );
     }
 }
 
@@ -193,7 +275,11 @@ async fn leader_kill9_and_catch_up_by_snapshot_after_log_purge() {
 async fn full_cluster_restart_keeps_writes_and_membership() {
     let mut cluster = TestCluster::start(3, &[]).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let writers = spawn_writers(cluster.nodes.iter().map(|n| n.grpc.clone()).collect(), 4, stop.clone());
+    let writers = spawn_writers(
+        cluster.nodes.iter().map(|n| n.grpc.clone()).collect(),
+        4,
+        stop.clone(),
+    );
     wait_for("some writes", Duration::from_secs(10), || async {
         (cluster.node(1).status().await?.storage_keys > 300).then_some(())
     })
@@ -209,7 +295,11 @@ async fn full_cluster_restart_keeps_writes_and_membership() {
     }
     cluster.wait_leader(Duration::from_secs(15)).await;
     for id in [1, 2, 3] {
-        assert_eq!(cluster.voters(id).await, [1, 2, 3].into(), "node {id} lost the membership");
+        assert_eq!(
+            cluster.voters(id).await,
+            [1, 2, 3].into(),
+            "node {id} lost the membership"
+        );
     }
     assert_all_present(&cluster, &acked).await;
 }

@@ -31,8 +31,14 @@ pub enum NodeError {
     #[error("no leader is elected right now (election in progress or quorum lost); retry shortly")]
     NoLeader,
     #[error("leader node {leader} at {addr} is unreachable: {reason}")]
-    LeaderUnreachable { leader: NodeId, addr: String, reason: String },
-    #[error("timed out after {0:?} waiting for the cluster; a write may or may not have been applied")]
+    LeaderUnreachable {
+        leader: NodeId,
+        addr: String,
+        reason: String,
+    },
+    #[error(
+        "timed out after {0:?} waiting for the cluster; a write may or may not have been applied"
+    )]
     Timeout(Duration),
     #[error("membership change refused: {0}")]
     Membership(String),
@@ -63,7 +69,9 @@ impl From<NodeError> for tonic::Status {
         let msg = e.to_string();
         match e {
             NodeError::InvalidInput(_) => tonic::Status::invalid_argument(msg),
-            NodeError::Rejected(_) | NodeError::Membership(_) => tonic::Status::failed_precondition(msg),
+            NodeError::Rejected(_) | NodeError::Membership(_) => {
+                tonic::Status::failed_precondition(msg)
+            }
             NodeError::NoLeader | NodeError::LeaderUnreachable { .. } | NodeError::ShuttingDown => {
                 tonic::Status::unavailable(msg)
             }
@@ -171,7 +179,11 @@ pub struct RaftSink {
 
 impl RaftSink {
     /// Proposes on this node only; `forward` says whether a follower may pass it on.
-    async fn write(&self, commands: Vec<Command>, forward: bool) -> Result<Vec<CommandResult>, NodeError> {
+    async fn write(
+        &self,
+        commands: Vec<Command>,
+        forward: bool,
+    ) -> Result<Vec<CommandResult>, NodeError> {
         let request = Request { commands };
         let copy = forward.then(|| request.commands.clone());
         let outcome = tokio::time::timeout(CLUSTER_TIMEOUT, self.raft.client_write(request))
@@ -179,10 +191,14 @@ impl RaftSink {
             .map_err(|_| NodeError::Timeout(CLUSTER_TIMEOUT))?;
         match outcome {
             Ok(resp) => Ok(resp.data.results),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (copy, f.leader_id, f.leader_node) {
-                (Some(commands), Some(leader), Some(node)) => self.forward(leader, &node, commands).await,
-                _ => Err(NodeError::NoLeader),
-            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                match (copy, f.leader_id, f.leader_node) {
+                    (Some(commands), Some(leader), Some(node)) => {
+                        self.forward(leader, &node, commands).await
+                    }
+                    _ => Err(NodeError::NoLeader),
+                }
+            }
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Err(NodeError::Membership(e.to_string()))
             }
@@ -201,8 +217,12 @@ impl RaftSink {
             addr: node.grpc.clone(),
             reason,
         };
-        let encoded = bincode::serialize(&commands).map_err(|e| NodeError::Internal(e.to_string()))?;
-        let mut client = self.peers.node_client(&node.grpc).map_err(|s| unreachable(s.message().to_string()))?;
+        let encoded =
+            bincode::serialize(&commands).map_err(|e| NodeError::Internal(e.to_string()))?;
+        let mut client = self
+            .peers
+            .node_client(&node.grpc)
+            .map_err(|s| unreachable(s.message().to_string()))?;
         let mut req = tonic::Request::new(pb::ProposeRequest { commands: encoded });
         req.set_timeout(CLUSTER_TIMEOUT);
         let reply = client.propose(req).await.map_err(|s| match s.code() {
@@ -211,7 +231,8 @@ impl RaftSink {
             tonic::Code::DeadlineExceeded => NodeError::Timeout(CLUSTER_TIMEOUT),
             _ => NodeError::Internal(format!("leader {leader}: {}", s.message())),
         })?;
-        bincode::deserialize(&reply.into_inner().results).map_err(|e| NodeError::Internal(e.to_string()))
+        bincode::deserialize(&reply.into_inner().results)
+            .map_err(|e| NodeError::Internal(e.to_string()))
     }
 }
 
@@ -226,10 +247,12 @@ async fn leader_read_index(raft: Raft) -> Result<u64, NodeError> {
     match tokio::time::timeout(CLUSTER_TIMEOUT, raft.get_read_log_id()).await {
         Err(_) => Err(NodeError::Timeout(CLUSTER_TIMEOUT)),
         Ok(Ok((read_log_id, _applied))) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
-        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => Err(NodeError::NoLeader),
-        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
-            Err(NodeError::Rejected(format!("leadership not confirmed by a quorum: {e}")))
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
+            Err(NodeError::NoLeader)
         }
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => Err(
+            NodeError::Rejected(format!("leadership not confirmed by a quorum: {e}")),
+        ),
         Ok(Err(RaftError::Fatal(e))) => Err(NodeError::Internal(format!("raft stopped: {e}"))),
     }
 }
@@ -290,7 +313,9 @@ impl NodeCore {
     ) -> Result<T, NodeError> {
         let started = Instant::now();
         let result = f.await;
-        self.inner.metrics.observe(op, started.elapsed(), result.as_ref().err());
+        self.inner
+            .metrics
+            .observe(op, started.elapsed(), result.as_ref().err());
         result
     }
 
@@ -344,7 +369,10 @@ impl NodeCore {
         self.observed("get", async {
             validate_entry(&key, None).map_err(NodeError::InvalidInput)?;
             self.read_barrier(stale).await?;
-            self.inner.reader.get(&key).map_err(|e| NodeError::Internal(e.to_string()))
+            self.inner
+                .reader
+                .get(&key)
+                .map_err(|e| NodeError::Internal(e.to_string()))
         })
         .await
     }
@@ -354,7 +382,7 @@ impl NodeCore {
         prefix: String,
         limit: usize,
         stale: bool,
-    ) -> Result<(Vec<(String, Vec<u8>)>, bool), NodeError> {
+    ) -> Result<(crate::store::state_machine::KeyValues, bool), NodeError> {
         self.observed("scan", async {
             self.read_barrier(stale).await?;
             self.inner
@@ -366,7 +394,10 @@ impl NodeCore {
     }
 
     /// Applies a batch forwarded by a follower; never forwards again.
-    pub async fn propose_forwarded(&self, commands: Vec<Command>) -> Result<Vec<CommandResult>, NodeError> {
+    pub async fn propose_forwarded(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<CommandResult>, NodeError> {
         self.inner.sink.write(commands, false).await
     }
 
@@ -387,9 +418,9 @@ impl NodeCore {
             None => return Err(NodeError::NoLeader),
             Some(l) if l == self.inner.id => self.read_index().await?,
             Some(l) => {
-                let node = self
-                    .member_addr(l)
-                    .ok_or_else(|| NodeError::Internal(format!("leader {l} is not in the membership")))?;
+                let node = self.member_addr(l).ok_or_else(|| {
+                    NodeError::Internal(format!("leader {l} is not in the membership"))
+                })?;
                 let unreachable = |reason: String| NodeError::LeaderUnreachable {
                     leader: l,
                     addr: node.grpc.clone(),
@@ -408,7 +439,9 @@ impl NodeCore {
                     .await
                     .map_err(|s| match s.code() {
                         tonic::Code::DeadlineExceeded => NodeError::Timeout(CLUSTER_TIMEOUT),
-                        tonic::Code::Unavailable if s.message().starts_with("no leader") => NodeError::NoLeader,
+                        tonic::Code::Unavailable if s.message().starts_with("no leader") => {
+                            NodeError::NoLeader
+                        }
                         _ => unreachable(s.message().to_string()),
                     })?
                     .into_inner()
@@ -447,7 +480,10 @@ impl NodeCore {
             })
             .collect();
         let stats = self.inner.reader.stats();
-        let committed = self.inner.committed.load(std::sync::atomic::Ordering::Acquire);
+        let committed = self
+            .inner
+            .committed
+            .load(std::sync::atomic::Ordering::Acquire);
         StatusInfo {
             id: self.inner.id,
             grpc: self.inner.addr.grpc.clone(),
@@ -468,16 +504,27 @@ impl NodeCore {
     }
 
     /// Adds (or re-adds) a learner; with `blocking`, answers once it has caught up.
-    pub async fn add_learner(&self, id: NodeId, addr: NodeAddr, blocking: bool) -> Result<u64, NodeError> {
+    pub async fn add_learner(
+        &self,
+        id: NodeId,
+        addr: NodeAddr,
+        blocking: bool,
+    ) -> Result<u64, NodeError> {
         if addr.grpc.is_empty() || addr.http.is_empty() {
-            return Err(NodeError::InvalidInput("a new member needs both a gRPC and an HTTP address".into()));
+            return Err(NodeError::InvalidInput(
+                "a new member needs both a gRPC and an HTTP address".into(),
+            ));
         }
         let result = self.inner.raft.add_learner(id, addr, blocking).await;
         self.membership_result(result)
     }
 
     /// Sets the voters to exactly `voters`; with `retain`, removed voters stay as learners.
-    pub async fn change_membership(&self, voters: BTreeSet<NodeId>, retain: bool) -> Result<u64, NodeError> {
+    pub async fn change_membership(
+        &self,
+        voters: BTreeSet<NodeId>,
+        retain: bool,
+    ) -> Result<u64, NodeError> {
         if voters.is_empty() {
             return Err(NodeError::InvalidInput("the new voter set is empty".into()));
         }
@@ -494,14 +541,16 @@ impl NodeCore {
     ) -> Result<u64, NodeError> {
         match result {
             Ok(resp) => Ok(resp.log_id.index),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(match f.leader_node {
-                Some(node) => NodeError::Rejected(format!(
-                    "membership changes go to the leader: node {} at {}",
-                    f.leader_id.unwrap_or_default(),
-                    node.grpc
-                )),
-                None => NodeError::NoLeader,
-            }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(match f.leader_node {
+                    Some(node) => NodeError::Rejected(format!(
+                        "membership changes go to the leader: node {} at {}",
+                        f.leader_id.unwrap_or_default(),
+                        node.grpc
+                    )),
+                    None => NodeError::NoLeader,
+                })
+            }
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
                 Err(NodeError::Membership(e.to_string()))
             }

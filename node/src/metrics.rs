@@ -67,29 +67,81 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 10));
-        registry.register("requests", "Client requests handled, by operation", requests.clone());
-        registry.register("request_errors", "Client requests that failed, by operation and error kind", errors.clone());
-        registry.register("request_duration_seconds", "Client request latency, by operation", latency.clone());
-        registry.register("group_commit_batch_size", "Commands carried by one proposed Raft entry", batch_size.clone());
+        registry.register(
+            "requests",
+            "Client requests handled, by operation",
+            requests.clone(),
+        );
+        registry.register(
+            "request_errors",
+            "Client requests that failed, by operation and error kind",
+            errors.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Client request latency, by operation",
+            latency.clone(),
+        );
+        registry.register(
+            "group_commit_batch_size",
+            "Commands carried by one proposed Raft entry",
+            batch_size.clone(),
+        );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
             g
         };
         let term = gauge(&mut registry, "raft_term", "Current Raft term");
-        let is_leader = gauge(&mut registry, "raft_is_leader", "1 if this node is the leader, else 0");
-        let last_log_index = gauge(&mut registry, "raft_last_log_index", "Index of the last log entry");
-        let committed_index = gauge(&mut registry, "raft_committed_index", "Index of the last committed entry");
-        let applied_index = gauge(&mut registry, "raft_applied_index", "Index of the last applied entry");
-        let snapshot_index = gauge(&mut registry, "raft_snapshot_index", "Last log index covered by the snapshot");
+        let is_leader = gauge(
+            &mut registry,
+            "raft_is_leader",
+            "1 if this node is the leader, else 0",
+        );
+        let last_log_index = gauge(
+            &mut registry,
+            "raft_last_log_index",
+            "Index of the last log entry",
+        );
+        let committed_index = gauge(
+            &mut registry,
+            "raft_committed_index",
+            "Index of the last committed entry",
+        );
+        let applied_index = gauge(
+            &mut registry,
+            "raft_applied_index",
+            "Index of the last applied entry",
+        );
+        let snapshot_index = gauge(
+            &mut registry,
+            "raft_snapshot_index",
+            "Last log index covered by the snapshot",
+        );
         let purged_index = gauge(&mut registry, "raft_purged_index", "Last purged log index");
-        let members = gauge(&mut registry, "raft_members", "Members (voters and learners) in the membership");
+        let members = gauge(
+            &mut registry,
+            "raft_members",
+            "Members (voters and learners) in the membership",
+        );
         let storage_keys = gauge(&mut registry, "storage_keys", "Keys stored in the ledger");
-        let storage_bytes = gauge(&mut registry, "storage_bytes", "Bytes of keys and values stored in the ledger");
+        let storage_bytes = gauge(
+            &mut registry,
+            "storage_bytes",
+            "Bytes of keys and values stored in the ledger",
+        );
         let log_fsyncs = Counter::<u64, AtomicU64>::default();
         let log_appends = Counter::<u64, AtomicU64>::default();
-        registry.register("raft_log_fsyncs", "fsyncs of the Raft log (one per group of appends)", log_fsyncs.clone());
-        registry.register("raft_log_appends", "Raft log append calls made durable", log_appends.clone());
+        registry.register(
+            "raft_log_fsyncs",
+            "fsyncs of the Raft log (one per group of appends)",
+            log_fsyncs.clone(),
+        );
+        registry.register(
+            "raft_log_appends",
+            "Raft log append calls made durable",
+            log_appends.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -114,9 +166,13 @@ impl Metrics {
     pub fn observe(&self, op: &'static str, elapsed: Duration, error: Option<&NodeError>) {
         let labels = OpLabels { op };
         self.requests.get_or_create(&labels).inc();
-        self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        self.latency
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
         if let Some(e) = error {
-            self.errors.get_or_create(&ErrorLabels { op, kind: e.kind() }).inc();
+            self.errors
+                .get_or_create(&ErrorLabels { op, kind: e.kind() })
+                .inc();
         }
     }
 
@@ -200,10 +256,19 @@ mod tests {
             let _ = encode(&mut s, &m.registry);
             to_prometheus_text(&s)
         };
-        assert!(text.contains("# TYPE opsdeck_requests_total counter\n"), "{text}");
+        assert!(
+            text.contains("# TYPE opsdeck_requests_total counter\n"),
+            "{text}"
+        );
         assert!(text.contains("# HELP opsdeck_requests_total "), "{text}");
-        assert!(text.contains("opsdeck_request_errors_total{op=\"put\",kind=\"no_leader\"} 1"), "{text}");
-        assert!(text.contains("# TYPE opsdeck_request_duration_seconds histogram"), "{text}");
+        assert!(
+            text.contains("opsdeck_request_errors_total{op=\"put\",kind=\"no_leader\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE opsdeck_request_duration_seconds histogram"),
+            "{text}"
+        );
         assert!(!text.contains("# EOF"));
         // Every sample belongs to a family declared by a TYPE line.
         let families: Vec<&str> = text
@@ -214,7 +279,10 @@ mod tests {
         for sample in text.lines().filter(|l| !l.starts_with('#')) {
             let name = sample.split(['{', ' ']).next().unwrap_or("");
             assert!(
-                families.iter().any(|f| name == *f || name.strip_prefix(f).is_some_and(|s| ["_sum", "_count", "_bucket"].contains(&s))),
+                families.iter().any(|f| name == *f
+                    || name
+                        .strip_prefix(f)
+                        .is_some_and(|s| ["_sum", "_count", "_bucket"].contains(&s))),
                 "sample {name} has no family in\n{text}"
             );
         }

@@ -41,7 +41,10 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    pub fn start<S: Submit>(sink: Arc<S>, observe_batch: impl Fn(usize) + Send + Sync + 'static) -> Proposer {
+    pub fn start<S: Submit>(
+        sink: Arc<S>,
+        observe_batch: impl Fn(usize) + Send + Sync + 'static,
+    ) -> Proposer {
         let (queue, rx) = mpsc::channel(MAX_BATCH * MAX_IN_FLIGHT * 2);
         tokio::spawn(run(sink, rx, observe_batch));
         Proposer { queue }
@@ -58,7 +61,11 @@ impl Proposer {
     }
 }
 
-async fn run<S: Submit>(sink: Arc<S>, mut rx: mpsc::Receiver<Pending>, observe_batch: impl Fn(usize)) {
+async fn run<S: Submit>(
+    sink: Arc<S>,
+    mut rx: mpsc::Receiver<Pending>,
+    observe_batch: impl Fn(usize),
+) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         // Wait for a slot before gathering: while we wait, more commands queue up.
@@ -75,7 +82,8 @@ async fn run<S: Submit>(sink: Arc<S>, mut rx: mpsc::Receiver<Pending>, observe_b
         observe_batch(batch.len());
         let sink = sink.clone();
         tokio::spawn(async move {
-            let (commands, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+            let (commands, replies): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|p| (p.command, p.reply)).unzip();
             let expected = commands.len();
             match sink.submit(commands).await {
                 Ok(results) if results.len() == expected => {

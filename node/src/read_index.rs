@@ -45,7 +45,10 @@ impl ReadBatcher {
     /// The index a read arriving now must see applied before it reads.
     pub async fn read_index(&self) -> Result<u64, NodeError> {
         let (tx, rx) = oneshot::channel();
-        self.queue.send(tx).await.map_err(|_| NodeError::ShuttingDown)?;
+        self.queue
+            .send(tx)
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
         rx.await.map_err(|_| NodeError::ShuttingDown)?
     }
 }
@@ -78,7 +81,10 @@ mod tests {
             let index = t.await.unwrap().unwrap();
             assert!(index >= 1);
         }
-        assert!(rounds.load(Ordering::SeqCst) <= 3, "100 concurrent reads took {rounds:?} rounds");
+        assert!(
+            rounds.load(Ordering::SeqCst) <= 3,
+            "100 concurrent reads took {rounds:?} rounds"
+        );
     }
 
     #[tokio::test]
@@ -101,6 +107,9 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         let late = batcher.read_index().await.unwrap();
         assert_eq!(early.await.unwrap().unwrap(), 1);
-        assert_eq!(late, 2, "a read arriving mid-round must wait for the next round");
+        assert_eq!(
+            late, 2,
+            "a read arriving mid-round must wait for the next round"
+        );
     }
 }

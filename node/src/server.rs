@@ -86,21 +86,34 @@ pub struct RunningNode {
 
 impl RunningNode {
     /// Waits until a server fails or `shutdown` resolves, then stops cleanly.
-    pub async fn serve_until(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+    pub async fn serve_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServerError> {
         let outcome = tokio::select! {
             _ = shutdown => Ok(()),
             Some(done) = self.servers.join_next() => match done {
-                Ok(r) => r,
+                Ok(Ok(())) => Err(ServerError::Serve("node", "a server stopped unexpectedly".into())),
+                Ok(Err(e)) => Err(e),
                 Err(e) => Err(ServerError::Serve("node", e.to_string())),
             },
         };
+        match &outcome {
+            Ok(()) => tracing::info!("shutting down on signal"),
+            Err(e) => tracing::error!(error = %e, "shutting down"),
+        }
         self.stop().await;
         outcome
     }
 
     async fn stop(&mut self) {
         let _ = self.stop.send(true);
-        let _ = self.raft.shutdown().await;
+        if tokio::time::timeout(Duration::from_secs(5), self.raft.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("raft did not shut down within 5 s");
+        }
         while self.servers.join_next().await.is_some() {}
         if let Err(e) = self.db.flush_async().await {
             tracing::error!(error = %e, "final flush failed");
@@ -119,8 +132,12 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 pub async fn start(config: NodeConfig) -> Result<RunningNode, ServerError> {
     let grpc_listener = bind("gRPC", config.grpc).await?;
     let http_listener = bind("HTTP", config.http).await?;
-    let grpc = grpc_listener.local_addr().map_err(|e| ServerError::Serve("gRPC", e.to_string()))?;
-    let http = http_listener.local_addr().map_err(|e| ServerError::Serve("HTTP", e.to_string()))?;
+    let grpc = grpc_listener
+        .local_addr()
+        .map_err(|e| ServerError::Serve("gRPC", e.to_string()))?;
+    let http = http_listener
+        .local_addr()
+        .map_err(|e| ServerError::Serve("HTTP", e.to_string()))?;
 
     let storage = Storage::open(&config.data_dir, config.id)?;
     let raft_config = Config {
@@ -156,7 +173,19 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServerError> {
         http: http.to_string(),
     };
     let metrics = Arc::new(Metrics::new());
-    let core = NodeCore::new(config.id, addr.clone(), raft.clone(), reader, metrics, committed);
+    let core = NodeCore::new(
+        config.id,
+        addr.clone(),
+        raft.clone(),
+        reader,
+        metrics,
+        committed,
+    );
+
+    // Bootstrap before serving, so a client that reaches this node finds it initialized.
+    if config.init {
+        bootstrap(&raft, &core, config.id, addr.clone()).await?;
+    }
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -192,9 +221,6 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServerError> {
             .map_err(|e| ServerError::Serve("HTTP", e.to_string()))
     });
 
-    if config.init {
-        bootstrap(&raft, &core, config.id, addr).await?;
-    }
     tracing::info!(id = config.id, %grpc, %http, data = %config.data_dir.display(), "node started");
     Ok(RunningNode {
         core,
@@ -208,8 +234,17 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServerError> {
 }
 
 /// Makes this node the single voter of a new cluster, unless it already belongs to one.
-async fn bootstrap(raft: &Raft, core: &NodeCore, id: NodeId, addr: NodeAddr) -> Result<(), ServerError> {
-    if raft.is_initialized().await.map_err(|e| ServerError::Raft(e.to_string()))? {
+async fn bootstrap(
+    raft: &Raft,
+    core: &NodeCore,
+    id: NodeId,
+    addr: NodeAddr,
+) -> Result<(), ServerError> {
+    if raft
+        .is_initialized()
+        .await
+        .map_err(|e| ServerError::Raft(e.to_string()))?
+    {
         tracing::info!("--init given but this node already belongs to a cluster; resuming it");
         return Ok(());
     }

@@ -28,9 +28,16 @@ impl fmt::Display for NodeAddr {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Names the cluster; proposed once by the node that bootstraps it.
-    InitCluster { cluster_id: String },
-    Put { key: String, value: Vec<u8> },
-    Delete { key: String },
+    InitCluster {
+        cluster_id: String,
+    },
+    Put {
+        key: String,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: String,
+    },
     /// Compare-and-set: applies `new` (None deletes) only if the current value equals `expected`
     /// (None: the key must be absent).
     Cas {
@@ -57,11 +64,20 @@ impl Command {
 pub enum CommandResult {
     Done,
     /// `revision` is the log index of the entry that carried the write.
-    Put { revision: u64 },
-    Delete { existed: bool },
-    Cas { succeeded: bool, current: Option<Vec<u8>> },
+    Put {
+        revision: u64,
+    },
+    Delete {
+        existed: bool,
+    },
+    Cas {
+        succeeded: bool,
+        current: Option<Vec<u8>>,
+    },
     /// The command was valid to propose but refused by the state machine (e.g. limits).
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
 }
 
 /// The application data of one Raft log entry: a batch of commands.

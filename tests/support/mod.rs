@@ -18,19 +18,26 @@ use tonic::transport::Channel;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_opsdeck");
 
-/// A port that was free a moment ago. Ports are handed out from a per-process random base
-/// and checked by binding, so parallel tests (and test binaries) do not collide.
+/// A port that was free a moment ago. Ports are handed out from a per-process base and
+/// checked by binding, so parallel tests in one binary never get the same port.
 pub fn free_port() -> u16 {
+    reserve_ports(1)
+}
+
+/// The first of `count` consecutive ports that were all free a moment ago; none of them is
+/// handed out again by this process.
+pub fn reserve_ports(count: u16) -> u16 {
     static NEXT: OnceLock<AtomicU16> = OnceLock::new();
-    let next = NEXT.get_or_init(|| AtomicU16::new(20_000 + (std::process::id() % 2000) as u16 * 10));
+    let next =
+        NEXT.get_or_init(|| AtomicU16::new(20_000 + (std::process::id() % 2000) as u16 * 10));
     loop {
-        let port = next.fetch_add(1, Ordering::Relaxed);
-        if port > 60_000 {
+        let base = next.fetch_add(count, Ordering::Relaxed);
+        if base > 60_000 {
             next.store(20_000, Ordering::Relaxed);
             continue;
         }
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        if (base..base + count).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
         }
     }
 }
@@ -89,13 +96,21 @@ impl TestNode {
             .open(&self.log)
             .expect("log file");
         let mut cmd = Command::new(BIN);
-        cmd.args(["node", "--id", &self.id.to_string(), "--grpc", &self.grpc, "--http", &self.http])
-            .arg("--data")
-            .arg(&self.data)
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log);
+        cmd.args([
+            "node",
+            "--id",
+            &self.id.to_string(),
+            "--grpc",
+            &self.grpc,
+            "--http",
+            &self.http,
+        ])
+        .arg("--data")
+        .arg(&self.data)
+        .args(&self.extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log);
         if init {
             cmd.arg("--init");
         }
@@ -160,11 +175,37 @@ pub struct TestCluster {
     pub nodes: Vec<TestNode>,
 }
 
+impl Drop for TestCluster {
+    /// On a failing test, show the end of every node's log: the only evidence of what the
+    /// cluster did, since the temp dir is removed.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for n in &mut self.nodes {
+                let state = match n.child.as_mut().map(|c| c.try_wait()) {
+                    None => "not running (stopped by the test)".to_string(),
+                    Some(Ok(None)) => "still running".to_string(),
+                    Some(Ok(Some(status))) => format!("EXITED on its own: {status}"),
+                    Some(Err(e)) => format!("unknown: {e}"),
+                };
+                eprintln!("----- node {}: {state}", n.id);
+                let text = n.log_text();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!("----- node {} log (last 60 lines) -----", n.id);
+                for l in &lines[lines.len().saturating_sub(60)..] {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
 impl TestCluster {
     /// Starts `n` nodes: node 1 bootstraps, the rest join as learners and become voters.
     pub async fn start(n: u64, extra: &[&str]) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut nodes: Vec<TestNode> = (1..=n).map(|id| TestNode::new(dir.path(), id, extra)).collect();
+        let mut nodes: Vec<TestNode> = (1..=n)
+            .map(|id| TestNode::new(dir.path(), id, extra))
+            .collect();
         for node in &mut nodes {
             node.start(node.id == 1);
         }
@@ -176,7 +217,10 @@ impl TestCluster {
         .await;
         for i in 1..cluster.nodes.len() {
             let node = &cluster.nodes[i];
-            wait_for("node to answer", Duration::from_secs(15), || async { node.status().await }).await;
+            wait_for("node to answer", Duration::from_secs(15), || async {
+                node.status().await
+            })
+            .await;
             let (id, grpc, http) = (node.id, node.grpc.clone(), node.http.clone());
             cluster.nodes[0]
                 .client()
@@ -193,7 +237,10 @@ impl TestCluster {
             let voters: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
             cluster.nodes[0]
                 .client()
-                .change_membership(ChangeMembershipRequest { voters, retain: false })
+                .change_membership(ChangeMembershipRequest {
+                    voters,
+                    retain: false,
+                })
                 .await
                 .expect("promote voters");
         }
@@ -209,7 +256,11 @@ impl TestCluster {
     }
 
     pub fn endpoints(&self) -> String {
-        self.nodes.iter().map(|n| n.grpc.clone()).collect::<Vec<_>>().join(",")
+        self.nodes
+            .iter()
+            .map(|n| n.grpc.clone())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The leader as agreed by every running node that answers, with its term.
@@ -236,10 +287,14 @@ impl TestCluster {
     /// Waits until every running node has applied at least `index`.
     pub async fn wait_applied(&self, index: u64, timeout: Duration) {
         for n in self.nodes.iter().filter(|n| n.running()) {
-            wait_for(&format!("node {} to apply {index}", n.id), timeout, || async {
-                let s = n.status().await?;
-                (s.applied.unwrap_or(0) >= index).then_some(())
-            })
+            wait_for(
+                &format!("node {} to apply {index}", n.id),
+                timeout,
+                || async {
+                    let s = n.status().await?;
+                    (s.applied.unwrap_or(0) >= index).then_some(())
+                },
+            )
             .await;
         }
     }
@@ -257,7 +312,11 @@ impl TestCluster {
             .await
             .expect("scan")
             .into_inner();
-        reply.items.into_iter().map(|kv| (kv.key, kv.value)).collect()
+        reply
+            .items
+            .into_iter()
+            .map(|kv| (kv.key, kv.value))
+            .collect()
     }
 
     pub async fn voters(&self, id: u64) -> BTreeSet<u64> {

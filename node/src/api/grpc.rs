@@ -47,10 +47,17 @@ impl Node for NodeService {
 
     async fn scan(&self, req: Request<ScanRequest>) -> Result<Response<ScanReply>, Status> {
         let r = req.into_inner();
-        let limit = if r.limit == 0 { DEFAULT_SCAN_LIMIT } else { r.limit as usize };
+        let limit = if r.limit == 0 {
+            DEFAULT_SCAN_LIMIT
+        } else {
+            r.limit as usize
+        };
         let (items, truncated) = self.core.scan(r.prefix, limit, r.stale).await?;
         Ok(Response::new(ScanReply {
-            items: items.into_iter().map(|(key, value)| KeyValue { key, value }).collect(),
+            items: items
+                .into_iter()
+                .map(|(key, value)| KeyValue { key, value })
+                .collect(),
             truncated,
         }))
     }
@@ -59,9 +66,15 @@ impl Node for NodeService {
         Ok(Response::new(self.core.status().into()))
     }
 
-    async fn add_learner(&self, req: Request<AddLearnerRequest>) -> Result<Response<MembershipReply>, Status> {
+    async fn add_learner(
+        &self,
+        req: Request<AddLearnerRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
         let r = req.into_inner();
-        let addr = NodeAddr { grpc: r.grpc, http: r.http };
+        let addr = NodeAddr {
+            grpc: r.grpc,
+            http: r.http,
+        };
         let log_index = self.core.add_learner(r.id, addr, r.blocking).await?;
         Ok(Response::new(self.membership_reply(log_index)))
     }
@@ -76,7 +89,10 @@ impl Node for NodeService {
         Ok(Response::new(self.membership_reply(log_index)))
     }
 
-    async fn propose(&self, req: Request<ProposeRequest>) -> Result<Response<ProposeReply>, Status> {
+    async fn propose(
+        &self,
+        req: Request<ProposeRequest>,
+    ) -> Result<Response<ProposeReply>, Status> {
         let commands: Vec<Command> = bincode::deserialize(&req.into_inner().commands)
             .map_err(|e| Status::invalid_argument(format!("undecodable command batch: {e}")))?;
         let results = self.core.propose_forwarded(commands).await?;
@@ -84,7 +100,10 @@ impl Node for NodeService {
         Ok(Response::new(ProposeReply { results }))
     }
 
-    async fn read_index(&self, _: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
+    async fn read_index(
+        &self,
+        _: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexReply>, Status> {
         let applied_index = self.core.read_index().await?;
         Ok(Response::new(ReadIndexReply { applied_index }))
     }
@@ -93,7 +112,13 @@ impl Node for NodeService {
 impl NodeService {
     fn membership_reply(&self, log_index: u64) -> MembershipReply {
         MembershipReply {
-            members: self.core.status().members.into_iter().map(Into::into).collect(),
+            members: self
+                .core
+                .status()
+                .members
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             log_index,
         }
     }

@@ -30,7 +30,9 @@ pub fn router(core: NodeCore, flush: Arc<LogStats>) -> Router {
         .route("/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
         .route("/metrics", get(metrics))
         // Leaves room for the largest value plus framing.
-        .layer(axum::extract::DefaultBodyLimit::max(crate::types::limits::MAX_VALUE_BYTES + 4096))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::types::limits::MAX_VALUE_BYTES + 4096,
+        ))
         .with_state(HttpState { core, flush })
 }
 
@@ -45,7 +47,11 @@ impl IntoResponse for NodeError {
             NodeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (code, Json(json!({ "error": self.to_string(), "kind": self.kind() }))).into_response()
+        (
+            code,
+            Json(json!({ "error": self.to_string(), "kind": self.kind() })),
+        )
+            .into_response()
     }
 }
 
@@ -54,7 +60,11 @@ impl IntoResponse for NodeError {
 async fn health(State(s): State<HttpState>) -> Response {
     let st = s.core.status();
     let serving = st.leader_id.is_some();
-    let code = if serving { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if serving {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if serving { "serving" } else { "no leader" },
         "id": st.id,
@@ -96,8 +106,12 @@ async fn cluster_nodes(State(s): State<HttpState>) -> Json<serde_json::Value> {
 
 async fn cluster_leader(State(s): State<HttpState>) -> Response {
     let st = s.core.status();
-    match st.leader_id.and_then(|l| st.members.iter().find(|m| m.id == l)) {
-        Some(m) => Json(json!({ "id": m.id, "grpc": m.grpc, "http": m.http, "term": st.term })).into_response(),
+    match st
+        .leader_id
+        .and_then(|l| st.members.iter().find(|m| m.id == l))
+    {
+        Some(m) => Json(json!({ "id": m.id, "grpc": m.grpc, "http": m.http, "term": st.term }))
+            .into_response(),
         None => NodeError::NoLeader.into_response(),
     }
 }
@@ -108,10 +122,20 @@ struct ReadParams {
     stale: bool,
 }
 
-async fn kv_get(State(s): State<HttpState>, Path(key): Path<String>, Query(p): Query<ReadParams>) -> Response {
+async fn kv_get(
+    State(s): State<HttpState>,
+    Path(key): Path<String>,
+    Query(p): Query<ReadParams>,
+) -> Response {
     match s.core.get(key.clone(), p.stale).await {
-        Ok(Some(value)) => ([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response(),
-        Ok(None) => (StatusCode::NOT_FOUND, Json(json!({ "error": format!("key {key:?} not found") }))).into_response(),
+        Ok(Some(value)) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response()
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("key {key:?} not found") })),
+        )
+            .into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -132,9 +156,5 @@ async fn kv_delete(State(s): State<HttpState>, Path(key): Path<String>) -> Respo
 
 async fn metrics(State(s): State<HttpState>) -> Response {
     let text = s.core.metrics().render(&s.core.status(), &s.flush);
-    (
-        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }

@@ -64,9 +64,14 @@ struct Worker<T> {
 }
 
 impl<T: Send + 'static> Worker<T> {
-    fn spawn(name: &str, body: impl FnOnce(mpsc::Receiver<T>) + Send + 'static) -> std::io::Result<Worker<T>> {
+    fn spawn(
+        name: &str,
+        body: impl FnOnce(mpsc::Receiver<T>) + Send + 'static,
+    ) -> std::io::Result<Worker<T>> {
         let (queue, rx) = mpsc::channel();
-        let thread = thread::Builder::new().name(name.into()).spawn(move || body(rx))?;
+        let thread = thread::Builder::new()
+            .name(name.into())
+            .spawn(move || body(rx))?;
         Ok(Worker {
             queue: Some(queue),
             thread: Some(thread),
@@ -94,7 +99,9 @@ impl LogStore {
         let stats = Arc::new(LogStats::default());
 
         let (flush_db, flush_stats) = (db.clone(), stats.clone());
-        let flusher = Worker::spawn("raft-log-flush", move |rx| flush_loop(flush_db, rx, flush_stats))?;
+        let flusher = Worker::spawn("raft-log-flush", move |rx| {
+            flush_loop(flush_db, rx, flush_stats)
+        })?;
         let purge_log = log.clone();
         let purger = Worker::spawn("raft-log-purge", move |rx| purge_loop(purge_log, rx))?;
 
@@ -134,7 +141,10 @@ impl LogStore {
         self.committed.clone()
     }
 
-    fn read_meta<T: for<'a> serde::Deserialize<'a>>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+    fn read_meta<T: for<'a> serde::Deserialize<'a>>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError> {
         match self.meta.get(key).map_err(|e| StorageIOError::read(&e))? {
             Some(bytes) => Ok(Some(decode(&bytes).map_err(|e| StorageIOError::read(&e))?)),
             None => Ok(None),
@@ -143,7 +153,9 @@ impl LogStore {
 
     fn write_meta<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), StorageError> {
         let bytes = encode(value).map_err(|e| StorageIOError::write(&e))?;
-        self.meta.insert(key, bytes).map_err(|e| StorageIOError::write(&e))?;
+        self.meta
+            .insert(key, bytes)
+            .map_err(|e| StorageIOError::write(&e))?;
         Ok(())
     }
 }
@@ -154,7 +166,9 @@ fn flush_loop(db: sled::Db, queue: mpsc::Receiver<LogFlushed<TypeConfig>>, stats
         waiting.extend(queue.try_iter());
         let result = db.flush();
         stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-        stats.appends.fetch_add(waiting.len() as u64, Ordering::Relaxed);
+        stats
+            .appends
+            .fetch_add(waiting.len() as u64, Ordering::Relaxed);
         for callback in waiting {
             let outcome = match &result {
                 Ok(_) => Ok(()),
@@ -190,7 +204,12 @@ fn purge_loop(log: sled::Tree, queue: mpsc::Receiver<u64>) {
             }
             removed += keys.len();
         }
-        tracing::debug!(upto, removed, took_ms = started.elapsed().as_millis() as u64, "log entries deleted");
+        tracing::debug!(
+            upto,
+            removed,
+            took_ms = started.elapsed().as_millis() as u64,
+            "log entries deleted"
+        );
     }
 }
 
@@ -198,7 +217,11 @@ fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-fn read_range<RB: RangeBounds<u64>>(log: &sled::Tree, floor: u64, range: RB) -> Result<Vec<Entry>, StorageError> {
+fn read_range<RB: RangeBounds<u64>>(
+    log: &sled::Tree,
+    floor: u64,
+    range: RB,
+) -> Result<Vec<Entry>, StorageError> {
     let start = match range.start_bound() {
         Bound::Included(i) => Bound::Included(index_key((*i).max(floor))),
         Bound::Excluded(i) if *i < floor => Bound::Included(index_key(floor)),
@@ -210,7 +233,9 @@ fn read_range<RB: RangeBounds<u64>>(log: &sled::Tree, floor: u64, range: RB) -> 
         Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
         Bound::Unbounded => Bound::Unbounded,
     };
-    if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) = (&start, &end) {
+    if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) =
+        (&start, &end)
+    {
         if s > e {
             return Ok(Vec::new());
         }
@@ -247,7 +272,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.read_meta(KEY_PURGED)?;
         let last_entry = match self.log.last().map_err(|e| StorageIOError::read_logs(&e))? {
-            Some((_, bytes)) => Some(decode::<Entry>(&bytes).map_err(|e| StorageIOError::read_logs(&e))?.log_id),
+            Some((_, bytes)) => Some(
+                decode::<Entry>(&bytes)
+                    .map_err(|e| StorageIOError::read_logs(&e))?
+                    .log_id,
+            ),
             None => None,
         };
         // An entry not yet deleted by the purger may lie at or below the purge point.
@@ -268,7 +297,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.write_meta(KEY_VOTE, vote)?;
         // A vote must be durable before it is acted on.
-        self.db.flush_async().await.map_err(|e| StorageIOError::write_vote(&e))?;
+        self.db
+            .flush_async()
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e))?;
         Ok(())
     }
 
@@ -287,7 +319,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -297,7 +333,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = encode(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
             batch.insert(&index_key(entry.log_id.index), bytes);
         }
-        self.log.apply_batch(batch).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         if !self.flusher.send(callback) {
             let stopped = std::io::Error::other("log flusher thread has stopped");
             return Err(StorageIOError::write_logs(&stopped).into());
@@ -311,7 +349,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for key in self.log.range(index_key(log_id.index)..).keys() {
             batch.remove(key.map_err(|e| StorageIOError::write_logs(&e))?);
         }
-        self.log.apply_batch(batch).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 
@@ -319,7 +359,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_meta(KEY_PURGED, &log_id)?;
         self.floor.fetch_max(log_id.index + 1, Ordering::AcqRel);
         if !self.purger.send(log_id.index) {
-            tracing::warn!("log purger thread has stopped; purged entries stay on disk until restart");
+            tracing::warn!(
+                "log purger thread has stopped; purged entries stay on disk until restart"
+            );
         }
         Ok(())
     }

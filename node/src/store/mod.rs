@@ -1,6 +1,9 @@
 //! Durable storage of one node: a data directory holding an identity file and one sled
 //! database with the Raft log ([`log_store`]) and the state machine ([`state_machine`]).
 
+// openraft's storage traits fix the error type (`StorageError`, over 200 bytes); helpers
+// that feed those traits return it as is.
+#[allow(clippy::result_large_err)]
 pub mod log_store;
 pub mod snapshot_file;
 pub mod state_machine;
@@ -42,9 +45,7 @@ pub enum OpenError {
         found: NodeId,
         wanted: NodeId,
     },
-    #[error(
-        "data dir {path} has format version {found}, this build reads version {DATA_FORMAT}"
-    )]
+    #[error("data dir {path} has format version {found}, this build reads version {DATA_FORMAT}")]
     WrongFormat { path: PathBuf, found: u32 },
     #[error("data dir {path}: cannot open the database: {reason} (is another node using this directory?)")]
     Db { path: PathBuf, reason: String },
@@ -124,7 +125,8 @@ impl Storage {
             reason: e.to_string(),
         };
         let log = LogStore::open(&db).map_err(db_err)?;
-        let state_machine = StateMachine::open(&db, path.join(snapshot_file::FILE_NAME)).map_err(db_err)?;
+        let state_machine =
+            StateMachine::open(&db, path.join(snapshot_file::FILE_NAME)).map_err(db_err)?;
 
         if fresh {
             // Written last, so a crash before this point leaves a directory that is

@@ -9,8 +9,8 @@
 //! carry client requests and heartbeats.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::io::Cursor;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{decode, encode, snapshot_file};
 use crate::types::{
-    validate_entry, Command, CommandResult, Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError,
-    StoredMembership, TypeConfig,
+    validate_entry, Command, CommandResult, Entry, LogId, Response, Snapshot, SnapshotMeta,
+    StorageError, StoredMembership, TypeConfig,
 };
 
 const DATA_PREFIX: &[u8] = b"d/";
@@ -45,6 +45,9 @@ struct SnapshotBody {
     pairs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// Key-value pairs in key order.
+pub type KeyValues = Vec<(String, Vec<u8>)>;
+
 /// Figures about the stored data, cheap to read at any time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataStats {
@@ -66,7 +69,7 @@ impl KvReader {
 
     /// Up to `limit` pairs whose key starts with `prefix`, in key order; the flag says
     /// whether more were left out.
-    pub fn scan(&self, prefix: &str, limit: usize) -> Result<(Vec<(String, Vec<u8>)>, bool), sled::Error> {
+    pub fn scan(&self, prefix: &str, limit: usize) -> Result<(KeyValues, bool), sled::Error> {
         let mut items = Vec::new();
         for item in self.tree.scan_prefix(data_key(prefix)) {
             let (k, v) = item?;
@@ -127,10 +130,11 @@ impl StateMachine {
             Some(v) => decode(&v)?,
             None => None,
         };
-        let membership: StoredMembership = match tree.get(KEY_MEMBERSHIP).map_err(super::io_error)? {
-            Some(v) => decode(&v)?,
-            None => StoredMembership::default(),
-        };
+        let membership: StoredMembership =
+            match tree.get(KEY_MEMBERSHIP).map_err(super::io_error)? {
+                Some(v) => decode(&v)?,
+                None => StoredMembership::default(),
+            };
         let mut sm = StateMachine {
             tree,
             snapshot_path,
@@ -166,14 +170,17 @@ impl StateMachine {
         for (k, v) in body.pairs {
             batch.insert(k, v);
         }
-        let membership = StoredMembership::new(meta.last_log_id, meta.last_membership.membership().clone());
+        let membership =
+            StoredMembership::new(meta.last_log_id, meta.last_membership.membership().clone());
         batch.insert(KEY_MEMBERSHIP, encode(&membership)?);
         batch.insert(KEY_APPLIED, encode(&meta.last_log_id)?);
         self.tree.apply_batch(batch).map_err(super::io_error)?;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.applied_index
-            .store(meta.last_log_id.map(|l| l.index).unwrap_or(0), Ordering::Release);
+        self.applied_index.store(
+            meta.last_log_id.map(|l| l.index).unwrap_or(0),
+            Ordering::Release,
+        );
         Ok(())
     }
 }
@@ -212,7 +219,8 @@ impl Overlay<'_> {
     fn apply_command(&mut self, index: u64, cmd: Command) -> Result<CommandResult, sled::Error> {
         Ok(match cmd {
             Command::InitCluster { cluster_id } => {
-                self.writes.insert(KEY_CLUSTER_ID.to_vec(), Some(cluster_id.into_bytes()));
+                self.writes
+                    .insert(KEY_CLUSTER_ID.to_vec(), Some(cluster_id.into_bytes()));
                 CommandResult::Done
             }
             Command::Put { key, value } => {
@@ -281,7 +289,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Normal(request) => {
                     let mut results = Vec::with_capacity(request.commands.len());
                     for cmd in request.commands {
-                        results.push(overlay.apply_command(entry.log_id.index, cmd).map_err(|e| sm_err(&e))?);
+                        results.push(
+                            overlay
+                                .apply_command(entry.log_id.index, cmd)
+                                .map_err(|e| sm_err(&e))?,
+                        );
                     }
                     Response { results }
                 }
@@ -333,7 +345,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-        tracing::info!(took_ms = started.elapsed().as_millis() as u64, "snapshot copy taken");
+        tracing::info!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "snapshot copy taken"
+        );
         self.snapshot_seq += 1;
         SnapshotBuilder {
             pairs: copy,
@@ -354,7 +369,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let err = |e: std::io::Error| StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e));
+        let err = |e: std::io::Error| {
+            StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
+        };
         // Check it decodes before anything is replaced.
         decode::<SnapshotBody>(&data).map_err(err)?;
         let (path, stored_meta) = (self.snapshot_path.clone(), meta.clone());

@@ -20,8 +20,9 @@ impl Peers {
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let c = super::lazy_channel(addr)
-                    .map_err(|e| tonic::Status::invalid_argument(format!("bad peer address {addr}: {e}")))?;
+                let c = super::lazy_channel(addr).map_err(|e| {
+                    tonic::Status::invalid_argument(format!("bad peer address {addr}: {e}"))
+                })?;
                 channels.insert(addr.to_string(), c.clone());
                 c
             }

@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -69,7 +71,12 @@ struct TransportError {
 type CallResult<T, E> = Result<T, RPCError<NodeId, NodeAddr, E>>;
 
 impl Network {
-    async fn call<Req, Resp, E>(&mut self, kind: RpcKind, req: &Req, option: &RPCOption) -> CallResult<Resp, E>
+    async fn call<Req, Resp, E>(
+        &mut self,
+        kind: RpcKind,
+        req: &Req,
+        option: &RPCOption,
+    ) -> CallResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -81,9 +88,12 @@ impl Network {
             reason,
         };
         let Some(client) = self.client.as_mut() else {
-            return Err(RPCError::Unreachable(Unreachable::new(&fail("invalid address".into()))));
+            return Err(RPCError::Unreachable(Unreachable::new(&fail(
+                "invalid address".into(),
+            ))));
         };
-        let data = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&fail(e.to_string()))))?;
+        let data = bincode::serialize(req)
+            .map_err(|e| RPCError::Network(NetworkError::new(&fail(e.to_string()))))?;
         let mut request = tonic::Request::new(RaftPayload { data });
         request.set_timeout(option.hard_ttl());
         let reply = match kind {
@@ -94,12 +104,19 @@ impl Network {
         let reply = match reply {
             Ok(r) => r.into_inner(),
             Err(status) if status.code() == tonic::Code::Unavailable => {
-                return Err(RPCError::Unreachable(Unreachable::new(&fail(status.message().to_string()))));
+                return Err(RPCError::Unreachable(Unreachable::new(&fail(
+                    status.message().to_string(),
+                ))));
             }
-            Err(status) => return Err(RPCError::Network(NetworkError::new(&fail(status.to_string())))),
+            Err(status) => {
+                return Err(RPCError::Network(NetworkError::new(&fail(
+                    status.to_string(),
+                ))))
+            }
         };
-        let result: Result<Resp, E> = bincode::deserialize(&reply.data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&fail(format!("undecodable reply: {e}")))))?;
+        let result: Result<Resp, E> = bincode::deserialize(&reply.data).map_err(|e| {
+            RPCError::Network(NetworkError::new(&fail(format!("undecodable reply: {e}"))))
+        })?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

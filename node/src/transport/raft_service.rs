@@ -24,13 +24,17 @@ fn decode<T: serde::de::DeserializeOwned>(req: Request<RaftPayload>) -> Result<T
 }
 
 fn encode<T: Serialize>(result: &T) -> Result<Response<RaftPayload>, Status> {
-    let data = bincode::serialize(result).map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))?;
+    let data = bincode::serialize(result)
+        .map_err(|e| Status::internal(format!("cannot encode raft reply: {e}")))?;
     Ok(Response::new(RaftPayload { data }))
 }
 
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
-    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         encode(&self.raft.append_entries(decode(req)?).await)
     }
 
@@ -38,7 +42,10 @@ impl RaftRpc for RaftService {
         encode(&self.raft.vote(decode(req)?).await)
     }
 
-    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         encode(&self.raft.install_snapshot(decode(req)?).await)
     }
 }

@@ -1,0 +1,136 @@
+//! The HTTP surface as curl users and Prometheus see it.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_cluster_kv_and_metrics_endpoints() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let (leader, term) = cluster.wait_leader(Duration::from_secs(10)).await;
+    let http = reqwest::Client::new();
+    let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
+    let base = format!("http://{}", follower.http);
+
+    let health: serde_json::Value = http
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["id"], follower.id);
+    assert_eq!(health["role"], "follower");
+    assert_eq!(health["leader"], leader);
+    assert_eq!(health["term"], term);
+
+    let leader_info: serde_json::Value = http
+        .get(format!("{base}/cluster/leader"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(leader_info["id"], leader);
+    assert_eq!(leader_info["http"], cluster.node(leader).http);
+
+    let nodes: serde_json::Value = http
+        .get(format!("{base}/cluster/nodes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(nodes["nodes"].as_array().unwrap().len(), 3);
+    let info: serde_json::Value = http
+        .get(format!("{base}/cluster/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["cluster_id"].as_str().unwrap().len(), 32);
+
+    // Writes through a follower are forwarded; reads through it are linearizable.
+    let put = http
+        .put(format!("{base}/kv/tenant/a"))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let got = http
+        .get(format!("{base}/kv/tenant/a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.text().await.unwrap(), "1");
+    let del = http
+        .delete(format!("{base}/kv/tenant/a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 200);
+    let gone = http
+        .get(format!("{base}/kv/tenant/a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+
+    // Metrics of a busy node parse as the Prometheus text format.
+    for i in 0..200 {
+        http.put(format!("http://{}/kv/t/{i}", cluster.node(leader).http))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = http
+        .get(format!("http://{}/metrics", cluster.node(leader).http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "opsdeck_requests_total{op=\"put\"}",
+        "opsdeck_request_duration_seconds_bucket",
+        "opsdeck_raft_term",
+        "opsdeck_raft_committed_index",
+        "opsdeck_raft_applied_index",
+        "opsdeck_storage_keys 200",
+        "opsdeck_raft_log_fsyncs_total",
+    ] {
+        assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
+    }
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is needed for this test: apt-get install prometheus (.ci/run does)");
+    use std::io::Write;
+    promtool
+        .stdin
+        .as_ref()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
