@@ -48,10 +48,16 @@ opsdeck_restart() {
   data=$(awk -v id="$n" '$1=="id"&&$3==id{f=1} f&&$1=="data"{gsub(/"/,"",$3); print $3; exit}' "$work/dev/cluster.toml")
   "$root/target/release/opsdeck" node --id "$n" --grpc "$grpc" --http "${http[$n]}" --data "$data" >>"$work/dev/n$n.log" 2>&1 &
   pid[$n]=$!
+  disown "${pid[$n]}"   # killed -9 in a later round; no job-control noise
   for _ in $(seq 1 200); do curl -sf --max-time 0.5 "http://${http[$n]}/health" >/dev/null && return 0; sleep 0.05; done
   echo "node $n did not come back" >&2; return 1
 }
-opsdeck_stop() { for n in "${nodes[@]}"; do kill -TERM "${pid[$n]}" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+opsdeck_stop() {
+  for n in "${nodes[@]}"; do kill -TERM "${pid[$n]}" 2>/dev/null || true; done
+  for n in "${nodes[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "${pid[$n]}" 2>/dev/null || break; sleep 0.05; done
+  done
+}
 
 etcd_start() { bash "$shared/etcd-cluster.sh" start "$work/etcd" >/dev/null; for n in "${nodes[@]}"; do http[$n]=127.0.0.1:$((23790 + n)); done; }
 etcd_leader() { bash "$shared/etcd-cluster.sh" leader "$work/etcd" | awk '{print $1}'; }

@@ -14,76 +14,50 @@ async fn health_cluster_kv_and_metrics_endpoints() {
     let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
     let base = format!("http://{}", follower.http);
 
-    let health: serde_json::Value = http
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let get_json = |path: &str| {
+        let req = http.get(format!("{base}{path}"));
+        async move {
+            req.send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let send = |req: reqwest::RequestBuilder| async move { req.send().await.unwrap() };
+
+    let health = get_json("/health").await;
     assert_eq!(health["id"], follower.id);
     assert_eq!(health["role"], "follower");
     assert_eq!(health["leader"], leader);
     assert_eq!(health["term"], term);
-
-    let leader_info: serde_json::Value = http
-        .get(format!("{base}/cluster/leader"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let leader_info = get_json("/cluster/leader").await;
     assert_eq!(leader_info["id"], leader);
     assert_eq!(leader_info["http"], cluster.node(leader).http);
-
-    let nodes: serde_json::Value = http
-        .get(format!("{base}/cluster/nodes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(nodes["nodes"].as_array().unwrap().len(), 3);
-    let info: serde_json::Value = http
-        .get(format!("{base}/cluster/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(info["cluster_id"].as_str().unwrap().len(), 32);
+    assert_eq!(
+        get_json("/cluster/nodes").await["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        get_json("/cluster/info").await["cluster_id"]
+            .as_str()
+            .unwrap()
+            .len(),
+        32
+    );
 
     // Writes through a follower are forwarded; reads through it are linearizable.
-    let put = http
-        .put(format!("{base}/kv/tenant/a"))
-        .body("1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 200);
-    let got = http
-        .get(format!("{base}/kv/tenant/a"))
-        .send()
-        .await
-        .unwrap();
+    let key = format!("{base}/kv/tenant/a");
+    assert_eq!(send(http.put(&key).body("1")).await.status(), 200);
+    let got = send(http.get(&key)).await;
     assert_eq!(got.status(), 200);
     assert_eq!(got.text().await.unwrap(), "1");
-    let del = http
-        .delete(format!("{base}/kv/tenant/a"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(del.status(), 200);
-    let gone = http
-        .get(format!("{base}/kv/tenant/a"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(gone.status(), 404);
+    assert_eq!(send(http.delete(&key)).await.status(), 200);
+    assert_eq!(send(http.get(&key)).await.status(), 404);
 
     // Metrics of a busy node parse as the Prometheus text format.
     for i in 0..200 {
