@@ -179,6 +179,7 @@ impl DevCluster {
     }
 
     pub fn print_summary(&self) {
+        // Fits an 80-column terminal.
         println!(
             "opsdeck dev cluster: {} nodes in {}",
             self.file.nodes.len(),
@@ -186,23 +187,18 @@ impl DevCluster {
         );
         for n in &self.file.nodes {
             println!(
-                "  node {}  grpc {}  http {}  pid {}  log {}",
+                "  node {}  grpc {}  http {}  pid {}",
                 n.id,
                 n.grpc,
                 n.http,
                 n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                log_path(&self.dir, n.id).display()
             );
         }
+        println!("node logs: {}", self.dir.join("n*.log").display());
         println!("try: opsdeck status --cluster {}", self.dir.display());
-        println!(
-            "     curl http://{}/health",
-            self.file
-                .nodes
-                .first()
-                .map(|n| n.http.as_str())
-                .unwrap_or("")
-        );
+        if let Some(first) = self.file.nodes.first() {
+            println!("     curl http://{}/health", first.http);
+        }
         if self.keep {
             println!("Ctrl-C exits and leaves the nodes running (--keep).");
         } else {
