@@ -2,18 +2,22 @@
 
 use color_eyre::eyre::{eyre, Result};
 use opsdeck_node::server::{self, NodeConfig};
+use opsdeck_node::telemetry::logs::LogHub;
 
 use crate::cli::NodeArgs;
 
 pub async fn run(args: NodeArgs) -> Result<()> {
-    init_logging();
+    let logs = LogHub::new();
+    init_logging(&logs);
     let mut config = NodeConfig::new(args.id, args.grpc, args.http, args.data);
     config.init = args.init;
     config.snapshot_every = args.snapshot_every.max(1);
     config.keep_logs = args.keep_logs;
     config.heartbeat_ms = args.timing.heartbeat_ms;
     config.election_timeout_ms = args.timing.election_timeout_ms;
-    let node = server::start(config).await.map_err(|e| eyre!("{e}"))?;
+    let node = server::start(config, logs)
+        .await
+        .map_err(|e| eyre!("{e}"))?;
     node.serve_until(shutdown_signal())
         .await
         .map_err(|e| eyre!("{e}"))?;
@@ -21,14 +25,21 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     Ok(())
 }
 
-fn init_logging() {
+/// Logs go to stderr and to the in-memory ring that Watch subscribers read.
+fn init_logging(logs: &std::sync::Arc<LogHub>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPSDECK_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn")
     });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false),
+        )
+        .with(logs.layer())
         .try_init();
 }
 

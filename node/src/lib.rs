@@ -12,6 +12,7 @@ pub mod proposer;
 pub mod read_index;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod transport;
 pub mod types;
 

@@ -16,6 +16,9 @@ use crate::metrics::Metrics;
 use crate::pb::node_server::NodeServer;
 use crate::pb::raft_server::RaftServer;
 use crate::store::{OpenError, Storage};
+use crate::telemetry::events::{self, EventHub, EVENT_HISTORY};
+use crate::telemetry::logs::LogHub;
+use crate::telemetry::Telemetry;
 use crate::transport::raft_network::NetworkFactory;
 use crate::transport::raft_service::RaftService;
 use crate::types::{Command, NodeAddr, NodeId, Raft};
@@ -129,7 +132,7 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 
 /// Starts a node: binds its ports (before touching the data dir, so a port clash changes
 /// nothing), opens its storage, starts Raft and both servers.
-pub async fn start(config: NodeConfig) -> Result<RunningNode, ServerError> {
+pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode, ServerError> {
     let grpc_listener = bind("gRPC", config.grpc).await?;
     let http_listener = bind("HTTP", config.http).await?;
     let grpc = grpc_listener
@@ -181,6 +184,11 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServerError> {
         metrics,
         committed,
     );
+    let telemetry = Telemetry {
+        logs,
+        events: Arc::new(EventHub::new(EVENT_HISTORY)),
+    };
+    events::spawn_watcher(raft.clone(), telemetry.events.clone());
 
     // Bootstrap before serving, so a client that reaches this node finds it initialized.
     if config.init {
@@ -196,7 +204,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, ServerError> {
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            NodeServer::new(api::grpc::NodeService::new(core.clone()))
+            NodeServer::new(api::grpc::NodeService::new(core.clone(), telemetry))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );

@@ -72,6 +72,7 @@ pub struct TestNode {
     pub data: PathBuf,
     log: PathBuf,
     extra: Vec<String>,
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -84,6 +85,7 @@ impl TestNode {
             data: dir.join(format!("n{id}")),
             log: dir.join(format!("n{id}.log")),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             child: None,
         }
     }
@@ -108,6 +110,7 @@ impl TestNode {
         .arg("--data")
         .arg(&self.data)
         .args(&self.extra)
+        .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log file"))
         .stderr(log);

@@ -3,28 +3,152 @@
 
 use std::collections::BTreeSet;
 
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
 use tonic::{Request, Response, Status};
 
 use crate::core::NodeCore;
 use crate::pb::node_server::Node;
 use crate::pb::*;
+use crate::telemetry::events::ClusterEvent as ClusterEventData;
+use crate::telemetry::logs::LogRecord as LogRecordData;
+use crate::telemetry::Telemetry;
 use crate::types::{Command, NodeAddr};
 
 /// Largest scan answered in one reply when the client gives no limit.
 pub const DEFAULT_SCAN_LIMIT: usize = 10_000;
 
+/// Status frame interval when the subscriber does not ask for one.
+pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_millis(500);
+/// Fastest status interval a subscriber may ask for.
+const MIN_STATUS_INTERVAL: Duration = Duration::from_millis(100);
+/// Messages buffered per Watch subscriber before the node stops reading the hubs for it
+/// (the hubs then count what it misses; the node itself never waits).
+const WATCH_BUFFER: usize = 256;
+
 pub struct NodeService {
     core: NodeCore,
+    telemetry: Telemetry,
 }
 
 impl NodeService {
-    pub fn new(core: NodeCore) -> Self {
-        NodeService { core }
+    pub fn new(core: NodeCore, telemetry: Telemetry) -> Self {
+        NodeService { core, telemetry }
     }
 }
 
+fn log_event(node_id: u64, r: LogRecordData) -> WatchEvent {
+    WatchEvent {
+        kind: Some(watch_event::Kind::Log(LogRecord {
+            node_id,
+            seq: r.seq,
+            unix_ms: r.unix_ms,
+            level: r.level,
+            target: r.target,
+            message: r.message,
+            fields: r.fields,
+        })),
+    }
+}
+
+fn cluster_event(node_id: u64, e: ClusterEventData) -> WatchEvent {
+    WatchEvent {
+        kind: Some(watch_event::Kind::Event(ClusterEvent {
+            node_id,
+            unix_ms: e.unix_ms,
+            kind: e.kind.to_string(),
+            detail: e.detail,
+            term: e.term,
+            leader_id: e.leader_id,
+        })),
+    }
+}
+
+fn dropped(records: u64) -> WatchEvent {
+    WatchEvent {
+        kind: Some(watch_event::Kind::Dropped(Dropped { records })),
+    }
+}
+
+/// Next item of an optional hub subscription; pending forever when not subscribed.
+async fn next_item<T: Clone>(
+    rx: &mut Option<broadcast::Receiver<T>>,
+) -> Result<T, broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+type WatchStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<WatchEvent, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Node for NodeService {
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let r = req.into_inner();
+        let interval = match r.status_interval_ms {
+            0 => DEFAULT_STATUS_INTERVAL,
+            ms => Duration::from_millis(ms as u64).max(MIN_STATUS_INTERVAL),
+        };
+        let (tx, rx) = mpsc::channel::<Result<WatchEvent, Status>>(WATCH_BUFFER);
+        let core = self.core.clone();
+        let id = core.id();
+        let (log_history, mut logs) = match r.logs {
+            true => {
+                let (mut h, rx) = self.telemetry.logs.subscribe();
+                h.drain(..h.len().saturating_sub(r.log_history as usize));
+                (h, Some(rx))
+            }
+            false => (Vec::new(), None),
+        };
+        let (event_history, mut events) = match r.events {
+            true => {
+                let (h, rx) = self.telemetry.events.subscribe();
+                (h, Some(rx))
+            }
+            false => (Vec::new(), None),
+        };
+        tokio::spawn(async move {
+            let backlog = event_history
+                .into_iter()
+                .map(|e| cluster_event(id, e))
+                .chain(log_history.into_iter().map(|r| log_event(id, r)));
+            for item in backlog {
+                if tx.send(Ok(item)).await.is_err() {
+                    return;
+                }
+            }
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                let item = tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tick.tick() => WatchEvent { kind: Some(watch_event::Kind::Status(core.status().into())) },
+                    r = next_item(&mut logs) => match r {
+                        Ok(rec) => log_event(id, rec),
+                        Err(broadcast::error::RecvError::Lagged(n)) => dropped(n),
+                        Err(broadcast::error::RecvError::Closed) => { logs = None; continue }
+                    },
+                    e = next_item(&mut events) => match e {
+                        Ok(ev) => cluster_event(id, ev),
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => { events = None; continue }
+                    },
+                };
+                if tx.send(Ok(item)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutReply>, Status> {
         let r = req.into_inner();
         let revision = self.core.put(r.key, r.value).await?;

@@ -1,0 +1,24 @@
+//! What a node tells observers about itself: recent log records ([`logs`]) and cluster
+//! events ([`events`]), each kept in a bounded [`hub::Hub`] and streamed by the gRPC
+//! `Watch` call together with periodic status frames.
+
+pub mod events;
+pub mod hub;
+pub mod logs;
+
+use std::sync::Arc;
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The node's telemetry hubs, shared by the Watch service.
+#[derive(Clone)]
+pub struct Telemetry {
+    pub logs: Arc<logs::LogHub>,
+    pub events: Arc<events::EventHub>,
+}
