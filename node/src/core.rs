@@ -212,27 +212,53 @@ impl RaftSink {
         node: &NodeAddr,
         commands: Vec<Command>,
     ) -> Result<Vec<CommandResult>, NodeError> {
-        let unreachable = |reason: String| NodeError::LeaderUnreachable {
-            leader,
-            addr: node.grpc.clone(),
-            reason,
-        };
         let encoded =
             bincode::serialize(&commands).map_err(|e| NodeError::Internal(e.to_string()))?;
-        let mut client = self
-            .peers
-            .node_client(&node.grpc)
-            .map_err(|s| unreachable(s.message().to_string()))?;
+        let mut client = self.leader_client(leader, node)?;
         let mut req = tonic::Request::new(pb::ProposeRequest { commands: encoded });
         req.set_timeout(CLUSTER_TIMEOUT);
-        let reply = client.propose(req).await.map_err(|s| match s.code() {
-            tonic::Code::Unavailable if s.message().starts_with("no leader") => NodeError::NoLeader,
-            tonic::Code::Unavailable => unreachable(s.message().to_string()),
-            tonic::Code::DeadlineExceeded => NodeError::Timeout(CLUSTER_TIMEOUT),
-            _ => NodeError::Internal(format!("leader {leader}: {}", s.message())),
-        })?;
+        let reply = client
+            .propose(req)
+            .await
+            .map_err(|s| leader_error(leader, node, s))?;
         bincode::deserialize(&reply.into_inner().results)
             .map_err(|e| NodeError::Internal(e.to_string()))
+    }
+
+    /// The leader's read index, asked by a follower.
+    async fn remote_read_index(&self, leader: NodeId, node: &NodeAddr) -> Result<u64, NodeError> {
+        let mut client = self.leader_client(leader, node)?;
+        let mut req = tonic::Request::new(pb::ReadIndexRequest {});
+        req.set_timeout(CLUSTER_TIMEOUT);
+        let reply = client
+            .read_index(req)
+            .await
+            .map_err(|s| leader_error(leader, node, s))?;
+        Ok(reply.into_inner().applied_index)
+    }
+
+    fn leader_client(
+        &self,
+        leader: NodeId,
+        node: &NodeAddr,
+    ) -> Result<pb::node_client::NodeClient<tonic::transport::Channel>, NodeError> {
+        self.peers
+            .node_client(&node.grpc)
+            .map_err(|s| leader_error(leader, node, s))
+    }
+}
+
+/// What a failed call to the leader means for the client that caused it.
+fn leader_error(leader: NodeId, node: &NodeAddr, s: tonic::Status) -> NodeError {
+    match s.code() {
+        tonic::Code::Unavailable if s.message().starts_with("no leader") => NodeError::NoLeader,
+        tonic::Code::Unavailable | tonic::Code::InvalidArgument => NodeError::LeaderUnreachable {
+            leader,
+            addr: node.grpc.clone(),
+            reason: s.message().to_string(),
+        },
+        tonic::Code::DeadlineExceeded => NodeError::Timeout(CLUSTER_TIMEOUT),
+        _ => NodeError::Internal(format!("leader {leader}: {}", s.message())),
     }
 }
 
@@ -421,31 +447,7 @@ impl NodeCore {
                 let node = self.member_addr(l).ok_or_else(|| {
                     NodeError::Internal(format!("leader {l} is not in the membership"))
                 })?;
-                let unreachable = |reason: String| NodeError::LeaderUnreachable {
-                    leader: l,
-                    addr: node.grpc.clone(),
-                    reason,
-                };
-                let mut client = self
-                    .inner
-                    .sink
-                    .peers
-                    .node_client(&node.grpc)
-                    .map_err(|s| unreachable(s.message().to_string()))?;
-                let mut req = tonic::Request::new(pb::ReadIndexRequest {});
-                req.set_timeout(CLUSTER_TIMEOUT);
-                client
-                    .read_index(req)
-                    .await
-                    .map_err(|s| match s.code() {
-                        tonic::Code::DeadlineExceeded => NodeError::Timeout(CLUSTER_TIMEOUT),
-                        tonic::Code::Unavailable if s.message().starts_with("no leader") => {
-                            NodeError::NoLeader
-                        }
-                        _ => unreachable(s.message().to_string()),
-                    })?
-                    .into_inner()
-                    .applied_index
+                self.inner.sink.remote_read_index(l, &node).await?
             }
         };
         if self.inner.reader.applied_index() >= index {

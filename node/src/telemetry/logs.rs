@@ -60,33 +60,26 @@ struct Fields {
     rest: String,
 }
 
+impl Fields {
+    fn push(&mut self, field: &Field, value: std::fmt::Arguments<'_>) {
+        if field.name() == "message" {
+            let _ = self.message.write_fmt(value);
+        } else {
+            if !self.rest.is_empty() {
+                self.rest.push(' ');
+            }
+            let _ = write!(self.rest, "{}={}", field.name(), value);
+        }
+    }
+}
+
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message.push_str(value);
-        } else {
-            let _ = write!(
-                self.rest,
-                "{}{}={}",
-                if self.rest.is_empty() { "" } else { " " },
-                field.name(),
-                value
-            );
-        }
+        self.push(field, format_args!("{value}"));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
-        } else {
-            let _ = write!(
-                self.rest,
-                "{}{}={:?}",
-                if self.rest.is_empty() { "" } else { " " },
-                field.name(),
-                value
-            );
-        }
+        self.push(field, format_args!("{value:?}"));
     }
 }
 
