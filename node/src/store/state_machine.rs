@@ -148,7 +148,7 @@ impl StateMachine {
         if let Some((meta, data)) = snapshot_file::read(&sm.snapshot_path)? {
             if meta.last_log_id > sm.applied {
                 tracing::warn!(snapshot = ?meta.last_log_id, applied = ?sm.applied, "finishing an interrupted snapshot install");
-                sm.load_snapshot(&meta, &data)?;
+                sm.load_snapshot(&meta, decode(&data)?)?;
             }
         }
         Ok(sm)
@@ -163,8 +163,11 @@ impl StateMachine {
 
     /// Replaces all data with the snapshot's. The applied id is written in the same atomic
     /// batch as the data, so a crash in between is detected and finished by `open`.
-    fn load_snapshot(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), std::io::Error> {
-        let body: SnapshotBody = decode(data)?;
+    fn load_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        body: SnapshotBody,
+    ) -> Result<(), std::io::Error> {
         self.tree.clear().map_err(super::io_error)?;
         let mut batch = sled::Batch::default();
         for (k, v) in body.pairs {
@@ -372,13 +375,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let err = |e: std::io::Error| {
             StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
         };
-        // Check it decodes before anything is replaced.
-        decode::<SnapshotBody>(&data).map_err(err)?;
+        // Decoded before anything is replaced, so a bad snapshot changes nothing.
+        let body: SnapshotBody = decode(&data).map_err(err)?;
         let (path, stored_meta) = (self.snapshot_path.clone(), meta.clone());
-        let data = blocking(move || snapshot_file::write(&path, &stored_meta, &data).map(|_| data))
+        blocking(move || snapshot_file::write(&path, &stored_meta, &data))
             .await
             .map_err(err)?;
-        self.load_snapshot(meta, &data).map_err(err)?;
+        self.load_snapshot(meta, body).map_err(err)?;
         Ok(())
     }
 
