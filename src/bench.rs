@@ -6,14 +6,12 @@ use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{eyre, Result};
 use hdrhistogram::Histogram;
-use opsdeck_node::pb::node_client::NodeClient;
 use opsdeck_node::pb::{GetRequest, PutRequest};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use tonic::transport::Channel;
 
 use crate::cli::BenchArgs;
-use crate::client;
+use crate::client::NodeRpc;
 use crate::verbs;
 
 /// Latency in microseconds, 1 µs .. 60 s at 3 significant digits.
@@ -74,8 +72,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     };
     // Several HTTP/2 connections, so one connection's flow control is not the bottleneck.
     let connections = args.clients.div_ceil(16).clamp(1, 16);
-    let clients: Vec<NodeClient<Channel>> = (0..connections)
-        .map(|_| client::connect(&target))
+    let clients: Vec<NodeRpc> = (0..connections)
+        .map(|_| cluster.connect_to(&target))
         .collect::<Result<_>>()?;
     let value = vec![b'v'; args.value_size];
 
@@ -142,7 +140,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-async fn prefill(clients: &[NodeClient<Channel>], keys: usize, value: &[u8]) -> Result<()> {
+async fn prefill(clients: &[NodeRpc], keys: usize, value: &[u8]) -> Result<()> {
     let value = Arc::new(value.to_vec());
     let mut tasks = tokio::task::JoinSet::new();
     let workers = 64.min(keys);

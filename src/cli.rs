@@ -80,6 +80,9 @@ pub struct ClusterArgs {
     /// Directory of a dev cluster (reads its cluster.toml). Default: the default dev dir.
     #[arg(long, conflicts_with = "endpoints")]
     pub cluster: Option<PathBuf>,
+    /// File holding the API key. Default: $OPSDECK_API_KEY, else the cluster dir's admin.key.
+    #[arg(long, env = "OPSDECK_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,

@@ -10,8 +10,44 @@ use backon::{ExponentialBuilder, Retryable};
 use color_eyre::eyre::{eyre, Result};
 use opsdeck_node::pb::node_client::NodeClient;
 use opsdeck_node::pb::{NodeStatus, StatusRequest};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
+
+/// A gRPC client of one node that presents the API key on every call.
+pub type NodeRpc = NodeClient<InterceptedService<Channel, ApiKey>>;
+
+/// The API key sent as `authorization: Bearer …` (none: calls go out without one and the
+/// node answers Unauthenticated, naming how to pass a key).
+#[derive(Clone, Default)]
+pub struct ApiKey(Option<MetadataValue<Ascii>>);
+
+impl ApiKey {
+    pub fn new(secret: &str) -> Result<ApiKey> {
+        let value = format!("Bearer {}", secret.trim())
+            .parse()
+            .map_err(|_| eyre!("the API key holds characters that cannot be sent in a header"))?;
+        Ok(ApiKey(Some(value)))
+    }
+
+    pub fn none() -> ApiKey {
+        ApiKey(None)
+    }
+}
+
+impl Interceptor for ApiKey {
+    fn call(
+        &mut self,
+        mut req: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            req.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(req)
+    }
+}
 
 /// Deadline of a single request to a single node (writes may wait up to the node's own
 /// 5 s cluster timeout).
@@ -20,13 +56,14 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(6);
 #[derive(Clone)]
 struct Endpoint {
     addr: String,
-    client: NodeClient<Channel>,
+    client: NodeRpc,
 }
 
 pub struct ClusterClient {
     endpoints: Vec<Endpoint>,
     preferred: AtomicUsize,
     retry_for: Duration,
+    key: ApiKey,
 }
 
 /// One node's answer (or failure) to a status request.
@@ -72,7 +109,7 @@ fn describe(status: &Status) -> String {
 
 impl ClusterClient {
     /// Checks every endpoint is `host:port`; no connection is made until the first call.
-    pub fn new(endpoints: &[String], retry_for: Duration) -> Result<ClusterClient> {
+    pub fn new(endpoints: &[String], retry_for: Duration, key: ApiKey) -> Result<ClusterClient> {
         if endpoints.is_empty() {
             return Err(eyre!(
                 "no endpoints given: pass --endpoints HOST:PORT,... or --cluster DIR"
@@ -89,17 +126,14 @@ impl ClusterClient {
                     "bad endpoint {addr:?}: expected HOST:PORT, e.g. 127.0.0.1:7101"
                 ));
             }
-            let channel = opsdeck_node::transport::lazy_channel(&addr)
-                .map_err(|e| eyre!("bad endpoint {addr:?}: {e}"))?;
-            let client = NodeClient::new(channel)
-                .max_decoding_message_size(256 * 1024 * 1024)
-                .max_encoding_message_size(256 * 1024 * 1024);
+            let client = connect(&addr, &key).map_err(|e| eyre!("bad endpoint {addr:?}: {e}"))?;
             parsed.push(Endpoint { addr, client });
         }
         Ok(ClusterClient {
             endpoints: parsed,
             preferred: AtomicUsize::new(0),
             retry_for,
+            key,
         })
     }
 
@@ -107,11 +141,25 @@ impl ClusterClient {
         self.endpoints.iter().map(|e| e.addr.clone()).collect()
     }
 
+    /// One client per endpoint, for calls that must reach every node (e.g. Watch).
+    pub fn node_clients(&self) -> Vec<(String, NodeRpc)> {
+        self.endpoints
+            .iter()
+            .map(|e| (e.addr.clone(), e.client.clone()))
+            .collect()
+    }
+
+    /// A client for another node address (e.g. a leader learned from a status), with the
+    /// same API key.
+    pub fn connect_to(&self, addr: &str) -> Result<NodeRpc> {
+        connect(addr, &self.key)
+    }
+
     /// Runs `call` on the preferred endpoint, failing over to the others, and retrying with
     /// backoff while every node is unreachable or without a leader.
     pub async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T>
     where
-        F: Fn(NodeClient<Channel>) -> Fut,
+        F: Fn(NodeRpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
         let attempt = || self.try_each(&call);
@@ -141,7 +189,7 @@ impl ClusterClient {
 
     async fn try_each<T, F, Fut>(&self, call: &F) -> std::result::Result<T, CallError>
     where
-        F: Fn(NodeClient<Channel>) -> Fut,
+        F: Fn(NodeRpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
         let start = self.preferred.load(Ordering::Relaxed);
@@ -195,7 +243,7 @@ impl ClusterClient {
     }
 
     /// The current leader's status and a client connected to it, retrying during elections.
-    pub async fn leader(&self) -> Result<(NodeClient<Channel>, NodeStatus)> {
+    pub async fn leader(&self) -> Result<(NodeRpc, NodeStatus)> {
         let find = || async {
             let reports = self
                 .status_all(Duration::from_secs(2).min(self.retry_for))
@@ -207,7 +255,7 @@ impl ClusterClient {
                         let ep = self.endpoints.iter().find(|e| e.addr == r.endpoint);
                         let client = match ep {
                             Some(e) => e.client.clone(),
-                            None => connect(&s.grpc)?,
+                            None => self.connect_to(&s.grpc)?,
                         };
                         return Ok((client, s.clone()));
                     }
@@ -216,7 +264,7 @@ impl ClusterClient {
                             .leader_id
                             .and_then(|l| s.members.iter().find(|m| m.id == l))
                         {
-                            let mut client = connect(&leader.grpc)?;
+                            let mut client = self.connect_to(&leader.grpc)?;
                             if let Ok(Ok(st)) = tokio::time::timeout(
                                 Duration::from_secs(2),
                                 client.status(StatusRequest {}),
@@ -248,10 +296,10 @@ impl ClusterClient {
 }
 
 /// A client for one node address (lazy: connects on first use).
-pub fn connect(addr: &str) -> Result<NodeClient<Channel>> {
+pub fn connect(addr: &str, key: &ApiKey) -> Result<NodeRpc> {
     let channel = opsdeck_node::transport::lazy_channel(addr)
         .map_err(|e| eyre!("bad address {addr:?}: {e}"))?;
-    Ok(NodeClient::new(channel)
+    Ok(NodeClient::with_interceptor(channel, key.clone())
         .max_decoding_message_size(256 * 1024 * 1024)
         .max_encoding_message_size(256 * 1024 * 1024))
 }

@@ -7,6 +7,8 @@ use color_eyre::eyre::{eyre, Result, WrapErr};
 use serde::{Deserialize, Serialize};
 
 pub const FILE_NAME: &str = "cluster.toml";
+/// The dev cluster's first admin API key (mode 0600), read by verbs and the console.
+pub const ADMIN_KEY_FILE: &str = "admin.key";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ClusterFile {

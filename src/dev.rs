@@ -16,7 +16,7 @@ use opsdeck_node::pb::{AddLearnerRequest, ChangeMembershipRequest, StatusRequest
 use tokio::process::{Child, Command};
 
 use crate::cli::DevArgs;
-use crate::client;
+use crate::client::{self, ApiKey};
 use crate::cluster_file::{default_dev_dir, ClusterFile, NodeEntry, FILE_NAME};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -123,7 +123,7 @@ impl DevCluster {
         if resume || self.file.nodes.len() == 1 {
             return Ok(());
         }
-        let mut first = client::connect(&self.file.nodes[0].grpc)?;
+        let mut first = client::connect(&self.file.nodes[0].grpc, &ApiKey::none())?;
         for n in &self.file.nodes[1..] {
             first
                 .add_learner(AddLearnerRequest {
@@ -147,7 +147,7 @@ impl DevCluster {
     }
 
     async fn wait_until_serving(&mut self, n: &NodeEntry) -> Result<()> {
-        let mut client = client::connect(&n.grpc)?;
+        let mut client = client::connect(&n.grpc, &ApiKey::none())?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some((_, child)) = self.children.iter_mut().find(|(id, _)| *id == n.id) {

@@ -2,15 +2,15 @@
 
 use std::time::Duration;
 
-use color_eyre::eyre::{eyre, Result};
+use color_eyre::eyre::{eyre, Result, WrapErr};
 use opsdeck_node::pb::{
     DeleteRequest, GetRequest, NodeStatus, PutRequest, ScanRequest, StatusRequest,
 };
 use serde_json::json;
 
 use crate::cli::ClusterArgs;
-use crate::client::ClusterClient;
-use crate::cluster_file::{default_dev_dir, ClusterFile};
+use crate::client::{ApiKey, ClusterClient};
+use crate::cluster_file::{default_dev_dir, ClusterFile, ADMIN_KEY_FILE};
 use crate::table;
 
 /// The endpoints a verb talks to: `--endpoints`, else the cluster file of `--cluster` or the
@@ -23,8 +23,38 @@ pub fn resolve_endpoints(args: &ClusterArgs) -> Result<Vec<String>> {
     Ok(ClusterFile::load(&dir)?.grpc_endpoints())
 }
 
+/// The API key a verb presents: `$OPSDECK_API_KEY`, else `--key-file`, else the `admin.key`
+/// of the cluster dir (`--cluster` or the default dev dir) when there is one.
+pub fn resolve_key(args: &ClusterArgs) -> Result<ApiKey> {
+    if let Ok(secret) = std::env::var("OPSDECK_API_KEY") {
+        if !secret.trim().is_empty() {
+            return ApiKey::new(&secret).wrap_err("bad $OPSDECK_API_KEY");
+        }
+    }
+    let (path, required) = match &args.key_file {
+        Some(path) => (path.clone(), true),
+        None => (
+            args.cluster
+                .clone()
+                .unwrap_or_else(default_dev_dir)
+                .join(ADMIN_KEY_FILE),
+            false,
+        ),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(secret) => {
+            ApiKey::new(&secret).wrap_err_with(|| format!("bad key file {}", path.display()))
+        }
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(ApiKey::none()),
+        Err(e) => Err(eyre!(
+            "cannot read the key file {}: {e} (pass --key-file PATH or set OPSDECK_API_KEY)",
+            path.display()
+        )),
+    }
+}
+
 pub fn connect(args: &ClusterArgs) -> Result<ClusterClient> {
-    ClusterClient::new(&resolve_endpoints(args)?, args.timeout)
+    ClusterClient::new(&resolve_endpoints(args)?, args.timeout, resolve_key(args)?)
 }
 
 /// A key as quoted in messages, cut short so a huge key cannot flood the terminal.
