@@ -128,6 +128,7 @@ impl From<StatusInfo> for pb::NodeStatus {
             storage_keys: s.storage_keys,
             storage_bytes: s.storage_bytes,
             cluster_id: s.cluster_id,
+            ..Default::default()
         }
     }
 }
