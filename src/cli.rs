@@ -62,6 +62,104 @@ pub enum Command {
     },
     /// Drive load against the cluster and print throughput and latency percentiles.
     Bench(BenchArgs),
+    /// Create, list, rotate and revoke API keys (needs an admin key).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Show and set per-tenant quotas (needs an admin key).
+    Quota {
+        #[command(subcommand)]
+        action: QuotaAction,
+    },
+    /// Show the most recent admin actions (needs an admin key).
+    Audit {
+        /// How many records, newest last.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysAction {
+    /// Every key: id, role, tenants, state, expiry, last use (never secrets).
+    List {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Create a key and print its secret once.
+    Create {
+        /// read, write or admin.
+        #[arg(long)]
+        role: String,
+        /// Limit the key to a tenant (repeatable); without it the key reaches every tenant.
+        #[arg(long)]
+        tenant: Vec<String>,
+        /// Refuse the key after this long, e.g. 30d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<Duration>,
+        /// Write the secret to FILE (mode 0600) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Replace a key with a new one of the same role and tenants; the old one keeps
+    /// working for the grace period.
+    Rotate {
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        grace: Duration,
+        /// Write the new secret to FILE (mode 0600) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Refuse a key from now on, everywhere.
+    Revoke {
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuotaAction {
+    /// Usage and limits of every tenant (or one).
+    Show {
+        tenant: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Give a tenant limits: the tier's defaults (free: 10,000 keys / 10 MiB; premium:
+    /// 1,000,000 keys / 1 GiB), each overridable.
+    Set {
+        tenant: String,
+        #[arg(long, default_value = "free")]
+        tier: String,
+        #[arg(long)]
+        max_keys: Option<u64>,
+        /// e.g. 10MiB, 500kB, 1048576.
+        #[arg(long, value_parser = parse_bytes)]
+        max_bytes: Option<u64>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Drop a tenant's limits (usage is still counted) and clear its refusal count.
+    Reset {
+        tenant: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    parse_size::parse_size(s).map_err(|e| format!("bad size {s:?}: {e} (e.g. 10MiB, 500kB)"))
 }
 
 impl Command {
@@ -83,6 +181,9 @@ pub struct ClusterArgs {
     /// File holding the API key. Default: $OPSDECK_API_KEY, else the cluster dir's admin.key.
     #[arg(long, env = "OPSDECK_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    /// Talk to the nodes over TLS, trusting this CA certificate (PEM).
+    #[arg(long, env = "OPSDECK_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
@@ -114,8 +215,59 @@ pub struct NodeArgs {
     /// Log entries kept behind the latest snapshot.
     #[arg(long, default_value_t = 1_000)]
     pub keep_logs: u64,
+    /// Copy the cluster secret from FILE if the data dir has none (joining a cluster).
+    #[arg(long)]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Serve gRPC and HTTP over TLS with this certificate (PEM); needs --tls-key and
+    /// --tls-ca.
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the other nodes' certificates.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --init: use the API key in FILE as the first admin key instead of a new one.
+    #[arg(long)]
+    pub admin_key_file: Option<PathBuf>,
+    /// Requests per read/write key, as N/DURATION (e.g. 2000/60s), or `off`. Admin keys
+    /// are never limited.
+    #[arg(long, default_value = "2000/60s", value_parser = parse_rate)]
+    pub rate_limit: Rate,
+    /// Requests a key may send at once above its steady rate.
+    #[arg(long, default_value_t = 200)]
+    pub rate_burst: u32,
     #[command(flatten)]
     pub timing: RaftTiming,
+}
+
+/// A request rate: `requests` per `per`, or no limit.
+#[derive(Debug, Clone, Copy)]
+pub enum Rate {
+    Off,
+    Limit { requests: u32, per: Duration },
+}
+
+fn parse_rate(s: &str) -> Result<Rate, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Rate::Off);
+    }
+    let (n, per) = s
+        .split_once('/')
+        .ok_or_else(|| format!("expected N/DURATION (e.g. 2000/60s) or off, got {s:?}"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("bad request count {n:?}: expected a positive integer"))?;
+    let per =
+        humantime::parse_duration(per.trim()).map_err(|e| format!("bad duration {per:?}: {e}"))?;
+    if per.is_zero() {
+        return Err("the duration must be positive".into());
+    }
+    Ok(Rate::Limit { requests: n, per })
 }
 
 /// Raft timing, shared by `node` and `dev`.

@@ -17,7 +17,8 @@ use tokio::process::{Child, Command};
 
 use crate::cli::DevArgs;
 use crate::client::{self, ApiKey};
-use crate::cluster_file::{default_dev_dir, ClusterFile, NodeEntry, FILE_NAME};
+use crate::cluster_file::{default_dev_dir, ClusterFile, NodeEntry, ADMIN_KEY_FILE, FILE_NAME};
+use opsdeck_node::security::cluster_secret::{self, write_private, ClusterSecret};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -91,6 +92,8 @@ impl DevCluster {
             check_port_free(&n.grpc)?;
             check_port_free(&n.http)?;
         }
+        // One secret for the nodes to recognise each other, handed to each at start.
+        ClusterSecret::load_or_create(&dir, None, true).map_err(|e| eyre!("{e}"))?;
 
         let mut cluster = DevCluster {
             dir: dir.clone(),
@@ -120,10 +123,21 @@ impl DevCluster {
         for n in self.file.nodes.clone() {
             self.wait_until_serving(&n).await?;
         }
-        if resume || self.file.nodes.len() == 1 {
+        if resume {
             return Ok(());
         }
-        let mut first = client::connect(&self.file.nodes[0].grpc, &ApiKey::none())?;
+        // Node 1 created the cluster's first admin key; the dev dir is where verbs and the
+        // console look for it.
+        let key_file = self.file.nodes[0].data.join(ADMIN_KEY_FILE);
+        let secret = std::fs::read_to_string(&key_file).wrap_err_with(|| {
+            format!("node 1 did not write its admin key {}", key_file.display())
+        })?;
+        write_private(&self.dir.join(ADMIN_KEY_FILE), secret.trim().as_bytes())
+            .wrap_err("cannot write the dev cluster's admin.key")?;
+        if self.file.nodes.len() == 1 {
+            return Ok(());
+        }
+        let mut first = client::connect(&self.file.nodes[0].grpc, &ApiKey::new(&secret)?)?;
         for n in &self.file.nodes[1..] {
             first
                 .add_learner(AddLearnerRequest {
@@ -160,11 +174,13 @@ impl DevCluster {
                     ));
                 }
             }
-            if let Ok(Ok(_)) =
-                tokio::time::timeout(Duration::from_millis(500), client.status(StatusRequest {}))
-                    .await
+            // A node that has not joined yet knows no API keys: any answer means it serves.
+            match tokio::time::timeout(Duration::from_millis(500), client.status(StatusRequest {}))
+                .await
             {
-                return Ok(());
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(s)) if s.code() == tonic::Code::Unauthenticated => return Ok(()),
+                _ => {}
             }
             if Instant::now() > deadline {
                 return Err(eyre!(
@@ -195,6 +211,10 @@ impl DevCluster {
             );
         }
         println!("node logs: {}", self.dir.join("n*.log").display());
+        println!(
+            "admin key: {} (verbs and the console use it by default)",
+            self.dir.join(ADMIN_KEY_FILE).display()
+        );
         println!("try: opsdeck status --cluster {}", self.dir.display());
         if let Some(first) = self.file.nodes.first() {
             println!("     curl http://{}/health", first.http);
@@ -288,6 +308,8 @@ fn spawn_node(dir: &Path, n: &NodeEntry, init: bool, args: &DevArgs) -> Result<C
         .arg("--data")
         .arg(&n.data)
         .args(["--snapshot-every", &args.snapshot_every.to_string()])
+        .arg("--cluster-secret-file")
+        .arg(dir.join(cluster_secret::FILE_NAME))
         .args(args.timing.to_args())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

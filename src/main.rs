@@ -1,5 +1,6 @@
 //! `opsdeck`: one binary for the Raft node, the dev cluster, the console and the CLI verbs.
 
+mod admin;
 mod bench;
 mod cli;
 mod client;
@@ -66,5 +67,8 @@ async fn dispatch(command: Command) -> Result<()> {
             cluster,
         } => verbs::scan(&cluster, prefix, limit, stale).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Keys { action } => admin::keys(action).await,
+        Command::Quota { action } => admin::quota(action).await,
+        Command::Audit { limit, cluster } => admin::audit(limit, &cluster).await,
     }
 }

@@ -1,10 +1,12 @@
 //! `opsdeck node`: runs one node in the foreground until SIGINT, SIGTERM or SIGHUP.
 
 use color_eyre::eyre::{eyre, Result};
+use opsdeck_node::security::auth::RateLimit;
 use opsdeck_node::server::{self, NodeConfig};
 use opsdeck_node::telemetry::logs::LogHub;
+use opsdeck_node::transport::tls::TlsFiles;
 
-use crate::cli::NodeArgs;
+use crate::cli::{NodeArgs, Rate};
 
 pub async fn run(args: NodeArgs) -> Result<()> {
     let logs = LogHub::new();
@@ -15,6 +17,19 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     config.keep_logs = args.keep_logs;
     config.heartbeat_ms = args.timing.heartbeat_ms;
     config.election_timeout_ms = args.timing.election_timeout_ms;
+    config.cluster_secret_file = args.cluster_secret_file;
+    config.admin_key_file = args.admin_key_file;
+    if let (Some(cert), Some(key), Some(ca)) = (args.tls_cert, args.tls_key, args.tls_ca) {
+        config.tls = Some(TlsFiles { cert, key, ca });
+    }
+    config.rate_limit = match args.rate_limit {
+        Rate::Off => None,
+        Rate::Limit { requests, per } => Some(RateLimit {
+            requests,
+            per,
+            burst: args.rate_burst,
+        }),
+    };
     let node = server::start(config, logs)
         .await
         .map_err(|e| eyre!("{e}"))?;

@@ -23,37 +23,39 @@ pub fn resolve_endpoints(args: &ClusterArgs) -> Result<Vec<String>> {
     Ok(ClusterFile::load(&dir)?.grpc_endpoints())
 }
 
-/// The API key a verb presents: `$OPSDECK_API_KEY`, else `--key-file`, else the `admin.key`
-/// of the cluster dir (`--cluster` or the default dev dir) when there is one.
+/// The API key a verb presents: `--key-file`, else `$OPSDECK_API_KEY`, else the
+/// `admin.key` of the cluster dir (`--cluster` or the default dev dir) when there is one.
 pub fn resolve_key(args: &ClusterArgs) -> Result<ApiKey> {
+    let read = |path: &std::path::Path| -> Result<Option<ApiKey>> {
+        match std::fs::read_to_string(path) {
+            Ok(secret) => ApiKey::new(&secret)
+                .map(Some)
+                .wrap_err_with(|| format!("bad key file {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.key_file.is_none() => {
+                Ok(None)
+            }
+            Err(e) => Err(eyre!(
+                "cannot read the key file {}: {e} (pass --key-file PATH or set OPSDECK_API_KEY)",
+                path.display()
+            )),
+        }
+    };
+    if let Some(path) = &args.key_file {
+        return Ok(read(path)?.unwrap_or_else(ApiKey::none));
+    }
     if let Ok(secret) = std::env::var("OPSDECK_API_KEY") {
         if !secret.trim().is_empty() {
             return ApiKey::new(&secret).wrap_err("bad $OPSDECK_API_KEY");
         }
     }
-    let (path, required) = match &args.key_file {
-        Some(path) => (path.clone(), true),
-        None => (
-            args.cluster
-                .clone()
-                .unwrap_or_else(default_dev_dir)
-                .join(ADMIN_KEY_FILE),
-            false,
-        ),
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(secret) => {
-            ApiKey::new(&secret).wrap_err_with(|| format!("bad key file {}", path.display()))
-        }
-        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(ApiKey::none()),
-        Err(e) => Err(eyre!(
-            "cannot read the key file {}: {e} (pass --key-file PATH or set OPSDECK_API_KEY)",
-            path.display()
-        )),
-    }
+    let dir = args.cluster.clone().unwrap_or_else(default_dev_dir);
+    Ok(read(&dir.join(ADMIN_KEY_FILE))?.unwrap_or_else(ApiKey::none))
 }
 
 pub fn connect(args: &ClusterArgs) -> Result<ClusterClient> {
+    if let Some(ca) = &args.tls_ca {
+        opsdeck_node::transport::tls::use_client_tls(ca).map_err(|e| eyre!("{e}"))?;
+    }
     ClusterClient::new(&resolve_endpoints(args)?, args.timeout, resolve_key(args)?)
 }
 

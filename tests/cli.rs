@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -154,7 +155,7 @@ async fn oversized_keys_and_values_are_refused_and_nothing_is_written() {
     // Over HTTP, a value over 1 MiB is refused with the numbers.
     let http = &cluster.node(1).http;
     let big = vec![b'x'; 1024 * 1024 + 1];
-    let resp = reqwest::Client::new()
+    let resp = http_client()
         .put(format!("http://{http}/kv/t/big"))
         .body(big)
         .send()
@@ -221,11 +222,20 @@ fn dev_forms_a_cluster_answers_verbs_and_stops_its_children() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let file = dir.path().join("cluster.toml");
 
-    let out = run_cli(&["put", "greeting", "hello", "--cluster", &cluster_dir]);
+    // Verbs find the dev cluster's admin key in its dir; only its owner may read it.
+    let key_mode = std::fs::metadata(dir.path().join("admin.key"))
+        .expect("dev writes DIR/admin.key")
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o777, 0o600);
+    let out = run_cli_as(
+        None,
+        &["put", "greeting", "hello", "--cluster", &cluster_dir],
+    );
     assert!(out.status.success(), "{}", stderr_of(&out));
-    let out = run_cli(&["get", "greeting", "--cluster", &cluster_dir]);
+    let out = run_cli_as(None, &["get", "greeting", "--cluster", &cluster_dir]);
     assert_eq!(stdout_of(&out).trim(), "hello");
-    let out = run_cli(&["status", "--json", "--cluster", &cluster_dir]);
+    let out = run_cli_as(None, &["status", "--json", "--cluster", &cluster_dir]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let nodes = status["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3);

@@ -10,7 +10,7 @@ use support::*;
 async fn health_cluster_kv_and_metrics_endpoints() {
     let cluster = TestCluster::start(3, &[]).await;
     let (leader, term) = cluster.wait_leader(Duration::from_secs(10)).await;
-    let http = reqwest::Client::new();
+    let http = http_client();
     let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
     let base = format!("http://{}", follower.http);
 

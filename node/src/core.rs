@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::pb;
 use crate::proposer::{Proposer, Submit};
 use crate::read_index::ReadBatcher;
+use crate::security::cluster_secret::ClusterSecret;
 use crate::store::KvReader;
 use crate::transport::peers::Peers;
 use crate::types::{validate_entry, Command, CommandResult, NodeAddr, NodeId, Raft, Request};
@@ -28,6 +29,10 @@ pub enum NodeError {
     InvalidInput(String),
     #[error("refused: {0}")]
     Rejected(String),
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("not found: {0}")]
+    NotFound(String),
     #[error("no leader is elected right now (election in progress or quorum lost); retry shortly")]
     NoLeader,
     #[error("leader node {leader} at {addr} is unreachable: {reason}")]
@@ -54,6 +59,8 @@ impl NodeError {
         match self {
             NodeError::InvalidInput(_) => "invalid",
             NodeError::Rejected(_) => "rejected",
+            NodeError::QuotaExceeded(_) => "quota",
+            NodeError::NotFound(_) => "not_found",
             NodeError::NoLeader => "no_leader",
             NodeError::LeaderUnreachable { .. } => "leader_unreachable",
             NodeError::Timeout(_) => "timeout",
@@ -69,6 +76,8 @@ impl From<NodeError> for tonic::Status {
         let msg = e.to_string();
         match e {
             NodeError::InvalidInput(_) => tonic::Status::invalid_argument(msg),
+            NodeError::QuotaExceeded(_) => tonic::Status::resource_exhausted(msg),
+            NodeError::NotFound(_) => tonic::Status::not_found(msg),
             NodeError::Rejected(_) | NodeError::Membership(_) => {
                 tonic::Status::failed_precondition(msg)
             }
@@ -242,7 +251,7 @@ impl RaftSink {
         &self,
         leader: NodeId,
         node: &NodeAddr,
-    ) -> Result<pb::node_client::NodeClient<tonic::transport::Channel>, NodeError> {
+    ) -> Result<crate::transport::peers::PeerClient, NodeError> {
         self.peers
             .node_client(&node.grpc)
             .map_err(|s| leader_error(leader, node, s))
@@ -292,10 +301,11 @@ impl NodeCore {
         reader: KvReader,
         metrics: Arc<Metrics>,
         committed: Arc<std::sync::atomic::AtomicU64>,
+        secret: ClusterSecret,
     ) -> NodeCore {
         let sink = Arc::new(RaftSink {
             raft: raft.clone(),
-            peers: Peers::default(),
+            peers: Peers::new(secret),
         });
         let batch_metrics = metrics.clone();
         let proposer = Proposer::start(sink.clone(), move |n| batch_metrics.observe_batch(n));
@@ -346,9 +356,11 @@ impl NodeCore {
         result
     }
 
-    async fn propose(&self, command: Command) -> Result<CommandResult, NodeError> {
+    pub(crate) async fn propose(&self, command: Command) -> Result<CommandResult, NodeError> {
         match self.inner.proposer.propose(command).await? {
             CommandResult::Rejected { reason } => Err(NodeError::Rejected(reason)),
+            CommandResult::QuotaExceeded { reason } => Err(NodeError::QuotaExceeded(reason)),
+            CommandResult::NotFound { reason } => Err(NodeError::NotFound(reason)),
             other => Ok(other),
         }
     }
@@ -436,7 +448,7 @@ impl NodeCore {
 
     /// Makes the next local read linearizable: on the leader a read index; on a follower the
     /// leader's read index, then waiting until this node has applied up to it.
-    async fn read_barrier(&self, stale: bool) -> Result<(), NodeError> {
+    pub(crate) async fn read_barrier(&self, stale: bool) -> Result<(), NodeError> {
         if stale {
             return Ok(());
         }

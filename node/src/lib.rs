@@ -10,6 +10,7 @@ pub mod core;
 pub mod metrics;
 pub mod proposer;
 pub mod read_index;
+pub mod security;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -15,13 +15,18 @@ use crate::core::NodeCore;
 use crate::metrics::Metrics;
 use crate::pb::node_server::NodeServer;
 use crate::pb::raft_server::RaftServer;
+use crate::security::auth::{Authenticator, GrpcAuthLayer, RateLimit};
+use crate::security::cluster_secret::{write_private, ClusterSecret, SecretError};
+use crate::security::keys::{self, KeyRecord, Role};
 use crate::store::{OpenError, Storage};
 use crate::telemetry::events::{self, EventHub, EVENT_HISTORY};
 use crate::telemetry::logs::LogHub;
+use crate::telemetry::unix_millis;
 use crate::telemetry::Telemetry;
 use crate::transport::raft_network::NetworkFactory;
 use crate::transport::raft_service::RaftService;
-use crate::types::{Command, NodeAddr, NodeId, Raft};
+use crate::transport::tls::{ServerTls, TlsError, TlsFiles, TlsListener};
+use crate::types::{AdminAction, Command, NodeAddr, NodeId, Raft};
 
 /// Largest gRPC message a node accepts (snapshot chunks, forwarded batches).
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -40,6 +45,15 @@ pub struct NodeConfig {
     pub keep_logs: u64,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: (u64, u64),
+    /// Where to copy the cluster secret from when the data dir has none yet (a new member).
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Per-key request limit for read and write keys; None turns it off.
+    pub rate_limit: Option<RateLimit>,
+    /// Serve gRPC and HTTP over TLS, and speak TLS to the other nodes.
+    pub tls: Option<TlsFiles>,
+    /// With `init`: the first admin key's secret comes from this file instead of being
+    /// generated (for automation that provisions it from a secret store).
+    pub admin_key_file: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -54,6 +68,10 @@ impl NodeConfig {
             keep_logs: 1_000,
             heartbeat_ms: 50,
             election_timeout_ms: (150, 300),
+            cluster_secret_file: None,
+            rate_limit: Some(RateLimit::default()),
+            admin_key_file: None,
+            tls: None,
         }
     }
 }
@@ -68,6 +86,12 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Open(#[from] OpenError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("admin key file {path}: {reason}")]
+    AdminKey { path: PathBuf, reason: String },
     #[error("invalid raft settings: {0}")]
     Config(String),
     #[error("raft failed: {0}")]
@@ -133,6 +157,8 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 /// Starts a node: binds its ports (before touching the data dir, so a port clash changes
 /// nothing), opens its storage, starts Raft and both servers.
 pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode, ServerError> {
+    // Checked first, so bad certificate files change nothing.
+    let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
     let grpc_listener = bind("gRPC", config.grpc).await?;
     let http_listener = bind("HTTP", config.http).await?;
     let grpc = grpc_listener
@@ -143,6 +169,11 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
         .map_err(|e| ServerError::Serve("HTTP", e.to_string()))?;
 
     let storage = Storage::open(&config.data_dir, config.id)?;
+    let secret = ClusterSecret::load_or_create(
+        &config.data_dir,
+        config.cluster_secret_file.as_deref(),
+        config.init,
+    )?;
     let raft_config = Config {
         cluster_name: "opsdeck".into(),
         heartbeat_interval: config.heartbeat_ms,
@@ -161,10 +192,15 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
     let flush_stats = storage.log.stats();
     let committed = storage.log.committed_index();
     let reader = storage.state_machine.reader();
+    let auth = Arc::new(Authenticator::new(
+        storage.state_machine.key_registry(),
+        secret.clone(),
+        config.rate_limit,
+    ));
     let raft = Raft::new(
         config.id,
         Arc::new(raft_config),
-        NetworkFactory::default(),
+        NetworkFactory::new(secret.clone()),
         storage.log,
         storage.state_machine,
     )
@@ -183,6 +219,7 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
         reader,
         metrics,
         committed,
+        secret,
     );
     let telemetry = Telemetry {
         logs,
@@ -192,12 +229,19 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
 
     // Bootstrap before serving, so a client that reaches this node finds it initialized.
     if config.init {
-        bootstrap(&raft, &core, config.id, addr.clone()).await?;
+        bootstrap(&raft, &core, &config, addr.clone()).await?;
     }
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    let grpc_router = tonic::transport::Server::builder()
+    let mut grpc_server = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        grpc_server = grpc_server
+            .tls_config(tls.grpc.clone())
+            .map_err(|e| ServerError::Serve("gRPC", format!("TLS: {e}")))?;
+    }
+    let grpc_router = grpc_server
+        .layer(GrpcAuthLayer(auth.clone()))
         .add_service(
             RaftServer::new(RaftService::new(raft.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -218,16 +262,33 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
             .await
             .map_err(|e| ServerError::Serve("gRPC", e.to_string()))
     });
-    let app = api::http::router(core.clone(), flush_stats);
+    let app = api::http::router(core.clone(), flush_stats, auth.clone());
     let mut http_stop = stopped.clone();
-    servers.spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .await
-            .map_err(|e| ServerError::Serve("HTTP", e.to_string()))
-    });
+    let http_stopped = async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    };
+    match tls {
+        Some(tls) => {
+            let listener = TlsListener::new(http_listener, tls.http)
+                .map_err(|e| ServerError::Serve("HTTP", e.to_string()))?;
+            servers.spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(http_stopped)
+                    .await
+                    .map_err(|e| ServerError::Serve("HTTPS", e.to_string()))
+            });
+        }
+        None => {
+            servers.spawn(async move {
+                axum::serve(http_listener, app)
+                    .with_graceful_shutdown(http_stopped)
+                    .await
+                    .map_err(|e| ServerError::Serve("HTTP", e.to_string()))
+            });
+        }
+    }
+
+    servers.spawn(report_key_use(core.clone(), auth, stopped.clone()));
 
     tracing::info!(id = config.id, %grpc, %http, data = %config.data_dir.display(), "node started");
     Ok(RunningNode {
@@ -241,13 +302,55 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
     })
 }
 
-/// Makes this node the single voter of a new cluster, unless it already belongs to one.
+/// How often a node reports which API keys it saw used (`last used` is this coarse).
+const KEY_USE_REPORT: Duration = Duration::from_secs(60);
+
+/// Replicates the last-use times of the keys this node served, about once a minute.
+async fn report_key_use(
+    core: NodeCore,
+    auth: Arc<Authenticator>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ServerError> {
+    let mut tick = tokio::time::interval(KEY_USE_REPORT);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        let used = auth.take_uses();
+        if used.is_empty() {
+            continue;
+        }
+        if let Err(e) = core
+            .propose_forwarded(vec![Command::TouchKeys { used }])
+            .await
+        {
+            tracing::debug!(error = %e, "could not report API key use; will retry next round");
+        }
+    }
+}
+
+/// The first admin key of a new cluster, written where the operator will look for it.
+pub const ADMIN_KEY_FILE: &str = "admin.key";
+
+/// Makes this node the single voter of a new cluster, unless it already belongs to one, and
+/// creates the cluster's first admin key in `DATA/admin.key` (mode 0600).
 async fn bootstrap(
     raft: &Raft,
     core: &NodeCore,
-    id: NodeId,
+    config: &NodeConfig,
     addr: NodeAddr,
 ) -> Result<(), ServerError> {
+    let id = config.id;
+    // Read before anything changes, so a bad file leaves the node uninitialized.
+    let key = match &config.admin_key_file {
+        Some(path) => keys::from_file(path).map_err(|reason| ServerError::AdminKey {
+            path: path.clone(),
+            reason,
+        })?,
+        None => keys::generate(),
+    };
     if raft
         .is_initialized()
         .await
@@ -264,11 +367,37 @@ async fn bootstrap(
         .await
         .map_err(|e| ServerError::Raft(format!("did not become leader of the new cluster: {e}")))?;
     let cluster_id = format!("{:032x}", rand::random::<u128>());
-    core.propose_forwarded(vec![Command::InitCluster {
-        cluster_id: cluster_id.clone(),
-    }])
+    // The key file is written before the key exists in the ledger: a crash in between
+    // leaves a file naming no key (harmless), never a key nobody holds.
+    let key_path = config.data_dir.join(ADMIN_KEY_FILE);
+    write_private(&key_path, key.secret.as_bytes()).map_err(|e| ServerError::AdminKey {
+        path: key_path.clone(),
+        reason: format!("cannot write it: {e}"),
+    })?;
+    let now = unix_millis();
+    let record = KeyRecord {
+        id: key.id.clone(),
+        hash: key.hash,
+        role: Role::Admin,
+        tenants: Vec::new(),
+        created_ms: now,
+        expires_ms: None,
+        revoked_ms: None,
+        last_used_ms: None,
+        successor: None,
+    };
+    core.propose_forwarded(vec![
+        Command::InitCluster {
+            cluster_id: cluster_id.clone(),
+        },
+        Command::Admin {
+            actor: "bootstrap".into(),
+            at_ms: now,
+            action: AdminAction::CreateKey(record),
+        },
+    ])
     .await
-    .map_err(|e| ServerError::Raft(format!("cannot record the cluster id: {e}")))?;
-    tracing::info!(%cluster_id, "initialized a new cluster");
+    .map_err(|e| ServerError::Raft(format!("cannot record the cluster id and admin key: {e}")))?;
+    tracing::info!(%cluster_id, admin_key = %key.id, file = %key_path.display(), "initialized a new cluster");
     Ok(())
 }

@@ -5,6 +5,9 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+use crate::security::keys::{KeyHash, KeyRecord};
+use crate::security::quota::Quota;
+
 /// Node ids are small integers chosen by the operator (`--id N`).
 pub type NodeId = u64;
 
@@ -45,6 +48,84 @@ pub enum Command {
         expected: Option<Vec<u8>>,
         new: Option<Vec<u8>>,
     },
+    /// An administrative change; applying it also appends its audit record. `at_ms` is the
+    /// proposer's clock, so every node records (and judges expiry by) the same time.
+    Admin {
+        actor: String,
+        at_ms: i64,
+        action: AdminAction,
+    },
+    /// Records an admin action carried out outside the state machine (membership change,
+    /// compaction, backup).
+    Audit {
+        actor: String,
+        at_ms: i64,
+        action: String,
+        args: String,
+        result: String,
+    },
+    /// When API keys were last used, as seen by one node (reported about once a minute).
+    TouchKeys {
+        used: Vec<(String, i64)>,
+    },
+}
+
+/// Changes to keys and quotas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminAction {
+    CreateKey(KeyRecord),
+    /// Creates `new_id` with the old key's role and tenants; the old key stays valid until
+    /// `grace_until_ms`.
+    RotateKey {
+        old_id: String,
+        new_id: String,
+        new_hash: KeyHash,
+        grace_until_ms: i64,
+    },
+    RevokeKey {
+        id: String,
+    },
+    SetQuota {
+        tenant: String,
+        quota: Quota,
+    },
+    /// Drops the tenant's limits (usage is still counted) and clears its violation count.
+    ResetQuota {
+        tenant: String,
+    },
+}
+
+impl AdminAction {
+    /// The audit name and arguments (never a secret: keys are named by id only).
+    pub fn describe(&self) -> (&'static str, String) {
+        match self {
+            AdminAction::CreateKey(k) => (
+                "key.create",
+                format!(
+                    "id={} role={} tenants={:?} expires_ms={:?}",
+                    k.id, k.role, k.tenants, k.expires_ms
+                ),
+            ),
+            AdminAction::RotateKey {
+                old_id,
+                new_id,
+                grace_until_ms,
+                ..
+            } => (
+                "key.rotate",
+                format!("id={old_id} successor={new_id} grace_until_ms={grace_until_ms}"),
+            ),
+            AdminAction::RevokeKey { id } => ("key.revoke", format!("id={id}")),
+            AdminAction::SetQuota { tenant, quota } => (
+                "quota.set",
+                format!(
+                    "tenant={tenant} tier={} max_keys={} max_bytes={}",
+                    quota.tier, quota.max_keys, quota.max_bytes
+                ),
+            ),
+            AdminAction::ResetQuota { tenant } => ("quota.reset", format!("tenant={tenant}")),
+        }
+    }
 }
 
 impl Command {
@@ -55,6 +136,9 @@ impl Command {
             Command::Put { .. } => "put",
             Command::Delete { .. } => "delete",
             Command::Cas { .. } => "cas",
+            Command::Admin { .. } => "admin",
+            Command::Audit { .. } => "audit",
+            Command::TouchKeys { .. } => "touch_keys",
         }
     }
 }
@@ -76,6 +160,14 @@ pub enum CommandResult {
     },
     /// The command was valid to propose but refused by the state machine (e.g. limits).
     Rejected {
+        reason: String,
+    },
+    /// A write refused because it would take its tenant past its quota; nothing changed.
+    QuotaExceeded {
+        reason: String,
+    },
+    /// The admin action named something that does not exist (e.g. an unknown key id).
+    NotFound {
         reason: String,
     },
 }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use opsdeck_node::pb::node_client::NodeClient;
 use opsdeck_node::pb::*;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_opsdeck");
@@ -60,9 +62,75 @@ where
     }
 }
 
-pub fn client(addr: &str) -> NodeClient<Channel> {
+/// The first admin key of every cluster this test process starts (nodes bootstrap with
+/// `--admin-key-file`), random per process so no secret is written in the source.
+pub fn admin_key() -> &'static str {
+    static KEY: OnceLock<String> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let bytes: [u8; 32] = rand::random();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("odk_{hex}")
+    })
+}
+
+/// Sends `authorization: Bearer KEY` (or nothing).
+#[derive(Clone)]
+pub struct WithKey(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for WithKey {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+pub type Client = NodeClient<InterceptedService<Channel, WithKey>>;
+
+/// A client presenting the test admin key.
+pub fn client(addr: &str) -> Client {
+    client_with_key(addr, Some(admin_key()))
+}
+
+/// A client presenting `key` (None: no key at all).
+pub fn client_with_key(addr: &str, key: Option<&str>) -> Client {
     let channel = opsdeck_node::transport::lazy_channel(addr).expect("valid address");
-    NodeClient::new(channel)
+    let header = key.map(|k| format!("Bearer {k}").parse().expect("ascii key"));
+    NodeClient::with_interceptor(channel, WithKey(header))
+}
+
+/// An HTTP client presenting the test admin key (`authorization: Bearer`).
+pub fn http_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {}", admin_key())
+        .parse()
+        .expect("ascii key");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("http client")
+}
+
+/// Files every node of a test dir shares: the cluster secret and the first admin key.
+fn shared_secrets(dir: &Path) -> Vec<String> {
+    let secret = dir.join("cluster.secret");
+    if !secret.exists() {
+        let bytes: [u8; 32] = rand::random();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&secret, hex).expect("write cluster secret");
+    }
+    let admin = dir.join("admin.seed");
+    if !admin.exists() {
+        std::fs::write(&admin, admin_key()).expect("write admin key");
+    }
+    vec![
+        "--cluster-secret-file".into(),
+        secret.display().to_string(),
+        "--admin-key-file".into(),
+        admin.display().to_string(),
+    ]
 }
 
 pub struct TestNode {
@@ -84,7 +152,10 @@ impl TestNode {
             http: format!("127.0.0.1:{}", free_port()),
             data: dir.join(format!("n{id}")),
             log: dir.join(format!("n{id}.log")),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            extra: shared_secrets(dir)
+                .into_iter()
+                .chain(extra.iter().map(|s| s.to_string()))
+                .collect(),
             env: Vec::new(),
             child: None,
         }
@@ -151,7 +222,7 @@ impl TestNode {
         self.child.is_some()
     }
 
-    pub fn client(&self) -> NodeClient<Channel> {
+    pub fn client(&self) -> Client {
         client(&self.grpc)
     }
 
@@ -160,6 +231,18 @@ impl TestNode {
         let mut req = tonic::Request::new(StatusRequest {});
         req.set_timeout(Duration::from_millis(500));
         c.status(req).await.ok().map(|r| r.into_inner())
+    }
+
+    /// Whether the node serves gRPC at all (one that has not joined a cluster yet knows no
+    /// API keys, so it refuses every key: that still counts).
+    pub async fn answers(&self) -> bool {
+        let mut c = self.client();
+        let mut req = tonic::Request::new(StatusRequest {});
+        req.set_timeout(Duration::from_millis(500));
+        match c.status(req).await {
+            Ok(_) => true,
+            Err(s) => s.code() == tonic::Code::Unauthenticated,
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -221,7 +304,7 @@ impl TestCluster {
         for i in 1..cluster.nodes.len() {
             let node = &cluster.nodes[i];
             wait_for("node to answer", Duration::from_secs(15), || async {
-                node.status().await
+                node.answers().await.then_some(())
             })
             .await;
             let (id, grpc, http) = (node.id, node.grpc.clone(), node.http.clone());
@@ -329,8 +412,19 @@ impl TestCluster {
 }
 
 /// Runs the opsdeck binary to completion with a deadline.
+/// Runs the CLI with the test admin key in `OPSDECK_API_KEY`.
 pub fn run_cli(args: &[&str]) -> Output {
-    let child = Command::new(BIN)
+    run_cli_as(Some(admin_key()), args)
+}
+
+/// Runs the CLI with `key` in `OPSDECK_API_KEY` (None: no key from the environment).
+pub fn run_cli_as(key: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("OPSDECK_API_KEY");
+    if let Some(k) = key {
+        cmd.env("OPSDECK_API_KEY", k);
+    }
+    let child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

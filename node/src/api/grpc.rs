@@ -8,9 +8,13 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tonic::{Request, Response, Status};
 
-use crate::core::NodeCore;
+use crate::core::{NodeCore, NodeError};
 use crate::pb::node_server::Node;
 use crate::pb::*;
+use crate::security::auth::caller_of;
+use crate::security::keys::{KeyRecord, Role};
+use crate::security::quota::Tier;
+use crate::store::state_machine::TenantInfo;
 use crate::telemetry::events::ClusterEvent as ClusterEventData;
 use crate::telemetry::logs::LogRecord as LogRecordData;
 use crate::telemetry::Telemetry;
@@ -150,12 +154,14 @@ impl Node for NodeService {
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutReply>, Status> {
+        caller_of(&req)?.check_tenant(&req.get_ref().key)?;
         let r = req.into_inner();
         let revision = self.core.put(r.key, r.value).await?;
         Ok(Response::new(PutReply { revision }))
     }
 
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<GetReply>, Status> {
+        caller_of(&req)?.check_tenant(&req.get_ref().key)?;
         let r = req.into_inner();
         let value = self.core.get(r.key, r.stale).await?;
         Ok(Response::new(GetReply {
@@ -165,11 +171,13 @@ impl Node for NodeService {
     }
 
     async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<DeleteReply>, Status> {
+        caller_of(&req)?.check_tenant(&req.get_ref().key)?;
         let existed = self.core.delete(req.into_inner().key).await?;
         Ok(Response::new(DeleteReply { existed }))
     }
 
     async fn scan(&self, req: Request<ScanRequest>) -> Result<Response<ScanReply>, Status> {
+        caller_of(&req)?.check_tenant(&req.get_ref().prefix)?;
         let r = req.into_inner();
         let limit = if r.limit == 0 {
             DEFAULT_SCAN_LIMIT
@@ -194,23 +202,30 @@ impl Node for NodeService {
         &self,
         req: Request<AddLearnerRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
         let r = req.into_inner();
         let addr = NodeAddr {
             grpc: r.grpc,
             http: r.http,
         };
-        let log_index = self.core.add_learner(r.id, addr, r.blocking).await?;
-        Ok(Response::new(self.membership_reply(log_index)))
+        let args = format!("id={} {addr}", r.id);
+        let result = self.core.add_learner(r.id, addr, r.blocking).await;
+        self.audit(&actor, "member.add_learner", args, &result)
+            .await;
+        Ok(Response::new(self.membership_reply(result?)))
     }
 
     async fn change_membership(
         &self,
         req: Request<ChangeMembershipRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
         let r = req.into_inner();
         let voters: BTreeSet<u64> = r.voters.into_iter().collect();
-        let log_index = self.core.change_membership(voters, r.retain).await?;
-        Ok(Response::new(self.membership_reply(log_index)))
+        let args = format!("voters={voters:?} retain={}", r.retain);
+        let result = self.core.change_membership(voters, r.retain).await;
+        self.audit(&actor, "member.change", args, &result).await;
+        Ok(Response::new(self.membership_reply(result?)))
     }
 
     async fn propose(
@@ -231,9 +246,145 @@ impl Node for NodeService {
         let applied_index = self.core.read_index().await?;
         Ok(Response::new(ReadIndexReply { applied_index }))
     }
+
+    async fn create_key(
+        &self,
+        req: Request<CreateKeyRequest>,
+    ) -> Result<Response<NewKeyReply>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
+        let r = req.into_inner();
+        let role = Role::parse(&r.role).map_err(Status::invalid_argument)?;
+        let expires = (r.expires_in_ms > 0).then(|| Duration::from_millis(r.expires_in_ms));
+        let (key, secret) = self
+            .core
+            .create_key(&actor, role, r.tenants, expires)
+            .await?;
+        Ok(Response::new(NewKeyReply {
+            key: Some(key_info(&key)),
+            secret,
+            replaced: None,
+        }))
+    }
+
+    async fn rotate_key(
+        &self,
+        req: Request<RotateKeyRequest>,
+    ) -> Result<Response<NewKeyReply>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
+        let r = req.into_inner();
+        let grace = Duration::from_millis(r.grace_ms);
+        let (key, old, secret) = self.core.rotate_key(&actor, &r.id, grace).await?;
+        Ok(Response::new(NewKeyReply {
+            key: Some(key_info(&key)),
+            secret,
+            replaced: Some(key_info(&old)),
+        }))
+    }
+
+    async fn revoke_key(
+        &self,
+        req: Request<RevokeKeyRequest>,
+    ) -> Result<Response<ApiKeyInfo>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
+        let key = self.core.revoke_key(&actor, &req.into_inner().id).await?;
+        Ok(Response::new(key_info(&key)))
+    }
+
+    async fn list_keys(
+        &self,
+        _: Request<ListKeysRequest>,
+    ) -> Result<Response<ListKeysReply>, Status> {
+        let keys = self.core.list_keys().await?;
+        Ok(Response::new(ListKeysReply {
+            keys: keys.iter().map(key_info).collect(),
+        }))
+    }
+
+    async fn set_quota(
+        &self,
+        req: Request<SetQuotaRequest>,
+    ) -> Result<Response<TenantUsage>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
+        let r = req.into_inner();
+        let tier = Tier::parse(if r.tier.is_empty() { "free" } else { &r.tier })
+            .map_err(Status::invalid_argument)?;
+        let nonzero = |v: u64| (v > 0).then_some(v);
+        let info = self
+            .core
+            .set_quota(
+                &actor,
+                &r.tenant,
+                tier,
+                nonzero(r.max_keys),
+                nonzero(r.max_bytes),
+            )
+            .await?;
+        Ok(Response::new(tenant_usage(&info)))
+    }
+
+    async fn reset_quota(
+        &self,
+        req: Request<ResetQuotaRequest>,
+    ) -> Result<Response<TenantUsage>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
+        let info = self
+            .core
+            .reset_quota(&actor, &req.into_inner().tenant)
+            .await?;
+        Ok(Response::new(tenant_usage(&info)))
+    }
+
+    async fn list_quotas(
+        &self,
+        _: Request<ListQuotasRequest>,
+    ) -> Result<Response<ListQuotasReply>, Status> {
+        let tenants = self.core.tenants().await?;
+        Ok(Response::new(ListQuotasReply {
+            tenants: tenants.iter().map(tenant_usage).collect(),
+        }))
+    }
+
+    async fn list_audit(
+        &self,
+        req: Request<ListAuditRequest>,
+    ) -> Result<Response<ListAuditReply>, Status> {
+        let limit = match req.into_inner().limit {
+            0 => 100,
+            n => n as usize,
+        };
+        let records = self.core.audit(limit).await?;
+        Ok(Response::new(ListAuditReply {
+            records: records
+                .into_iter()
+                .map(|r| AuditEntry {
+                    seq: r.seq,
+                    unix_ms: r.at_ms,
+                    actor: r.actor,
+                    action: r.action,
+                    args: r.args,
+                    result: r.result,
+                })
+                .collect(),
+        }))
+    }
 }
 
 impl NodeService {
+    /// Records an admin action and its outcome in the audit trail.
+    async fn audit<T>(
+        &self,
+        actor: &str,
+        action: &str,
+        args: String,
+        result: &Result<T, NodeError>,
+    ) {
+        let outcome = match result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("failed: {e}"),
+        };
+        self.core.record_audit(actor, action, args, outcome).await;
+    }
+
     fn membership_reply(&self, log_index: u64) -> MembershipReply {
         MembershipReply {
             members: self
@@ -245,5 +396,42 @@ impl NodeService {
                 .collect(),
             log_index,
         }
+    }
+}
+
+/// A key as listed; its state is judged by this node's clock.
+fn key_info(k: &KeyRecord) -> ApiKeyInfo {
+    let state = if k.revoked_ms.is_some() {
+        "revoked"
+    } else if k.refusal(crate::telemetry::unix_millis()).is_some() {
+        "expired"
+    } else {
+        "valid"
+    };
+    ApiKeyInfo {
+        id: k.id.clone(),
+        role: k.role.name().to_string(),
+        tenants: k.tenants.clone(),
+        created_unix_ms: k.created_ms,
+        expires_unix_ms: k.expires_ms,
+        revoked_unix_ms: k.revoked_ms,
+        last_used_unix_ms: k.last_used_ms,
+        successor: k.successor.clone(),
+        state: state.to_string(),
+    }
+}
+
+pub fn tenant_usage(t: &TenantInfo) -> TenantUsage {
+    TenantUsage {
+        tenant: t.tenant.clone(),
+        tier: t
+            .quota
+            .map(|q| q.tier.name().to_string())
+            .unwrap_or_default(),
+        keys: t.usage.keys,
+        bytes: t.usage.bytes,
+        max_keys: t.quota.map(|q| q.max_keys).unwrap_or(0),
+        max_bytes: t.quota.map(|q| q.max_bytes).unwrap_or(0),
+        violations: t.usage.violations,
     }
 }

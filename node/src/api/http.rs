@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::core::{NodeCore, NodeError};
+use crate::security::auth::{http_middleware, Authenticator, Caller};
 use crate::store::log_store::LogStats;
 
 #[derive(Clone)]
@@ -21,7 +22,7 @@ struct HttpState {
     flush: Arc<LogStats>,
 }
 
-pub fn router(core: NodeCore, flush: Arc<LogStats>) -> Router {
+pub fn router(core: NodeCore, flush: Arc<LogStats>, auth: Arc<Authenticator>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/cluster/info", get(cluster_info))
@@ -33,6 +34,7 @@ pub fn router(core: NodeCore, flush: Arc<LogStats>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::types::limits::MAX_VALUE_BYTES + 4096,
         ))
+        .layer(axum::middleware::from_fn_with_state(auth, http_middleware))
         .with_state(HttpState { core, flush })
 }
 
@@ -41,6 +43,8 @@ impl IntoResponse for NodeError {
         let code = match &self {
             NodeError::InvalidInput(_) => StatusCode::BAD_REQUEST,
             NodeError::Rejected(_) | NodeError::Membership(_) => StatusCode::CONFLICT,
+            NodeError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
+            NodeError::NotFound(_) => StatusCode::NOT_FOUND,
             NodeError::NoLeader | NodeError::LeaderUnreachable { .. } | NodeError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -124,9 +128,13 @@ struct ReadParams {
 
 async fn kv_get(
     State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
     Query(p): Query<ReadParams>,
 ) -> Response {
+    if let Err(e) = caller.check_tenant(&key) {
+        return e.into_response();
+    }
     match s.core.get(key.clone(), p.stale).await {
         Ok(Some(value)) => {
             ([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response()
@@ -140,14 +148,29 @@ async fn kv_get(
     }
 }
 
-async fn kv_put(State(s): State<HttpState>, Path(key): Path<String>, body: Bytes) -> Response {
+async fn kv_put(
+    State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = caller.check_tenant(&key) {
+        return e.into_response();
+    }
     match s.core.put(key, body.to_vec()).await {
         Ok(revision) => Json(json!({ "revision": revision })).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn kv_delete(State(s): State<HttpState>, Path(key): Path<String>) -> Response {
+async fn kv_delete(
+    State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
+    Path(key): Path<String>,
+) -> Response {
+    if let Err(e) = caller.check_tenant(&key) {
+        return e.into_response();
+    }
     match s.core.delete(key).await {
         Ok(existed) => Json(json!({ "deleted": existed })).into_response(),
         Err(e) => e.into_response(),

@@ -1,6 +1,7 @@
-//! The replicated state machine on sled: tree `sm` holds the ledger's data under `d/` and
-//! its bookkeeping under `m/`; the last built or installed snapshot is a file
-//! ([`super::snapshot_file`]).
+//! The replicated state machine on sled: tree `sm` holds the ledger's data under `d/`, API
+//! keys under `k/`, tenant quotas under `q/` and their usage under `u/`, the audit trail
+//! under `a/`, and bookkeeping under `m/`; the last built or installed snapshot is a file
+//! ([`super::snapshot_file`]). Snapshots (and so backups) hold key hashes, never secrets.
 //!
 //! Committed entries are applied in batches: every command of every entry handed to one
 //! `apply` call is folded into one atomic sled batch. Snapshots are taken as a point-in-time
@@ -16,12 +17,16 @@ use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{decode, encode, snapshot_file};
+use crate::security::audit::AuditRecord;
+use crate::security::keys::{KeyRecord, KeyRegistry, Role};
+use crate::security::quota::{tenant_of, Quota, Usage};
 use crate::types::{
-    validate_entry, Command, CommandResult, Entry, LogId, Response, Snapshot, SnapshotMeta,
-    StorageError, StoredMembership, TypeConfig,
+    validate_entry, AdminAction, Command, CommandResult, Entry, LogId, Response, Snapshot,
+    SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 
 const DATA_PREFIX: &[u8] = b"d/";
@@ -30,6 +35,43 @@ const KEY_MEMBERSHIP: &[u8] = b"m/membership";
 const KEY_KEYS: &[u8] = b"m/keys";
 const KEY_BYTES: &[u8] = b"m/bytes";
 const KEY_CLUSTER_ID: &[u8] = b"m/cluster_id";
+const KEY_AUDIT_SEQ: &[u8] = b"m/audit_seq";
+const APIKEY_PREFIX: &[u8] = b"k/";
+const QUOTA_PREFIX: &[u8] = b"q/";
+const USAGE_PREFIX: &[u8] = b"u/";
+const AUDIT_PREFIX: &[u8] = b"a/";
+/// Audit records kept; older ones are dropped as new ones arrive.
+pub const AUDIT_KEEP: u64 = 10_000;
+
+fn prefixed(prefix: &[u8], name: &str) -> Vec<u8> {
+    [prefix, name.as_bytes()].concat()
+}
+
+fn audit_key(seq: u64) -> Vec<u8> {
+    [AUDIT_PREFIX, &seq.to_be_bytes()].concat()
+}
+
+/// Every value under `prefix`, decoded, in key order.
+fn decode_prefix<T: DeserializeOwned>(
+    tree: &sled::Tree,
+    prefix: &[u8],
+) -> Result<Vec<(String, T)>, std::io::Error> {
+    tree.scan_prefix(prefix)
+        .map(|item| {
+            let (k, v) = item?;
+            let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            Ok((name, decode(&v)?))
+        })
+        .collect()
+}
+
+/// A tenant's limits (if any) and usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantInfo {
+    pub tenant: String,
+    pub quota: Option<Quota>,
+    pub usage: Usage,
+}
 
 fn data_key(key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(DATA_PREFIX.len() + key.len());
@@ -100,6 +142,50 @@ impl KvReader {
     pub fn applied_index(&self) -> u64 {
         self.applied_index.load(Ordering::Acquire)
     }
+
+    /// Every API key record (hashes only), by id.
+    pub fn api_keys(&self) -> Result<Vec<KeyRecord>, std::io::Error> {
+        Ok(decode_prefix(&self.tree, APIKEY_PREFIX)?
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect())
+    }
+
+    /// Every tenant with data or a quota, by name.
+    pub fn tenants(&self) -> Result<Vec<TenantInfo>, std::io::Error> {
+        let mut out: BTreeMap<String, TenantInfo> = BTreeMap::new();
+        for (tenant, usage) in decode_prefix::<Usage>(&self.tree, USAGE_PREFIX)? {
+            out.insert(
+                tenant.clone(),
+                TenantInfo {
+                    tenant,
+                    quota: None,
+                    usage,
+                },
+            );
+        }
+        for (tenant, quota) in decode_prefix::<Quota>(&self.tree, QUOTA_PREFIX)? {
+            out.entry(tenant.clone())
+                .or_insert_with(|| TenantInfo {
+                    tenant,
+                    quota: None,
+                    usage: Usage::default(),
+                })
+                .quota = Some(quota);
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// The most recent `limit` audit records, oldest first.
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, std::io::Error> {
+        let mut records = Vec::new();
+        for item in self.tree.scan_prefix(AUDIT_PREFIX).rev().take(limit) {
+            let (_, v) = item?;
+            records.push(decode(&v)?);
+        }
+        records.reverse();
+        Ok(records)
+    }
 }
 
 fn read_u64(tree: &sled::Tree, key: &[u8]) -> u64 {
@@ -121,6 +207,7 @@ pub struct StateMachine {
     membership: StoredMembership,
     applied_index: Arc<AtomicU64>,
     snapshot_seq: u64,
+    keys: KeyRegistry,
 }
 
 impl StateMachine {
@@ -142,6 +229,7 @@ impl StateMachine {
             membership,
             applied_index: Arc::new(AtomicU64::new(applied.map(|l| l.index).unwrap_or(0))),
             snapshot_seq: 0,
+            keys: KeyRegistry::default(),
         };
         // A crash while installing a snapshot leaves the snapshot stored but the data only
         // partly replaced; finish the install now (openraft does not re-install on start).
@@ -151,7 +239,18 @@ impl StateMachine {
                 sm.load_snapshot(&meta, decode(&data)?)?;
             }
         }
+        sm.reload_keys()?;
         Ok(sm)
+    }
+
+    /// The API keys the request check uses; kept current as key commands are applied.
+    pub fn key_registry(&self) -> KeyRegistry {
+        self.keys.clone()
+    }
+
+    fn reload_keys(&self) -> Result<(), std::io::Error> {
+        self.keys.replace(self.reader().api_keys()?);
+        Ok(())
     }
 
     pub fn reader(&self) -> KvReader {
@@ -184,7 +283,7 @@ impl StateMachine {
             meta.last_log_id.map(|l| l.index).unwrap_or(0),
             Ordering::Release,
         );
-        Ok(())
+        self.reload_keys()
     }
 }
 
@@ -194,32 +293,92 @@ struct Overlay<'a> {
     tree: &'a sled::Tree,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     stats: DataStats,
+    /// A key was created, rotated or revoked: the request check must reload them.
+    keys_changed: bool,
 }
 
+type IoResult<T> = Result<T, std::io::Error>;
+
 impl Overlay<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
+    fn get(&self, key: &[u8]) -> IoResult<Option<Vec<u8>>> {
         match self.writes.get(key) {
             Some(v) => Ok(v.clone()),
             None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
         }
     }
 
-    fn set(&mut self, key: &str, value: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, sled::Error> {
-        let k = data_key(key);
-        let old = self.get(&k)?;
-        if let Some(old) = &old {
-            self.stats.keys -= 1;
-            self.stats.bytes -= (key.len() + old.len()) as u64;
-        }
-        if let Some(new) = &value {
-            self.stats.keys += 1;
-            self.stats.bytes += (key.len() + new.len()) as u64;
-        }
-        self.writes.insert(k, value);
-        Ok(old)
+    fn get_decoded<T: DeserializeOwned>(&self, key: &[u8]) -> IoResult<Option<T>> {
+        self.get(key)?.map(|v| decode(&v)).transpose()
     }
 
-    fn apply_command(&mut self, index: u64, cmd: Command) -> Result<CommandResult, sled::Error> {
+    fn put_encoded<T: Serialize>(&mut self, key: Vec<u8>, value: &T) -> IoResult<()> {
+        self.writes.insert(key, Some(encode(value)?));
+        Ok(())
+    }
+
+    /// Writes (`Some`) or deletes (`None`) a data key and keeps its tenant's usage. A write
+    /// that would take the tenant past its quota changes nothing but the tenant's violation
+    /// count, and comes back as `Err(reason)`.
+    fn write(
+        &mut self,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> IoResult<Result<Option<Vec<u8>>, String>> {
+        let k = data_key(key);
+        let old = self.get(&k)?;
+        let size = |v: &Option<Vec<u8>>| v.as_ref().map(|v| (key.len() + v.len()) as u64);
+        let (old_size, new_size) = (size(&old), size(&value));
+        if let Some(tenant) = tenant_of(key) {
+            let usage_key = prefixed(USAGE_PREFIX, tenant);
+            let before: Usage = self.get_decoded(&usage_key)?.unwrap_or_default();
+            let after = Usage {
+                keys: (before.keys + new_size.is_some() as u64)
+                    .saturating_sub(old_size.is_some() as u64),
+                bytes: (before.bytes + new_size.unwrap_or(0)).saturating_sub(old_size.unwrap_or(0)),
+                violations: before.violations,
+            };
+            if let Some(quota) = self.get_decoded::<Quota>(&prefixed(QUOTA_PREFIX, tenant))? {
+                if let Err(reason) = quota.check(tenant, &before, &after) {
+                    let refused = Usage {
+                        violations: before.violations + 1,
+                        ..before
+                    };
+                    self.put_encoded(usage_key, &refused)?;
+                    return Ok(Err(reason));
+                }
+            }
+            self.put_encoded(usage_key, &after)?;
+        }
+        if let Some(old) = old_size {
+            self.stats.keys -= 1;
+            self.stats.bytes -= old;
+        }
+        if let Some(new) = new_size {
+            self.stats.keys += 1;
+            self.stats.bytes += new;
+        }
+        self.writes.insert(k, value);
+        Ok(Ok(old))
+    }
+
+    fn append_audit(&mut self, mut record: AuditRecord) -> IoResult<()> {
+        let seq = match self.get(KEY_AUDIT_SEQ)? {
+            Some(v) if v.len() == 8 => {
+                u64::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 8]))
+            }
+            _ => 0,
+        } + 1;
+        record.seq = seq;
+        self.put_encoded(audit_key(seq), &record)?;
+        self.writes
+            .insert(KEY_AUDIT_SEQ.to_vec(), Some(seq.to_be_bytes().to_vec()));
+        if seq > AUDIT_KEEP {
+            self.writes.insert(audit_key(seq - AUDIT_KEEP), None);
+        }
+        Ok(())
+    }
+
+    fn apply_command(&mut self, index: u64, cmd: Command) -> IoResult<CommandResult> {
         Ok(match cmd {
             Command::InitCluster { cluster_id } => {
                 self.writes
@@ -230,32 +389,194 @@ impl Overlay<'_> {
                 if let Err(reason) = validate_entry(&key, Some(&value)) {
                     return Ok(CommandResult::Rejected { reason });
                 }
-                self.set(&key, Some(value))?;
-                CommandResult::Put { revision: index }
+                match self.write(&key, Some(value))? {
+                    Ok(_) => CommandResult::Put { revision: index },
+                    Err(reason) => CommandResult::QuotaExceeded { reason },
+                }
             }
-            Command::Delete { key } => {
-                let existed = self.set(&key, None)?.is_some();
-                CommandResult::Delete { existed }
-            }
+            Command::Delete { key } => match self.write(&key, None)? {
+                Ok(old) => CommandResult::Delete {
+                    existed: old.is_some(),
+                },
+                Err(reason) => CommandResult::QuotaExceeded { reason },
+            },
             Command::Cas { key, expected, new } => {
                 if let Err(reason) = validate_entry(&key, new.as_deref()) {
                     return Ok(CommandResult::Rejected { reason });
                 }
                 let current = self.get(&data_key(&key))?;
-                if current == expected {
-                    self.set(&key, new)?;
-                    CommandResult::Cas {
-                        succeeded: true,
-                        current: None,
-                    }
-                } else {
-                    CommandResult::Cas {
+                if current != expected {
+                    return Ok(CommandResult::Cas {
                         succeeded: false,
                         current,
-                    }
+                    });
+                }
+                match self.write(&key, new)? {
+                    Ok(_) => CommandResult::Cas {
+                        succeeded: true,
+                        current: None,
+                    },
+                    Err(reason) => CommandResult::QuotaExceeded { reason },
                 }
             }
+            Command::Admin {
+                actor,
+                at_ms,
+                action,
+            } => {
+                let (name, args) = action.describe();
+                let result = self.apply_admin(at_ms, action)?;
+                let outcome = match &result {
+                    CommandResult::Rejected { reason } | CommandResult::NotFound { reason } => {
+                        format!("refused: {reason}")
+                    }
+                    _ => "ok".to_string(),
+                };
+                self.append_audit(AuditRecord {
+                    seq: 0,
+                    at_ms,
+                    actor,
+                    action: name.to_string(),
+                    args,
+                    result: outcome,
+                })?;
+                result
+            }
+            Command::Audit {
+                actor,
+                at_ms,
+                action,
+                args,
+                result,
+            } => {
+                self.append_audit(AuditRecord {
+                    seq: 0,
+                    at_ms,
+                    actor,
+                    action,
+                    args,
+                    result,
+                })?;
+                CommandResult::Done
+            }
+            Command::TouchKeys { used } => {
+                for (id, at) in used {
+                    let k = prefixed(APIKEY_PREFIX, &id);
+                    if let Some(mut rec) = self.get_decoded::<KeyRecord>(&k)? {
+                        if rec.last_used_ms < Some(at) {
+                            rec.last_used_ms = Some(at);
+                            self.put_encoded(k, &rec)?;
+                        }
+                    }
+                }
+                CommandResult::Done
+            }
         })
+    }
+
+    fn apply_admin(&mut self, at_ms: i64, action: AdminAction) -> IoResult<CommandResult> {
+        let not_found = |id: &str| CommandResult::NotFound {
+            reason: format!("no API key with id {id:?} (see `opsdeck keys list`)"),
+        };
+        let rejected = |reason: String| CommandResult::Rejected { reason };
+        Ok(match action {
+            AdminAction::CreateKey(record) => {
+                let k = prefixed(APIKEY_PREFIX, &record.id);
+                if self.get(&k)?.is_some() {
+                    return Ok(rejected(format!("a key with id {:?} exists", record.id)));
+                }
+                self.put_encoded(k, &record)?;
+                self.keys_changed = true;
+                CommandResult::Done
+            }
+            AdminAction::RotateKey {
+                old_id,
+                new_id,
+                new_hash,
+                grace_until_ms,
+            } => {
+                let old_key = prefixed(APIKEY_PREFIX, &old_id);
+                let Some(mut old) = self.get_decoded::<KeyRecord>(&old_key)? else {
+                    return Ok(not_found(&old_id));
+                };
+                if let Some(next) = &old.successor {
+                    return Ok(rejected(format!(
+                        "key {old_id} was already rotated to {next}; rotate {next} instead"
+                    )));
+                }
+                if let Some(why) = old.refusal(at_ms) {
+                    return Ok(rejected(format!("{why}; create a new key instead")));
+                }
+                let new = KeyRecord {
+                    id: new_id.clone(),
+                    hash: new_hash,
+                    role: old.role,
+                    tenants: old.tenants.clone(),
+                    created_ms: at_ms,
+                    expires_ms: None,
+                    revoked_ms: None,
+                    last_used_ms: None,
+                    successor: None,
+                };
+                old.expires_ms = Some(
+                    old.expires_ms
+                        .map_or(grace_until_ms, |e| e.min(grace_until_ms)),
+                );
+                old.successor = Some(new_id.clone());
+                self.put_encoded(old_key, &old)?;
+                self.put_encoded(prefixed(APIKEY_PREFIX, &new_id), &new)?;
+                self.keys_changed = true;
+                CommandResult::Done
+            }
+            AdminAction::RevokeKey { id } => {
+                let k = prefixed(APIKEY_PREFIX, &id);
+                let Some(mut rec) = self.get_decoded::<KeyRecord>(&k)? else {
+                    return Ok(not_found(&id));
+                };
+                if rec.role == Role::Admin
+                    && rec.refusal(at_ms).is_none()
+                    && self.valid_admins(at_ms)? <= 1
+                {
+                    return Ok(rejected(format!(
+                        "{id} is the last valid admin key; create another admin key first, or nobody could administer the cluster"
+                    )));
+                }
+                rec.revoked_ms.get_or_insert(at_ms);
+                self.put_encoded(k, &rec)?;
+                self.keys_changed = true;
+                CommandResult::Done
+            }
+            AdminAction::SetQuota { tenant, quota } => {
+                self.put_encoded(prefixed(QUOTA_PREFIX, &tenant), &quota)?;
+                CommandResult::Done
+            }
+            AdminAction::ResetQuota { tenant } => {
+                self.writes.insert(prefixed(QUOTA_PREFIX, &tenant), None);
+                let usage_key = prefixed(USAGE_PREFIX, &tenant);
+                if let Some(usage) = self.get_decoded::<Usage>(&usage_key)? {
+                    self.put_encoded(
+                        usage_key,
+                        &Usage {
+                            violations: 0,
+                            ..usage
+                        },
+                    )?;
+                }
+                CommandResult::Done
+            }
+        })
+    }
+
+    /// Admin keys usable at `at_ms` (as stored, plus this batch's changes).
+    fn valid_admins(&self, at_ms: i64) -> IoResult<usize> {
+        let mut n = 0;
+        for item in self.tree.scan_prefix(APIKEY_PREFIX) {
+            let (k, _) = item?;
+            if let Some(rec) = self.get_decoded::<KeyRecord>(&k)? {
+                n += usize::from(rec.role == Role::Admin && rec.refusal(at_ms).is_none());
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -281,6 +602,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 keys: read_u64(&self.tree, KEY_KEYS),
                 bytes: read_u64(&self.tree, KEY_BYTES),
             },
+            keys_changed: false,
         };
         let mut responses = Vec::new();
         let mut applied = self.applied;
@@ -310,6 +632,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
         let mut batch = sled::Batch::default();
         let stats = overlay.stats.clone();
+        let keys_changed = overlay.keys_changed;
         for (k, v) in overlay.writes {
             match v {
                 Some(v) => batch.insert(k, v),
@@ -329,6 +652,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         self.applied_index
             .store(applied.map(|l| l.index).unwrap_or(0), Ordering::Release);
+        if keys_changed {
+            self.reload_keys().map_err(|e| sm_err(&e))?;
+        }
         Ok(responses)
     }
 

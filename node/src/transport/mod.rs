@@ -4,6 +4,7 @@
 pub mod peers;
 pub mod raft_network;
 pub mod raft_service;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -11,8 +12,15 @@ use tonic::transport::{Channel, Endpoint};
 
 /// A lazily connecting channel to `addr` (`host:port`). Nothing is dialled until first use,
 /// so a dead peer never blocks the caller that creates the channel.
+/// With TLS turned on for this process ([`tls::use_client_tls`]) the channel speaks TLS.
 pub fn lazy_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+    let endpoint = match tls::client_tls() {
+        Some(config) => {
+            Endpoint::from_shared(format!("https://{addr}"))?.tls_config(config.clone())?
+        }
+        None => Endpoint::from_shared(format!("http://{addr}"))?,
+    };
+    Ok(endpoint
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))

@@ -1,21 +1,32 @@
 //! Cached gRPC clients to other members, keyed by address, for forwarding client calls
-//! (writes and read-index requests) to the leader.
+//! (writes and read-index requests) to the leader. They present the cluster secret.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::pb::node_client::NodeClient;
+use crate::security::cluster_secret::{ClusterSecret, SecretInterceptor};
 
-#[derive(Default)]
+pub type PeerClient = NodeClient<InterceptedService<Channel, SecretInterceptor>>;
+
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
+    secret: ClusterSecret,
 }
 
 impl Peers {
+    pub fn new(secret: ClusterSecret) -> Peers {
+        Peers {
+            channels: Mutex::default(),
+            secret,
+        }
+    }
+
     /// A client for the node service at `addr`, reusing the connection if there is one.
-    pub fn node_client(&self, addr: &str) -> Result<NodeClient<Channel>, tonic::Status> {
+    pub fn node_client(&self, addr: &str) -> Result<PeerClient, tonic::Status> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
@@ -27,8 +38,10 @@ impl Peers {
                 c
             }
         };
-        Ok(NodeClient::new(channel)
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(64 * 1024 * 1024))
+        Ok(
+            NodeClient::with_interceptor(channel, SecretInterceptor(self.secret.clone()))
+                .max_decoding_message_size(64 * 1024 * 1024)
+                .max_encoding_message_size(64 * 1024 * 1024),
+        )
     }
 }

@@ -13,18 +13,29 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::pb::raft_client::RaftClient;
 use crate::pb::RaftPayload;
+use crate::security::cluster_secret::{ClusterSecret, SecretInterceptor};
 use crate::types::{NodeAddr, NodeId, TypeConfig};
 
 /// Creates a [`Network`] per target node. openraft asks for one per replication stream and
 /// also one per leadership check (every linearizable read round), so connections are cached
 /// per address: a new client is a clone of an open HTTP/2 channel, not a new TCP handshake.
-#[derive(Default)]
 pub struct NetworkFactory {
     channels: HashMap<String, Channel>,
+    secret: ClusterSecret,
+}
+
+impl NetworkFactory {
+    pub fn new(secret: ClusterSecret) -> NetworkFactory {
+        NetworkFactory {
+            channels: HashMap::new(),
+            secret,
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -44,7 +55,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         Network {
             target,
             client: channel.map(|c| {
-                RaftClient::new(c)
+                RaftClient::with_interceptor(c, SecretInterceptor(self.secret.clone()))
                     .max_decoding_message_size(256 * 1024 * 1024)
                     .max_encoding_message_size(256 * 1024 * 1024)
             }),
@@ -56,7 +67,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct Network {
     target: NodeId,
     addr: String,
-    client: Option<RaftClient<Channel>>,
+    client: Option<RaftClient<InterceptedService<Channel, SecretInterceptor>>>,
 }
 
 /// Why a call failed before the remote Raft answered.

@@ -1,0 +1,205 @@
+//! The node's admin operations on keys, quotas and the audit trail. Each is one replicated
+//! command (which also appends its audit record), followed by a linearizable read so the
+//! answer is what the cluster now holds, whichever node was asked.
+
+use std::time::Duration;
+
+use super::audit::AuditRecord;
+use super::keys::{self, KeyRecord, Role};
+use super::quota::{Quota, Tier};
+use crate::core::{NodeCore, NodeError};
+use crate::store::state_machine::TenantInfo;
+use crate::telemetry::unix_millis;
+use crate::types::{AdminAction, Command, CommandResult};
+
+/// Longest rotation grace period or key lifetime accepted (ten years).
+const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+fn millis(d: Duration) -> Result<i64, NodeError> {
+    if d > MAX_DURATION {
+        return Err(NodeError::InvalidInput(format!(
+            "{}s is longer than ten years",
+            d.as_secs()
+        )));
+    }
+    Ok(d.as_millis() as i64)
+}
+
+/// A tenant name: the first segment of its keys, so no `/` and nothing invisible.
+pub fn validate_tenant(tenant: &str) -> Result<(), NodeError> {
+    if tenant.is_empty()
+        || tenant.len() > 128
+        || tenant.contains('/')
+        || tenant.chars().any(char::is_control)
+    {
+        return Err(NodeError::InvalidInput(format!(
+            "bad tenant {tenant:?}: a tenant is the part of a key before its first `/`, 1-128 characters"
+        )));
+    }
+    Ok(())
+}
+
+impl NodeCore {
+    async fn admin(&self, actor: &str, at_ms: i64, action: AdminAction) -> Result<(), NodeError> {
+        let command = Command::Admin {
+            actor: actor.to_string(),
+            at_ms,
+            action,
+        };
+        match self.propose(command).await? {
+            CommandResult::Done => Ok(()),
+            other => Err(NodeError::Internal(format!("unexpected result {other:?}"))),
+        }
+    }
+
+    fn find_key(&self, id: &str) -> Result<KeyRecord, NodeError> {
+        self.reader()
+            .api_keys()
+            .map_err(|e| NodeError::Internal(e.to_string()))?
+            .into_iter()
+            .find(|k| k.id == id)
+            .ok_or_else(|| NodeError::NotFound(format!("no API key with id {id:?}")))
+    }
+
+    /// Creates a key and returns it with its secret (the only time the secret exists
+    /// outside the caller).
+    pub async fn create_key(
+        &self,
+        actor: &str,
+        role: Role,
+        tenants: Vec<String>,
+        expires_in: Option<Duration>,
+    ) -> Result<(KeyRecord, String), NodeError> {
+        for t in &tenants {
+            validate_tenant(t)?;
+        }
+        let now = unix_millis();
+        let expires_ms = expires_in.map(millis).transpose()?.map(|d| now + d);
+        let new = keys::generate();
+        let record = KeyRecord {
+            id: new.id.clone(),
+            hash: new.hash,
+            role,
+            tenants,
+            created_ms: now,
+            expires_ms,
+            revoked_ms: None,
+            last_used_ms: None,
+            successor: None,
+        };
+        self.admin(actor, now, AdminAction::CreateKey(record))
+            .await?;
+        self.read_barrier(false).await?;
+        Ok((self.find_key(&new.id)?, new.secret))
+    }
+
+    /// Replaces key `id` with a new one of the same role and tenants; the old one keeps
+    /// working for `grace`. Returns (new, old, new secret).
+    pub async fn rotate_key(
+        &self,
+        actor: &str,
+        id: &str,
+        grace: Duration,
+    ) -> Result<(KeyRecord, KeyRecord, String), NodeError> {
+        let now = unix_millis();
+        let new = keys::generate();
+        let action = AdminAction::RotateKey {
+            old_id: id.to_string(),
+            new_id: new.id.clone(),
+            new_hash: new.hash,
+            grace_until_ms: now + millis(grace)?,
+        };
+        self.admin(actor, now, action).await?;
+        self.read_barrier(false).await?;
+        Ok((self.find_key(&new.id)?, self.find_key(id)?, new.secret))
+    }
+
+    pub async fn revoke_key(&self, actor: &str, id: &str) -> Result<KeyRecord, NodeError> {
+        let action = AdminAction::RevokeKey { id: id.to_string() };
+        self.admin(actor, unix_millis(), action).await?;
+        self.read_barrier(false).await?;
+        self.find_key(id)
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, NodeError> {
+        self.read_barrier(false).await?;
+        self.reader()
+            .api_keys()
+            .map_err(|e| NodeError::Internal(e.to_string()))
+    }
+
+    /// Sets a tenant's limits: the tier's defaults, each overridden when given.
+    pub async fn set_quota(
+        &self,
+        actor: &str,
+        tenant: &str,
+        tier: Tier,
+        max_keys: Option<u64>,
+        max_bytes: Option<u64>,
+    ) -> Result<TenantInfo, NodeError> {
+        validate_tenant(tenant)?;
+        let defaults = tier.quota();
+        let quota = Quota {
+            tier,
+            max_keys: max_keys.unwrap_or(defaults.max_keys),
+            max_bytes: max_bytes.unwrap_or(defaults.max_bytes),
+        };
+        let action = AdminAction::SetQuota {
+            tenant: tenant.to_string(),
+            quota,
+        };
+        self.admin(actor, unix_millis(), action).await?;
+        self.tenant(tenant).await
+    }
+
+    pub async fn reset_quota(&self, actor: &str, tenant: &str) -> Result<TenantInfo, NodeError> {
+        validate_tenant(tenant)?;
+        let action = AdminAction::ResetQuota {
+            tenant: tenant.to_string(),
+        };
+        self.admin(actor, unix_millis(), action).await?;
+        self.tenant(tenant).await
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<TenantInfo>, NodeError> {
+        self.read_barrier(false).await?;
+        self.reader()
+            .tenants()
+            .map_err(|e| NodeError::Internal(e.to_string()))
+    }
+
+    async fn tenant(&self, tenant: &str) -> Result<TenantInfo, NodeError> {
+        Ok(self
+            .tenants()
+            .await?
+            .into_iter()
+            .find(|t| t.tenant == tenant)
+            .unwrap_or(TenantInfo {
+                tenant: tenant.to_string(),
+                quota: None,
+                usage: Default::default(),
+            }))
+    }
+
+    pub async fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, NodeError> {
+        self.read_barrier(false).await?;
+        self.reader()
+            .audit(limit)
+            .map_err(|e| NodeError::Internal(e.to_string()))
+    }
+
+    /// Records an admin action done outside the state machine (membership, compaction,
+    /// backup). A failure to record is logged, not returned: the action itself happened.
+    pub async fn record_audit(&self, actor: &str, action: &str, args: String, result: String) {
+        let command = Command::Audit {
+            actor: actor.to_string(),
+            at_ms: unix_millis(),
+            action: action.to_string(),
+            args,
+            result,
+        };
+        if let Err(e) = self.propose(command).await {
+            tracing::warn!(action, error = %e, "could not record an audit entry");
+        }
+    }
+}
