@@ -142,6 +142,7 @@ impl ClusterClient {
     }
 
     /// One client per endpoint, for calls that must reach every node (e.g. Watch).
+    #[allow(dead_code)] // for the console's Watch streams
     pub fn node_clients(&self) -> Vec<(String, NodeRpc)> {
         self.endpoints
             .iter()

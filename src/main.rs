@@ -1,5 +1,6 @@
 //! `opsdeck`: one binary for the Raft node, the dev cluster, the console and the CLI verbs.
 
+mod alerts;
 mod bench;
 mod cli;
 mod client;
@@ -66,5 +67,6 @@ async fn dispatch(command: Command) -> Result<()> {
             cluster,
         } => verbs::scan(&cluster, prefix, limit, stale).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Alerts(args) => alerts::verb::run(&args).await,
     }
 }
