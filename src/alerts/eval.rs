@@ -537,7 +537,7 @@ mod tests {
     fn down(id: u64) -> NodeReport {
         NodeReport {
             endpoint: format!("127.0.0.1:{}", 7100 + id),
-            status: Err("connection refused".into()),
+            status: Err("transport error: tcp connect error: Connection refused".into()),
         }
     }
 
@@ -590,6 +590,10 @@ mod tests {
         ev.observe(T0 + S, &one_down);
         ev.observe(T0 + 3 * S, &one_down);
         assert_eq!(firing(&ev), ["node_down (node 3)"]);
+        assert_eq!(
+            figure(&ev, "node_down").as_deref(),
+            Some("0 (unreachable: Connection refused)")
+        );
         // Node 2's id is remembered although it no longer answers and nobody lists it.
         let two_down = [
             up(

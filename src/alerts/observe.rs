@@ -64,9 +64,12 @@ impl History {
                     self.node_figures(now_ms, s, figures);
                 }
                 Err(e) => {
+                    // The innermost cause ("Connection refused", "no answer within 2s")
+                    // is what tells refused from hung; the wrappers add nothing.
+                    let cause = e.rsplit(": ").next().unwrap_or(e);
                     figures.insert(
                         Figure::NodeUp,
-                        Reading::new(0.0, format!("0 (unreachable: {e})")),
+                        Reading::new(0.0, format!("0 (unreachable: {cause})")),
                     );
                 }
             }
