@@ -182,8 +182,7 @@ impl Evaluator {
     fn evaluate(&mut self, now_ms: i64, readings: &Readings) -> Vec<Transition> {
         self.silences.retain(|_, until| *until > now_ms);
         let mut changes = Vec::new();
-        let rules = self.rules.rules().to_vec();
-        for rule in &rules {
+        for rule in self.rules.rules() {
             let mut subjects: BTreeSet<&Subject> = readings
                 .keys()
                 .filter(|s| s.scope() == rule.scope())
@@ -206,7 +205,16 @@ impl Evaluator {
                     rule: rule.name.clone(),
                     subject: subject.clone(),
                 };
-                if let Some(t) = self.step(now_ms, rule, id, holds, seen) {
+                let t = Self::step(
+                    &mut self.alerts,
+                    &self.silences,
+                    now_ms,
+                    rule,
+                    id,
+                    holds,
+                    seen,
+                );
+                if let Some(t) = t {
                     changes.push(t);
                 }
             }
@@ -231,22 +239,21 @@ impl Evaluator {
 
     /// Moves one instance; returns the change, if any.
     fn step(
-        &mut self,
+        alerts: &mut Vec<AlertState>,
+        silences: &HashMap<AlertId, i64>,
         now_ms: i64,
         rule: &Rule,
         id: AlertId,
         holds: bool,
         seen: Vec<Seen>,
     ) -> Option<Transition> {
-        let pos = self.alerts.iter().position(|a| a.id == id);
-        let from = pos.map_or(State::Inactive, |i| self.alerts[i].state);
+        let pos = alerts.iter().position(|a| a.id == id);
+        let from = pos.map_or(State::Inactive, |i| alerts[i].state);
         let to = match (from, holds) {
             (State::Inactive | State::Resolved, true) if rule.hold.is_zero() => State::Firing,
             (State::Inactive | State::Resolved, true) => State::Pending,
             (State::Pending, true) => match pos {
-                Some(i) if elapsed(now_ms, self.alerts[i].active_since_ms) >= rule.hold => {
-                    State::Firing
-                }
+                Some(i) if elapsed(now_ms, alerts[i].active_since_ms) >= rule.hold => State::Firing,
                 _ => State::Pending,
             },
             (State::Pending | State::Inactive, false) => State::Inactive,
@@ -254,10 +261,10 @@ impl Evaluator {
             (State::Firing | State::Resolved, false) => State::Resolved,
         };
         let alert = match pos {
-            Some(i) => &mut self.alerts[i],
+            Some(i) => &mut alerts[i],
             None if to == State::Inactive => return None,
             None => {
-                self.alerts.push(AlertState {
+                alerts.push(AlertState {
                     id: id.clone(),
                     severity: rule.severity,
                     state: State::Inactive,
@@ -269,12 +276,12 @@ impl Evaluator {
                     silenced_until: None,
                     summary: rule.summary.clone(),
                 });
-                let last = self.alerts.len() - 1;
-                &mut self.alerts[last]
+                let last = alerts.len() - 1;
+                &mut alerts[last]
             }
         };
         alert.seen = seen;
-        alert.silenced_until = self.silences.get(&id).copied();
+        alert.silenced_until = silences.get(&id).copied();
         if from == to {
             return None;
         }
@@ -293,7 +300,7 @@ impl Evaluator {
             alert: alert.clone(),
         };
         if to == State::Inactive {
-            self.alerts.retain(|a| a.id != id);
+            alerts.retain(|a| a.id != id);
         }
         Some(change)
     }
