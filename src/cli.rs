@@ -228,7 +228,8 @@ pub struct AlertsArgs {
     /// Without --follow: how long to watch before printing the table. One look cannot
     /// show that a condition held for a rule's whole `for`: a rule true throughout the
     /// watch whose `for` is longer is shown PENDING with how long it was seen true, e.g.
-    /// `3s/1m`; rules with `for` = 0 fire at once. Error rates need two looks.
+    /// `3s/1m`; rules with `for` = 0 fire at once. Error rates need two looks, and term
+    /// changes are counted only while watching: use --follow for those.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration, conflicts_with = "follow")]
     pub observe: Duration,
     #[command(flatten)]
