@@ -80,6 +80,8 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Evaluate alert rules (node down, quorum lost, latency, disk...) against the cluster.
+    Alerts(AlertsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -355,6 +357,33 @@ pub struct BenchArgs {
     /// Send every request to this node instead of the leader (e.g. to measure forwarding).
     #[arg(long)]
     pub target: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(after_long_help = crate::alerts::FIGURES_HELP)]
+pub struct AlertsArgs {
+    /// Rules file (TOML `[[rule]]` tables, see --print-rules); replaces the built-in rules.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Print the rules in effect (the built-in file unless --rules) and exit.
+    #[arg(long)]
+    pub print_rules: bool,
+    /// Keep watching and print each state change as it happens (one line, or one JSON
+    /// object per line with --json) until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+    /// How often every node is asked for its status.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Without --follow: how long to watch before printing the table. One look cannot
+    /// show that a condition held for a rule's whole `for`: a rule true throughout the
+    /// watch whose `for` is longer is shown PENDING with how long it was seen true, e.g.
+    /// `3s/1m`; rules with `for` = 0 fire at once. Error rates need two looks, and term
+    /// changes are counted only while watching: use --follow for those.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration, conflicts_with = "follow")]
+    pub observe: Duration,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }

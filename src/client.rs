@@ -70,6 +70,9 @@ pub struct ClusterClient {
 pub struct NodeReport {
     pub endpoint: String,
     pub status: Result<NodeStatus, String>,
+    /// The node answered but refused our API key (e.g. a new member that has not yet
+    /// replicated the keys): it is up, we just cannot see its figures.
+    pub refused: bool,
 }
 
 /// A failed call: the last error per endpoint, and whether waiting could help.
@@ -142,6 +145,7 @@ impl ClusterClient {
     }
 
     /// One client per endpoint, for calls that must reach every node (e.g. Watch).
+    #[allow(dead_code)] // for the console's Watch streams
     pub fn node_clients(&self) -> Vec<(String, NodeRpc)> {
         self.endpoints
             .iter()
@@ -228,14 +232,19 @@ impl ClusterClient {
             async move {
                 let mut req = tonic::Request::new(StatusRequest {});
                 req.set_timeout(timeout);
-                let status = match tokio::time::timeout(timeout, client.status(req)).await {
-                    Ok(Ok(r)) => Ok(r.into_inner()),
-                    Ok(Err(s)) => Err(describe(&s)),
-                    Err(_) => Err(format!("no answer within {timeout:?}")),
-                };
+                let (status, refused) =
+                    match tokio::time::timeout(timeout, client.status(req)).await {
+                        Ok(Ok(r)) => (Ok(r.into_inner()), false),
+                        Ok(Err(s)) => (
+                            Err(describe(&s)),
+                            matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied),
+                        ),
+                        Err(_) => (Err(format!("no answer within {timeout:?}")), false),
+                    };
                 NodeReport {
                     endpoint: ep.addr.clone(),
                     status,
+                    refused,
                 }
             }
         });

@@ -1,6 +1,7 @@
 //! `opsdeck`: one binary for the Raft node, the dev cluster, the console and the CLI verbs.
 
 mod admin;
+mod alerts;
 mod bench;
 mod cli;
 mod client;
@@ -70,5 +71,6 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Keys { action } => admin::keys(action).await,
         Command::Quota { action } => admin::quota(action).await,
         Command::Audit { limit, cluster } => admin::audit(limit, &cluster).await,
+        Command::Alerts(args) => alerts::verb::run(&args).await,
     }
 }

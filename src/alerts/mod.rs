@@ -1,0 +1,29 @@
+//! Alert rules: a TOML rules file, figures computed from what an outside observer sees of
+//! every node each tick, and an evaluator moving each (rule, subject) instance through
+//! pending → firing → resolved, with acknowledge and silence. Used by `opsdeck alerts`
+//! and the console's Alerts pane.
+//!
+//! ```ignore
+//! let mut ev = Evaluator::new(Rules::load(path)?);   // or Rules::defaults()
+//! loop {
+//!     let reports = client.status_all(timeout).await;
+//!     for change in ev.observe(unix_ms_now, &reports) { /* timeline */ }
+//!     draw(ev.alerts());
+//! }
+//! ```
+//!
+//! The evaluator does no I/O and reads no clock: the caller passes the time.
+
+mod eval;
+mod expr;
+mod figures;
+mod observe;
+mod rules;
+pub mod verb;
+
+#[allow(unused_imports)] // the console uses more of the API than the CLI verb
+pub use eval::{AlertId, AlertState, Evaluator, Seen, State, Transition, RESOLVED_KEPT};
+#[allow(unused_imports)]
+pub use figures::{Figure, Reading, Scope, Subject, FIGURES_HELP};
+#[allow(unused_imports)]
+pub use rules::{Rule, Rules, RulesError, Severity, DEFAULT_RULES};

@@ -1,0 +1,367 @@
+//! `opsdeck alerts`: the observer loop over `status_all`, printing a table once or each
+//! state change as it happens.
+
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use color_eyre::eyre::{eyre, Result};
+use serde_json::{json, Value};
+
+use super::{AlertState, Evaluator, Rules, State, Subject, Transition};
+use crate::cli::AlertsArgs;
+use crate::table;
+use crate::verbs;
+
+const WIDTH: usize = 80;
+
+fn unix_ms_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// At most two units: `45s`, `3m20s`, `2h5m`, `4d3h`.
+fn short(d: Duration) -> String {
+    let s = d.as_secs();
+    let (big, small) = match s {
+        0..60 => return format!("{s}s"),
+        60..3600 => ((s / 60, "m"), (s % 60, "s")),
+        3600..86400 => ((s / 3600, "h"), (s % 3600 / 60, "m")),
+        _ => ((s / 86400, "d"), (s % 86400 / 3600, "h")),
+    };
+    if small.0 == 0 {
+        format!("{}{}", big.0, big.1)
+    } else {
+        format!("{}{}{}{}", big.0, big.1, small.0, small.1)
+    }
+}
+
+/// Cuts `s` to `max` characters, marking the cut.
+fn fit(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+fn since(ms: i64, now_ms: i64) -> Duration {
+    Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64)
+}
+
+fn alert_json(a: &AlertState) -> Value {
+    let (kind, key) = match &a.id.subject {
+        Subject::Cluster => ("cluster", json!(null)),
+        Subject::Node(id) => ("node", json!({ "node_id": id })),
+        Subject::Endpoint(e) => ("node", json!({ "endpoint": e })),
+        Subject::Tenant(t) => ("tenant", json!({ "tenant": t })),
+    };
+    let figures: Vec<Value> = a
+        .seen
+        .iter()
+        .map(|s| {
+            json!({
+                "figure": s.figure.name(),
+                // Infinite (e.g. no backup ever) has no JSON number: null, and the text says.
+                "value": s.reading.as_ref().map(|r| r.value).filter(|v| v.is_finite()),
+                "text": s.reading.as_ref().map(|r| r.text.clone()),
+            })
+        })
+        .collect();
+    let mut v = json!({
+        "rule": a.id.rule,
+        "subject": a.id.subject.to_string(),
+        "scope": kind,
+        "state": a.state,
+        "severity": a.severity,
+        "since": rfc3339(a.since_ms),
+        "since_ms": a.since_ms,
+        "active_since_ms": a.active_since_ms,
+        "for_ms": a.hold.as_millis() as u64,
+        "value": a.value(),
+        "figures": figures,
+        "summary": a.summary(),
+        "acked": a.acked,
+        "silenced_until_ms": a.silenced_until,
+    });
+    if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), key) {
+        obj.extend(extra);
+    }
+    v
+}
+
+fn state_word(s: State) -> &'static str {
+    match s {
+        State::Inactive => "INACTIVE",
+        State::Pending => "PENDING",
+        State::Firing => "FIRING",
+        State::Resolved => "RESOLVED",
+    }
+}
+
+fn severity_word(a: &AlertState) -> &'static str {
+    match a.severity {
+        super::Severity::Info => "info",
+        super::Severity::Warning => "warn",
+        super::Severity::Critical => "crit",
+    }
+}
+
+/// One line per change, at most 80 columns.
+fn transition_line(t: &Transition) -> String {
+    let clock = rfc3339(t.at_ms);
+    let clock = clock.get(11..).unwrap_or(&clock);
+    let a = &t.alert;
+    fit(
+        &format!(
+            "{clock} {:<8} {} {} ({}): {}",
+            state_word(t.to),
+            severity_word(a),
+            a.id.rule,
+            a.id.subject,
+            a.value()
+        ),
+        WIDTH,
+    )
+}
+
+fn transition_json(t: &Transition) -> Value {
+    let mut v = alert_json(&t.alert);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("at".into(), json!(rfc3339(t.at_ms)));
+        obj.insert("at_ms".into(), json!(t.at_ms));
+        obj.insert("from".into(), json!(t.from));
+        obj.insert("to".into(), json!(t.to));
+    }
+    v
+}
+
+/// The alerts as an 80-column table. A pending alert's age reads `seen/for`, e.g. `3s/1m`.
+fn render_table(alerts: &[AlertState], now_ms: i64) -> String {
+    let head: Vec<[String; 4]> = alerts
+        .iter()
+        .map(|a| {
+            let age = match a.state {
+                State::Pending => format!(
+                    "{}/{}",
+                    short(since(a.active_since_ms, now_ms)),
+                    short(a.hold)
+                ),
+                _ => short(since(a.since_ms, now_ms)),
+            };
+            [
+                state_word(a.state).to_string(),
+                severity_word(a).to_string(),
+                age,
+                fit(&format!("{} ({})", a.id.rule, a.id.subject), 34),
+            ]
+        })
+        .collect();
+    let used: usize = (0..4)
+        .map(|i| {
+            head.iter()
+                .map(|r| r[i].chars().count())
+                .chain([["STATE", "SEV", "AGE", "ALERT"][i].len()])
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .sum();
+    let room = WIDTH.saturating_sub(used).max(10);
+    let rows: Vec<Vec<String>> = head
+        .into_iter()
+        .zip(alerts)
+        .map(|(h, a)| {
+            let mut row = h.to_vec();
+            row.push(fit(&a.value(), room));
+            row
+        })
+        .collect();
+    table::render(&["STATE", "SEV", "AGE", "ALERT", "VALUE"], &rows)
+}
+
+pub async fn run(args: &AlertsArgs) -> Result<()> {
+    // A bad rules file is refused before anything is contacted.
+    let rules = match &args.rules {
+        Some(path) => Rules::load(path)?,
+        None => Rules::defaults(),
+    };
+    if args.print_rules {
+        print!("{}", rules.text());
+        return Ok(());
+    }
+    if args.interval < Duration::from_millis(100) {
+        return Err(eyre!(
+            "--interval {} is too short: use at least 100ms",
+            humantime::format_duration(args.interval)
+        ));
+    }
+    let client = verbs::connect(&args.cluster)?;
+    // A hung node costs at most this per tick; a stopped one answers at once.
+    let ask_timeout = args
+        .interval
+        .clamp(Duration::from_millis(500), Duration::from_secs(2));
+    let mut ev = Evaluator::new(rules);
+    let json = args.cluster.json;
+
+    if args.follow {
+        let mut tick = tokio::time::interval(args.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stop = crate::run_node::shutdown_signal();
+        tokio::pin!(stop);
+        eprintln!(
+            "watching {} with {} rules from {} every {}; Ctrl-C stops",
+            client.endpoints().join(", "),
+            ev.rules().rules().len(),
+            ev.rules().origin(),
+            humantime::format_duration(args.interval)
+        );
+        loop {
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            let reports = tokio::select! {
+                _ = &mut stop => return Ok(()),
+                r = client.status_all(ask_timeout) => r,
+            };
+            let mut out = std::io::stdout().lock();
+            for t in ev.observe(unix_ms_now(), &reports) {
+                let line = if json {
+                    transition_json(&t).to_string()
+                } else {
+                    transition_line(&t)
+                };
+                // The reader went away (`| head`): stop quietly.
+                if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    let started = Instant::now();
+    let mut looks = 0u32;
+    loop {
+        let reports = client.status_all(ask_timeout).await;
+        ev.observe(unix_ms_now(), &reports);
+        looks += 1;
+        let elapsed = started.elapsed();
+        if elapsed >= args.observe {
+            break;
+        }
+        tokio::time::sleep(args.interval.min(args.observe - elapsed)).await;
+    }
+    let now = unix_ms_now();
+    let observed = started.elapsed();
+    if json {
+        let alerts: Vec<Value> = ev.alerts().iter().map(alert_json).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "rules": ev.rules().origin(),
+                "observed_ms": observed.as_millis() as u64,
+                "looks": looks,
+                "alerts": alerts,
+            }))?
+        );
+    } else if ev.alerts().is_empty() {
+        println!(
+            "no alerts ({} rules from {}, {looks} looks over {})",
+            ev.rules().rules().len(),
+            ev.rules().origin(),
+            short(observed)
+        );
+    } else {
+        println!("{}", render_table(ev.alerts(), now));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::NodeReport;
+
+    #[test]
+    fn short_durations() {
+        let s = |secs| short(Duration::from_secs(secs));
+        assert_eq!(
+            [s(0), s(59), s(60), s(200), s(3600), s(3700), s(90000)],
+            ["0s", "59s", "1m", "3m20s", "1h", "1h1m", "1d1h"]
+        );
+    }
+
+    #[test]
+    fn the_table_and_lines_fit_80_columns() {
+        let rules = Rules::parse(
+            "[[rule]]\nname = \"a_rule_with_a_rather_long_name_indeed\"\nexpr = \"node_up == 0\"\n\
+             for = \"1m\"\nseverity = \"critical\"\n\
+             [[rule]]\nname = \"q\"\nexpr = \"quorum_ok == 0\"\nseverity = \"critical\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let mut ev = Evaluator::new(rules);
+        let reports: Vec<NodeReport> = (1..=3)
+            .map(|i| NodeReport {
+                endpoint: format!("very-long-host-name-{i}.example.internal:7101"),
+                status: Err("transport error: connection refused (os error 111)".into()),
+                refused: false,
+            })
+            .collect();
+        let t0 = 1_800_000_000_000;
+        let changes = ev.observe(t0, &reports);
+        assert_eq!(changes.len(), 4);
+        for t in &changes {
+            let line = transition_line(t);
+            assert!(line.chars().count() <= WIDTH, "{line}");
+            assert!(
+                line.contains("PENDING") || line.contains("FIRING"),
+                "{line}"
+            );
+        }
+        let table = render_table(ev.alerts(), t0 + 3000);
+        for line in table.lines() {
+            assert!(line.chars().count() <= WIDTH, "{} > 80: {line}", line.len());
+        }
+        assert!(table.contains("3s/1m"), "{table}");
+        assert!(table.starts_with("STATE"), "{table}");
+    }
+
+    #[test]
+    fn json_has_numbers_or_null_and_the_subject() {
+        let rules = Rules::parse(
+            "[[rule]]\nname = \"b\"\nexpr = \"backup_age_h > 24\"\nseverity = \"warning\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let mut ev = Evaluator::new(rules);
+        let status = opsdeck_node::pb::NodeStatus {
+            id: 1,
+            ..Default::default()
+        };
+        let changes = ev.observe(
+            1_800_000_000_000,
+            &[NodeReport {
+                endpoint: "127.0.0.1:7101".into(),
+                status: Ok(status),
+                refused: false,
+            }],
+        );
+        let v = transition_json(&changes[0]);
+        assert_eq!(v["figures"][0]["value"], Value::Null);
+        assert_eq!(v["value"], "no backup known");
+        assert_eq!(v["scope"], "cluster");
+        assert_eq!(
+            (v["from"].as_str(), v["to"].as_str()),
+            (Some("inactive"), Some("firing"))
+        );
+    }
+}
