@@ -102,8 +102,11 @@ impl AdminAction {
             AdminAction::CreateKey(k) => (
                 "key.create",
                 format!(
-                    "id={} role={} tenants={:?} expires_ms={:?}",
-                    k.id, k.role, k.tenants, k.expires_ms
+                    "id={} role={} tenants={:?} expires_ms={}",
+                    k.id,
+                    k.role,
+                    k.tenants,
+                    k.expires_ms.map_or("never".to_string(), |t| t.to_string())
                 ),
             ),
             AdminAction::RotateKey {
