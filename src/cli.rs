@@ -48,6 +48,21 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Compare-and-set KEY: write VALUE (or delete, with --delete) only if the current value
+    /// is --expect (or the key is absent, with --absent).
+    Cas {
+        key: String,
+        #[arg(required_unless_present = "delete", conflicts_with = "delete")]
+        value: Option<String>,
+        #[arg(long, required_unless_present = "absent", conflicts_with = "absent")]
+        expect: Option<String>,
+        #[arg(long)]
+        absent: bool,
+        #[arg(long)]
+        delete: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// List keys starting with PREFIX.
     Scan {
         #[arg(default_value = "")]

@@ -61,6 +61,13 @@ async fn dispatch(command: Command) -> Result<()> {
             cluster,
         } => verbs::get(&cluster, key, stale).await,
         Command::Del { key, cluster } => verbs::del(&cluster, key).await,
+        Command::Cas {
+            key,
+            value,
+            expect,
+            cluster,
+            ..
+        } => verbs::cas(&cluster, key, expect, value).await,
         Command::Scan {
             prefix,
             limit,

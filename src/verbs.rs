@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use opsdeck_node::pb::{
-    DeleteRequest, GetRequest, NodeStatus, PutRequest, ScanRequest, StatusRequest,
+    CasRequest, DeleteRequest, GetRequest, NodeStatus, PutRequest, ScanRequest, StatusRequest,
 };
 use serde_json::json;
 
@@ -271,6 +271,49 @@ pub async fn del(args: &ClusterArgs, key: String) -> Result<()> {
                 "not found (nothing deleted)"
             }
         );
+    }
+    Ok(())
+}
+
+/// Compare-and-set; fails (exit 1) when the current value is not the expected one.
+pub async fn cas(
+    args: &ClusterArgs,
+    key: String,
+    expected: Option<String>,
+    new: Option<String>,
+) -> Result<()> {
+    opsdeck_node::types::validate_entry(&key, new.as_deref().map(str::as_bytes))
+        .map_err(|e| eyre!("cas {}: {e}", short(&key)))?;
+    let client = connect(args)?;
+    let req = CasRequest {
+        key: key.clone(),
+        expected: expected.map(String::into_bytes),
+        new_value: new.map(String::into_bytes),
+    };
+    let reply = client
+        .call("cas", |mut c| {
+            let req = req.clone();
+            async move { c.cas(req).await }
+        })
+        .await?;
+    let current = reply
+        .current
+        .as_ref()
+        .map(|v| String::from_utf8_lossy(v).into_owned());
+    if args.json {
+        println!(
+            "{}",
+            json!({ "key": key, "succeeded": reply.succeeded, "current": current })
+        );
+    } else if reply.succeeded {
+        println!("OK");
+    }
+    if !reply.succeeded {
+        return Err(eyre!(
+            "cas {}: not applied, the current value is {}",
+            short(&key),
+            current.map_or("absent (no such key)".to_string(), |v| format!("{v:?}"))
+        ));
     }
     Ok(())
 }

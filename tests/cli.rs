@@ -282,3 +282,31 @@ fn dev_forms_a_cluster_answers_verbs_and_stops_its_children() {
     }
     assert!(!std::fs::read_to_string(&file).unwrap().contains("pid ="));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cas_applies_only_when_the_current_value_is_the_expected_one() {
+    let cluster = TestCluster::start(1, &[]).await;
+    let e = cluster.endpoints();
+    tokio::task::spawn_blocking(move || {
+        let cas = |args: &[&str]| {
+            let mut all = vec!["cas"];
+            all.extend_from_slice(args);
+            all.extend_from_slice(&["--endpoints", &e]);
+            run_cli(&all)
+        };
+        let get = |k: &str| stdout_of(&run_cli(&["get", k, "--endpoints", &e]));
+        assert!(cas(&["t/k", "v1", "--absent"]).status.success());
+        let out = cas(&["t/k", "v2", "--absent"]);
+        assert_one_line_error(&out, "current value is \"v1\"");
+        let out = cas(&["t/k", "v2", "--expect", "other"]);
+        assert_one_line_error(&out, "not applied");
+        assert_eq!(get("t/k").trim(), "v1");
+        assert!(cas(&["t/k", "v2", "--expect", "v1"]).status.success());
+        assert_eq!(get("t/k").trim(), "v2");
+        assert!(cas(&["t/k", "--delete", "--expect", "v2"]).status.success());
+        let out = cas(&["t/k", "v3", "--expect", "v2"]);
+        assert_one_line_error(&out, "absent (no such key)");
+    })
+    .await
+    .unwrap();
+}

@@ -176,6 +176,13 @@ impl Node for NodeService {
         Ok(Response::new(DeleteReply { existed }))
     }
 
+    async fn cas(&self, req: Request<CasRequest>) -> Result<Response<CasReply>, Status> {
+        caller_of(&req)?.check_tenant(&req.get_ref().key)?;
+        let r = req.into_inner();
+        let (succeeded, current) = self.core.cas(r.key, r.expected, r.new_value).await?;
+        Ok(Response::new(CasReply { succeeded, current }))
+    }
+
     async fn scan(&self, req: Request<ScanRequest>) -> Result<Response<ScanReply>, Status> {
         caller_of(&req)?.check_tenant(&req.get_ref().prefix)?;
         let r = req.into_inner();

@@ -41,7 +41,9 @@ pub fn grpc_need(path: &str) -> Need {
         | "/opsdeck.v1.Node/Scan"
         | "/opsdeck.v1.Node/Status"
         | "/opsdeck.v1.Node/Watch" => Need::Role(Role::Read),
-        "/opsdeck.v1.Node/Put" | "/opsdeck.v1.Node/Delete" => Need::Role(Role::Write),
+        "/opsdeck.v1.Node/Put" | "/opsdeck.v1.Node/Delete" | "/opsdeck.v1.Node/Cas" => {
+            Need::Role(Role::Write)
+        }
         "/opsdeck.v1.Node/Propose" | "/opsdeck.v1.Node/ReadIndex" => Need::Internal,
         p if p.starts_with("/opsdeck.v1.Raft/") => Need::Internal,
         _ => Need::Role(Role::Admin),
