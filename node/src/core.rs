@@ -10,11 +10,13 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::ServerState;
 use serde::Serialize;
 
+use crate::compact::Compactor;
 use crate::metrics::Metrics;
 use crate::pb;
 use crate::proposer::{Proposer, Submit};
 use crate::read_index::ReadBatcher;
 use crate::store::KvReader;
+use crate::telemetry::sampler::Sampler;
 use crate::transport::peers::Peers;
 use crate::types::{validate_entry, Command, CommandResult, NodeAddr, NodeId, Raft, Request};
 
@@ -170,6 +172,8 @@ struct Inner {
     leader_reads: ReadBatcher,
     metrics: Arc<Metrics>,
     committed: Arc<std::sync::atomic::AtomicU64>,
+    sampler: Sampler,
+    compactor: Compactor,
 }
 
 /// Sends batches to the local Raft, or forwards them to the leader.
@@ -292,6 +296,8 @@ impl NodeCore {
         reader: KvReader,
         metrics: Arc<Metrics>,
         committed: Arc<std::sync::atomic::AtomicU64>,
+        sampler: Sampler,
+        compactor: Compactor,
     ) -> NodeCore {
         let sink = Arc::new(RaftSink {
             raft: raft.clone(),
@@ -312,6 +318,8 @@ impl NodeCore {
                 leader_reads,
                 metrics,
                 committed,
+                sampler,
+                compactor,
             }),
         }
     }
@@ -504,6 +512,45 @@ impl NodeCore {
             storage_bytes: stats.bytes,
             cluster_id: self.inner.reader.cluster_id(),
         }
+    }
+
+    /// The full status frame: Raft's state as of now plus the sampler's latest figures.
+    pub fn frame(&self) -> pb::NodeStatus {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let sample = self.inner.sampler.latest();
+        let mut frame: pb::NodeStatus = self.status().into();
+        frame.unix_ms = crate::telemetry::unix_millis();
+        frame.vote_term = m.vote.leader_id().term;
+        frame.voted_for = m.vote.leader_id().voted_for();
+        let last = m.last_log_index.unwrap_or(0);
+        frame.followers = m
+            .replication
+            .iter()
+            .flatten()
+            .filter(|(id, _)| **id != self.inner.id)
+            .map(|(id, matched)| pb::FollowerProgress {
+                id: *id,
+                matched: matched.map(|l| l.index),
+                lag: last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)),
+            })
+            .collect();
+        frame.millis_since_quorum_ack = m.millis_since_quorum_ack;
+        frame.uptime_ms = sample.uptime_ms;
+        frame.rss_bytes = sample.rss_bytes;
+        frame.cpu_percent = sample.cpu_percent;
+        frame.ops = sample.ops.clone();
+        frame.errors = sample.errors.clone();
+        frame.sled_size_on_disk = sample.sled_size_on_disk;
+        frame.data_dir_bytes = sample.data_dir_bytes;
+        frame.fs_total_bytes = sample.fs_total_bytes;
+        frame.fs_free_bytes = sample.fs_free_bytes;
+        frame.gc = Some(sample.gc.clone());
+        frame
+    }
+
+    /// Snapshot, purge and flush on this node (see [`crate::compact`]).
+    pub async fn compact(&self) -> Result<pb::CompactReply, NodeError> {
+        self.inner.compactor.run(&self.inner.sampler).await
     }
 
     /// Adds (or re-adds) a learner; with `blocking`, answers once it has caught up.

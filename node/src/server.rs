@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api;
+use crate::compact::Compactor;
 use crate::core::NodeCore;
 use crate::metrics::Metrics;
 use crate::pb::node_server::NodeServer;
@@ -18,6 +19,7 @@ use crate::pb::raft_server::RaftServer;
 use crate::store::{OpenError, Storage};
 use crate::telemetry::events::{self, EventHub, EVENT_HISTORY};
 use crate::telemetry::logs::LogHub;
+use crate::telemetry::sampler::{Sampler, Sources};
 use crate::telemetry::Telemetry;
 use crate::transport::raft_network::NetworkFactory;
 use crate::transport::raft_service::RaftService;
@@ -159,6 +161,7 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
     .map_err(|e| ServerError::Config(e.to_string()))?;
 
     let flush_stats = storage.log.stats();
+    let log_disk = storage.log.disk();
     let committed = storage.log.committed_index();
     let reader = storage.state_machine.reader();
     let raft = Raft::new(
@@ -176,6 +179,26 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
         http: http.to_string(),
     };
     let metrics = Arc::new(Metrics::new());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sampler = Sampler::start(
+        Sources {
+            db: storage.db.clone(),
+            data_dir: config.data_dir.clone(),
+            log: log_disk.clone(),
+            housekeeping: storage.housekeeping.clone(),
+            ops: metrics.ops(),
+        },
+        stopped.clone(),
+    )
+    .await;
+    let compactor = Compactor {
+        raft: raft.clone(),
+        db: storage.db.clone(),
+        log: log_disk,
+        housekeeping: storage.housekeeping.clone(),
+        data_dir: config.data_dir.clone(),
+        running: tokio::sync::Mutex::new(()),
+    };
     let core = NodeCore::new(
         config.id,
         addr.clone(),
@@ -183,6 +206,8 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
         reader,
         metrics,
         committed,
+        sampler,
+        compactor,
     );
     let telemetry = Telemetry {
         logs,
@@ -195,7 +220,6 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
         bootstrap(&raft, &core, config.id, addr.clone()).await?;
     }
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     let grpc_router = tonic::transport::Server::builder()
         .add_service(

@@ -5,6 +5,8 @@
 pub mod events;
 pub mod hub;
 pub mod logs;
+pub mod ops;
+pub mod sampler;
 
 use std::sync::Arc;
 
