@@ -288,6 +288,7 @@ fn spawn_node(dir: &Path, n: &NodeEntry, init: bool, args: &DevArgs) -> Result<C
         .arg("--data")
         .arg(&n.data)
         .args(["--snapshot-every", &args.snapshot_every.to_string()])
+        .args(["--keep-logs", &args.keep_logs.to_string()])
         .args(args.timing.to_args())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -4,7 +4,9 @@ mod bench;
 mod cli;
 mod client;
 mod cluster_file;
+mod compact;
 mod dev;
+mod logs;
 mod run_node;
 mod table;
 mod verbs;
@@ -66,5 +68,7 @@ async fn dispatch(command: Command) -> Result<()> {
             cluster,
         } => verbs::scan(&cluster, prefix, limit, stale).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Compact(c) => compact::run(&c).await,
+        Command::Logs(args) => logs::run(args).await,
     }
 }

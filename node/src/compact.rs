@@ -1,6 +1,12 @@
 //! Manual log compaction on one node (`opsdeck compact`): build a snapshot of everything
 //! applied, purge the log up to it, wait until the entries are gone from disk, flush sled,
 //! and report the figures before and after.
+//!
+//! sled does not give freed space back to the filesystem at once: deleted entries leave
+//! their segments partly empty, sled reuses them for new writes and only truncates free
+//! segments at the end of its file. So the space a compact frees is measured as the bytes
+//! of log entries deleted (`log_bytes` before - after); the sled file size is reported too
+//! and may even grow a little (deletions are written to sled's own log first).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,14 +38,12 @@ impl Compactor {
         let (db, log, dir) = (self.db.clone(), self.log.clone(), self.data_dir.clone());
         let snapshot_index = self.raft.metrics().borrow().snapshot.map(|l| l.index);
         tokio::task::spawn_blocking(move || {
-            let extent = log
-                .extent()
-                .map_err(|e| NodeError::Internal(e.to_string()))?;
+            let internal = |e: sled::Error| NodeError::Internal(e.to_string());
+            let extent = log.extent().map_err(internal)?;
             Ok(pb::CompactFigures {
                 log_entries: extent.map(|(f, l)| l - f + 1).unwrap_or(0),
-                sled_bytes: db
-                    .size_on_disk()
-                    .map_err(|e| NodeError::Internal(e.to_string()))?,
+                log_bytes: log.bytes().map_err(internal)?,
+                sled_bytes: db.size_on_disk().map_err(internal)?,
                 data_dir_bytes: dir_bytes(&dir),
                 snapshot_index,
             })

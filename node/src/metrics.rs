@@ -44,7 +44,8 @@ pub struct RecentOpLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QuantileLabels {
     pub op: String,
-    pub quantile: &'static str,
+    /// p50, p95, p99 or max (`quantile` is reserved for summaries).
+    pub stat: &'static str,
 }
 
 type HistogramFamily = Family<OpLabels, Histogram, fn() -> Histogram>;
@@ -223,16 +224,16 @@ impl FrameGauges {
             self.op_rate
                 .get_or_create(&RecentOpLabels { op: o.op.clone() })
                 .set(o.per_sec);
-            for (quantile, us) in [
-                ("0.5", o.p50_us),
-                ("0.95", o.p95_us),
-                ("0.99", o.p99_us),
-                ("1", o.max_us),
+            for (stat, us) in [
+                ("p50", o.p50_us),
+                ("p95", o.p95_us),
+                ("p99", o.p99_us),
+                ("max", o.max_us),
             ] {
                 self.op_latency
                     .get_or_create(&QuantileLabels {
                         op: o.op.clone(),
-                        quantile,
+                        stat,
                     })
                     .set(us as f64 / 1e6);
             }

@@ -69,6 +69,16 @@ impl LogDisk {
     }
 }
 
+impl LogDisk {
+    /// Bytes of the keys and values of every entry on disk (walks the log).
+    pub fn bytes(&self) -> Result<u64, sled::Error> {
+        self.log.iter().try_fold(0u64, |sum, item| {
+            let (k, v) = item?;
+            Ok(sum + (k.len() + v.len()) as u64)
+        })
+    }
+}
+
 /// A read-only view of the log, used by openraft's replication tasks.
 #[derive(Clone)]
 pub struct LogReader {
