@@ -71,10 +71,7 @@ pub enum Command {
 impl Command {
     /// A verb that prints and exits, as opposed to a long-running node or dev cluster.
     pub fn is_one_shot(&self) -> bool {
-        !matches!(
-            self,
-            Command::Node(_) | Command::Dev(_) | Command::Bench(_) | Command::Logs(_)
-        )
+        !matches!(self, Command::Node(_) | Command::Dev(_) | Command::Bench(_))
     }
 }
 

@@ -145,6 +145,7 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
         .map_err(|e| ServerError::Serve("HTTP", e.to_string()))?;
 
     let storage = Storage::open(&config.data_dir, config.id)?;
+    logs.open_file(&config.data_dir);
     let raft_config = Config {
         cluster_name: "opsdeck".into(),
         heartbeat_interval: config.heartbeat_ms,

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod hub;
+pub mod log_file;
 pub mod logs;
 pub mod ops;
 pub mod sampler;
