@@ -28,10 +28,7 @@ fn reclaimed(r: &CompactReply) -> i64 {
 }
 
 fn figures(r: &CompactReply) -> (CompactFigures, CompactFigures) {
-    (
-        r.before.clone().unwrap_or_default(),
-        r.after.clone().unwrap_or_default(),
-    )
+    (r.before.unwrap_or_default(), r.after.unwrap_or_default())
 }
 
 /// `12.3 MiB`, `512 B`; negative for growth.

@@ -176,6 +176,12 @@ struct Inner {
     compactor: Compactor,
 }
 
+/// The status sampler and the compactor: what keeps the node measured and its disk in check.
+pub struct Upkeep {
+    pub sampler: Sampler,
+    pub compactor: Compactor,
+}
+
 /// Sends batches to the local Raft, or forwards them to the leader.
 pub struct RaftSink {
     raft: Raft,
@@ -296,8 +302,7 @@ impl NodeCore {
         reader: KvReader,
         metrics: Arc<Metrics>,
         committed: Arc<std::sync::atomic::AtomicU64>,
-        sampler: Sampler,
-        compactor: Compactor,
+        upkeep: Upkeep,
     ) -> NodeCore {
         let sink = Arc::new(RaftSink {
             raft: raft.clone(),
@@ -318,8 +323,8 @@ impl NodeCore {
                 leader_reads,
                 metrics,
                 committed,
-                sampler,
-                compactor,
+                sampler: upkeep.sampler,
+                compactor: upkeep.compactor,
             }),
         }
     }
@@ -544,7 +549,7 @@ impl NodeCore {
         frame.data_dir_bytes = sample.data_dir_bytes;
         frame.fs_total_bytes = sample.fs_total_bytes;
         frame.fs_free_bytes = sample.fs_free_bytes;
-        frame.gc = Some(sample.gc.clone());
+        frame.gc = Some(sample.gc);
         frame
     }
 

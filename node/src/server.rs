@@ -12,7 +12,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::api;
 use crate::compact::Compactor;
-use crate::core::NodeCore;
+use crate::core::{NodeCore, Upkeep};
 use crate::metrics::Metrics;
 use crate::pb::node_server::NodeServer;
 use crate::pb::raft_server::RaftServer;
@@ -207,8 +207,7 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
         reader,
         metrics,
         committed,
-        sampler,
-        compactor,
+        Upkeep { sampler, compactor },
     );
     let telemetry = Telemetry {
         logs,

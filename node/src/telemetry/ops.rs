@@ -98,7 +98,7 @@ impl OpRecorder {
         while o
             .seconds
             .front()
-            .is_some_and(|(s, _)| *s + RATE_SECONDS + 1 <= second)
+            .is_some_and(|(s, _)| *s + RATE_SECONDS < second)
         {
             o.seconds.pop_front();
         }
