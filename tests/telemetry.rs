@@ -63,6 +63,12 @@ async fn a_busy_nodes_frame_has_process_ops_disk_gc_and_follower_figures() {
     )
     .await;
     check_frame(&frame);
+    eprintln!(
+        "leader frame: {} bytes encoded, rss {} bytes, cpu {:.1}%",
+        prost::Message::encoded_len(&frame),
+        frame.rss_bytes,
+        frame.cpu_percent
+    );
     let put = frame.ops.iter().find(|o| o.op == "put").unwrap();
     assert_eq!(put.total, total, "{put:?}");
     assert_eq!(put.errors, 0, "{put:?}");
