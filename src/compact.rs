@@ -85,7 +85,7 @@ pub async fn run(args: &ClusterArgs) -> Result<()> {
                 Ok(r) => {
                     let (b, a) = figures(r);
                     json!({
-                        "endpoint": o.endpoint, "ok": true, "took_ms": r.took_ms,
+                        "endpoint": o.endpoint, "ok": true, "id": r.node_id, "took_ms": r.took_ms,
                         "before": figures_json(&b), "after": figures_json(&a),
                         "reclaimed_bytes": reclaimed(r),
                     })
@@ -106,6 +106,7 @@ pub async fn run(args: &ClusterArgs) -> Result<()> {
                 Ok(r) => {
                     let (b, a) = figures(r);
                     vec![
+                        r.node_id.to_string(),
                         o.endpoint.clone(),
                         format!("{} → {}", b.log_entries, a.log_entries),
                         format!(
@@ -116,12 +117,15 @@ pub async fn run(args: &ClusterArgs) -> Result<()> {
                         human_bytes(reclaimed(r)),
                     ]
                 }
-                Err(_) => vec![o.endpoint.clone(), "FAILED".into()],
+                Err(_) => vec!["?".into(), o.endpoint.clone(), "FAILED".into()],
             })
             .collect();
         println!(
             "{}",
-            table::render(&["NODE", "LOG ENTRIES", "SLED FILE", "RECLAIMED"], &rows)
+            table::render(
+                &["ID", "NODE", "LOG ENTRIES", "SLED FILE", "RECLAIMED"],
+                &rows
+            )
         );
         for o in &outcomes {
             if let Err(e) = &o.result {

@@ -55,6 +55,7 @@ async fn compact_after_50k_writes_purges_the_log_and_reclaims_space_on_every_nod
             .find(|r| r["endpoint"] == n.grpc.as_str())
             .unwrap_or_else(|| panic!("no report for node {}: {report}", n.id));
         assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["id"], n.id, "{r}");
         let (b, a) = (&r["before"], &r["after"]);
         let entries = |v: &serde_json::Value| v["log_entries"].as_u64().unwrap();
         assert!(entries(b) > entries(a), "node {}: {r}", n.id);
@@ -123,6 +124,10 @@ async fn compact_after_50k_writes_purges_the_log_and_reclaims_space_on_every_nod
         "{text}"
     );
     assert!(text.contains("total reclaimed"), "{text}");
+    let leader_row = format!("{leader}   {}", cluster.node(leader).grpc);
+    assert!(text.contains(&leader_row), "{text}");
+    assert!(text.contains("FAILED"), "{text}");
+    eprintln!("{text}");
     for line in text.lines() {
         assert!(
             line.chars().count() <= 80,

@@ -126,6 +126,7 @@ impl Compactor {
             before: Some(before),
             after: Some(after),
             took_ms: started.elapsed().as_millis() as u64,
+            node_id: 0, // set by NodeCore, which knows the node's id
         })
     }
 }

@@ -555,7 +555,11 @@ impl NodeCore {
 
     /// Snapshot, purge and flush on this node (see [`crate::compact`]).
     pub async fn compact(&self) -> Result<pb::CompactReply, NodeError> {
-        self.inner.compactor.run(&self.inner.sampler).await
+        let mut reply = self
+            .observed("compact", self.inner.compactor.run(&self.inner.sampler))
+            .await?;
+        reply.node_id = self.inner.id;
+        Ok(reply)
     }
 
     /// Adds (or re-adds) a learner; with `blocking`, answers once it has caught up.
@@ -565,13 +569,16 @@ impl NodeCore {
         addr: NodeAddr,
         blocking: bool,
     ) -> Result<u64, NodeError> {
-        if addr.grpc.is_empty() || addr.http.is_empty() {
-            return Err(NodeError::InvalidInput(
-                "a new member needs both a gRPC and an HTTP address".into(),
-            ));
-        }
-        let result = self.inner.raft.add_learner(id, addr, blocking).await;
-        self.membership_result(result)
+        self.observed("add_learner", async {
+            if addr.grpc.is_empty() || addr.http.is_empty() {
+                return Err(NodeError::InvalidInput(
+                    "a new member needs both a gRPC and an HTTP address".into(),
+                ));
+            }
+            let result = self.inner.raft.add_learner(id, addr, blocking).await;
+            self.membership_result(result)
+        })
+        .await
     }
 
     /// Sets the voters to exactly `voters`; with `retain`, removed voters stay as learners.
@@ -580,11 +587,14 @@ impl NodeCore {
         voters: BTreeSet<NodeId>,
         retain: bool,
     ) -> Result<u64, NodeError> {
-        if voters.is_empty() {
-            return Err(NodeError::InvalidInput("the new voter set is empty".into()));
-        }
-        let result = self.inner.raft.change_membership(voters, retain).await;
-        self.membership_result(result)
+        self.observed("change_membership", async {
+            if voters.is_empty() {
+                return Err(NodeError::InvalidInput("the new voter set is empty".into()));
+            }
+            let result = self.inner.raft.change_membership(voters, retain).await;
+            self.membership_result(result)
+        })
+        .await
     }
 
     fn membership_result(
