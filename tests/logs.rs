@@ -83,3 +83,61 @@ async fn logs_of_one_node_at_info_in_time_order_and_grep_filters() {
         "error: bad --grep \"(\": unclosed group"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follow_prints_new_records_as_they_happen_and_ends_when_its_reader_goes() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let cluster = TestCluster::start(3, &[]).await;
+    cluster.wait_leader(Duration::from_secs(10)).await;
+    let endpoints = cluster.endpoints();
+    let mut child = Command::new(BIN)
+        .args([
+            "logs",
+            "--follow",
+            "--grep",
+            "compact done",
+            "--endpoints",
+            &endpoints,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn opsdeck logs --follow");
+    let stdout = child.stdout.take().unwrap();
+    // Reads until the first matching line, then drops the pipe: the reader is gone.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+    });
+    // Nothing matches yet; a compact on every node logs "compact done" three times.
+    let out = run_cli(&["compact", "--endpoints", &endpoints]);
+    assert!(out.status.success(), "compact failed: {}", stderr_of(&out));
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a live record within 10 s");
+    assert!(
+        line.contains("INFO") && line.contains("compact done"),
+        "{line}"
+    );
+
+    // With its reader gone, the next record it prints ends it.
+    let out = run_cli(&["compact", "--endpoints", &endpoints]);
+    assert!(out.status.success(), "compact failed: {}", stderr_of(&out));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("logs --follow still running after its reader went away");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
