@@ -97,6 +97,10 @@ pub enum Command {
     },
     /// Evaluate alert rules (node down, quorum lost, latency, disk...) against the cluster.
     Alerts(AlertsArgs),
+    /// Snapshot and purge the Raft log on every node; print the space reclaimed.
+    Compact(ClusterArgs),
+    /// Print the nodes' log records, merged by time (--follow keeps streaming).
+    Logs(LogsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -348,8 +352,40 @@ pub struct DevArgs {
     /// Passed to every node (see `opsdeck node --help`).
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_every: u64,
+    /// Passed to every node (see `opsdeck node --help`).
+    #[arg(long, default_value_t = 1_000)]
+    pub keep_logs: u64,
     #[command(flatten)]
     pub timing: RaftTiming,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Keep printing new records until interrupted.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only this node's records (its id).
+    #[arg(long)]
+    pub node: Option<u64>,
+    /// Lowest level shown: trace, debug, info, warn or error.
+    #[arg(long, default_value = "trace", value_parser = parse_level)]
+    pub level: tracing::Level,
+    /// Only records whose message, target or fields match this regular expression.
+    #[arg(long)]
+    pub grep: Option<String>,
+    /// Only records from the last DURATION, e.g. 10m, 1h.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub since: Option<Duration>,
+    /// Most recent records asked of each node (at most 10000).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub history: u32,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+fn parse_level(s: &str) -> Result<tracing::Level, String> {
+    s.parse()
+        .map_err(|_| format!("unknown level {s:?}: use trace, debug, info, warn or error"))
 }
 
 #[derive(Args, Debug)]

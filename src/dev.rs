@@ -310,6 +310,7 @@ fn spawn_node(dir: &Path, n: &NodeEntry, init: bool, args: &DevArgs) -> Result<C
         .args(["--snapshot-every", &args.snapshot_every.to_string()])
         .arg("--cluster-secret-file")
         .arg(dir.join(cluster_secret::FILE_NAME))
+        .args(["--keep-logs", &args.keep_logs.to_string()])
         .args(args.timing.to_args())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

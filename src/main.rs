@@ -6,7 +6,9 @@ mod bench;
 mod cli;
 mod client;
 mod cluster_file;
+mod compact;
 mod dev;
+mod logs;
 mod run_node;
 mod table;
 mod verbs;
@@ -79,5 +81,7 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Quota { action } => admin::quota(action).await,
         Command::Audit { limit, cluster } => admin::audit(limit, &cluster).await,
         Command::Alerts(args) => alerts::verb::run(&args).await,
+        Command::Compact(c) => compact::run(&c).await,
+        Command::Logs(args) => logs::run(args).await,
     }
 }

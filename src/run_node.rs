@@ -40,7 +40,8 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Logs go to stderr and to the in-memory ring that Watch subscribers read.
+/// Logs go to stderr, to `DATA/node.log` (rotated) and to the in-memory ring that Watch
+/// subscribers read.
 fn init_logging(logs: &std::sync::Arc<LogHub>) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -52,6 +53,11 @@ fn init_logging(logs: &std::sync::Arc<LogHub>) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(false),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(logs.file_writer())
                 .with_ansi(false),
         )
         .with(logs.layer())

@@ -10,12 +10,14 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::ServerState;
 use serde::Serialize;
 
+use crate::compact::Compactor;
 use crate::metrics::Metrics;
 use crate::pb;
 use crate::proposer::{Proposer, Submit};
 use crate::read_index::ReadBatcher;
 use crate::security::cluster_secret::ClusterSecret;
 use crate::store::KvReader;
+use crate::telemetry::sampler::Sampler;
 use crate::transport::peers::Peers;
 use crate::types::{validate_entry, Command, CommandResult, NodeAddr, NodeId, Raft, Request};
 
@@ -179,6 +181,14 @@ struct Inner {
     leader_reads: ReadBatcher,
     metrics: Arc<Metrics>,
     committed: Arc<std::sync::atomic::AtomicU64>,
+    sampler: Sampler,
+    compactor: Compactor,
+}
+
+/// The status sampler and the compactor: what keeps the node measured and its disk in check.
+pub struct Upkeep {
+    pub sampler: Sampler,
+    pub compactor: Compactor,
 }
 
 /// Sends batches to the local Raft, or forwards them to the leader.
@@ -302,6 +312,7 @@ impl NodeCore {
         metrics: Arc<Metrics>,
         committed: Arc<std::sync::atomic::AtomicU64>,
         secret: ClusterSecret,
+        upkeep: Upkeep,
     ) -> NodeCore {
         let sink = Arc::new(RaftSink {
             raft: raft.clone(),
@@ -322,6 +333,8 @@ impl NodeCore {
                 leader_reads,
                 metrics,
                 committed,
+                sampler: upkeep.sampler,
+                compactor: upkeep.compactor,
             }),
         }
     }
@@ -518,6 +531,49 @@ impl NodeCore {
         }
     }
 
+    /// The full status frame: Raft's state as of now plus the sampler's latest figures.
+    pub fn frame(&self) -> pb::NodeStatus {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let sample = self.inner.sampler.latest();
+        let mut frame: pb::NodeStatus = self.status().into();
+        frame.unix_ms = crate::telemetry::unix_millis();
+        frame.vote_term = m.vote.leader_id().term;
+        frame.voted_for = m.vote.leader_id().voted_for();
+        let last = m.last_log_index.unwrap_or(0);
+        frame.followers = m
+            .replication
+            .iter()
+            .flatten()
+            .filter(|(id, _)| **id != self.inner.id)
+            .map(|(id, matched)| pb::FollowerProgress {
+                id: *id,
+                matched: matched.map(|l| l.index),
+                lag: last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)),
+            })
+            .collect();
+        frame.millis_since_quorum_ack = m.millis_since_quorum_ack;
+        frame.uptime_ms = sample.uptime_ms;
+        frame.rss_bytes = sample.rss_bytes;
+        frame.cpu_percent = sample.cpu_percent;
+        frame.ops = sample.ops.clone();
+        frame.errors = sample.errors.clone();
+        frame.sled_size_on_disk = sample.sled_size_on_disk;
+        frame.data_dir_bytes = sample.data_dir_bytes;
+        frame.fs_total_bytes = sample.fs_total_bytes;
+        frame.fs_free_bytes = sample.fs_free_bytes;
+        frame.gc = Some(sample.gc);
+        frame
+    }
+
+    /// Snapshot, purge and flush on this node (see [`crate::compact`]).
+    pub async fn compact(&self) -> Result<pb::CompactReply, NodeError> {
+        let mut reply = self
+            .observed("compact", self.inner.compactor.run(&self.inner.sampler))
+            .await?;
+        reply.node_id = self.inner.id;
+        Ok(reply)
+    }
+
     /// Adds (or re-adds) a learner; with `blocking`, answers once it has caught up.
     pub async fn add_learner(
         &self,
@@ -525,13 +581,16 @@ impl NodeCore {
         addr: NodeAddr,
         blocking: bool,
     ) -> Result<u64, NodeError> {
-        if addr.grpc.is_empty() || addr.http.is_empty() {
-            return Err(NodeError::InvalidInput(
-                "a new member needs both a gRPC and an HTTP address".into(),
-            ));
-        }
-        let result = self.inner.raft.add_learner(id, addr, blocking).await;
-        self.membership_result(result)
+        self.observed("add_learner", async {
+            if addr.grpc.is_empty() || addr.http.is_empty() {
+                return Err(NodeError::InvalidInput(
+                    "a new member needs both a gRPC and an HTTP address".into(),
+                ));
+            }
+            let result = self.inner.raft.add_learner(id, addr, blocking).await;
+            self.membership_result(result)
+        })
+        .await
     }
 
     /// Sets the voters to exactly `voters`; with `retain`, removed voters stay as learners.
@@ -540,11 +599,14 @@ impl NodeCore {
         voters: BTreeSet<NodeId>,
         retain: bool,
     ) -> Result<u64, NodeError> {
-        if voters.is_empty() {
-            return Err(NodeError::InvalidInput("the new voter set is empty".into()));
-        }
-        let result = self.inner.raft.change_membership(voters, retain).await;
-        self.membership_result(result)
+        self.observed("change_membership", async {
+            if voters.is_empty() {
+                return Err(NodeError::InvalidInput("the new voter set is empty".into()));
+            }
+            let result = self.inner.raft.change_membership(voters, retain).await;
+            self.membership_result(result)
+        })
+        .await
     }
 
     fn membership_result(

@@ -1,8 +1,10 @@
 //! Prometheus metrics of one node (`/metrics`, names `opsdeck_*`): request counters, error
 //! counters and latency histograms per operation, group-commit batch sizes, log fsyncs, and
-//! Raft and storage gauges refreshed from the node's status at scrape time.
+//! gauges refreshed at scrape time from the node's status frame (Raft, followers, process,
+//! disk, GC, recent rates and latency percentiles), so `/metrics` and Watch show the same.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -13,8 +15,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::core::{NodeError, StatusInfo};
+use crate::core::NodeError;
+use crate::pb;
 use crate::store::log_store::LogStats;
+use crate::telemetry::ops::OpRecorder;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
@@ -27,7 +31,231 @@ pub struct ErrorLabels {
     pub kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FollowerLabels {
+    pub follower: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecentOpLabels {
+    pub op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuantileLabels {
+    pub op: String,
+    /// p50, p95, p99 or max (`quantile` is reserved for summaries).
+    pub stat: &'static str,
+}
+
 type HistogramFamily = Family<OpLabels, Histogram, fn() -> Histogram>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Gauges set from the status frame at scrape time.
+struct FrameGauges {
+    vote_term: Gauge,
+    millis_since_quorum_ack: Gauge,
+    follower_matched: Family<FollowerLabels, Gauge>,
+    follower_lag: Family<FollowerLabels, Gauge>,
+    uptime: FloatGauge,
+    rss: Gauge,
+    cpu: FloatGauge,
+    op_rate: Family<RecentOpLabels, FloatGauge>,
+    op_latency: Family<QuantileLabels, FloatGauge>,
+    sled_size: Gauge,
+    data_dir_bytes: Gauge,
+    fs_total: Gauge,
+    fs_free: Gauge,
+    log_entries: Gauge,
+    first_log_index: Gauge,
+    snapshot_bytes: Gauge,
+    snapshot_build: FloatGauge,
+    snapshot_time: FloatGauge,
+    purge_index: Gauge,
+    purge_entries: Gauge,
+    compact_before: Gauge,
+    compact_after: Gauge,
+}
+
+impl FrameGauges {
+    fn register(r: &mut Registry) -> FrameGauges {
+        fn reg<M: prometheus_client::registry::Metric + Clone + Default>(
+            r: &mut Registry,
+            name: &str,
+            help: &str,
+        ) -> M {
+            let m = M::default();
+            r.register(name, help, m.clone());
+            m
+        }
+        FrameGauges {
+            vote_term: reg(r, "raft_vote_term", "Term of the vote this node holds"),
+            millis_since_quorum_ack: reg(
+                r,
+                "raft_millis_since_quorum_ack",
+                "On the leader: milliseconds since a quorum last acknowledged it (0 elsewhere)",
+            ),
+            follower_matched: reg(
+                r,
+                "raft_follower_matched_index",
+                "On the leader: last log index replicated to each follower",
+            ),
+            follower_lag: reg(
+                r,
+                "raft_follower_lag_entries",
+                "On the leader: entries each follower is behind the leader's last log index",
+            ),
+            uptime: reg(
+                r,
+                "process_uptime_seconds",
+                "Seconds since the node started",
+            ),
+            rss: reg(
+                r,
+                "process_resident_memory_bytes",
+                "Resident memory of the node process",
+            ),
+            cpu: reg(
+                r,
+                "process_cpu_percent",
+                "CPU used by the node process over the last sample (100 = one core)",
+            ),
+            op_rate: reg(
+                r,
+                "request_rate_per_second",
+                "Client requests per second over the last few seconds, by operation",
+            ),
+            op_latency: reg(
+                r,
+                "request_recent_latency_seconds",
+                "Client request latency quantiles over about the last minute, by operation",
+            ),
+            sled_size: reg(
+                r,
+                "sled_size_on_disk_bytes",
+                "sled's estimate of its files' size",
+            ),
+            data_dir_bytes: reg(
+                r,
+                "data_dir_bytes",
+                "Bytes of every file under the data dir",
+            ),
+            fs_total: reg(
+                r,
+                "filesystem_size_bytes",
+                "Size of the filesystem holding the data dir",
+            ),
+            fs_free: reg(
+                r,
+                "filesystem_free_bytes",
+                "Space available on the filesystem holding the data dir",
+            ),
+            log_entries: reg(
+                r,
+                "raft_log_entries_on_disk",
+                "Raft log entries stored on disk",
+            ),
+            first_log_index: reg(
+                r,
+                "raft_log_first_index_on_disk",
+                "Index of the first Raft log entry on disk (0 if none)",
+            ),
+            snapshot_bytes: reg(
+                r,
+                "snapshot_bytes",
+                "Size of the last snapshot built or installed",
+            ),
+            snapshot_build: reg(
+                r,
+                "snapshot_build_seconds",
+                "Time taken to build the last snapshot (0 if installed from the leader)",
+            ),
+            snapshot_time: reg(
+                r,
+                "snapshot_timestamp_seconds",
+                "Unix time of the last snapshot built or installed (0 if none)",
+            ),
+            purge_index: reg(
+                r,
+                "raft_last_purge_index",
+                "Index up to which the log was last purged",
+            ),
+            purge_entries: reg(
+                r,
+                "raft_last_purge_entries",
+                "Log entries deleted from disk by the last purge",
+            ),
+            compact_before: reg(
+                r,
+                "compact_sled_bytes_before",
+                "sled size on disk before the last manual compact (0 if none)",
+            ),
+            compact_after: reg(
+                r,
+                "compact_sled_bytes_after",
+                "sled size on disk after the last manual compact (0 if none)",
+            ),
+        }
+    }
+
+    fn set(&self, f: &pb::NodeStatus) {
+        let int = |g: &Gauge, v: u64| {
+            g.set(v.min(i64::MAX as u64) as i64);
+        };
+        int(&self.vote_term, f.vote_term);
+        int(
+            &self.millis_since_quorum_ack,
+            f.millis_since_quorum_ack.unwrap_or(0),
+        );
+        self.follower_matched.clear();
+        self.follower_lag.clear();
+        for p in &f.followers {
+            let labels = FollowerLabels { follower: p.id };
+            int(
+                &self.follower_matched.get_or_create(&labels),
+                p.matched.unwrap_or(0),
+            );
+            int(&self.follower_lag.get_or_create(&labels), p.lag);
+        }
+        self.uptime.set(f.uptime_ms as f64 / 1000.0);
+        int(&self.rss, f.rss_bytes);
+        self.cpu.set(f.cpu_percent as f64);
+        for o in &f.ops {
+            self.op_rate
+                .get_or_create(&RecentOpLabels { op: o.op.clone() })
+                .set(o.per_sec);
+            for (stat, us) in [
+                ("p50", o.p50_us),
+                ("p95", o.p95_us),
+                ("p99", o.p99_us),
+                ("max", o.max_us),
+            ] {
+                self.op_latency
+                    .get_or_create(&QuantileLabels {
+                        op: o.op.clone(),
+                        stat,
+                    })
+                    .set(us as f64 / 1e6);
+            }
+        }
+        int(&self.sled_size, f.sled_size_on_disk);
+        int(&self.data_dir_bytes, f.data_dir_bytes);
+        int(&self.fs_total, f.fs_total_bytes);
+        int(&self.fs_free, f.fs_free_bytes);
+        let gc = f.gc.unwrap_or_default();
+        int(&self.log_entries, gc.log_entries);
+        int(&self.first_log_index, gc.first_log_index.unwrap_or(0));
+        int(&self.snapshot_bytes, gc.last_snapshot_bytes);
+        self.snapshot_build
+            .set(gc.last_snapshot_millis as f64 / 1000.0);
+        self.snapshot_time
+            .set(gc.last_snapshot_unix_ms.unwrap_or(0) as f64 / 1000.0);
+        int(&self.purge_index, gc.last_purge_index.unwrap_or(0));
+        int(&self.purge_entries, gc.last_purge_entries);
+        int(&self.compact_before, gc.sled_bytes_before_compact);
+        int(&self.compact_after, gc.sled_bytes_after_compact);
+    }
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -47,6 +275,8 @@ pub struct Metrics {
     storage_bytes: Gauge,
     log_fsyncs: Counter<u64, AtomicU64>,
     log_appends: Counter<u64, AtomicU64>,
+    frame: FrameGauges,
+    ops: Arc<OpRecorder>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -142,7 +372,10 @@ impl Metrics {
             "Raft log append calls made durable",
             log_appends.clone(),
         );
+        let frame = FrameGauges::register(&mut registry);
         Metrics {
+            frame,
+            ops: Arc::new(OpRecorder::default()),
             registry,
             requests,
             errors,
@@ -174,14 +407,20 @@ impl Metrics {
                 .get_or_create(&ErrorLabels { op, kind: e.kind() })
                 .inc();
         }
+        self.ops.record(op, elapsed, error.map(NodeError::kind));
+    }
+
+    /// The per-operation figures behind status frames (fed by [`Metrics::observe`]).
+    pub fn ops(&self) -> Arc<OpRecorder> {
+        self.ops.clone()
     }
 
     pub fn observe_batch(&self, commands: usize) {
         self.batch_size.observe(commands as f64);
     }
 
-    /// Refreshes the gauges from `status` and renders the text exposition format.
-    pub fn render(&self, status: &StatusInfo, flush: &LogStats) -> String {
+    /// Refreshes the gauges from the status frame and renders the text exposition format.
+    pub fn render(&self, status: &pb::NodeStatus, flush: &LogStats) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let g = |gauge: &Gauge, v: Option<u64>| {
             gauge.set(v.map(|v| v as i64).unwrap_or(0));
@@ -196,6 +435,7 @@ impl Metrics {
         g(&self.members, Some(status.members.len() as u64));
         g(&self.storage_keys, Some(status.storage_keys));
         g(&self.storage_bytes, Some(status.storage_bytes));
+        self.frame.set(status);
         // Counters only move forward: bring them up to the flusher's totals.
         let sync = |c: &Counter<u64, AtomicU64>, total: u64| {
             let now = c.get();

@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api;
-use crate::core::NodeCore;
+use crate::compact::Compactor;
+use crate::core::{NodeCore, Upkeep};
 use crate::metrics::Metrics;
 use crate::pb::node_server::NodeServer;
 use crate::pb::raft_server::RaftServer;
@@ -22,6 +23,7 @@ use crate::store::{OpenError, Storage};
 use crate::telemetry::events::{self, EventHub, EVENT_HISTORY};
 use crate::telemetry::logs::LogHub;
 use crate::telemetry::unix_millis;
+use crate::telemetry::sampler::{Sampler, Sources};
 use crate::telemetry::Telemetry;
 use crate::transport::raft_network::NetworkFactory;
 use crate::transport::raft_service::RaftService;
@@ -174,6 +176,7 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
         config.cluster_secret_file.as_deref(),
         config.init,
     )?;
+    logs.open_file(&config.data_dir);
     let raft_config = Config {
         cluster_name: "opsdeck".into(),
         heartbeat_interval: config.heartbeat_ms,
@@ -190,6 +193,7 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
     .map_err(|e| ServerError::Config(e.to_string()))?;
 
     let flush_stats = storage.log.stats();
+    let log_disk = storage.log.disk();
     let committed = storage.log.committed_index();
     let reader = storage.state_machine.reader();
     let auth = Arc::new(Authenticator::new(
@@ -212,6 +216,26 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
         http: http.to_string(),
     };
     let metrics = Arc::new(Metrics::new());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let sampler = Sampler::start(
+        Sources {
+            db: storage.db.clone(),
+            data_dir: config.data_dir.clone(),
+            log: log_disk.clone(),
+            housekeeping: storage.housekeeping.clone(),
+            ops: metrics.ops(),
+        },
+        stopped.clone(),
+    )
+    .await;
+    let compactor = Compactor {
+        raft: raft.clone(),
+        db: storage.db.clone(),
+        log: log_disk,
+        housekeeping: storage.housekeeping.clone(),
+        data_dir: config.data_dir.clone(),
+        running: tokio::sync::Mutex::new(()),
+    };
     let core = NodeCore::new(
         config.id,
         addr.clone(),
@@ -220,6 +244,7 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
         metrics,
         committed,
         secret,
+        Upkeep { sampler, compactor },
     );
     let telemetry = Telemetry {
         logs,
@@ -232,7 +257,6 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
         bootstrap(&raft, &core, &config, addr.clone()).await?;
     }
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     let mut grpc_server = tonic::transport::Server::builder();
     if let Some(tls) = &tls {

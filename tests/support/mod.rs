@@ -460,3 +460,27 @@ pub fn stderr_of(out: &Output) -> String {
 pub fn stdout_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Writes `writers × per_writer` keys `load/W/I` through the node at `addr` with that many
+/// concurrent writers (group commit turns them into few Raft entries). Panics on an error.
+pub async fn write_load(addr: &str, writers: usize, per_writer: usize) {
+    let base = client(addr);
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let mut c = base.clone();
+            tokio::spawn(async move {
+                for i in 0..per_writer {
+                    c.put(PutRequest {
+                        key: format!("load/{w}/{i}"),
+                        value: vec![b'v'; 100],
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("write load: put load/{w}/{i}: {e}"));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer task");
+    }
+}

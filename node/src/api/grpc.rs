@@ -131,7 +131,7 @@ impl Node for NodeService {
             loop {
                 let item = tokio::select! {
                     _ = tx.closed() => return,
-                    _ = tick.tick() => WatchEvent { kind: Some(watch_event::Kind::Status(core.status().into())) },
+                    _ = tick.tick() => WatchEvent { kind: Some(watch_event::Kind::Status(core.frame())) },
                     r = next_item(&mut logs) => match r {
                         Ok(rec) => log_event(id, rec),
                         Err(broadcast::error::RecvError::Lagged(n)) => dropped(n),
@@ -202,7 +202,7 @@ impl Node for NodeService {
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<NodeStatus>, Status> {
-        Ok(Response::new(self.core.status().into()))
+        Ok(Response::new(self.core.frame()))
     }
 
     async fn add_learner(
@@ -244,6 +244,10 @@ impl Node for NodeService {
         let results = self.core.propose_forwarded(commands).await?;
         let results = bincode::serialize(&results).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ProposeReply { results }))
+    }
+
+    async fn compact(&self, _: Request<CompactRequest>) -> Result<Response<CompactReply>, Status> {
+        Ok(Response::new(self.core.compact().await?))
     }
 
     async fn read_index(

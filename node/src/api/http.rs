@@ -178,6 +178,6 @@ async fn kv_delete(
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {
-    let text = s.core.metrics().render(&s.core.status(), &s.flush);
+    let text = s.core.metrics().render(&s.core.frame(), &s.flush);
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }

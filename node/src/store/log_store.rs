@@ -19,6 +19,7 @@ use std::thread;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
 
+use super::housekeeping::{Housekeeping, PurgeRecord};
 use super::{decode, encode};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -47,6 +48,35 @@ pub struct LogStore {
 pub struct LogStats {
     pub fsyncs: AtomicU64,
     pub appends: AtomicU64,
+}
+
+/// The log's extent on disk (entries not yet deleted by the purger included), for GC
+/// figures and `compact`.
+#[derive(Clone)]
+pub struct LogDisk {
+    log: sled::Tree,
+}
+
+impl LogDisk {
+    /// First and last index stored. Indexes are contiguous: the purger deletes from the
+    /// bottom and truncation from the top.
+    pub fn extent(&self) -> Result<Option<(u64, u64)>, sled::Error> {
+        let key = |k: &[u8]| <[u8; 8]>::try_from(k).map(u64::from_be_bytes).unwrap_or(0);
+        match (self.log.first()?, self.log.last()?) {
+            (Some((first, _)), Some((last, _))) => Ok(Some((key(&first), key(&last)))),
+            _ => Ok(None),
+        }
+    }
+}
+
+impl LogDisk {
+    /// Bytes of the keys and values of every entry on disk (walks the log).
+    pub fn bytes(&self) -> Result<u64, sled::Error> {
+        self.log.iter().try_fold(0u64, |sum, item| {
+            let (k, v) = item?;
+            Ok(sum + (k.len() + v.len()) as u64)
+        })
+    }
 }
 
 /// A read-only view of the log, used by openraft's replication tasks.
@@ -93,7 +123,10 @@ impl<T> Drop for Worker<T> {
 }
 
 impl LogStore {
-    pub fn open(db: &sled::Db) -> Result<LogStore, std::io::Error> {
+    pub fn open(
+        db: &sled::Db,
+        housekeeping: Arc<Housekeeping>,
+    ) -> Result<LogStore, std::io::Error> {
         let log = db.open_tree("raft_log").map_err(super::io_error)?;
         let meta = db.open_tree("raft_meta").map_err(super::io_error)?;
         let stats = Arc::new(LogStats::default());
@@ -103,7 +136,9 @@ impl LogStore {
             flush_loop(flush_db, rx, flush_stats)
         })?;
         let purge_log = log.clone();
-        let purger = Worker::spawn("raft-log-purge", move |rx| purge_loop(purge_log, rx))?;
+        let purger = Worker::spawn("raft-log-purge", move |rx| {
+            purge_loop(purge_log, rx, housekeeping)
+        })?;
 
         // `purged` is stored as a LogId, `committed` as an Option<LogId> (see purge and
         // save_committed).
@@ -130,6 +165,12 @@ impl LogStore {
             store.purger.send(p.index);
         }
         Ok(store)
+    }
+
+    pub fn disk(&self) -> LogDisk {
+        LogDisk {
+            log: self.log.clone(),
+        }
     }
 
     pub fn stats(&self) -> Arc<LogStats> {
@@ -179,7 +220,7 @@ fn flush_loop(db: sled::Db, queue: mpsc::Receiver<LogFlushed<TypeConfig>>, stats
     }
 }
 
-fn purge_loop(log: sled::Tree, queue: mpsc::Receiver<u64>) {
+fn purge_loop(log: sled::Tree, queue: mpsc::Receiver<u64>, housekeeping: Arc<Housekeeping>) {
     while let Ok(first) = queue.recv() {
         let upto = queue.try_iter().fold(first, u64::max);
         let started = std::time::Instant::now();
@@ -204,6 +245,10 @@ fn purge_loop(log: sled::Tree, queue: mpsc::Receiver<u64>) {
             }
             removed += keys.len();
         }
+        housekeeping.record_purge(PurgeRecord {
+            upto,
+            entries: removed as u64,
+        });
         tracing::debug!(
             upto,
             removed,

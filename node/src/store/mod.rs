@@ -3,6 +3,7 @@
 
 // openraft's storage traits fix the error type (`StorageError`, over 200 bytes); helpers
 // that feed those traits return it as is.
+pub mod housekeeping;
 #[allow(clippy::result_large_err)]
 pub mod log_store;
 pub mod snapshot_file;
@@ -11,6 +12,7 @@ pub mod state_machine;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,8 @@ use crate::types::NodeId;
 pub const DATA_FORMAT: u32 = 1;
 const IDENTITY_FILE: &str = "node.toml";
 const DB_DIR: &str = "db";
+/// The node's own log file (and its rotated copies `node.log.1`, ...).
+pub const LOG_FILE: &str = "node.log";
 
 /// Why a data directory could not be opened. Each message names the path and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +69,7 @@ pub struct Storage {
     pub state_machine: StateMachine,
     /// True when the directory was created by this call (a brand-new node).
     pub fresh: bool,
+    pub housekeeping: Arc<housekeeping::Housekeeping>,
 }
 
 impl Storage {
@@ -98,10 +103,12 @@ impl Storage {
                 false
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // Only a database left by a start that crashed before writing the identity
-                // file may be there; anything else is someone else's directory.
+                // Only a database (and the log file) left by a start that crashed before
+                // writing the identity file may be there; anything else is someone else's.
                 for entry in fs::read_dir(path).map_err(io_err)? {
-                    if entry.map_err(io_err)?.file_name() != DB_DIR {
+                    let name = entry.map_err(io_err)?.file_name();
+                    let ours = name == DB_DIR || name.to_string_lossy().starts_with(LOG_FILE);
+                    if !ours {
                         return Err(OpenError::Foreign {
                             path: path.to_path_buf(),
                         });
@@ -124,9 +131,14 @@ impl Storage {
             path: path.to_path_buf(),
             reason: e.to_string(),
         };
-        let log = LogStore::open(&db).map_err(db_err)?;
-        let state_machine =
-            StateMachine::open(&db, path.join(snapshot_file::FILE_NAME)).map_err(db_err)?;
+        let housekeeping = Arc::new(housekeeping::Housekeeping::default());
+        let log = LogStore::open(&db, housekeeping.clone()).map_err(db_err)?;
+        let state_machine = StateMachine::open(
+            &db,
+            path.join(snapshot_file::FILE_NAME),
+            housekeeping.clone(),
+        )
+        .map_err(db_err)?;
 
         if fresh {
             // Written last, so a crash before this point leaves a directory that is
@@ -146,6 +158,7 @@ impl Storage {
             log,
             state_machine,
             fresh,
+            housekeeping,
         })
     }
 }

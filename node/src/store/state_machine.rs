@@ -20,10 +20,12 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::housekeeping::{Housekeeping, SnapshotRecord};
 use super::{decode, encode, snapshot_file};
 use crate::security::audit::AuditRecord;
 use crate::security::keys::{KeyRecord, KeyRegistry, Role};
 use crate::security::quota::{tenant_of, Quota, Usage};
+use crate::telemetry::unix_millis;
 use crate::types::{
     validate_entry, AdminAction, Command, CommandResult, Entry, LogId, Response, Snapshot,
     SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -208,10 +210,15 @@ pub struct StateMachine {
     applied_index: Arc<AtomicU64>,
     snapshot_seq: u64,
     keys: KeyRegistry,
+    housekeeping: Arc<Housekeeping>,
 }
 
 impl StateMachine {
-    pub fn open(db: &sled::Db, snapshot_path: PathBuf) -> Result<StateMachine, std::io::Error> {
+    pub fn open(
+        db: &sled::Db,
+        snapshot_path: PathBuf,
+        housekeeping: Arc<Housekeeping>,
+    ) -> Result<StateMachine, std::io::Error> {
         let tree = db.open_tree("sm").map_err(super::io_error)?;
         let applied: Option<LogId> = match tree.get(KEY_APPLIED).map_err(super::io_error)? {
             Some(v) => decode(&v)?,
@@ -230,10 +237,17 @@ impl StateMachine {
             applied_index: Arc::new(AtomicU64::new(applied.map(|l| l.index).unwrap_or(0))),
             snapshot_seq: 0,
             keys: KeyRegistry::default(),
+            housekeeping,
         };
         // A crash while installing a snapshot leaves the snapshot stored but the data only
         // partly replaced; finish the install now (openraft does not re-install on start).
         if let Some((meta, data)) = snapshot_file::read(&sm.snapshot_path)? {
+            sm.housekeeping.record_snapshot(SnapshotRecord {
+                index: meta.last_log_id.map(|l| l.index),
+                bytes: data.len() as u64,
+                millis: 0,
+                unix_ms: file_mtime_ms(&sm.snapshot_path),
+            });
             if meta.last_log_id > sm.applied {
                 tracing::warn!(snapshot = ?meta.last_log_id, applied = ?sm.applied, "finishing an interrupted snapshot install");
                 sm.load_snapshot(&meta, decode(&data)?)?;
@@ -685,6 +699,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             membership: self.membership.clone(),
             seq: self.snapshot_seq,
             path: self.snapshot_path.clone(),
+            started,
+            housekeeping: self.housekeeping.clone(),
         }
     }
 
@@ -704,10 +720,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Decoded before anything is replaced, so a bad snapshot changes nothing.
         let body: SnapshotBody = decode(&data).map_err(err)?;
         let (path, stored_meta) = (self.snapshot_path.clone(), meta.clone());
+        let bytes = data.len() as u64;
         blocking(move || snapshot_file::write(&path, &stored_meta, &data))
             .await
             .map_err(err)?;
         self.load_snapshot(meta, body).map_err(err)?;
+        self.housekeeping.record_snapshot(SnapshotRecord {
+            index: meta.last_log_id.map(|l| l.index),
+            bytes,
+            millis: 0,
+            unix_ms: unix_millis(),
+        });
         Ok(())
     }
 
@@ -721,6 +744,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshot: Box::new(Cursor::new(data)),
         }))
     }
+}
+
+fn file_mtime_ms(path: &std::path::Path) -> i64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Runs blocking I/O on tokio's blocking pool.
@@ -739,6 +771,9 @@ pub struct SnapshotBuilder {
     membership: StoredMembership,
     seq: u64,
     path: PathBuf,
+    /// When the copy began: the snapshot's build time includes it.
+    started: std::time::Instant,
+    housekeeping: Arc<Housekeeping>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -765,6 +800,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .await
         .map_err(err)?;
         tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), took_ms = started.elapsed().as_millis() as u64, "snapshot built");
+        self.housekeeping.record_snapshot(SnapshotRecord {
+            index: meta.last_log_id.map(|l| l.index),
+            bytes: data.len() as u64,
+            millis: self.started.elapsed().as_millis() as u64,
+            unix_ms: unix_millis(),
+        });
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

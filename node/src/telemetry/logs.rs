@@ -1,5 +1,5 @@
 //! A tracing layer that keeps the node's recent log records in a [`Hub`] for Watch
-//! subscribers (the console's Logs pane and `opsdeck logs`).
+//! subscribers (the console's Logs pane and `opsdeck logs`), and the node's log file.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +11,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
 use super::hub::Hub;
+use super::log_file::LogFileHandle;
 use super::unix_millis;
 
 /// Records kept per node for new subscribers.
@@ -30,6 +31,7 @@ pub struct LogRecord {
 pub struct LogHub {
     hub: Hub<LogRecord>,
     seq: AtomicU64,
+    file: LogFileHandle,
 }
 
 impl LogHub {
@@ -37,7 +39,18 @@ impl LogHub {
         Arc::new(LogHub {
             hub: Hub::new(LOG_HISTORY),
             seq: AtomicU64::new(0),
+            file: LogFileHandle::default(),
         })
+    }
+
+    /// A writer for a fmt layer: `DATA/node.log` once [`LogHub::open_file`] was called.
+    pub fn file_writer(&self) -> LogFileHandle {
+        self.file.clone()
+    }
+
+    /// Starts the log file in the node's data dir (called once the dir is known to be ours).
+    pub fn open_file(&self, data_dir: &std::path::Path) {
+        self.file.0.open(data_dir);
     }
 
     pub fn subscribe(&self) -> (Vec<LogRecord>, tokio::sync::broadcast::Receiver<LogRecord>) {

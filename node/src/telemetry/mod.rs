@@ -4,7 +4,10 @@
 
 pub mod events;
 pub mod hub;
+pub mod log_file;
 pub mod logs;
+pub mod ops;
+pub mod sampler;
 
 use std::sync::Arc;
 
