@@ -4,6 +4,7 @@ mod bench;
 mod cli;
 mod client;
 mod cluster_file;
+mod console;
 mod dev;
 mod run_node;
 mod table;
@@ -14,8 +15,8 @@ use cli::{Cli, Command};
 use color_eyre::eyre::Result;
 
 fn main() {
-    // Panic reports restore the terminal first once the console exists; errors are printed
-    // by us on one line.
+    // The console adds a panic hook that restores the terminal before this report is
+    // printed; errors are printed by us on one line.
     let _ = color_eyre::install();
     let cli = Cli::parse();
     if cli.command.is_one_shot() {
@@ -46,6 +47,7 @@ async fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Node(args) => run_node::run(args).await,
         Command::Dev(args) => dev::run(args).await,
+        Command::Console(args) => console::run(args).await,
         Command::Status(c) => verbs::status(&c).await,
         Command::Members(c) => verbs::members(&c).await,
         Command::Put {
