@@ -138,7 +138,11 @@ impl App {
         let all = PaneKind::ALL;
         let i = all.iter().position(|p| *p == self.pane).unwrap_or(0);
         let n = all.len();
-        let next = if forward { (i + 1) % n } else { (i + n - 1) % n };
+        let next = if forward {
+            (i + 1) % n
+        } else {
+            (i + n - 1) % n
+        };
         self.show(all[next]);
     }
 
@@ -154,15 +158,28 @@ impl App {
     pub fn run(&mut self, action: Action) {
         if let Some(spec) = action::spec_of(action) {
             if !action::permitted(&spec, self.read_only) {
-                self.message(&format!("{} is not allowed: the console is read-only", spec.name), true);
+                self.message(
+                    &format!("{} is not allowed: the console is read-only", spec.name),
+                    true,
+                );
                 return;
             }
         }
         match action {
             Action::Quit => self.quit = true,
             Action::Help => self.help = if self.help.is_some() { None } else { Some(0) },
-            Action::Command => self.input = Some(Input { kind: InputKind::Command, text: String::new() }),
-            Action::Search => self.input = Some(Input { kind: InputKind::Search, text: String::new() }),
+            Action::Command => {
+                self.input = Some(Input {
+                    kind: InputKind::Command,
+                    text: String::new(),
+                })
+            }
+            Action::Search => {
+                self.input = Some(Input {
+                    kind: InputKind::Search,
+                    text: String::new(),
+                })
+            }
             Action::NextPane => self.step_pane(true),
             Action::PrevPane => self.step_pane(false),
             Action::ShowPane(p) => self.show(p),
@@ -177,7 +194,10 @@ impl App {
                         InputKind::Search => {
                             let hits = self.logs.set_search(&self.model, input.text.clone());
                             if !input.text.is_empty() {
-                                self.message(&format!("{hits} lines match {:?}", input.text), hits == 0);
+                                self.message(
+                                    &format!("{hits} lines match {:?}", input.text),
+                                    hits == 0,
+                                );
                             }
                         }
                     }
@@ -185,12 +205,23 @@ impl App {
             }
             Action::Up | Action::Down if self.help.is_some() => {
                 let h = self.help.unwrap_or(0);
-                self.help = Some(if action == Action::Up { h.saturating_sub(1) } else { h + 1 });
+                self.help = Some(if action == Action::Up {
+                    h.saturating_sub(1)
+                } else {
+                    h + 1
+                });
             }
             other => {
                 let pane = self.pane;
                 if !pane.handle(self, other) {
-                    self.message(&format!("{} does nothing in {}", action::spec_of(other).map(|s| s.name).unwrap_or("?"), self.pane.title()), true);
+                    self.message(
+                        &format!(
+                            "{} does nothing in {}",
+                            action::spec_of(other).map(|s| s.name).unwrap_or("?"),
+                            self.pane.title()
+                        ),
+                        true,
+                    );
                 }
             }
         }

@@ -36,7 +36,9 @@ impl Config {
     pub fn load(path: &Path, explicit: bool) -> Result<Config> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default())
+            }
             Err(e) => return Err(eyre!("cannot read the config file {}: {e}", path.display())),
         };
         Config::parse(&path.display().to_string(), &text)
@@ -45,7 +47,10 @@ impl Config {
     pub fn parse(origin: &str, text: &str) -> Result<Config> {
         let config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
-            eyre!("config {origin}:{line}: {} (fix or remove the line)", e.message().trim_end())
+            eyre!(
+                "config {origin}:{line}: {} (fix or remove the line)",
+                e.message().trim_end()
+            )
         })?;
         let check = |v: &Option<Spanned<u64>>, name: &str, min: u64, max: u64| -> Result<()> {
             match v {
@@ -69,14 +74,27 @@ mod tests {
 
     #[test]
     fn parses_and_refuses_bad_files_with_lines() {
-        let c = Config::parse("c.toml", "endpoints = [\"a:1\"]\ntheme = \"light\"\nrefresh_ms = 500\n").unwrap();
+        let c = Config::parse(
+            "c.toml",
+            "endpoints = [\"a:1\"]\ntheme = \"light\"\nrefresh_ms = 500\n",
+        )
+        .unwrap();
         assert_eq!(c.endpoints.unwrap(), vec!["a:1"]);
         assert_eq!(*c.refresh_ms.unwrap().get_ref(), 500);
-        let e = Config::parse("c.toml", "theme = \"light\"\nrefresh_ms = 5\n").unwrap_err().to_string();
-        assert!(e.contains("config c.toml:2: refresh_ms = 5 is out of range"), "{e}");
-        let e = Config::parse("c.toml", "theme = \"light\"\n\ncolour = \"red\"\n").unwrap_err().to_string();
+        let e = Config::parse("c.toml", "theme = \"light\"\nrefresh_ms = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("config c.toml:2: refresh_ms = 5 is out of range"),
+            "{e}"
+        );
+        let e = Config::parse("c.toml", "theme = \"light\"\n\ncolour = \"red\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("config c.toml:3: unknown field `colour`"), "{e}");
-        let e = Config::parse("c.toml", "read_only = \"yes\"\n").unwrap_err().to_string();
+        let e = Config::parse("c.toml", "read_only = \"yes\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("config c.toml:1:"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         assert!(Config::load(&dir.path().join("none.toml"), false).is_ok());

@@ -42,7 +42,8 @@ impl PartialOrd for Key {
 
 impl Key {
     pub fn from_event(ev: &KeyEvent) -> Key {
-        let mut mods = ev.modifiers & (KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::SHIFT);
+        let mut mods =
+            ev.modifiers & (KeyModifiers::CONTROL | KeyModifiers::ALT | KeyModifiers::SHIFT);
         if matches!(ev.code, KeyCode::Char(_) | KeyCode::BackTab) {
             mods.remove(KeyModifiers::SHIFT);
         }
@@ -200,10 +201,7 @@ impl Keymap {
     pub fn parse(name: &str, origin: &str, text: &str) -> Result<Keymap> {
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
-            eyre!(
-                "keymap {origin}:{line}: {}",
-                e.message().trim_end()
-            )
+            eyre!("keymap {origin}:{line}: {}", e.message().trim_end())
         })?;
         let mut errors = Vec::new();
         let mut contexts: BTreeMap<String, Bindings> = BTreeMap::new();
@@ -251,9 +249,7 @@ impl Keymap {
                     ));
                     continue;
                 }
-                if let Some((prev_line, prev_action)) =
-                    seen.get(&(ctx.get_ref().clone(), key))
-                {
+                if let Some((prev_line, prev_action)) = seen.get(&(ctx.get_ref().clone(), key)) {
                     errors.push(format!(
                         "{origin}:{line}: key {key} in [{}] is already bound to {prev_action} at line {prev_line}",
                         ctx.get_ref()
@@ -345,7 +341,8 @@ mod tests {
         Keymap::parse("t", "t.toml", text).unwrap_err().to_string()
     }
 
-    const MINIMAL: &str = "[global]\nq = \"quit\"\n\"?\" = \"help\"\n[input]\nenter = \"submit\"\nesc = \"cancel\"\n";
+    const MINIMAL: &str =
+        "[global]\nq = \"quit\"\n\"?\" = \"help\"\n[input]\nenter = \"submit\"\nesc = \"cancel\"\n";
 
     #[test]
     fn every_builtin_keymap_loads() {
@@ -387,17 +384,24 @@ mod tests {
         assert!(e.contains("t.toml:7: unknown context [logz]"), "{e}");
 
         let e = err(&format!("{MINIMAL}[overview]\n\"/\" = \"search\"\n"));
-        assert!(e.contains("t.toml:8: action \"search\" cannot be bound in [overview]"), "{e}");
+        assert!(
+            e.contains("t.toml:8: action \"search\" cannot be bound in [overview]"),
+            "{e}"
+        );
 
         // The same key twice, spelled differently.
-        let e = err(&format!("{MINIMAL}[logs]\nN = \"search_prev\"\n\"shift-n\" = \"search_next\"\n"));
+        let e = err(&format!(
+            "{MINIMAL}[logs]\nN = \"search_prev\"\n\"shift-n\" = \"search_next\"\n"
+        ));
         assert!(e.contains("is already bound to"), "{e}");
         assert!(e.contains("t.toml:9") || e.contains("t.toml:8"), "{e}");
 
         // A pane shadowing a global key.
         let e = err(&format!("{MINIMAL}[logs]\nq = \"search\"\n"));
         assert!(
-            e.contains("t.toml:8: key q is bound to search in [logs] but to quit in [global] at line 2"),
+            e.contains(
+                "t.toml:8: key q is bound to search in [logs] but to quit in [global] at line 2"
+            ),
             "{e}"
         );
 
@@ -413,7 +417,8 @@ mod tests {
 
     #[test]
     fn resolves_pane_then_global_and_input_does_not_fall_back() {
-        let k = Keymap::parse("t", "t", &format!("{MINIMAL}[logs]\nn = \"search_next\"\n")).unwrap();
+        let k =
+            Keymap::parse("t", "t", &format!("{MINIMAL}[logs]\nn = \"search_next\"\n")).unwrap();
         let key = |s| Key::parse(s).unwrap();
         assert_eq!(k.resolve("logs", key("n")), Some(Action::SearchNext));
         assert_eq!(k.resolve("logs", key("q")), Some(Action::Quit));

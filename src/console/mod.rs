@@ -76,14 +76,21 @@ pub fn resolve(args: &mut ConsoleArgs) -> Result<Settings> {
         (None, Some(t)) => t.clone(),
         (None, None) => "dark".into(),
     };
-    let keymap = Keymap::load(args.keymap.as_deref().or(config.keymap.as_deref()).unwrap_or("default"))?;
+    let keymap = Keymap::load(
+        args.keymap
+            .as_deref()
+            .or(config.keymap.as_deref())
+            .unwrap_or("default"),
+    )?;
     let theme = Theme::load(&theme_name, depth)?;
     let refresh_ms = args
         .refresh_ms
         .or(config.refresh_ms.as_ref().map(|s| *s.get_ref()))
         .unwrap_or(1000);
     if !(100..=60_000).contains(&refresh_ms) {
-        return Err(eyre!("--refresh-ms {refresh_ms} is out of range: use 100 to 60000"));
+        return Err(eyre!(
+            "--refresh-ms {refresh_ms} is out of range: use 100 to 60000"
+        ));
     }
     let cycle = args
         .cycle_secs
@@ -115,7 +122,12 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
     }
     let nodes = client.node_clients();
     let endpoints: Vec<String> = nodes.iter().map(|(e, _)| e.clone()).collect();
-    let mut app = App::new(Model::new(&endpoints), settings.keymap, settings.theme, settings.depth);
+    let mut app = App::new(
+        Model::new(&endpoints),
+        settings.keymap,
+        settings.theme,
+        settings.depth,
+    );
     app.read_only = settings.read_only;
     app.utc_offset = format::local_utc_offset();
     app.war_room = settings.war_room.map(|cycle_secs| WarRoom { cycle_secs });
@@ -170,7 +182,10 @@ async fn event_loop(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    let cycle = app.war_room.as_ref().map(|w| Duration::from_secs(w.cycle_secs));
+    let cycle = app
+        .war_room
+        .as_ref()
+        .map(|w| Duration::from_secs(w.cycle_secs));
     let mut next_cycle = cycle.map(|c| tokio::time::Instant::now() + c);
     let mut dirty = true;
     let mut last_draw = Instant::now() - FRAME;

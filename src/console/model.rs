@@ -18,7 +18,11 @@ pub const LAG_WARN: u64 = 1_000;
 #[derive(Debug)]
 pub enum Update {
     /// Something arrived on node `node`'s stream at `at` (console clock, unix ms).
-    Event { node: usize, at: i64, event: WatchEvent },
+    Event {
+        node: usize,
+        at: i64,
+        event: WatchEvent,
+    },
     /// The stream to node `node` failed or could not be opened.
     Down { node: usize, at: i64, error: String },
 }
@@ -28,7 +32,10 @@ pub enum Link {
     /// No answer yet.
     Connecting,
     Up,
-    Down { since_ms: i64, error: String },
+    Down {
+        since_ms: i64,
+        error: String,
+    },
 }
 
 /// Figures of one status frame, kept for sparklines and rates.
@@ -163,7 +170,9 @@ impl Model {
     pub fn apply(&mut self, update: Update) -> bool {
         match update {
             Update::Down { node, at, error } => {
-                let Some(view) = self.nodes.get_mut(node) else { return false };
+                let Some(view) = self.nodes.get_mut(node) else {
+                    return false;
+                };
                 match &mut view.link {
                     Link::Down { error: e, .. } if *e == error => false,
                     Link::Down { error: e, .. } => {
@@ -172,7 +181,10 @@ impl Model {
                     }
                     link => {
                         let was_up = *link == Link::Up;
-                        *link = Link::Down { since_ms: at, error: error.clone() };
+                        *link = Link::Down {
+                            since_ms: at,
+                            error: error.clone(),
+                        };
                         if was_up {
                             let id = view.status.as_ref().map(|s| s.id).unwrap_or(0);
                             let endpoint = view.endpoint.clone();
@@ -220,7 +232,9 @@ impl Model {
     }
 
     fn on_status(&mut self, node: usize, at: i64, s: NodeStatus) -> bool {
-        let Some(view) = self.nodes.get_mut(node) else { return false };
+        let Some(view) = self.nodes.get_mut(node) else {
+            return false;
+        };
         if let Link::Down { since_ms, .. } = view.link {
             let id = s.id;
             let endpoint = view.endpoint.clone();
@@ -247,7 +261,9 @@ impl Model {
     }
 
     fn on_log(&mut self, node: usize, r: LogRecord) -> bool {
-        let Some(view) = self.nodes.get_mut(node) else { return false };
+        let Some(view) = self.nodes.get_mut(node) else {
+            return false;
+        };
         // A reconnect resends the node's recent history: skip what we already have.
         let key = (r.unix_ms, r.seq);
         if view.last_log.is_some_and(|last| key <= last) {
@@ -285,7 +301,10 @@ impl Model {
         // Every node reports the same leader change: fold reports of one change (same kind
         // and detail within 5 s) into one entry.
         if let Some(existing) = self.timeline.iter_mut().rev().take(64).find(|t| {
-            !t.console && t.kind == e.kind && t.detail == e.detail && (t.unix_ms - e.unix_ms).abs() < 5_000
+            !t.console
+                && t.kind == e.kind
+                && t.detail == e.detail
+                && (t.unix_ms - e.unix_ms).abs() < 5_000
         }) {
             if existing.seen_by.contains(&e.node_id) {
                 return false;
@@ -306,7 +325,9 @@ impl Model {
     }
 
     fn push_timeline(&mut self, entry: TimelineEntry) {
-        let pos = self.timeline.partition_point(|t| t.unix_ms <= entry.unix_ms);
+        let pos = self
+            .timeline
+            .partition_point(|t| t.unix_ms <= entry.unix_ms);
         self.timeline.insert(pos, entry);
         while self.timeline.len() > MAX_TIMELINE {
             self.timeline.pop_front();
@@ -347,7 +368,11 @@ impl Model {
         if let Some(f) = leader.followers.iter().find(|f| f.id == s.id) {
             return Some(f.lag);
         }
-        Some(leader.last_log_index?.saturating_sub(s.last_log_index.unwrap_or(0)))
+        Some(
+            leader
+                .last_log_index?
+                .saturating_sub(s.last_log_index.unwrap_or(0)),
+        )
     }
 
     pub fn verdict(&self) -> (Verdict, String) {
@@ -362,14 +387,22 @@ impl Model {
             .filter(|n| n.link == Link::Up)
             .filter_map(|n| n.status.as_ref().map(|s| s.id))
             .collect();
-        let down = self.nodes.iter().filter(|n| matches!(n.link, Link::Down { .. })).count();
+        let down = self
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.link, Link::Down { .. }))
+            .count();
         let Some(leader) = self.leader() else {
             return (
                 Verdict::NoQuorum,
                 if up_ids.is_empty() {
                     "no quorum: no node reachable".into()
                 } else {
-                    format!("no quorum: no leader ({} of {} nodes reachable)", up_ids.len(), self.nodes.len())
+                    format!(
+                        "no quorum: no leader ({} of {} nodes reachable)",
+                        up_ids.len(),
+                        self.nodes.len()
+                    )
                 },
             );
         };
@@ -378,7 +411,10 @@ impl Model {
         if voters_up < quorum {
             return (
                 Verdict::NoQuorum,
-                format!("no quorum: {voters_up} of {} voters reachable, {quorum} needed", voters.len()),
+                format!(
+                    "no quorum: {voters_up} of {} voters reachable, {quorum} needed",
+                    voters.len()
+                ),
             );
         }
         let lagging = self
@@ -401,12 +437,19 @@ impl Model {
             leader.id,
             leader.term,
             voters.len(),
-            if learners > 0 { format!(" · {learners} learners") } else { String::new() }
+            if learners > 0 {
+                format!(" · {learners} learners")
+            } else {
+                String::new()
+            }
         );
         if problems.is_empty() {
             (Verdict::Healthy, format!("healthy: {summary}"))
         } else {
-            (Verdict::Degraded, format!("degraded ({}): {summary}", problems.join(", ")))
+            (
+                Verdict::Degraded,
+                format!("degraded ({}): {summary}", problems.join(", ")),
+            )
         }
     }
 }
@@ -454,17 +497,28 @@ pub mod fixture {
                 p50_us: 900,
                 p95_us: 2_500,
                 p99_us: 8_000 + (t - T0) as u64,
-                max_us: 20_000,
+                max_us: 50_000,
             }],
-            errors: vec![ErrorCount { kind: "timeout".into(), count: (t - T0) as u64 / 1000 }],
+            errors: vec![ErrorCount {
+                kind: "timeout".into(),
+                count: (t - T0) as u64 / 1000,
+            }],
             sled_size_on_disk: 30 << 20,
             data_dir_bytes: (60 << 20) + (t - T0) as u64 * 100,
             fs_total_bytes: 100 << 30,
             fs_free_bytes: 40 << 30,
             followers: if role == "leader" {
                 vec![
-                    FollowerProgress { id: 2, matched: Some(last - 3), lag: 3 },
-                    FollowerProgress { id: 3, matched: Some(last - 1500), lag: 1500 },
+                    FollowerProgress {
+                        id: 2,
+                        matched: Some(last - 3),
+                        lag: 3,
+                    },
+                    FollowerProgress {
+                        id: 3,
+                        matched: Some(last - 1500),
+                        lag: 1500,
+                    },
                 ]
             } else {
                 vec![]
@@ -496,10 +550,22 @@ pub mod fixture {
         let mut m = Model::new(&eps);
         for step in 0..30i64 {
             let t = T0 + step * 1000;
-            m.apply(Update::Event { node: 0, at: t, event: ev(Kind::Status(status(1, "leader", 12_000 + step as u64, t))) });
-            m.apply(Update::Event { node: 1, at: t, event: ev(Kind::Status(status(2, "follower", 11_997 + step as u64, t))) });
+            m.apply(Update::Event {
+                node: 0,
+                at: t,
+                event: ev(Kind::Status(status(1, "leader", 12_000 + step as u64, t))),
+            });
+            m.apply(Update::Event {
+                node: 1,
+                at: t,
+                event: ev(Kind::Status(status(2, "follower", 11_997 + step as u64, t))),
+            });
             if step < 10 {
-                m.apply(Update::Event { node: 2, at: t, event: ev(Kind::Status(status(3, "follower", 10_500, t))) });
+                m.apply(Update::Event {
+                    node: 2,
+                    at: t,
+                    event: ev(Kind::Status(status(3, "follower", 10_500, t))),
+                });
             }
         }
         m.apply(Update::Down {
@@ -550,7 +616,11 @@ pub mod fixture {
                 })),
             });
         }
-        m.apply(Update::Event { node: 1, at: T0 + 9_999, event: ev(Kind::Dropped(Dropped { records: 17 })) });
+        m.apply(Update::Event {
+            node: 1,
+            at: T0 + 9_999,
+            event: ev(Kind::Dropped(Dropped { records: 17 })),
+        });
         m
     }
 }
@@ -567,7 +637,11 @@ mod tests {
         assert!(text.contains("1 down"), "{text}");
         assert_eq!(m.leader().map(|l| l.id), Some(1));
         // Timeline folds the three reports of one leader change into one entry.
-        let changes: Vec<_> = m.timeline.iter().filter(|t| t.kind == "leader_change").collect();
+        let changes: Vec<_> = m
+            .timeline
+            .iter()
+            .filter(|t| t.kind == "leader_change")
+            .collect();
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].seen_by, vec![1, 2, 3]);
         assert!(m.timeline.iter().any(|t| t.kind == "node_down"));
@@ -580,7 +654,13 @@ mod tests {
             node: 0,
             at: 0,
             event: WatchEvent {
-                kind: Some(Kind::Log(LogRecord { node_id: 1, seq, unix_ms: ms, level: "INFO".into(), ..Default::default() })),
+                kind: Some(Kind::Log(LogRecord {
+                    node_id: 1,
+                    seq,
+                    unix_ms: ms,
+                    level: "INFO".into(),
+                    ..Default::default()
+                })),
             },
         };
         assert!(m.apply(rec(1, 10)));
@@ -598,7 +678,11 @@ mod tests {
     #[test]
     fn no_quorum_when_a_majority_is_down() {
         let mut m = fixture::model();
-        m.apply(Update::Down { node: 1, at: fixture::T0 + 40_000, error: "refused".into() });
+        m.apply(Update::Down {
+            node: 1,
+            at: fixture::T0 + 40_000,
+            error: "refused".into(),
+        });
         let (v, text) = m.verdict();
         assert_eq!(v, Verdict::NoQuorum, "{text}");
         assert!(text.contains("1 of 3 voters reachable, 2 needed"), "{text}");

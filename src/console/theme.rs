@@ -16,7 +16,10 @@ use super::format::line_of;
 pub const BUILTIN: &[(&str, &str)] = &[
     ("dark", include_str!("../../themes/dark.toml")),
     ("light", include_str!("../../themes/light.toml")),
-    ("high-contrast", include_str!("../../themes/high-contrast.toml")),
+    (
+        "high-contrast",
+        include_str!("../../themes/high-contrast.toml"),
+    ),
     ("mono", include_str!("../../themes/mono.toml")),
 ];
 
@@ -125,11 +128,18 @@ impl Theme {
         let mut errors = Vec::new();
         for (role_name, value) in &raw.roles {
             let line = line_of(text, role_name.span().start);
-            let Some(i) = Role::ALL.iter().position(|r| r.name() == role_name.get_ref()) else {
+            let Some(i) = Role::ALL
+                .iter()
+                .position(|r| r.name() == role_name.get_ref())
+            else {
                 errors.push(format!(
                     "theme {origin}:{line}: unknown role {:?}; roles are: {}",
                     role_name.get_ref(),
-                    Role::ALL.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
+                    Role::ALL
+                        .iter()
+                        .map(|r| r.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
                 continue;
             };
@@ -148,7 +158,10 @@ impl Theme {
         let text_style = styles[0].unwrap_or_default();
         Ok(Theme {
             name: name.to_string(),
-            styles: styles.into_iter().map(|s| s.unwrap_or(text_style)).collect(),
+            styles: styles
+                .into_iter()
+                .map(|s| s.unwrap_or(text_style))
+                .collect(),
         })
     }
 
@@ -227,12 +240,26 @@ fn nearest16(rgb: (u8, u8, u8)) -> Color {
 }
 
 fn rgb_to_256(r: u8, g: u8, b: u8) -> u8 {
-    let cube = |v: u8| if v < 48 { 0 } else if v < 115 { 1 } else { (v - 35) / 40 };
+    let cube = |v: u8| {
+        if v < 48 {
+            0
+        } else if v < 115 {
+            1
+        } else {
+            (v - 35) / 40
+        }
+    };
     let (cr, cg, cb) = (cube(r), cube(g), cube(b));
     let cube_index = 16 + 36 * cr + 6 * cg + cb;
     // A grey may be closer on the 24-step grey ramp.
     let avg = (r as u16 + g as u16 + b as u16) / 3;
-    let grey_index = if avg < 8 { 16 } else if avg > 238 { 231 } else { 232 + ((avg - 8) / 10) as u8 };
+    let grey_index = if avg < 8 {
+        16
+    } else if avg > 238 {
+        231
+    } else {
+        232 + ((avg - 8) / 10) as u8
+    };
     let dist = |i: u8| {
         let c = rgb_of_index(i);
         let d = |a: u8, b: u8| (a as i32 - b as i32).pow(2);
@@ -301,7 +328,10 @@ fn parse_style(value: &toml::Value) -> Result<Style, String> {
                 match (k.as_str(), v) {
                     ("fg", toml::Value::String(s)) => style = style.fg(parse_color(s)?),
                     ("bg", toml::Value::String(s)) => style = style.bg(parse_color(s)?),
-                    (m @ ("bold" | "dim" | "italic" | "underline" | "reverse"), toml::Value::Boolean(on)) => {
+                    (
+                        m @ ("bold" | "dim" | "italic" | "underline" | "reverse"),
+                        toml::Value::Boolean(on),
+                    ) => {
                         let modifier = match m {
                             "bold" => Modifier::BOLD,
                             "dim" => Modifier::DIM,
@@ -317,11 +347,9 @@ fn parse_style(value: &toml::Value) -> Result<Style, String> {
                     (k @ ("bold" | "dim" | "italic" | "underline" | "reverse"), _) => {
                         return Err(format!("{k} must be true or false"))
                     }
-                    (k, _) => {
-                        return Err(format!(
-                            "unknown setting {k:?}; use fg, bg, bold, dim, italic, underline, reverse"
-                        ))
-                    }
+                    (k, _) => return Err(format!(
+                        "unknown setting {k:?}; use fg, bg, bold, dim, italic, underline, reverse"
+                    )),
                 }
             }
             Ok(style)
@@ -337,7 +365,12 @@ mod tests {
     #[test]
     fn every_builtin_theme_loads_at_every_depth_and_mono_has_no_colour() {
         for (name, _) in BUILTIN {
-            for depth in [ColorDepth::TrueColor, ColorDepth::Ansi256, ColorDepth::Ansi16, ColorDepth::Mono] {
+            for depth in [
+                ColorDepth::TrueColor,
+                ColorDepth::Ansi256,
+                ColorDepth::Ansi16,
+                ColorDepth::Mono,
+            ] {
                 let t = Theme::load(name, depth).unwrap();
                 for role in Role::ALL {
                     let s = t.style(*role);
@@ -346,43 +379,78 @@ mod tests {
                         assert!(matches!(s.bg, None | Some(Color::Reset)), "{name} {role:?}");
                     }
                     if depth == ColorDepth::Ansi16 {
-                        assert!(!matches!(s.fg, Some(Color::Rgb(..)) | Some(Color::Indexed(_))));
+                        assert!(!matches!(
+                            s.fg,
+                            Some(Color::Rgb(..)) | Some(Color::Indexed(_))
+                        ));
                     }
                 }
             }
         }
         // Mono still marks the selection.
         let mono = Theme::load("mono", ColorDepth::TrueColor).unwrap();
-        assert!(mono.style(Role::Highlight).add_modifier.contains(Modifier::REVERSED));
+        assert!(mono
+            .style(Role::Highlight)
+            .add_modifier
+            .contains(Modifier::REVERSED));
         let dark = Theme::load("dark", ColorDepth::Mono).unwrap();
-        assert!(dark.style(Role::Highlight).add_modifier.contains(Modifier::REVERSED));
+        assert!(dark
+            .style(Role::Highlight)
+            .add_modifier
+            .contains(Modifier::REVERSED));
     }
 
     #[test]
     fn colours_degrade() {
-        assert_eq!(degrade_color(Color::Rgb(255, 0, 0), ColorDepth::Ansi256), Color::Indexed(196));
-        assert_eq!(degrade_color(Color::Rgb(250, 10, 10), ColorDepth::Ansi16), Color::LightRed);
-        assert_eq!(degrade_color(Color::Rgb(128, 128, 128), ColorDepth::Ansi256), Color::Indexed(244));
-        assert_eq!(degrade_color(Color::Indexed(196), ColorDepth::Ansi16), Color::LightRed);
-        assert_eq!(degrade_color(Color::Green, ColorDepth::Ansi16), Color::Green);
+        assert_eq!(
+            degrade_color(Color::Rgb(255, 0, 0), ColorDepth::Ansi256),
+            Color::Indexed(196)
+        );
+        assert_eq!(
+            degrade_color(Color::Rgb(250, 10, 10), ColorDepth::Ansi16),
+            Color::LightRed
+        );
+        assert_eq!(
+            degrade_color(Color::Rgb(128, 128, 128), ColorDepth::Ansi256),
+            Color::Indexed(244)
+        );
+        assert_eq!(
+            degrade_color(Color::Indexed(196), ColorDepth::Ansi16),
+            Color::LightRed
+        );
+        assert_eq!(
+            degrade_color(Color::Green, ColorDepth::Ansi16),
+            Color::Green
+        );
     }
 
     #[test]
     fn bad_files_name_the_line_and_the_reason() {
         let err = |t: &str| Theme::parse("t", "t.toml", t).unwrap_err().to_string();
         let e = err("[roles]\ntext = \"white\"\nok = \"grean\"\n");
-        assert!(e.contains("theme t.toml:3: role \"ok\": unknown colour \"grean\""), "{e}");
+        assert!(
+            e.contains("theme t.toml:3: role \"ok\": unknown colour \"grean\""),
+            "{e}"
+        );
         let e = err("[roles]\nleeder = \"red\"\n");
         assert!(e.contains("theme t.toml:2: unknown role \"leeder\""), "{e}");
         let e = err("[roles]\nok = { fg = \"green\", blink = true }\n");
-        assert!(e.contains("t.toml:2: role \"ok\": unknown setting \"blink\""), "{e}");
+        assert!(
+            e.contains("t.toml:2: role \"ok\": unknown setting \"blink\""),
+            "{e}"
+        );
         let e = err("[roles]\nok = \"#12345\"\n");
         assert!(e.contains("t.toml:2"), "{e}");
         let e = err("[roles]\nok = green\n");
         assert!(e.contains("t.toml:2:"), "{e}");
         let e = err("[rolez]\n");
         assert!(e.contains("t.toml:1:"), "{e}");
-        let e = Theme::load("solarized", ColorDepth::Ansi16).unwrap_err().to_string();
-        assert!(e.contains("built-in themes are dark, light, high-contrast, mono"), "{e}");
+        let e = Theme::load("solarized", ColorDepth::Ansi16)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("built-in themes are dark, light, high-contrast, mono"),
+            "{e}"
+        );
     }
 }

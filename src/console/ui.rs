@@ -15,8 +15,12 @@ use super::theme::Role;
 
 pub fn draw(app: &App, f: &mut Frame) {
     let area = f.area();
-    let [top, body, bottom] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(3), Constraint::Length(1)]).areas(area);
+    let [top, body, bottom] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(area);
     tabs(app, f, top);
     if app.war_room.is_some() {
         war_room(app, f, body);
@@ -80,7 +84,10 @@ fn status_line(app: &App, f: &mut Frame, area: Rect) {
             Span::styled(" ", t.style(Role::Highlight)),
         ])
     } else if let Some((text, error)) = &app.message {
-        Line::from(Span::styled(text.clone(), t.style(if *error { Role::Warn } else { Role::Ok })))
+        Line::from(Span::styled(
+            text.clone(),
+            t.style(if *error { Role::Warn } else { Role::Ok }),
+        ))
     } else {
         let ctx = app.pane.name();
         let mut hints = Vec::new();
@@ -124,8 +131,12 @@ fn help(app: &App, f: &mut Frame, body: Rect, scroll: usize) {
         rows.push(Row::new(vec![heading.to_string()]).style(t.style(Role::Header)));
         for (key, spec) in bindings {
             rows.push(
-                Row::new(vec![key.to_string(), spec.name.to_string(), spec.desc.to_string()])
-                    .style(t.style(Role::Text)),
+                Row::new(vec![
+                    key.to_string(),
+                    spec.name.to_string(),
+                    spec.desc.to_string(),
+                ])
+                .style(t.style(Role::Text)),
             );
         }
     }
@@ -142,12 +153,23 @@ fn help(app: &App, f: &mut Frame, body: Rect, scroll: usize) {
         .borders(Borders::ALL)
         .border_style(t.style(Role::Title))
         .title(Span::styled(
-            format!(" keys: {} (keymap {}) · esc closes ", app.pane.title(), app.keymap.name),
+            format!(
+                " keys: {} (keymap {}) · esc closes ",
+                app.pane.title(),
+                app.keymap.name
+            ),
             t.style(Role::Title),
         ));
     f.render_widget(Clear, area);
-    let widths = [Constraint::Length(10), Constraint::Length(16), Constraint::Min(10)];
-    f.render_widget(Table::new(rows.into_iter().skip(scroll), widths).block(block), area);
+    let widths = [
+        Constraint::Length(10),
+        Constraint::Length(16),
+        Constraint::Min(10),
+    ];
+    f.render_widget(
+        Table::new(rows.into_iter().skip(scroll), widths).block(block),
+        area,
+    );
 }
 
 /// Read-only wall screen: a big verdict banner, the Overview, and below it the other panes
@@ -155,8 +177,12 @@ fn help(app: &App, f: &mut Frame, body: Rect, scroll: usize) {
 fn war_room(app: &App, f: &mut Frame, body: Rect) {
     let t = &app.theme;
     let over_height = (app.model.nodes.len() as u16 + 7).max(body.height / 2);
-    let [banner, over, rest] =
-        Layout::vertical([Constraint::Length(3), Constraint::Length(over_height), Constraint::Min(0)]).areas(body);
+    let [banner, over, rest] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Length(over_height),
+        Constraint::Min(0),
+    ])
+    .areas(body);
     let (v, text) = app.model.verdict();
     let role = match v {
         Verdict::Healthy => Role::Ok,
@@ -164,15 +190,26 @@ fn war_room(app: &App, f: &mut Frame, body: Rect) {
         Verdict::NoQuorum => Role::Critical,
         Verdict::Unknown => Role::Dim,
     };
-    let style = t.style(role).add_modifier(Modifier::REVERSED | Modifier::BOLD);
+    let style = t
+        .style(role)
+        .add_modifier(Modifier::REVERSED | Modifier::BOLD);
     let big = text.to_uppercase();
     f.render_widget(
-        Paragraph::new(vec![Line::from(""), Line::from(big).centered(), Line::from("")]).style(style),
+        Paragraph::new(vec![
+            Line::from(""),
+            Line::from(big).centered(),
+            Line::from(""),
+        ])
+        .style(style),
         banner,
     );
     overview::draw(app, f, over);
     if rest.height >= 4 {
-        let pane = if app.pane == PaneKind::Overview { PaneKind::Logs } else { app.pane };
+        let pane = if app.pane == PaneKind::Overview {
+            PaneKind::Logs
+        } else {
+            app.pane
+        };
         pane.draw(app, f, rest);
     }
 }

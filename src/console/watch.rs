@@ -54,7 +54,11 @@ async fn watch_node(
                     match tokio::time::timeout(stall, stream.message()).await {
                         Ok(Ok(Some(event))) => {
                             backoff = MIN_BACKOFF;
-                            let update = Update::Event { node, at: unix_ms(), event };
+                            let update = Update::Event {
+                                node,
+                                at: unix_ms(),
+                                event,
+                            };
                             if tx.send(update).await.is_err() {
                                 return; // the console quit
                             }
@@ -66,7 +70,15 @@ async fn watch_node(
                 }
             }
         };
-        if tx.send(Update::Down { node, at: unix_ms(), error }).await.is_err() {
+        if tx
+            .send(Update::Down {
+                node,
+                at: unix_ms(),
+                error,
+            })
+            .await
+            .is_err()
+        {
             return;
         }
         // Jitter keeps a restarted cluster from being hit by every console at once.

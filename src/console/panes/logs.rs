@@ -86,7 +86,12 @@ fn level_role(level: Level) -> Role {
 }
 
 /// `text` as spans with every case-insensitive occurrence of `needle` in the match style.
-fn highlighted(text: &str, needle: Option<&str>, base: ratatui::style::Style, theme: &Theme) -> Vec<Span<'static>> {
+fn highlighted(
+    text: &str,
+    needle: Option<&str>,
+    base: ratatui::style::Style,
+    theme: &Theme,
+) -> Vec<Span<'static>> {
     let Some(needle) = needle.filter(|n| !n.is_empty()) else {
         return vec![Span::styled(text.to_string(), base)];
     };
@@ -103,7 +108,10 @@ fn highlighted(text: &str, needle: Option<&str>, base: ratatui::style::Style, th
         if start > pos {
             spans.push(Span::styled(text[pos..start].to_string(), base));
         }
-        spans.push(Span::styled(text[start..start + nl.len()].to_string(), theme.style(Role::Match)));
+        spans.push(Span::styled(
+            text[start..start + nl.len()].to_string(),
+            theme.style(Role::Match),
+        ));
         pos = start + nl.len();
     }
     if pos < text.len() {
@@ -117,10 +125,21 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let lines = v.filtered(&app.model);
     let mut title = format!("Logs · {} lines", lines.len());
-    title.push_str(&format!(" · node {}", v.node.map(|n| n.to_string()).unwrap_or_else(|| "all".into())));
-    title.push_str(&format!(" · ≥{}", v.min_level.map(|l| l.name()).unwrap_or("TRACE")));
+    title.push_str(&format!(
+        " · node {}",
+        v.node
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "all".into())
+    ));
+    title.push_str(&format!(
+        " · ≥{}",
+        v.min_level.map(|l| l.name()).unwrap_or("TRACE")
+    ));
     if let Some(s) = &v.search {
-        let n = lines.iter().filter(|(_, l)| contains(&line_text(l), s)).count();
+        let n = lines
+            .iter()
+            .filter(|(_, l)| contains(&line_text(l), s))
+            .count();
         title.push_str(&format!(" · /{s} ({n})"));
     }
     if let Some(p) = v.paused_at {
@@ -144,7 +163,11 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let mut out: Vec<Line> = Vec::new();
     if lines.is_empty() {
         out.push(Line::from(Span::styled(
-            if app.model.logs.is_empty() { "no log records yet" } else { "no line passes the filters (x clears them)" },
+            if app.model.logs.is_empty() {
+                "no log records yet"
+            } else {
+                "no line passes the filters (x clears them)"
+            },
             t.style(Role::Dim),
         )));
     }
@@ -152,15 +175,25 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         let time = clock(l.unix_ms, app.utc_offset);
         if let Some(n) = l.dropped {
             out.push(Line::from(Span::styled(
-                format!("{time} n{} ─── dropped {n} records (the console fell behind) ───", l.node_id),
+                format!(
+                    "{time} n{} ─── dropped {n} records (the console fell behind) ───",
+                    l.node_id
+                ),
                 t.style(Role::Warn),
             )));
             continue;
         }
-        let base = if Some(*abs) == v.current { t.style(Role::Highlight) } else { t.style(level_role(l.level)) };
+        let base = if Some(*abs) == v.current {
+            t.style(Role::Highlight)
+        } else {
+            t.style(level_role(l.level))
+        };
         let mut spans = vec![
             Span::styled(format!("{time} n{} ", l.node_id), t.style(Role::Dim)),
-            Span::styled(format!("{:<5} ", l.level.name()), t.style(level_role(l.level))),
+            Span::styled(
+                format!("{:<5} ", l.level.name()),
+                t.style(level_role(l.level)),
+            ),
         ];
         spans.extend(highlighted(&line_text(l), v.search.as_deref(), base, t));
         out.push(Line::from(spans));
@@ -170,7 +203,12 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
 
 pub fn handle(app: &mut App, action: Action) -> bool {
     let page = (app.body_rows.get() as usize).saturating_sub(2).max(1);
-    let lines: Vec<u64> = app.logs.filtered(&app.model).iter().map(|(a, _)| *a).collect();
+    let lines: Vec<u64> = app
+        .logs
+        .filtered(&app.model)
+        .iter()
+        .map(|(a, _)| *a)
+        .collect();
     let v = &mut app.logs;
     let pos = match v.anchor {
         None => lines.len().saturating_sub(1),
@@ -181,7 +219,11 @@ pub fn handle(app: &mut App, action: Action) -> bool {
             return;
         }
         let to = to.min(lines.len() - 1);
-        v.anchor = if to + 1 >= lines.len() && v.paused_at.is_none() { None } else { Some(lines[to]) };
+        v.anchor = if to + 1 >= lines.len() && v.paused_at.is_none() {
+            None
+        } else {
+            Some(lines[to])
+        };
     };
     match action {
         Action::Up => jump(v, pos.saturating_sub(1)),
@@ -220,7 +262,12 @@ pub fn handle(app: &mut App, action: Action) -> bool {
             v.anchor = None;
         }
         Action::CycleNode => {
-            let mut ids: Vec<u64> = app.model.nodes.iter().filter_map(|n| n.status.as_ref().map(|s| s.id)).collect();
+            let mut ids: Vec<u64> = app
+                .model
+                .nodes
+                .iter()
+                .filter_map(|n| n.status.as_ref().map(|s| s.id))
+                .collect();
             ids.sort_unstable();
             let v = &mut app.logs;
             v.node = match v.node {
@@ -243,9 +290,14 @@ pub fn handle(app: &mut App, action: Action) -> bool {
             let filtered = app.logs.filtered(&app.model);
             let from = app.logs.current.or(app.logs.anchor).unwrap_or(u64::MAX);
             let hit = if action == Action::SearchNext {
-                filtered.iter().find(|(a, l)| *a > from && from != u64::MAX && contains(&line_text(l), &needle))
+                filtered.iter().find(|(a, l)| {
+                    *a > from && from != u64::MAX && contains(&line_text(l), &needle)
+                })
             } else {
-                filtered.iter().rev().find(|(a, l)| *a < from && contains(&line_text(l), &needle))
+                filtered
+                    .iter()
+                    .rev()
+                    .find(|(a, l)| *a < from && contains(&line_text(l), &needle))
             };
             match hit.map(|(a, _)| *a) {
                 Some(abs) => {
@@ -256,7 +308,10 @@ pub fn handle(app: &mut App, action: Action) -> bool {
             }
         }
         Action::SaveLogs => {
-            let path = format!("opsdeck-logs-{}.txt", crate::console::format::unix_ms() / 1000);
+            let path = format!(
+                "opsdeck-logs-{}.txt",
+                crate::console::format::unix_ms() / 1000
+            );
             save(app, &path);
         }
         _ => return false,
@@ -273,7 +328,13 @@ pub fn save(app: &mut App, path: &str) {
             let time = clock(l.unix_ms, app.utc_offset);
             match l.dropped {
                 Some(n) => writeln!(file, "{time} n{} dropped {n} records", l.node_id)?,
-                None => writeln!(file, "{time} n{} {:<5} {}", l.node_id, l.level.name(), line_text(l))?,
+                None => writeln!(
+                    file,
+                    "{time} n{} {:<5} {}",
+                    l.node_id,
+                    l.level.name(),
+                    line_text(l)
+                )?,
             }
         }
         file.flush()?;

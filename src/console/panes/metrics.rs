@@ -36,14 +36,28 @@ struct Series {
 }
 
 fn series(nodes: &[&NodeView], width: usize) -> Series {
-    let per_node: Vec<Vec<Sample>> = nodes.iter().map(|n| n.samples.iter().copied().collect()).collect();
-    let len = per_node.iter().map(Vec::len).max().unwrap_or(0).min(width + 1);
+    let per_node: Vec<Vec<Sample>> = nodes
+        .iter()
+        .map(|n| n.samples.iter().copied().collect())
+        .collect();
+    let len = per_node
+        .iter()
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0)
+        .min(width + 1);
     let at = |v: &Vec<Sample>, i: usize| -> Option<Sample> {
         // i counts from the oldest of the last `len` positions.
         let back = len - 1 - i;
         v.len().checked_sub(1 + back).map(|j| v[j])
     };
-    let mut s = Series { ops: vec![], errors: vec![], p50: vec![], p95: vec![], p99: vec![] };
+    let mut s = Series {
+        ops: vec![],
+        errors: vec![],
+        p50: vec![],
+        p95: vec![],
+        p99: vec![],
+    };
     let errs: Vec<Vec<f64>> = per_node.iter().map(|v| error_rates(v)).collect();
     for i in 0..len {
         let here: Vec<Sample> = per_node.iter().filter_map(|v| at(v, i)).collect();
@@ -53,7 +67,11 @@ fn series(nodes: &[&NodeView], width: usize) -> Series {
         s.p99.push(here.iter().map(|x| x.p99_us).max().unwrap_or(0));
         if i > 0 {
             let back = len - 1 - i;
-            s.errors.push(errs.iter().filter_map(|e| e.len().checked_sub(1 + back).map(|j| e[j])).sum());
+            s.errors.push(
+                errs.iter()
+                    .filter_map(|e| e.len().checked_sub(1 + back).map(|j| e[j]))
+                    .sum(),
+            );
         }
     }
     s
@@ -69,7 +87,13 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         .model
         .nodes
         .iter()
-        .filter(|n| app.metrics_node.is_none_or(|id| n.status.as_ref().is_some_and(|s| s.id == id)))
+        // Cluster-wide sums nodes that are up now: a dead node's last samples would otherwise
+        // line up with the present.
+        .filter(|n| n.link == Link::Up)
+        .filter(|n| {
+            app.metrics_node
+                .is_none_or(|id| n.status.as_ref().is_some_and(|s| s.id == id))
+        })
         .collect();
     let scope = match app.metrics_node {
         Some(id) => format!("node {id}"),
@@ -87,14 +111,21 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     ])
     .areas(inner);
 
-    let header = Row::new(["NODE", "OPS/S", "ERR/S", "P50", "P95", "P99", "MAX", "RSS", "CPU"]).style(t.style(Role::Header));
+    let header = Row::new([
+        "NODE", "OPS/S", "ERR/S", "P50", "P95", "P99", "MAX", "RSS", "CPU",
+    ])
+    .style(t.style(Role::Header));
     let rows = app.model.nodes.iter().map(|n| {
         let label = node_label(n);
         match (&n.link, &n.status) {
             (Link::Up, Some(s)) if s.ops.is_empty() => {
                 let mut cells = vec![label];
                 cells.extend(std::iter::repeat_n("-".to_string(), 6));
-                cells.push(if s.rss_bytes > 0 { bytes(s.rss_bytes) } else { "-".into() });
+                cells.push(if s.rss_bytes > 0 {
+                    bytes(s.rss_bytes)
+                } else {
+                    "-".into()
+                });
                 cells.push(format!("{:.1}%", s.cpu_percent));
                 Row::new(cells).style(t.style(Role::Text))
             }
@@ -111,7 +142,11 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                     micros(sample.p95_us),
                     micros(sample.p99_us),
                     micros(max),
-                    if s.rss_bytes > 0 { bytes(s.rss_bytes) } else { "-".into() },
+                    if s.rss_bytes > 0 {
+                        bytes(s.rss_bytes)
+                    } else {
+                        "-".into()
+                    },
                     format!("{:.1}%", s.cpu_percent),
                 ])
                 .style(t.style(Role::Text))
@@ -120,31 +155,80 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         }
     });
     let widths = [4, 8, 7, 8, 8, 8, 8, 9, 6].map(Constraint::Length);
-    f.render_widget(Table::new(rows, widths).header(header).column_spacing(1), table_area);
+    f.render_widget(
+        Table::new(rows, widths).header(header).column_spacing(1),
+        table_area,
+    );
 
     let width = inner.width.saturating_sub(16) as usize;
     let s = series(&nodes, width);
-    let label = |text: String, role: Role| Paragraph::new(Line::from(Span::styled(text, t.style(role))));
+    let label =
+        |text: String, role: Role| Paragraph::new(Line::from(Span::styled(text, t.style(role))));
     let spark = |f: &mut Frame, area: Rect, title: String, data: Vec<u64>, role: Role| {
         let [l, r] = Layout::horizontal([Constraint::Length(16), Constraint::Min(1)]).areas(area);
         f.render_widget(label(title, Role::Text), l);
         f.render_widget(Sparkline::default().data(data).style(t.style(role)), r);
     };
-    let scale = |v: &[f64]| v.iter().map(|x| (x * 10.0).round() as u64).collect::<Vec<u64>>();
-    spark(f, ops_area, format!("ops/s   {:>7}", rate(last(&s.ops))), scale(&s.ops), Role::Ok);
-    spark(f, err_area, format!("errors/s {:>6}", rate(last(&s.errors))), scale(&s.errors), Role::Critical);
+    let scale = |v: &[f64]| {
+        v.iter()
+            .map(|x| (x * 10.0).round() as u64)
+            .collect::<Vec<u64>>()
+    };
+    spark(
+        f,
+        ops_area,
+        format!("ops/s   {:>7}", rate(last(&s.ops))),
+        scale(&s.ops),
+        Role::Ok,
+    );
+    spark(
+        f,
+        err_area,
+        format!("errors/s {:>6}", rate(last(&s.errors))),
+        scale(&s.errors),
+        Role::Critical,
+    );
     let lat_rows = Layout::vertical([Constraint::Length(1); 4]).split(lat_area);
-    f.render_widget(label(format!("latency, last {} frames (worst node):", s.p99.len()), Role::Dim), lat_rows[0]);
-    spark(f, lat_rows[1], format!("p50 {:>11}", micros(last(&s.p50))), s.p50.clone(), Role::Text);
-    spark(f, lat_rows[2], format!("p95 {:>11}", micros(last(&s.p95))), s.p95.clone(), Role::Warn);
-    spark(f, lat_rows[3], format!("p99 {:>11}", micros(last(&s.p99))), s.p99.clone(), Role::Critical);
+    f.render_widget(
+        label(
+            format!("latency, last {} frames (worst node):", s.p99.len()),
+            Role::Dim,
+        ),
+        lat_rows[0],
+    );
+    spark(
+        f,
+        lat_rows[1],
+        format!("p50 {:>11}", micros(last(&s.p50))),
+        s.p50.clone(),
+        Role::Text,
+    );
+    spark(
+        f,
+        lat_rows[2],
+        format!("p95 {:>11}", micros(last(&s.p95))),
+        s.p95.clone(),
+        Role::Warn,
+    );
+    spark(
+        f,
+        lat_rows[3],
+        format!("p99 {:>11}", micros(last(&s.p99))),
+        s.p99.clone(),
+        Role::Critical,
+    );
 }
 
 pub fn handle(app: &mut App, action: Action) -> bool {
     if action != Action::CycleNode {
         return false;
     }
-    let mut ids: Vec<u64> = app.model.nodes.iter().filter_map(|n| n.status.as_ref().map(|s| s.id)).collect();
+    let mut ids: Vec<u64> = app
+        .model
+        .nodes
+        .iter()
+        .filter_map(|n| n.status.as_ref().map(|s| s.id))
+        .collect();
     ids.sort_unstable();
     app.metrics_node = match app.metrics_node {
         None => ids.first().copied(),

@@ -7,7 +7,7 @@ mod gc;
 mod logs;
 mod metrics;
 pub mod overview;
-mod timeline;
+pub mod timeline;
 
 pub use logs::{save as save_logs, LogsView};
 pub use timeline::TimelineView;
@@ -106,7 +106,10 @@ pub fn block<'a>(app: &App, title: impl Into<String>) -> Block<'a> {
         .borders(Borders::ALL)
         .border_type(BorderType::Plain)
         .border_style(app.theme.style(Role::Border))
-        .title(Span::styled(format!(" {} ", title.into()), app.theme.style(Role::Title)))
+        .title(Span::styled(
+            format!(" {} ", title.into()),
+            app.theme.style(Role::Title),
+        ))
 }
 
 /// The short label of a node in tables: its id once known, else its endpoint.

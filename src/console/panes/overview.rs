@@ -7,7 +7,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
-use super::block;
+use super::{block, PaneKind};
+use crate::console::action::Action;
 use crate::console::app::App;
 use crate::console::format::{clock, cut, duration_secs, opt};
 use crate::console::model::{Link, Verdict, LAG_WARN};
@@ -21,16 +22,30 @@ pub fn verdict_line(app: &App) -> Line<'static> {
         Verdict::NoQuorum => ("✖", Role::Critical),
         Verdict::Unknown => ("…", Role::Dim),
     };
-    Line::from(Span::styled(format!("{symbol} {text}"), app.theme.style(role)))
+    Line::from(Span::styled(
+        format!("{symbol} {text}"),
+        app.theme.style(role),
+    ))
 }
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let model = &app.model;
     let members = model.members();
-    let watched_ids: Vec<u64> = model.nodes.iter().filter_map(|n| n.status.as_ref().map(|s| s.id)).collect();
-    let unwatched: Vec<_> = members.iter().filter(|m| !watched_ids.contains(&m.id)).collect();
-    let down: Vec<_> = model.nodes.iter().filter(|n| matches!(n.link, Link::Down { .. })).collect();
+    let watched_ids: Vec<u64> = model
+        .nodes
+        .iter()
+        .filter_map(|n| n.status.as_ref().map(|s| s.id))
+        .collect();
+    let unwatched: Vec<_> = members
+        .iter()
+        .filter(|m| !watched_ids.contains(&m.id))
+        .collect();
+    let down: Vec<_> = model
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.link, Link::Down { .. }))
+        .collect();
 
     let rows_needed = (model.nodes.len() + unwatched.len()) as u16 + 1;
     let block = block(app, "Overview");
@@ -47,17 +62,29 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     // COMMIT only when there is room: at 80 columns it is nearly always APPLIED anyway.
     let wide = table_area.width >= 92;
     let keep = |cells: Vec<Cell<'static>>| -> Vec<Cell<'static>> {
-        cells.into_iter().enumerate().filter(|(i, _)| wide || *i != 5).map(|(_, c)| c).collect()
+        cells
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| wide || *i != 5)
+            .map(|(_, c)| c)
+            .collect()
     };
     let header = Row::new(keep(
-        ["ID", "ADDRESS", "ROLE", "TERM", "LOG", "COMMIT", "APPLIED", "LAG", "HEALTH", "UPTIME"].map(Cell::from).to_vec(),
+        [
+            "ID", "ADDRESS", "ROLE", "TERM", "LOG", "COMMIT", "APPLIED", "LAG", "HEALTH", "UPTIME",
+        ]
+        .map(Cell::from)
+        .to_vec(),
     ))
     .style(t.style(Role::Header));
     let mut rows = Vec::new();
     for view in &model.nodes {
         let cells: Vec<Cell> = match (&view.link, &view.status) {
             (Link::Up, Some(s)) => {
-                let voter = members.iter().find(|m| m.id == s.id).is_none_or(|m| m.voter);
+                let voter = members
+                    .iter()
+                    .find(|m| m.id == s.id)
+                    .is_none_or(|m| m.voter);
                 let (role_text, role) = match s.role.as_str() {
                     "leader" => ("★ leader".to_string(), Role::Leader),
                     "candidate" => ("candidate".into(), Role::Candidate),
@@ -82,11 +109,19 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                     Cell::from(opt(s.applied)),
                     Cell::from(opt(lag)),
                     Cell::from(Span::styled(health, t.style(hrole))),
-                    Cell::from(if s.uptime_ms > 0 { duration_secs(s.uptime_ms / 1000) } else { "-".into() }),
+                    Cell::from(if s.uptime_ms > 0 {
+                        duration_secs(s.uptime_ms / 1000)
+                    } else {
+                        "-".into()
+                    }),
                 ]
             }
             (Link::Down { since_ms, .. }, s) => vec![
-                Cell::from(s.as_ref().map(|s| s.id.to_string()).unwrap_or_else(|| "?".into())),
+                Cell::from(
+                    s.as_ref()
+                        .map(|s| s.id.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                ),
                 Cell::from(cut(&view.endpoint, 21)),
                 Cell::from(Span::styled("✖ DOWN", t.style(Role::Down))),
                 Cell::from("-"),
@@ -94,7 +129,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                 Cell::from("-"),
                 Cell::from("-"),
                 Cell::from("-"),
-                Cell::from(Span::styled(clock(*since_ms, app.utc_offset), t.style(Role::Down))),
+                Cell::from(Span::styled(
+                    clock(*since_ms, app.utc_offset),
+                    t.style(Role::Down),
+                )),
                 Cell::from("-"),
             ],
             _ => vec![
@@ -118,7 +156,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                 Cell::from(m.id.to_string()),
                 Cell::from(cut(&m.grpc, 21)),
                 Cell::from(if m.voter { "voter" } else { "learner" }),
-                Cell::from(Span::styled("member, not watched (not in --endpoints)", t.style(Role::Dim))),
+                Cell::from(Span::styled(
+                    "member, not watched (not in --endpoints)",
+                    t.style(Role::Dim),
+                )),
             ])
             .style(t.style(Role::Text)),
         );
@@ -138,16 +179,27 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     if !wide {
         widths.remove(5);
     }
-    f.render_widget(Table::new(rows, widths).header(header).column_spacing(1), table_area);
+    f.render_widget(
+        Table::new(rows, widths).header(header).column_spacing(1),
+        table_area,
+    );
 
     let mut notes: Vec<Line> = Vec::new();
     for view in &down {
         if let Link::Down { since_ms, error } = &view.link {
-            let who = view.status.as_ref().map(|s| format!("node {} ", s.id)).unwrap_or_default();
+            let who = view
+                .status
+                .as_ref()
+                .map(|s| format!("node {} ", s.id))
+                .unwrap_or_default();
             notes.push(Line::from(vec![
                 Span::styled("✖ ", t.style(Role::Down)),
                 Span::styled(
-                    format!("{who}{} down since {}: ", view.endpoint, clock(*since_ms, app.utc_offset)),
+                    format!(
+                        "{who}{} down since {}: ",
+                        view.endpoint,
+                        clock(*since_ms, app.utc_offset)
+                    ),
                     t.style(Role::Down).remove_modifier(Modifier::REVERSED),
                 ),
                 Span::styled(error.clone(), t.style(Role::Text)),
@@ -162,7 +214,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             .map(|f| format!("node {} is {} entries behind", f.id, f.lag))
             .collect();
         if !lagging.is_empty() {
-            notes.push(Line::from(Span::styled(format!("▲ {}", lagging.join("; ")), t.style(Role::Warn))));
+            notes.push(Line::from(Span::styled(
+                format!("▲ {}", lagging.join("; ")),
+                t.style(Role::Warn),
+            )));
         }
     }
     if notes.is_empty() {
@@ -171,5 +226,35 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             t.style(Role::Dim),
         )));
     }
+    // Whatever room is left shows the newest timeline entries.
+    let note_rows: u16 = notes
+        .iter()
+        .map(|l| (l.width() as u16).div_ceil(notes_area.width.max(1)).max(1))
+        .sum();
+    let [notes_area, events_area] =
+        Layout::vertical([Constraint::Length(note_rows), Constraint::Min(0)]).areas(notes_area);
     f.render_widget(Paragraph::new(notes).wrap(Wrap { trim: false }), notes_area);
+    if events_area.height >= 3 && !model.timeline.is_empty() {
+        let room = events_area.height as usize - 2;
+        let end = model.timeline.len();
+        let mut lines = vec![
+            Line::from(""),
+            Line::from(Span::styled(
+                match app
+                    .keymap
+                    .key_for("overview", Action::ShowPane(PaneKind::Timeline))
+                {
+                    Some(k) => format!("recent events ({k}: Timeline)"),
+                    None => "recent events".to_string(),
+                },
+                t.style(Role::Header),
+            )),
+        ];
+        lines.extend(super::timeline::entry_lines(
+            app,
+            end.saturating_sub(room),
+            end,
+        ));
+        f.render_widget(Paragraph::new(lines), events_area);
+    }
 }

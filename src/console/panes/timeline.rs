@@ -46,26 +46,47 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     app.body_rows.set(inner.height);
     let end = entries.len().saturating_sub(app.timeline.back);
     let start = end.saturating_sub(inner.height as usize);
-    let mut lines: Vec<Line> = Vec::new();
+    let mut lines = entry_lines(app, start, end);
     if entries.is_empty() {
-        lines.push(Line::from(Span::styled("no events yet", t.style(Role::Dim))));
+        lines.push(Line::from(Span::styled(
+            "no events yet",
+            t.style(Role::Dim),
+        )));
     }
-    for e in entries.range(start..end) {
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+/// Timeline entries `start..end`, one line each (the Overview shows the newest few too).
+pub fn entry_lines(app: &App, start: usize, end: usize) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let mut lines = Vec::new();
+    for e in app.model.timeline.range(start..end) {
         let (sym, role) = symbol(&e.kind);
         let who = if e.console {
             "console".to_string()
         } else {
-            e.seen_by.iter().map(|n| format!("n{n}")).collect::<Vec<_>>().join(",")
+            e.seen_by
+                .iter()
+                .map(|n| format!("n{n}"))
+                .collect::<Vec<_>>()
+                .join(",")
         };
-        let term = if e.term > 0 { format!(" (term {})", e.term) } else { String::new() };
+        let term = if e.term > 0 {
+            format!(" (term {})", e.term)
+        } else {
+            String::new()
+        };
         lines.push(Line::from(vec![
-            Span::styled(format!("{} ", clock(e.unix_ms, app.utc_offset)), t.style(Role::Dim)),
+            Span::styled(
+                format!("{} ", clock(e.unix_ms, app.utc_offset)),
+                t.style(Role::Dim),
+            ),
             Span::styled(format!("{sym} {:<17} ", e.kind), t.style(role)),
             Span::styled(format!("{}{term} ", e.detail), t.style(Role::Text)),
             Span::styled(format!("[{who}]"), t.style(Role::Dim)),
         ]));
     }
-    f.render_widget(Paragraph::new(lines), inner);
+    lines
 }
 
 pub fn handle(app: &mut App, action: Action) -> bool {
