@@ -21,7 +21,7 @@ pub enum Update {
     Event {
         node: usize,
         at: i64,
-        event: WatchEvent,
+        event: Box<WatchEvent>,
     },
     /// The stream to node `node` failed or could not be opened.
     Down { node: usize, at: i64, error: String },
@@ -540,8 +540,8 @@ pub mod fixture {
         }
     }
 
-    fn ev(kind: Kind) -> WatchEvent {
-        WatchEvent { kind: Some(kind) }
+    fn ev(kind: Kind) -> Box<WatchEvent> {
+        Box::new(WatchEvent { kind: Some(kind) })
     }
 
     /// Node 1 leads, node 2 follows, node 3 went down after a few frames.
@@ -653,7 +653,7 @@ mod tests {
         let rec = |seq: u64, ms: i64| Update::Event {
             node: 0,
             at: 0,
-            event: WatchEvent {
+            event: Box::new(WatchEvent {
                 kind: Some(Kind::Log(LogRecord {
                     node_id: 1,
                     seq,
@@ -661,7 +661,7 @@ mod tests {
                     level: "INFO".into(),
                     ..Default::default()
                 })),
-            },
+            }),
         };
         assert!(m.apply(rec(1, 10)));
         assert!(m.apply(rec(2, 11)));

@@ -347,9 +347,11 @@ fn parse_style(value: &toml::Value) -> Result<Style, String> {
                     (k @ ("bold" | "dim" | "italic" | "underline" | "reverse"), _) => {
                         return Err(format!("{k} must be true or false"))
                     }
-                    (k, _) => return Err(format!(
+                    (k, _) => {
+                        return Err(format!(
                         "unknown setting {k:?}; use fg, bg, bold, dim, italic, underline, reverse"
-                    )),
+                    ))
+                    }
                 }
             }
             Ok(style)

@@ -101,11 +101,13 @@ fn status_line(app: &App, f: &mut Frame, area: Rect) {
                 hints.push(format!("{k} {label}"));
             }
         }
-        let mut spans = vec![Span::styled(hints.join(" · "), t.style(Role::Dim))];
-        spans.push(Span::styled(
-            format!("   keymap {} · theme {}", app.keymap.name, app.theme.name),
-            t.style(Role::Dim),
-        ));
+        let hints = hints.join(" · ");
+        let names = format!("   keymap {} · theme {}", app.keymap.name, app.theme.name);
+        let mut spans = vec![Span::styled(hints.clone(), t.style(Role::Dim))];
+        // The names only when they fit whole: a cut-off theme name reads as a typo.
+        if hints.chars().count() + names.chars().count() <= area.width as usize {
+            spans.push(Span::styled(names, t.style(Role::Dim)));
+        }
         Line::from(spans)
     };
     f.render_widget(Paragraph::new(line), area);

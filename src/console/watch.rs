@@ -57,7 +57,7 @@ async fn watch_node(
                             let update = Update::Event {
                                 node,
                                 at: unix_ms(),
-                                event,
+                                event: Box::new(event),
                             };
                             if tx.send(update).await.is_err() {
                                 return; // the console quit

@@ -53,7 +53,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             rows2.push(Row::new(vec![label, "down".into()]).style(t.style(Role::Down)));
             continue;
         };
-        let gc = s.gc.clone().unwrap_or_default();
+        let gc = s.gc.unwrap_or_default();
         // Until a node reports its GC figures, the log on disk is what lies between the purge
         // point and the last index.
         let on_disk = if gc.log_entries > 0 {

@@ -61,6 +61,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
 
     // COMMIT only when there is room: at 80 columns it is nearly always APPLIED anyway.
     let wide = table_area.width >= 92;
+    let addr_w = if wide { 24 } else { 17 };
     let keep = |cells: Vec<Cell<'static>>| -> Vec<Cell<'static>> {
         cells
             .into_iter()
@@ -101,7 +102,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                 };
                 vec![
                     Cell::from(s.id.to_string()),
-                    Cell::from(cut(&view.endpoint, 21)),
+                    Cell::from(cut(&view.endpoint, addr_w)),
                     Cell::from(Span::styled(role_text, t.style(role))),
                     Cell::from(s.term.to_string()),
                     Cell::from(opt(s.last_log_index)),
@@ -122,7 +123,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                         .map(|s| s.id.to_string())
                         .unwrap_or_else(|| "?".into()),
                 ),
-                Cell::from(cut(&view.endpoint, 21)),
+                Cell::from(cut(&view.endpoint, addr_w)),
                 Cell::from(Span::styled("✖ DOWN", t.style(Role::Down))),
                 Cell::from("-"),
                 Cell::from("-"),
@@ -137,7 +138,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             ],
             _ => vec![
                 Cell::from("?"),
-                Cell::from(cut(&view.endpoint, 21)),
+                Cell::from(cut(&view.endpoint, addr_w)),
                 Cell::from(Span::styled("…", t.style(Role::Dim))),
                 Cell::from(""),
                 Cell::from(""),
@@ -154,7 +155,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         rows.push(
             Row::new(vec![
                 Cell::from(m.id.to_string()),
-                Cell::from(cut(&m.grpc, 21)),
+                Cell::from(cut(&m.grpc, addr_w)),
                 Cell::from(if m.voter { "voter" } else { "learner" }),
                 Cell::from(Span::styled(
                     "member, not watched (not in --endpoints)",
@@ -166,7 +167,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     }
     let mut widths = vec![
         Constraint::Length(3),
-        Constraint::Min(14),
+        Constraint::Length(addr_w as u16),
         Constraint::Length(8),
         Constraint::Length(5),
         Constraint::Length(8),
