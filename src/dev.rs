@@ -43,6 +43,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let settings = if args.headless {
         None
     } else {
+        crate::console::require_terminal("pass --headless to run the cluster without it")?;
         Some(crate::console::resolve(&mut console_args)?)
     };
     let cluster = DevCluster::start(&args).await?;

@@ -241,3 +241,24 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
     );
     assert_eq!(tmux.display("#{cursor_flag}"), "1", "cursor shown again");
 }
+
+#[test]
+fn dev_without_a_terminal_says_to_pass_headless_and_starts_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = reserve_ports(250).to_string();
+    let out = run_cli(&[
+        "dev",
+        "--base-port",
+        &base,
+        "--dir",
+        &dir.path().display().to_string(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(err.contains("pass --headless"), "{err}");
+    assert!(
+        !dir.path().join("cluster.toml").exists(),
+        "no cluster was formed"
+    );
+    assert!(!dir.path().join("n1").exists(), "no node was started");
+}

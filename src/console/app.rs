@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 
-use crossterm::event::{Event, KeyCode, KeyEventKind};
+use crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers};
 
 use super::action::{self, Action};
 use super::keymap::{Key, Keymap};
@@ -94,6 +94,12 @@ impl App {
                 let action = self.keymap.resolve(self.context(), key);
                 if let Some(input) = &mut self.input {
                     if action.is_none() {
+                        // ctrl-/alt- chords are never text.
+                        if k.modifiers
+                            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+                        {
+                            return false;
+                        }
                         match k.code {
                             KeyCode::Char(c) => input.text.push(c),
                             KeyCode::Backspace => {

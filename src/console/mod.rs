@@ -113,13 +113,20 @@ pub async fn run(mut args: ConsoleArgs) -> Result<()> {
     open(client, settings).await
 }
 
+/// Fails unless stdin and stdout are a terminal; `instead` says what to do then.
+pub fn require_terminal(instead: &str) -> Result<()> {
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        Ok(())
+    } else {
+        Err(eyre!(
+            "the console needs a terminal on stdin and stdout; {instead}"
+        ))
+    }
+}
+
 /// Opens the console on `client`'s endpoints until the user quits.
 pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
-    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
-        return Err(eyre!(
-            "the console needs a terminal on stdin and stdout; for scripts use `opsdeck status --json`"
-        ));
-    }
+    require_terminal("for scripts use `opsdeck status --json`")?;
     let nodes = client.node_clients();
     let endpoints: Vec<String> = nodes.iter().map(|(e, _)| e.clone()).collect();
     let mut app = App::new(
@@ -144,7 +151,15 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
     drop(tx);
 
     let mut terminal = ratatui::try_init().wrap_err("cannot set up the terminal")?;
+    // ratatui's hook leaves the alternate screen and raw mode, then runs color-eyre's report;
+    // the cursor we hid must come back too, on terminals that do not reset it themselves.
+    let restore_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(std::io::stdout(), crossterm::cursor::Show);
+        restore_hook(info);
+    }));
     let result = event_loop(&mut terminal, &mut app, rx).await;
+    let _ = terminal.show_cursor();
     ratatui::restore();
     for t in tasks {
         t.abort();

@@ -177,6 +177,15 @@ fn command_line_switches_panes_themes_and_refuses_nonsense() {
         .as_ref()
         .is_some_and(|m| m.0.contains("z does nothing here")));
     press(&mut app, KeyCode::Char(':'));
+    app.on_event(Event::Key(KeyEvent::new(
+        KeyCode::Char('x'),
+        KeyModifiers::CONTROL,
+    )));
+    assert_eq!(
+        app.input.as_ref().map(|i| i.text.as_str()),
+        Some(""),
+        "a ctrl chord is not text"
+    );
     type_text(&mut app, "q");
     press(&mut app, KeyCode::Enter);
     assert!(app.quit);
