@@ -149,6 +149,14 @@ fn logs_search_filters_and_help() {
 
     press(&mut app, KeyCode::Char('?'));
     insta::assert_snapshot!("help_logs", text(&render(&app, 80, 24)));
+    for _ in 0..30 {
+        press(&mut app, KeyCode::Down);
+    }
+    let t = text(&render(&app, 80, 24));
+    assert!(
+        t.contains(":theme NAME|PATH") && t.contains("switch theme"),
+        "{t}"
+    );
     press(&mut app, KeyCode::Esc);
     assert!(app.help.is_none());
 }

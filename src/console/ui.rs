@@ -113,6 +113,15 @@ fn status_line(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(Paragraph::new(line), area);
 }
 
+/// The `:` commands, as `App::command` understands them.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("q", "quit"),
+    ("pane NAME", "show a pane (overview, logs, ...)"),
+    ("theme NAME|PATH", "switch theme"),
+    ("keymap NAME|PATH", "switch keymap"),
+    ("save [PATH]", "save the filtered log lines"),
+];
+
 /// The live keymap for the current pane: its own keys, then the global ones.
 fn help(app: &App, f: &mut Frame, body: Rect, scroll: usize) {
     let t = &app.theme;
@@ -142,6 +151,15 @@ fn help(app: &App, f: &mut Frame, body: Rect, scroll: usize) {
             );
         }
     }
+    if let Some(k) = app.keymap.key_for(ctx, Action::Command) {
+        rows.push(Row::new(vec!["commands".to_string()]).style(t.style(Role::Header)));
+        for (cmd, desc) in COMMANDS {
+            rows.push(
+                Row::new(vec![String::new(), format!("{k}{cmd}"), desc.to_string()])
+                    .style(t.style(Role::Text)),
+            );
+        }
+    }
     let width = body.width.min(72);
     let height = body.height.min(rows.len() as u16 + 3);
     let area = Rect {
@@ -156,7 +174,7 @@ fn help(app: &App, f: &mut Frame, body: Rect, scroll: usize) {
         .border_style(t.style(Role::Title))
         .title(Span::styled(
             format!(
-                " keys: {} (keymap {}) · esc closes ",
+                " keys: {} (keymap {}) · ↑↓ scroll · esc closes ",
                 app.pane.title(),
                 app.keymap.name
             ),
@@ -165,7 +183,7 @@ fn help(app: &App, f: &mut Frame, body: Rect, scroll: usize) {
     f.render_widget(Clear, area);
     let widths = [
         Constraint::Length(10),
-        Constraint::Length(16),
+        Constraint::Length(18),
         Constraint::Min(10),
     ];
     f.render_widget(
