@@ -47,6 +47,8 @@ pub struct App {
     pub utc_offset: i64,
     /// Rows of the last drawn list pane, for paging.
     pub body_rows: Cell<u16>,
+    /// Scroll positions the help overlay had when last drawn, to stop at its end.
+    pub help_rows: Cell<usize>,
 }
 
 impl App {
@@ -68,6 +70,7 @@ impl App {
             quit: false,
             utc_offset: 0,
             body_rows: Cell::new(20),
+            help_rows: Cell::new(usize::MAX),
         }
     }
 
@@ -211,10 +214,11 @@ impl App {
             }
             Action::Up | Action::Down if self.help.is_some() => {
                 let h = self.help.unwrap_or(0);
+                let max = self.help_rows.get().saturating_sub(1);
                 self.help = Some(if action == Action::Up {
                     h.saturating_sub(1)
                 } else {
-                    h + 1
+                    (h + 1).min(max)
                 });
             }
             other => {

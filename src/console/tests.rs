@@ -157,6 +157,12 @@ fn logs_search_filters_and_help() {
         t.contains(":theme NAME|PATH") && t.contains("switch theme"),
         "{t}"
     );
+    press(&mut app, KeyCode::Up);
+    let up = text(&render(&app, 80, 24));
+    assert_ne!(
+        up, t,
+        "one step up moves at once, however far down was pressed"
+    );
     press(&mut app, KeyCode::Esc);
     assert!(app.help.is_none());
 }

@@ -168,7 +168,9 @@ fn help(app: &App, f: &mut Frame, body: Rect, scroll: usize) {
         width,
         height,
     };
-    let scroll = scroll.min(rows.len().saturating_sub(1));
+    let visible = height.saturating_sub(2) as usize;
+    app.help_rows.set(rows.len().saturating_sub(visible) + 1);
+    let scroll = scroll.min(rows.len().saturating_sub(visible));
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(t.style(Role::Title))
