@@ -20,8 +20,10 @@ pub struct Cli {
 pub enum Command {
     /// Run one node.
     Node(NodeArgs),
-    /// Start a local dev cluster on 127.0.0.1.
+    /// Start a local dev cluster on 127.0.0.1 and open the console on it.
     Dev(DevArgs),
+    /// Open the operations console (a terminal UI) on a running cluster.
+    Console(ConsoleArgs),
     /// Show every node's role, term and log indexes.
     Status(ClusterArgs),
     /// List the cluster's members.
@@ -186,12 +188,15 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 impl Command {
     /// A verb that prints and exits, as opposed to a long-running node or dev cluster.
     pub fn is_one_shot(&self) -> bool {
-        !matches!(self, Command::Node(_) | Command::Dev(_) | Command::Bench(_))
+        !matches!(
+            self,
+            Command::Node(_) | Command::Dev(_) | Command::Bench(_) | Command::Console(_)
+        )
     }
 }
 
 /// Which cluster a verb talks to.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct ClusterArgs {
     /// Comma-separated gRPC addresses of cluster nodes.
     #[arg(long, value_delimiter = ',', env = "OPSDECK_ENDPOINTS")]
@@ -346,6 +351,12 @@ pub struct DevArgs {
     /// Do not open the console; print where the cluster is and wait for Ctrl-C.
     #[arg(long)]
     pub headless: bool,
+    /// Console keymap (see `opsdeck console --help`).
+    #[arg(long, conflicts_with = "headless")]
+    pub keymap: Option<String>,
+    /// Console theme (see `opsdeck console --help`).
+    #[arg(long, conflicts_with = "headless")]
+    pub theme: Option<String>,
     /// Leave the nodes running on exit.
     #[arg(long)]
     pub keep: bool,
@@ -357,6 +368,34 @@ pub struct DevArgs {
     pub keep_logs: u64,
     #[command(flatten)]
     pub timing: RaftTiming,
+}
+
+/// `opsdeck console`. Defaults come from `~/.config/opsdeck/config.toml`; flags win.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConsoleArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Keymap: a built-in name (default, vim) or a path to a TOML file.
+    #[arg(long)]
+    pub keymap: Option<String>,
+    /// Theme: a built-in name (dark, light, high-contrast, mono) or a path to a TOML file.
+    #[arg(long)]
+    pub theme: Option<String>,
+    /// Hide and refuse every action that changes the cluster.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Wall-screen mode: read-only, high contrast, big verdict, panes rotate.
+    #[arg(long)]
+    pub war_room: bool,
+    /// Seconds each pane shows in --war-room (default 10).
+    #[arg(long)]
+    pub cycle_secs: Option<u64>,
+    /// How often each node sends a status frame, in milliseconds (default 1000).
+    #[arg(long)]
+    pub refresh_ms: Option<u64>,
+    /// Config file (default: $XDG_CONFIG_HOME/opsdeck/config.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

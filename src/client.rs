@@ -91,7 +91,7 @@ fn retryable(status: &Status) -> bool {
 
 /// The status message plus its innermost cause (e.g. "Connection refused"), which tonic
 /// keeps out of the message.
-fn describe(status: &Status) -> String {
+pub(crate) fn describe(status: &Status) -> String {
     let msg = status.message();
     let mut text = if msg.is_empty() {
         format!("{:?}", status.code())

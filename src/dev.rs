@@ -15,7 +15,7 @@ use color_eyre::eyre::{eyre, Result, WrapErr};
 use opsdeck_node::pb::{AddLearnerRequest, ChangeMembershipRequest, StatusRequest};
 use tokio::process::{Child, Command};
 
-use crate::cli::DevArgs;
+use crate::cli::{ClusterArgs, ConsoleArgs, DevArgs};
 use crate::client::{self, ApiKey};
 use crate::cluster_file::{default_dev_dir, ClusterFile, NodeEntry, ADMIN_KEY_FILE, FILE_NAME};
 use opsdeck_node::security::cluster_secret::{self, write_private, ClusterSecret};
@@ -30,14 +30,37 @@ pub struct DevCluster {
 }
 
 pub async fn run(args: DevArgs) -> Result<()> {
-    let headless = args.headless;
+    // A bad keymap or theme is refused before any node starts.
+    let mut console_args = ConsoleArgs {
+        cluster: ClusterArgs {
+            cluster: Some(args.dir.clone().unwrap_or_else(default_dev_dir)),
+            timeout: Duration::from_secs(10),
+            ..ClusterArgs::default()
+        },
+        keymap: args.keymap.clone(),
+        theme: args.theme.clone(),
+        ..ConsoleArgs::default()
+    };
+    let settings = if args.headless {
+        None
+    } else {
+        crate::console::require_terminal("pass --headless to run the cluster without it")?;
+        Some(crate::console::resolve(&mut console_args)?)
+    };
     let cluster = DevCluster::start(&args).await?;
     cluster.print_summary();
-    if !headless {
-        eprintln!("(the console is not built yet; running headless)");
-    }
-    crate::run_node::shutdown_signal().await;
-    cluster.stop().await
+    let Some(settings) = settings else {
+        crate::run_node::shutdown_signal().await;
+        return cluster.stop().await;
+    };
+    console_args.cluster.cluster = Some(cluster.dir.clone());
+    let opened = match crate::verbs::connect(&console_args.cluster) {
+        Ok(client) => crate::console::open(client, settings).await,
+        Err(e) => Err(e),
+    };
+    // Quitting the console stops the cluster (unless --keep), whatever the console's fate.
+    let stopped = cluster.stop().await;
+    opened.and(stopped)
 }
 
 /// Fails naming the port if anything already listens on it.

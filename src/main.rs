@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod cluster_file;
 mod compact;
+mod console;
 mod dev;
 mod logs;
 mod run_node;
@@ -18,8 +19,8 @@ use cli::{Cli, Command};
 use color_eyre::eyre::Result;
 
 fn main() {
-    // Panic reports restore the terminal first once the console exists; errors are printed
-    // by us on one line.
+    // The console adds a panic hook that restores the terminal before this report is
+    // printed; errors are printed by us on one line.
     let _ = color_eyre::install();
     let cli = Cli::parse();
     if cli.command.is_one_shot() {
@@ -50,6 +51,7 @@ async fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Node(args) => run_node::run(args).await,
         Command::Dev(args) => dev::run(args).await,
+        Command::Console(args) => console::run(args).await,
         Command::Status(c) => verbs::status(&c).await,
         Command::Members(c) => verbs::members(&c).await,
         Command::Put {

@@ -1,0 +1,229 @@
+//! Every action the console can take. Keys resolve to these through the keymap, `:` commands
+//! and the war-room timer produce them too, and the help overlay lists them by name.
+
+use super::panes::PaneKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    Quit,
+    Help,
+    Command,
+    NextPane,
+    PrevPane,
+    ShowPane(PaneKind),
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    // Logs
+    Search,
+    SearchNext,
+    SearchPrev,
+    ToggleFollow,
+    TogglePause,
+    CycleLevel,
+    CycleNode,
+    SaveLogs,
+    ClearFilters,
+    // Dialogs
+    Submit,
+    Cancel,
+}
+
+/// Where an action may be bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `[global]` and any pane.
+    Anywhere,
+    /// Only the named contexts.
+    Only(&'static [&'static str]),
+}
+
+pub struct Spec {
+    pub name: &'static str,
+    pub action: Action,
+    pub scope: Scope,
+    pub desc: &'static str,
+    /// Changes the cluster. Refused and hidden with `--read-only`. (None exist yet: the
+    /// operations actions add them.)
+    pub mutating: bool,
+}
+
+const LISTS: &[&str] = &["logs", "timeline", "help"];
+
+const fn spec(name: &'static str, action: Action, scope: Scope, desc: &'static str) -> Spec {
+    Spec {
+        name,
+        action,
+        scope,
+        desc,
+        mutating: false,
+    }
+}
+
+const FIXED: &[Spec] = &[
+    spec("quit", Action::Quit, Scope::Anywhere, "quit the console"),
+    spec(
+        "help",
+        Action::Help,
+        Scope::Anywhere,
+        "show the keys of this pane",
+    ),
+    spec(
+        "command",
+        Action::Command,
+        Scope::Anywhere,
+        "open the command line",
+    ),
+    spec("next_pane", Action::NextPane, Scope::Anywhere, "next pane"),
+    spec(
+        "prev_pane",
+        Action::PrevPane,
+        Scope::Anywhere,
+        "previous pane",
+    ),
+    spec("up", Action::Up, Scope::Only(LISTS), "scroll up"),
+    spec("down", Action::Down, Scope::Only(LISTS), "scroll down"),
+    spec("page_up", Action::PageUp, Scope::Only(LISTS), "page up"),
+    spec(
+        "page_down",
+        Action::PageDown,
+        Scope::Only(LISTS),
+        "page down",
+    ),
+    spec("top", Action::Top, Scope::Only(LISTS), "go to the top"),
+    spec(
+        "bottom",
+        Action::Bottom,
+        Scope::Only(LISTS),
+        "go to the bottom (follow)",
+    ),
+    spec(
+        "search",
+        Action::Search,
+        Scope::Only(&["logs"]),
+        "search the logs",
+    ),
+    spec(
+        "search_next",
+        Action::SearchNext,
+        Scope::Only(&["logs"]),
+        "next match",
+    ),
+    spec(
+        "search_prev",
+        Action::SearchPrev,
+        Scope::Only(&["logs"]),
+        "previous match",
+    ),
+    spec(
+        "toggle_follow",
+        Action::ToggleFollow,
+        Scope::Only(&["logs"]),
+        "follow new lines on/off",
+    ),
+    spec(
+        "toggle_pause",
+        Action::TogglePause,
+        Scope::Only(&["logs"]),
+        "pause/resume the view",
+    ),
+    spec(
+        "cycle_level",
+        Action::CycleLevel,
+        Scope::Only(&["logs"]),
+        "minimum level: all/debug/info/warn/error",
+    ),
+    spec(
+        "cycle_node",
+        Action::CycleNode,
+        Scope::Only(&["logs", "metrics"]),
+        "one node / all nodes",
+    ),
+    spec(
+        "save_logs",
+        Action::SaveLogs,
+        Scope::Only(&["logs"]),
+        "save the visible lines to a file",
+    ),
+    spec(
+        "clear_filters",
+        Action::ClearFilters,
+        Scope::Only(&["logs"]),
+        "clear node, level and search filters",
+    ),
+    spec(
+        "submit",
+        Action::Submit,
+        Scope::Only(&["input"]),
+        "run / search",
+    ),
+    spec(
+        "cancel",
+        Action::Cancel,
+        Scope::Only(&["input", "help"]),
+        "close",
+    ),
+];
+
+/// Every action with its name, from the fixed list plus one `pane_<name>` per pane.
+pub fn specs() -> Vec<Spec> {
+    let mut all: Vec<Spec> = FIXED
+        .iter()
+        .map(|s| Spec {
+            name: s.name,
+            action: s.action,
+            scope: s.scope,
+            desc: s.desc,
+            mutating: s.mutating,
+        })
+        .collect();
+    for pane in PaneKind::ALL {
+        all.push(Spec {
+            name: pane.action_name(),
+            action: Action::ShowPane(*pane),
+            scope: Scope::Anywhere,
+            desc: pane.title(),
+            mutating: false,
+        });
+    }
+    all
+}
+
+pub fn spec_of(action: Action) -> Option<Spec> {
+    specs().into_iter().find(|s| s.action == action)
+}
+
+impl Scope {
+    pub fn allows(&self, context: &str) -> bool {
+        match self {
+            Scope::Anywhere => context == "global" || PaneKind::by_name(context).is_some(),
+            Scope::Only(list) => list.contains(&context),
+        }
+    }
+}
+
+/// Whether `action` may run: mutating actions are refused in read-only mode.
+pub fn permitted(spec: &Spec, read_only: bool) -> bool {
+    !(spec.mutating && read_only)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_read_only_refuses_mutating_actions() {
+        let all = specs();
+        for (i, a) in all.iter().enumerate() {
+            assert!(all[i + 1..].iter().all(|b| b.name != a.name), "{}", a.name);
+        }
+        let mut s = specs().into_iter().find(|s| s.name == "quit").unwrap();
+        assert!(permitted(&s, true));
+        s.mutating = true;
+        assert!(!permitted(&s, true));
+        assert!(permitted(&s, false));
+    }
+}

@@ -1,0 +1,290 @@
+//! The console's state apart from the cluster model: which pane is shown, the logs and
+//! timeline views, the command/search line, the help overlay, and the message line. Keys come
+//! in, resolve through the keymap to Actions, and are run here.
+
+use std::cell::Cell;
+
+use crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers};
+
+use super::action::{self, Action};
+use super::keymap::{Key, Keymap};
+use super::model::Model;
+use super::panes::{LogsView, PaneKind, TimelineView};
+use super::theme::{ColorDepth, Theme};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    Command,
+    Search,
+}
+
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub kind: InputKind,
+    pub text: String,
+}
+
+pub struct WarRoom {
+    pub cycle_secs: u64,
+}
+
+pub struct App {
+    pub model: Model,
+    pub keymap: Keymap,
+    pub theme: Theme,
+    pub depth: ColorDepth,
+    pub pane: PaneKind,
+    pub logs: LogsView,
+    pub timeline: TimelineView,
+    pub metrics_node: Option<u64>,
+    pub input: Option<Input>,
+    /// Help overlay open, scrolled this many lines.
+    pub help: Option<usize>,
+    pub message: Option<(String, bool)>,
+    pub read_only: bool,
+    pub war_room: Option<WarRoom>,
+    pub quit: bool,
+    pub utc_offset: i64,
+    /// Rows of the last drawn list pane, for paging.
+    pub body_rows: Cell<u16>,
+    /// Scroll positions the help overlay had when last drawn, to stop at its end.
+    pub help_rows: Cell<usize>,
+}
+
+impl App {
+    pub fn new(model: Model, keymap: Keymap, theme: Theme, depth: ColorDepth) -> App {
+        App {
+            model,
+            keymap,
+            theme,
+            depth,
+            pane: PaneKind::Overview,
+            logs: LogsView::default(),
+            timeline: TimelineView::default(),
+            metrics_node: None,
+            input: None,
+            help: None,
+            message: None,
+            read_only: false,
+            war_room: None,
+            quit: false,
+            utc_offset: 0,
+            body_rows: Cell::new(20),
+            help_rows: Cell::new(usize::MAX),
+        }
+    }
+
+    pub fn message(&mut self, text: &str, error: bool) {
+        self.message = Some((text.to_string(), error));
+    }
+
+    /// The keymap context keys resolve in now.
+    pub fn context(&self) -> &'static str {
+        if self.input.is_some() {
+            "input"
+        } else if self.help.is_some() {
+            "help"
+        } else {
+            self.pane.name()
+        }
+    }
+
+    /// Handles a terminal event; true if the screen must be redrawn.
+    pub fn on_event(&mut self, event: Event) -> bool {
+        match event {
+            Event::Key(k) if k.kind != KeyEventKind::Release => {
+                let key = Key::from_event(&k);
+                let action = self.keymap.resolve(self.context(), key);
+                if let Some(input) = &mut self.input {
+                    if action.is_none() {
+                        // ctrl-/alt- chords are never text.
+                        if k.modifiers
+                            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+                        {
+                            return false;
+                        }
+                        match k.code {
+                            KeyCode::Char(c) => input.text.push(c),
+                            KeyCode::Backspace => {
+                                if input.text.pop().is_none() {
+                                    self.input = None;
+                                }
+                            }
+                            _ => return false,
+                        }
+                        return true;
+                    }
+                }
+                match action {
+                    Some(a) => {
+                        self.message = None;
+                        self.run(a);
+                    }
+                    None => {
+                        let help = self.keymap.key_for(self.pane.name(), Action::Help);
+                        self.message(
+                            &format!(
+                                "{key} does nothing here; {} lists the keys",
+                                help.map(|k| k.to_string()).unwrap_or_else(|| "?".into())
+                            ),
+                            true,
+                        );
+                    }
+                }
+                true
+            }
+            Event::Resize(..) => true,
+            _ => false,
+        }
+    }
+
+    pub fn show(&mut self, pane: PaneKind) {
+        self.pane = pane;
+        self.help = None;
+    }
+
+    fn step_pane(&mut self, forward: bool) {
+        let all = PaneKind::ALL;
+        let i = all.iter().position(|p| *p == self.pane).unwrap_or(0);
+        let n = all.len();
+        let next = if forward {
+            (i + 1) % n
+        } else {
+            (i + n - 1) % n
+        };
+        self.show(all[next]);
+    }
+
+    /// War-room rotation: the lower half cycles through every pane but the Overview, which is
+    /// always shown above it.
+    pub fn cycle_war_room(&mut self) {
+        self.step_pane(true);
+        if self.pane == PaneKind::Overview {
+            self.step_pane(true);
+        }
+    }
+
+    pub fn run(&mut self, action: Action) {
+        if let Some(spec) = action::spec_of(action) {
+            if !action::permitted(&spec, self.read_only) {
+                self.message(
+                    &format!("{} is not allowed: the console is read-only", spec.name),
+                    true,
+                );
+                return;
+            }
+        }
+        match action {
+            Action::Quit => self.quit = true,
+            Action::Help => self.help = if self.help.is_some() { None } else { Some(0) },
+            Action::Command => {
+                self.input = Some(Input {
+                    kind: InputKind::Command,
+                    text: String::new(),
+                })
+            }
+            Action::Search => {
+                self.input = Some(Input {
+                    kind: InputKind::Search,
+                    text: String::new(),
+                })
+            }
+            Action::NextPane => self.step_pane(true),
+            Action::PrevPane => self.step_pane(false),
+            Action::ShowPane(p) => self.show(p),
+            Action::Cancel => {
+                self.input = None;
+                self.help = None;
+            }
+            Action::Submit => {
+                if let Some(input) = self.input.take() {
+                    match input.kind {
+                        InputKind::Command => self.command(input.text.trim()),
+                        InputKind::Search => {
+                            let hits = self.logs.set_search(&self.model, input.text.clone());
+                            if !input.text.is_empty() {
+                                self.message(
+                                    &format!("{hits} lines match {:?}", input.text),
+                                    hits == 0,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            Action::Up | Action::Down if self.help.is_some() => {
+                let h = self.help.unwrap_or(0);
+                let max = self.help_rows.get().saturating_sub(1);
+                self.help = Some(if action == Action::Up {
+                    h.saturating_sub(1)
+                } else {
+                    (h + 1).min(max)
+                });
+            }
+            other => {
+                let pane = self.pane;
+                if !pane.handle(self, other) {
+                    self.message(
+                        &format!(
+                            "{} does nothing in {}",
+                            action::spec_of(other).map(|s| s.name).unwrap_or("?"),
+                            self.pane.title()
+                        ),
+                        true,
+                    );
+                }
+            }
+        }
+    }
+
+    /// `:` commands.
+    pub fn command(&mut self, line: &str) {
+        let (verb, arg) = match line.split_once(char::is_whitespace) {
+            Some((v, a)) => (v, a.trim()),
+            None => (line, ""),
+        };
+        match (verb, arg) {
+            ("", _) => {}
+            ("q" | "quit" | "exit", _) => self.quit = true,
+            ("theme", name) if !name.is_empty() => match Theme::load(name, self.depth) {
+                Ok(t) => {
+                    self.message(&format!("theme {}", t.name), false);
+                    self.theme = t;
+                }
+                Err(e) => self.message(&format!("{e}"), true),
+            },
+            ("keymap", name) if !name.is_empty() => match Keymap::load(name) {
+                Ok(k) => {
+                    self.message(&format!("keymap {}", k.name), false);
+                    self.keymap = k;
+                }
+                Err(e) => self.message(&format!("{e}"), true),
+            },
+            ("pane", name) => match PaneKind::by_name(&name.to_ascii_lowercase()) {
+                Some(p) => self.show(p),
+                None => self.message(
+                    &format!(
+                        "unknown pane {name:?}; panes: {}",
+                        PaneKind::ALL.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+                    ),
+                    true,
+                ),
+            },
+            ("save", path) => {
+                let path = if path.is_empty() {
+                    format!("opsdeck-logs-{}.txt", super::format::unix_ms() / 1000)
+                } else {
+                    path.to_string()
+                };
+                super::panes::save_logs(self, &path);
+            }
+            ("help", _) => self.help = Some(0),
+            _ => self.message(
+                &format!(
+                    "unknown command {line:?}; commands: q, theme NAME, keymap NAME, pane NAME, save [PATH], help"
+                ),
+                true,
+            ),
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! Logs: every node's records merged by time, coloured by level. Follow mode keeps the newest
+//! line in view; pause freezes the view while lines keep arriving; filters by node and
+//! minimum level; `/` searches (matches highlighted, `n`/`N` jump); the filtered buffer can be
+//! saved to a file; `dropped N` marks records a node could not send us.
+
+use std::io::Write;
+
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::block;
+use crate::console::action::Action;
+use crate::console::app::App;
+use crate::console::format::clock;
+use crate::console::model::{Level, LogLine, Model};
+use crate::console::theme::{Role, Theme};
+
+#[derive(Debug, Clone, Default)]
+pub struct LogsView {
+    /// Absolute index (counting evicted lines) of the bottom line shown; None = follow.
+    anchor: Option<u64>,
+    /// Lines in the buffer when pause was pressed.
+    paused_at: Option<u64>,
+    pub node: Option<u64>,
+    pub min_level: Option<Level>,
+    pub search: Option<String>,
+    /// Absolute index of the line the last n/N landed on.
+    current: Option<u64>,
+}
+
+impl LogsView {
+    fn matches(&self, line: &LogLine) -> bool {
+        self.node.is_none_or(|n| line.node_id == n)
+            && (line.dropped.is_some() || self.min_level.is_none_or(|l| line.level >= l))
+    }
+
+    /// (absolute index, line) of every line passing the filters, up to the pause point.
+    fn filtered<'a>(&self, model: &'a Model) -> Vec<(u64, &'a LogLine)> {
+        let end = self.paused_at.unwrap_or(u64::MAX);
+        model
+            .logs
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (model.logs_evicted + i as u64, l))
+            .take_while(|(abs, _)| *abs < end)
+            .filter(|(_, l)| self.matches(l))
+            .collect()
+    }
+
+    /// Sets the search and lands on its newest match (`N` then walks back in time).
+    pub fn set_search(&mut self, model: &Model, text: String) -> usize {
+        self.search = (!text.is_empty()).then_some(text);
+        self.current = None;
+        let Some(needle) = &self.search else { return 0 };
+        let hits: Vec<u64> = self
+            .filtered(model)
+            .iter()
+            .filter(|(_, l)| contains(&line_text(l), needle))
+            .map(|(a, _)| *a)
+            .collect();
+        if let Some(last) = hits.last() {
+            self.current = Some(*last);
+            self.anchor = Some(*last);
+        }
+        hits.len()
+    }
+}
+
+fn contains(hay: &str, needle: &str) -> bool {
+    hay.to_lowercase().contains(&needle.to_lowercase())
+}
+
+fn line_text(l: &LogLine) -> String {
+    format!("{} {}", l.target, l.text)
+}
+
+fn level_role(level: Level) -> Role {
+    match level {
+        Level::Error => Role::Critical,
+        Level::Warn => Role::Warn,
+        Level::Info => Role::Text,
+        Level::Debug | Level::Trace => Role::Dim,
+    }
+}
+
+/// `text` as spans with every case-insensitive occurrence of `needle` in the match style.
+fn highlighted(
+    text: &str,
+    needle: Option<&str>,
+    base: ratatui::style::Style,
+    theme: &Theme,
+) -> Vec<Span<'static>> {
+    let Some(needle) = needle.filter(|n| !n.is_empty()) else {
+        return vec![Span::styled(text.to_string(), base)];
+    };
+    let lower = text.to_lowercase();
+    let nl = needle.to_lowercase();
+    // Lowercasing can change byte lengths outside ASCII; fall back to no highlight then.
+    if lower.len() != text.len() {
+        return vec![Span::styled(text.to_string(), base)];
+    }
+    let mut spans = Vec::new();
+    let mut pos = 0;
+    while let Some(found) = lower[pos..].find(&nl) {
+        let start = pos + found;
+        if start > pos {
+            spans.push(Span::styled(text[pos..start].to_string(), base));
+        }
+        spans.push(Span::styled(
+            text[start..start + nl.len()].to_string(),
+            theme.style(Role::Match),
+        ));
+        pos = start + nl.len();
+    }
+    if pos < text.len() {
+        spans.push(Span::styled(text[pos..].to_string(), base));
+    }
+    spans
+}
+
+pub fn draw(app: &App, f: &mut Frame, area: Rect) {
+    let v = &app.logs;
+    let t = &app.theme;
+    let lines = v.filtered(&app.model);
+    let mut title = format!("Logs · {} lines", lines.len());
+    title.push_str(&format!(
+        " · node {}",
+        v.node
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "all".into())
+    ));
+    title.push_str(&format!(
+        " · ≥{}",
+        v.min_level.map(|l| l.name()).unwrap_or("TRACE")
+    ));
+    if let Some(s) = &v.search {
+        let n = lines
+            .iter()
+            .filter(|(_, l)| contains(&line_text(l), s))
+            .count();
+        title.push_str(&format!(" · /{s} ({n})"));
+    }
+    if let Some(p) = v.paused_at {
+        let total = app.model.logs_evicted + app.model.logs.len() as u64;
+        title.push_str(&format!(" · PAUSED +{}", total.saturating_sub(p)));
+    } else if v.anchor.is_some() {
+        title.push_str(" · scrolled");
+    } else {
+        title.push_str(" · follow");
+    }
+    let block = block(app, title);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    app.body_rows.set(inner.height);
+    let height = inner.height as usize;
+    let end = match v.anchor {
+        None => lines.len(),
+        Some(a) => lines.partition_point(|(abs, _)| *abs <= a),
+    };
+    let start = end.saturating_sub(height);
+    let mut out: Vec<Line> = Vec::new();
+    if lines.is_empty() {
+        out.push(Line::from(Span::styled(
+            if app.model.logs.is_empty() {
+                "no log records yet"
+            } else {
+                "no line passes the filters (x clears them)"
+            },
+            t.style(Role::Dim),
+        )));
+    }
+    for (abs, l) in &lines[start..end] {
+        let time = clock(l.unix_ms, app.utc_offset);
+        if let Some(n) = l.dropped {
+            out.push(Line::from(Span::styled(
+                format!(
+                    "{time} n{} ─── dropped {n} records (the console fell behind) ───",
+                    l.node_id
+                ),
+                t.style(Role::Warn),
+            )));
+            continue;
+        }
+        let base = if Some(*abs) == v.current {
+            t.style(Role::Highlight)
+        } else {
+            t.style(level_role(l.level))
+        };
+        let mut spans = vec![
+            Span::styled(format!("{time} n{} ", l.node_id), t.style(Role::Dim)),
+            Span::styled(
+                format!("{:<5} ", l.level.name()),
+                t.style(level_role(l.level)),
+            ),
+        ];
+        spans.extend(highlighted(&line_text(l), v.search.as_deref(), base, t));
+        out.push(Line::from(spans));
+    }
+    f.render_widget(Paragraph::new(out), inner);
+}
+
+pub fn handle(app: &mut App, action: Action) -> bool {
+    let page = (app.body_rows.get() as usize).saturating_sub(2).max(1);
+    let lines: Vec<u64> = app
+        .logs
+        .filtered(&app.model)
+        .iter()
+        .map(|(a, _)| *a)
+        .collect();
+    let v = &mut app.logs;
+    let pos = match v.anchor {
+        None => lines.len().saturating_sub(1),
+        Some(a) => lines.partition_point(|abs| *abs <= a).saturating_sub(1),
+    };
+    let jump = |v: &mut LogsView, to: usize| {
+        if lines.is_empty() {
+            return;
+        }
+        let to = to.min(lines.len() - 1);
+        v.anchor = if to + 1 >= lines.len() && v.paused_at.is_none() {
+            None
+        } else {
+            Some(lines[to])
+        };
+    };
+    match action {
+        Action::Up => jump(v, pos.saturating_sub(1)),
+        Action::Down => jump(v, pos + 1),
+        Action::PageUp => jump(v, pos.saturating_sub(page)),
+        Action::PageDown => jump(v, pos + page),
+        Action::Top => jump(v, page.saturating_sub(1)),
+        Action::Bottom => {
+            v.anchor = None;
+            v.paused_at = None;
+        }
+        Action::ToggleFollow => {
+            v.paused_at = None;
+            v.anchor = match v.anchor {
+                Some(_) => None,
+                None => lines.last().copied(),
+            };
+        }
+        Action::TogglePause => {
+            if v.paused_at.is_some() {
+                v.paused_at = None;
+                v.anchor = None;
+            } else {
+                v.paused_at = Some(app.model.logs_evicted + app.model.logs.len() as u64);
+            }
+        }
+        Action::CycleLevel => {
+            v.min_level = match v.min_level {
+                None => Some(Level::Debug),
+                Some(Level::Trace) => Some(Level::Debug),
+                Some(Level::Debug) => Some(Level::Info),
+                Some(Level::Info) => Some(Level::Warn),
+                Some(Level::Warn) => Some(Level::Error),
+                Some(Level::Error) => None,
+            };
+            v.anchor = None;
+        }
+        Action::CycleNode => {
+            let mut ids: Vec<u64> = app
+                .model
+                .nodes
+                .iter()
+                .filter_map(|n| n.status.as_ref().map(|s| s.id))
+                .collect();
+            ids.sort_unstable();
+            let v = &mut app.logs;
+            v.node = match v.node {
+                None => ids.first().copied(),
+                Some(n) => ids.iter().copied().find(|i| *i > n),
+            };
+            v.anchor = None;
+        }
+        Action::ClearFilters => {
+            v.node = None;
+            v.min_level = None;
+            v.search = None;
+            v.current = None;
+        }
+        Action::SearchNext | Action::SearchPrev => {
+            let Some(needle) = v.search.clone() else {
+                app.message("no search: press / first", true);
+                return true;
+            };
+            let filtered = app.logs.filtered(&app.model);
+            let from = app.logs.current.or(app.logs.anchor).unwrap_or(u64::MAX);
+            let hit = if action == Action::SearchNext {
+                filtered.iter().find(|(a, l)| {
+                    *a > from && from != u64::MAX && contains(&line_text(l), &needle)
+                })
+            } else {
+                filtered
+                    .iter()
+                    .rev()
+                    .find(|(a, l)| *a < from && contains(&line_text(l), &needle))
+            };
+            match hit.map(|(a, _)| *a) {
+                Some(abs) => {
+                    app.logs.current = Some(abs);
+                    app.logs.anchor = Some(abs);
+                }
+                None => app.message(&format!("no more matches for {needle:?}"), true),
+            }
+        }
+        Action::SaveLogs => {
+            let path = format!(
+                "opsdeck-logs-{}.txt",
+                crate::console::format::unix_ms() / 1000
+            );
+            save(app, &path);
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Writes the lines passing the filters to `path`.
+pub fn save(app: &mut App, path: &str) {
+    let lines = app.logs.filtered(&app.model);
+    let result = (|| -> std::io::Result<usize> {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for (_, l) in &lines {
+            let time = clock(l.unix_ms, app.utc_offset);
+            match l.dropped {
+                Some(n) => writeln!(file, "{time} n{} dropped {n} records", l.node_id)?,
+                None => writeln!(
+                    file,
+                    "{time} n{} {:<5} {}",
+                    l.node_id,
+                    l.level.name(),
+                    line_text(l)
+                )?,
+            }
+        }
+        file.flush()?;
+        Ok(lines.len())
+    })();
+    match result {
+        Ok(n) => app.message(&format!("saved {n} lines to {path}"), false),
+        Err(e) => app.message(&format!("cannot save the logs to {path}: {e}"), true),
+    }
+}

@@ -1,0 +1,261 @@
+//! Overview: one row per node (role, term, log indexes, lag, health, uptime), the verdict,
+//! and for each unreachable node since when and why.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
+use ratatui::Frame;
+
+use super::{block, PaneKind};
+use crate::console::action::Action;
+use crate::console::app::App;
+use crate::console::format::{clock, cut, duration_secs, opt};
+use crate::console::model::{Link, Verdict, LAG_WARN};
+use crate::console::theme::Role;
+
+pub fn verdict_line(app: &App) -> Line<'static> {
+    let (verdict, text) = app.model.verdict();
+    let (symbol, role) = match verdict {
+        Verdict::Healthy => ("✔", Role::Ok),
+        Verdict::Degraded => ("▲", Role::Warn),
+        Verdict::NoQuorum => ("✖", Role::Critical),
+        Verdict::Unknown => ("…", Role::Dim),
+    };
+    Line::from(Span::styled(
+        format!("{symbol} {text}"),
+        app.theme.style(role),
+    ))
+}
+
+pub fn draw(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let model = &app.model;
+    let members = model.members();
+    let watched_ids: Vec<u64> = model
+        .nodes
+        .iter()
+        .filter_map(|n| n.status.as_ref().map(|s| s.id))
+        .collect();
+    let unwatched: Vec<_> = members
+        .iter()
+        .filter(|m| !watched_ids.contains(&m.id))
+        .collect();
+    let down: Vec<_> = model
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.link, Link::Down { .. }))
+        .collect();
+
+    let rows_needed = (model.nodes.len() + unwatched.len()) as u16 + 1;
+    let block = block(app, "Overview");
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [verdict_area, table_area, notes_area] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(rows_needed),
+        Constraint::Min(0),
+    ])
+    .areas(inner);
+    f.render_widget(Paragraph::new(verdict_line(app)), verdict_area);
+
+    // COMMIT only when there is room: at 80 columns it is nearly always APPLIED anyway.
+    let wide = table_area.width >= 92;
+    let addr_w = if wide { 24 } else { 17 };
+    let keep = |cells: Vec<Cell<'static>>| -> Vec<Cell<'static>> {
+        cells
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| wide || *i != 5)
+            .map(|(_, c)| c)
+            .collect()
+    };
+    let header = Row::new(keep(
+        [
+            "ID", "ADDRESS", "ROLE", "TERM", "LOG", "COMMIT", "APPLIED", "LAG", "HEALTH", "UPTIME",
+        ]
+        .map(Cell::from)
+        .to_vec(),
+    ))
+    .style(t.style(Role::Header));
+    let mut rows = Vec::new();
+    for view in &model.nodes {
+        let cells: Vec<Cell> = match (&view.link, &view.status) {
+            (Link::Up, Some(s)) => {
+                let voter = members
+                    .iter()
+                    .find(|m| m.id == s.id)
+                    .is_none_or(|m| m.voter);
+                let (role_text, role) = match s.role.as_str() {
+                    "leader" => ("★ leader".to_string(), Role::Leader),
+                    "candidate" => ("candidate".into(), Role::Candidate),
+                    _ if !voter => ("learner".into(), Role::Learner),
+                    other => (other.to_string(), Role::Follower),
+                };
+                let lag = model.lag(s);
+                let (health, hrole) = if s.leader_id.is_none() {
+                    ("no leader", Role::Critical)
+                } else if lag.is_some_and(|l| l > LAG_WARN) {
+                    ("lagging", Role::Warn)
+                } else {
+                    ("ok", Role::Ok)
+                };
+                vec![
+                    Cell::from(s.id.to_string()),
+                    Cell::from(cut(&view.endpoint, addr_w)),
+                    Cell::from(Span::styled(role_text, t.style(role))),
+                    Cell::from(s.term.to_string()),
+                    Cell::from(opt(s.last_log_index)),
+                    Cell::from(opt(s.committed)),
+                    Cell::from(opt(s.applied)),
+                    Cell::from(opt(lag)),
+                    Cell::from(Span::styled(health, t.style(hrole))),
+                    Cell::from(if s.uptime_ms > 0 {
+                        duration_secs(s.uptime_ms / 1000)
+                    } else {
+                        "-".into()
+                    }),
+                ]
+            }
+            (Link::Down { since_ms, .. }, s) => vec![
+                Cell::from(
+                    s.as_ref()
+                        .map(|s| s.id.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                ),
+                Cell::from(cut(&view.endpoint, addr_w)),
+                Cell::from(Span::styled("✖ DOWN", t.style(Role::Down))),
+                Cell::from("-"),
+                Cell::from("-"),
+                Cell::from("-"),
+                Cell::from("-"),
+                Cell::from("-"),
+                Cell::from(Span::styled(
+                    clock(*since_ms, app.utc_offset),
+                    t.style(Role::Down),
+                )),
+                Cell::from("-"),
+            ],
+            _ => vec![
+                Cell::from("?"),
+                Cell::from(cut(&view.endpoint, addr_w)),
+                Cell::from(Span::styled("…", t.style(Role::Dim))),
+                Cell::from(""),
+                Cell::from(""),
+                Cell::from(""),
+                Cell::from(""),
+                Cell::from(""),
+                Cell::from(Span::styled("connecting", t.style(Role::Dim))),
+                Cell::from(""),
+            ],
+        };
+        rows.push(Row::new(keep(cells)).style(t.style(Role::Text)));
+    }
+    for m in &unwatched {
+        rows.push(
+            Row::new(vec![
+                Cell::from(m.id.to_string()),
+                Cell::from(cut(&m.grpc, addr_w)),
+                Cell::from(if m.voter { "voter" } else { "learner" }),
+                Cell::from(Span::styled(
+                    "member, not watched (not in --endpoints)",
+                    t.style(Role::Dim),
+                )),
+            ])
+            .style(t.style(Role::Text)),
+        );
+    }
+    let mut widths = vec![
+        Constraint::Length(3),
+        Constraint::Length(addr_w as u16),
+        Constraint::Length(8),
+        Constraint::Length(5),
+        Constraint::Length(8),
+        Constraint::Length(8),
+        Constraint::Length(8),
+        Constraint::Length(5),
+        Constraint::Length(10),
+        Constraint::Length(6),
+    ];
+    if !wide {
+        widths.remove(5);
+    }
+    f.render_widget(
+        Table::new(rows, widths).header(header).column_spacing(1),
+        table_area,
+    );
+
+    let mut notes: Vec<Line> = Vec::new();
+    for view in &down {
+        if let Link::Down { since_ms, error } = &view.link {
+            let who = view
+                .status
+                .as_ref()
+                .map(|s| format!("node {} ", s.id))
+                .unwrap_or_default();
+            notes.push(Line::from(vec![
+                Span::styled("✖ ", t.style(Role::Down)),
+                Span::styled(
+                    format!(
+                        "{who}{} down since {}: ",
+                        view.endpoint,
+                        clock(*since_ms, app.utc_offset)
+                    ),
+                    t.style(Role::Down).remove_modifier(Modifier::REVERSED),
+                ),
+                Span::styled(error.clone(), t.style(Role::Text)),
+            ]));
+        }
+    }
+    if let Some(leader) = model.leader() {
+        let lagging: Vec<String> = leader
+            .followers
+            .iter()
+            .filter(|f| f.lag > LAG_WARN)
+            .map(|f| format!("node {} is {} entries behind", f.id, f.lag))
+            .collect();
+        if !lagging.is_empty() {
+            notes.push(Line::from(Span::styled(
+                format!("▲ {}", lagging.join("; ")),
+                t.style(Role::Warn),
+            )));
+        }
+    }
+    if notes.is_empty() {
+        notes.push(Line::from(Span::styled(
+            "★ marks the leader; LAG is entries behind the leader's log.",
+            t.style(Role::Dim),
+        )));
+    }
+    // Whatever room is left shows the newest timeline entries.
+    let note_rows: u16 = notes
+        .iter()
+        .map(|l| (l.width() as u16).div_ceil(notes_area.width.max(1)).max(1))
+        .sum();
+    let [notes_area, events_area] =
+        Layout::vertical([Constraint::Length(note_rows), Constraint::Min(0)]).areas(notes_area);
+    f.render_widget(Paragraph::new(notes).wrap(Wrap { trim: false }), notes_area);
+    if events_area.height >= 3 && !model.timeline.is_empty() {
+        let room = events_area.height as usize - 2;
+        let end = model.timeline.len();
+        let mut lines = vec![
+            Line::from(""),
+            Line::from(Span::styled(
+                match app
+                    .keymap
+                    .key_for("overview", Action::ShowPane(PaneKind::Timeline))
+                {
+                    Some(k) => format!("recent events ({k}: Timeline)"),
+                    None => "recent events".to_string(),
+                },
+                t.style(Role::Header),
+            )),
+        ];
+        lines.extend(super::timeline::entry_lines(
+            app,
+            end.saturating_sub(room),
+            end,
+        ));
+        f.render_widget(Paragraph::new(lines), events_area);
+    }
+}

@@ -1,0 +1,237 @@
+//! The frame around the panes: the tab bar with the cluster verdict, the message / command
+//! line with key hints from the live keymap, the help overlay, and the war-room layout.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table};
+use ratatui::Frame;
+
+use super::action::{self, Action};
+use super::app::{App, InputKind};
+use super::model::Verdict;
+use super::panes::{overview, PaneKind};
+use super::theme::Role;
+
+pub fn draw(app: &App, f: &mut Frame) {
+    let area = f.area();
+    let [top, body, bottom] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    tabs(app, f, top);
+    if app.war_room.is_some() {
+        war_room(app, f, body);
+    } else {
+        app.pane.draw(app, f, body);
+    }
+    status_line(app, f, bottom);
+    if let Some(scroll) = app.help {
+        help(app, f, body, scroll);
+    }
+}
+
+fn verdict_badge(app: &App) -> Span<'static> {
+    let (v, _) = app.model.verdict();
+    let (text, role) = match v {
+        Verdict::Healthy => (" ✔ HEALTHY ", Role::Ok),
+        Verdict::Degraded => (" ▲ DEGRADED ", Role::Warn),
+        Verdict::NoQuorum => (" ✖ NO QUORUM ", Role::Critical),
+        Verdict::Unknown => (" … ", Role::Dim),
+    };
+    Span::styled(text, app.theme.style(role).add_modifier(Modifier::BOLD))
+}
+
+fn tabs(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let mut spans = vec![Span::styled("opsdeck ", t.style(Role::Title))];
+    for pane in PaneKind::ALL {
+        let key = app
+            .keymap
+            .key_for(pane.name(), Action::ShowPane(*pane))
+            .map(|k| format!("{k} "))
+            .unwrap_or_default();
+        let text = format!("{key}{}", pane.title());
+        if *pane == app.pane {
+            spans.push(Span::styled(format!("[{text}]"), t.style(Role::Highlight)));
+        } else {
+            spans.push(Span::styled(format!(" {text} "), t.style(Role::Text)));
+        }
+    }
+    let badge = verdict_badge(app);
+    let mut right = vec![];
+    if app.read_only {
+        right.push(Span::styled(" RO ", t.style(Role::Warn)));
+    }
+    right.push(badge);
+    let width: u16 = right.iter().map(|s| s.width() as u16).sum();
+    let [l, r] = Layout::horizontal([Constraint::Min(0), Constraint::Length(width)]).areas(area);
+    f.render_widget(Paragraph::new(Line::from(spans)), l);
+    f.render_widget(Paragraph::new(Line::from(right)), r);
+}
+
+fn status_line(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let line = if let Some(input) = &app.input {
+        let prefix = match input.kind {
+            InputKind::Command => ":",
+            InputKind::Search => "/",
+        };
+        Line::from(vec![
+            Span::styled(format!("{prefix}{}", input.text), t.style(Role::Text)),
+            Span::styled(" ", t.style(Role::Highlight)),
+        ])
+    } else if let Some((text, error)) = &app.message {
+        Line::from(Span::styled(
+            text.clone(),
+            t.style(if *error { Role::Warn } else { Role::Ok }),
+        ))
+    } else {
+        let ctx = app.pane.name();
+        let mut hints = Vec::new();
+        for (action, label) in [
+            (Action::Help, "help"),
+            (Action::Command, "command"),
+            (Action::NextPane, "next pane"),
+            (Action::Quit, "quit"),
+        ] {
+            if let Some(k) = app.keymap.key_for(ctx, action) {
+                hints.push(format!("{k} {label}"));
+            }
+        }
+        let hints = hints.join(" · ");
+        let names = format!("   keymap {} · theme {}", app.keymap.name, app.theme.name);
+        let mut spans = vec![Span::styled(hints.clone(), t.style(Role::Dim))];
+        // The names only when they fit whole: a cut-off theme name reads as a typo.
+        if hints.chars().count() + names.chars().count() <= area.width as usize {
+            spans.push(Span::styled(names, t.style(Role::Dim)));
+        }
+        Line::from(spans)
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+/// The `:` commands, as `App::command` understands them.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("q", "quit"),
+    ("pane NAME", "show a pane (overview, logs, ...)"),
+    ("theme NAME|PATH", "switch theme"),
+    ("keymap NAME|PATH", "switch keymap"),
+    ("save [PATH]", "save the filtered log lines"),
+];
+
+/// The live keymap for the current pane: its own keys, then the global ones.
+fn help(app: &App, f: &mut Frame, body: Rect, scroll: usize) {
+    let t = &app.theme;
+    let ctx = app.pane.name();
+    let specs = action::specs();
+    let mut rows = Vec::new();
+    for (context, heading) in [(ctx, app.pane.title()), ("global", "everywhere")] {
+        let bindings: Vec<_> = app
+            .keymap
+            .bindings(context)
+            .iter()
+            .filter_map(|(k, a)| specs.iter().find(|s| s.action == *a).map(|s| (k, s)))
+            .filter(|(_, s)| action::permitted(s, app.read_only))
+            .collect();
+        if bindings.is_empty() {
+            continue;
+        }
+        rows.push(Row::new(vec![heading.to_string()]).style(t.style(Role::Header)));
+        for (key, spec) in bindings {
+            rows.push(
+                Row::new(vec![
+                    key.to_string(),
+                    spec.name.to_string(),
+                    spec.desc.to_string(),
+                ])
+                .style(t.style(Role::Text)),
+            );
+        }
+    }
+    if let Some(k) = app.keymap.key_for(ctx, Action::Command) {
+        rows.push(Row::new(vec!["commands".to_string()]).style(t.style(Role::Header)));
+        for (cmd, desc) in COMMANDS {
+            rows.push(
+                Row::new(vec![String::new(), format!("{k}{cmd}"), desc.to_string()])
+                    .style(t.style(Role::Text)),
+            );
+        }
+    }
+    let width = body.width.min(72);
+    let height = body.height.min(rows.len() as u16 + 3);
+    let area = Rect {
+        x: body.x + (body.width - width) / 2,
+        y: body.y + (body.height - height) / 2,
+        width,
+        height,
+    };
+    let visible = height.saturating_sub(2) as usize;
+    app.help_rows.set(rows.len().saturating_sub(visible) + 1);
+    let scroll = scroll.min(rows.len().saturating_sub(visible));
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(t.style(Role::Title))
+        .title(Span::styled(
+            format!(
+                " keys: {} (keymap {}) · ↑↓ scroll · esc closes ",
+                app.pane.title(),
+                app.keymap.name
+            ),
+            t.style(Role::Title),
+        ));
+    f.render_widget(Clear, area);
+    let widths = [
+        Constraint::Length(10),
+        Constraint::Length(18),
+        Constraint::Min(10),
+    ];
+    f.render_widget(
+        Table::new(rows.into_iter().skip(scroll), widths).block(block),
+        area,
+    );
+}
+
+/// Read-only wall screen: a big verdict banner, the Overview, and below it the other panes
+/// in turn.
+fn war_room(app: &App, f: &mut Frame, body: Rect) {
+    let t = &app.theme;
+    let over_height = (app.model.nodes.len() as u16 + 7).max(body.height / 2);
+    let [banner, over, rest] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Length(over_height),
+        Constraint::Min(0),
+    ])
+    .areas(body);
+    let (v, text) = app.model.verdict();
+    let role = match v {
+        Verdict::Healthy => Role::Ok,
+        Verdict::Degraded => Role::Warn,
+        Verdict::NoQuorum => Role::Critical,
+        Verdict::Unknown => Role::Dim,
+    };
+    let style = t
+        .style(role)
+        .add_modifier(Modifier::REVERSED | Modifier::BOLD);
+    let big = text.to_uppercase();
+    f.render_widget(
+        Paragraph::new(vec![
+            Line::from(""),
+            Line::from(big).centered(),
+            Line::from(""),
+        ])
+        .style(style),
+        banner,
+    );
+    overview::draw(app, f, over);
+    if rest.height >= 4 {
+        let pane = if app.pane == PaneKind::Overview {
+            PaneKind::Logs
+        } else {
+            app.pane
+        };
+        pane.draw(app, f, rest);
+    }
+}
