@@ -93,10 +93,14 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
             free_port()
         ),
     };
+    // The operator's key, in a file as they would keep it.
+    let key_file = home.path().join("admin.key");
+    std::fs::write(&key_file, admin_key()).expect("write key file");
     // The pane outlives the console so we can see what it leaves behind.
     let script = format!(
-        "{BIN} console --endpoints {} --refresh-ms 300; echo \"console exited with $?\"; exec sleep 600",
-        cluster.endpoints()
+        "{BIN} console --endpoints {} --key-file {} --refresh-ms 300; echo \"console exited with $?\"; exec sleep 600",
+        cluster.endpoints(),
+        key_file.display()
     );
     let home_env = |k: &str, sub: &str| format!("{k}={}", home.path().join(sub).display());
     let out = tmux.run(&[

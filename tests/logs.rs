@@ -93,6 +93,7 @@ async fn follow_prints_new_records_as_they_happen_and_ends_when_its_reader_goes(
     cluster.wait_leader(Duration::from_secs(10)).await;
     let endpoints = cluster.endpoints();
     let mut child = Command::new(BIN)
+        .env("OPSDECK_API_KEY", admin_key())
         .args([
             "logs",
             "--follow",

@@ -142,7 +142,7 @@ async fn metrics_of_a_node_under_write_load_pass_promtool() {
     let (leader, _) = cluster.wait_leader(Duration::from_secs(10)).await;
     let grpc = cluster.node(leader).grpc.clone();
     let load = tokio::spawn(async move { write_load(&grpc, WRITERS, PER_WRITER).await });
-    let http = reqwest::Client::new();
+    let http = http_client();
     let url = format!("http://{}/metrics", cluster.node(leader).http);
     // Scrape while the writes run, once the recent-latency figures are in.
     let text = wait_for(
