@@ -188,7 +188,7 @@ pub fn percent(used: u64, limit: u64) -> Option<f64> {
     (limit > 0).then(|| used as f64 * 100.0 / limit as f64)
 }
 
-fn usage_json(t: &TenantUsage) -> serde_json::Value {
+pub fn usage_json(t: &TenantUsage) -> serde_json::Value {
     json!({
         "tenant": t.tenant,
         "tier": (!t.tier.is_empty()).then_some(&t.tier),

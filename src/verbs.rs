@@ -93,6 +93,7 @@ fn status_json(endpoint: &str, s: &Result<NodeStatus, String>) -> serde_json::Va
             "storage_keys": s.storage_keys,
             "storage_bytes": s.storage_bytes,
             "cluster_id": s.cluster_id,
+            "quotas": s.quotas.iter().map(crate::admin::usage_json).collect::<Vec<_>>(),
         }),
         Err(e) => json!({ "endpoint": endpoint, "reachable": false, "error": e }),
     }

@@ -381,6 +381,28 @@ async fn a_write_past_a_quota_is_refused_with_the_numbers_and_changes_nothing() 
     assert_eq!(acme["keys"], 2);
     assert_eq!(acme["violations"], 2);
     assert_eq!(acme["bytes_used_pct"], 100.0);
+
+    // The same usage is in every node's status and metrics.
+    let status = cli_json(args(&["status"], &endpoints)).await;
+    for node in status["nodes"].as_array().unwrap() {
+        let quotas = node["quotas"].as_array().unwrap();
+        let acme = quotas.iter().find(|q| q["tenant"] == "acme").unwrap();
+        assert_eq!(acme["bytes_used_pct"], 100.0, "{node}");
+    }
+    let metrics = http_client()
+        .get(format!("http://{}/metrics", cluster.nodes[1].http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "opsdeck_quota_used_ratio{tenant=\"acme\",resource=\"bytes\"} 1",
+        "opsdeck_quota_refused_writes{tenant=\"acme\"} 2",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -562,6 +562,16 @@ impl NodeCore {
         frame.fs_total_bytes = sample.fs_total_bytes;
         frame.fs_free_bytes = sample.fs_free_bytes;
         frame.gc = Some(sample.gc);
+        frame.quotas = match self.inner.reader.tenants() {
+            Ok(tenants) => tenants
+                .iter()
+                .map(crate::security::admin::tenant_usage)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read tenant usage for the status frame");
+                Vec::new()
+            }
+        };
         frame
     }
 

@@ -37,6 +37,18 @@ pub struct FollowerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuotaLabels {
+    pub tenant: String,
+    /// `keys` or `bytes`.
+    pub resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RecentOpLabels {
     pub op: String,
 }
@@ -75,6 +87,9 @@ struct FrameGauges {
     purge_entries: Gauge,
     compact_before: Gauge,
     compact_after: Gauge,
+    quota_used: Family<QuotaLabels, FloatGauge>,
+    quota_limit: Family<QuotaLabels, Gauge>,
+    quota_refused: Family<TenantLabels, Gauge>,
 }
 
 impl FrameGauges {
@@ -94,6 +109,21 @@ impl FrameGauges {
                 r,
                 "raft_millis_since_quorum_ack",
                 "On the leader: milliseconds since a quorum last acknowledged it (0 elsewhere)",
+            ),
+            quota_used: reg(
+                r,
+                "quota_used_ratio",
+                "Per tenant with a quota: share of its limit in use (1 = full), by resource",
+            ),
+            quota_limit: reg(
+                r,
+                "quota_limit",
+                "Per tenant with a quota: its limit, by resource (keys, or key+value bytes)",
+            ),
+            quota_refused: reg(
+                r,
+                "quota_refused_writes",
+                "Per tenant: writes refused because they would pass its quota",
             ),
             follower_matched: reg(
                 r,
@@ -216,6 +246,33 @@ impl FrameGauges {
                 p.matched.unwrap_or(0),
             );
             int(&self.follower_lag.get_or_create(&labels), p.lag);
+        }
+        self.quota_used.clear();
+        self.quota_limit.clear();
+        self.quota_refused.clear();
+        for q in &f.quotas {
+            for (resource, used, max) in [
+                ("keys", q.keys, q.max_keys),
+                ("bytes", q.bytes, q.max_bytes),
+            ] {
+                if max == 0 {
+                    continue;
+                }
+                let labels = QuotaLabels {
+                    tenant: q.tenant.clone(),
+                    resource,
+                };
+                self.quota_used
+                    .get_or_create(&labels)
+                    .set(used as f64 / max as f64);
+                int(&self.quota_limit.get_or_create(&labels), max);
+            }
+            int(
+                &self.quota_refused.get_or_create(&TenantLabels {
+                    tenant: q.tenant.clone(),
+                }),
+                q.violations,
+            );
         }
         self.uptime.set(f.uptime_ms as f64 / 1000.0);
         int(&self.rss, f.rss_bytes);

@@ -11,10 +11,10 @@ use tonic::{Request, Response, Status};
 use crate::core::{NodeCore, NodeError};
 use crate::pb::node_server::Node;
 use crate::pb::*;
+use crate::security::admin::tenant_usage;
 use crate::security::auth::caller_of;
 use crate::security::keys::{KeyRecord, Role};
 use crate::security::quota::Tier;
-use crate::store::state_machine::TenantInfo;
 use crate::telemetry::events::ClusterEvent as ClusterEventData;
 use crate::telemetry::logs::LogRecord as LogRecordData;
 use crate::telemetry::Telemetry;
@@ -429,20 +429,5 @@ fn key_info(k: &KeyRecord) -> ApiKeyInfo {
         last_used_unix_ms: k.last_used_ms,
         successor: k.successor.clone(),
         state: state.to_string(),
-    }
-}
-
-pub fn tenant_usage(t: &TenantInfo) -> TenantUsage {
-    TenantUsage {
-        tenant: t.tenant.clone(),
-        tier: t
-            .quota
-            .map(|q| q.tier.name().to_string())
-            .unwrap_or_default(),
-        keys: t.usage.keys,
-        bytes: t.usage.bytes,
-        max_keys: t.quota.map(|q| q.max_keys).unwrap_or(0),
-        max_bytes: t.quota.map(|q| q.max_bytes).unwrap_or(0),
-        violations: t.usage.violations,
     }
 }

@@ -8,6 +8,7 @@ use super::audit::AuditRecord;
 use super::keys::{self, KeyRecord, Role};
 use super::quota::{Quota, Tier};
 use crate::core::{NodeCore, NodeError};
+use crate::pb;
 use crate::store::state_machine::TenantInfo;
 use crate::telemetry::unix_millis;
 use crate::types::{AdminAction, Command, CommandResult};
@@ -201,5 +202,21 @@ impl NodeCore {
         if let Err(e) = self.propose(command).await {
             tracing::warn!(action, error = %e, "could not record an audit entry");
         }
+    }
+}
+
+/// A tenant as reported to clients (status frames, `quota` verbs).
+pub fn tenant_usage(t: &TenantInfo) -> pb::TenantUsage {
+    pb::TenantUsage {
+        tenant: t.tenant.clone(),
+        tier: t
+            .quota
+            .map(|q| q.tier.name().to_string())
+            .unwrap_or_default(),
+        keys: t.usage.keys,
+        bytes: t.usage.bytes,
+        max_keys: t.quota.map(|q| q.max_keys).unwrap_or(0),
+        max_bytes: t.quota.map(|q| q.max_bytes).unwrap_or(0),
+        violations: t.usage.violations,
     }
 }
