@@ -403,6 +403,34 @@ async fn a_write_past_a_quota_is_refused_with_the_numbers_and_changes_nothing() 
     ] {
         assert!(metrics.contains(line), "/metrics lacks {line}");
     }
+
+    // Every node, not just the one that refused, reports the violations as events.
+    let mut events = client(&cluster.nodes[2].grpc)
+        .watch(WatchRequest {
+            status_interval_ms: 60_000,
+            logs: false,
+            events: true,
+            log_history: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut kinds = Vec::new();
+    while !kinds.contains(&"quota_violation".to_string()) {
+        let next = tokio::time::timeout(Duration::from_secs(5), events.message())
+            .await
+            .expect("events within 5 s")
+            .unwrap()
+            .expect("stream open");
+        if let Some(watch_event::Kind::Event(e)) = next.kind {
+            if e.kind == "quota_violation" {
+                assert!(e.detail.contains("limit of 100 bytes"), "{}", e.detail);
+            }
+            kinds.push(e.kind);
+        }
+    }
+    assert!(kinds.contains(&"quota_changed".to_string()), "{kinds:?}");
+    assert!(kinds.contains(&"key_created".to_string()), "{kinds:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -196,6 +196,9 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
     let log_disk = storage.log.disk();
     let committed = storage.log.committed_index();
     let reader = storage.state_machine.reader();
+    let event_hub = Arc::new(EventHub::new(EVENT_HISTORY));
+    let mut storage = storage;
+    storage.state_machine.publish_events_to(event_hub.clone());
     let auth = Arc::new(Authenticator::new(
         storage.state_machine.key_registry(),
         secret.clone(),
@@ -248,7 +251,7 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
     );
     let telemetry = Telemetry {
         logs,
-        events: Arc::new(EventHub::new(EVENT_HISTORY)),
+        events: event_hub,
     };
     events::spawn_watcher(raft.clone(), telemetry.events.clone());
 

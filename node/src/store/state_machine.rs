@@ -25,6 +25,7 @@ use super::{decode, encode, snapshot_file};
 use crate::security::audit::AuditRecord;
 use crate::security::keys::{KeyRecord, KeyRegistry, Role};
 use crate::security::quota::{tenant_of, Quota, Usage};
+use crate::telemetry::events::{ClusterEvent, EventHub};
 use crate::telemetry::unix_millis;
 use crate::types::{
     validate_entry, AdminAction, Command, CommandResult, Entry, LogId, Response, Snapshot,
@@ -211,6 +212,8 @@ pub struct StateMachine {
     snapshot_seq: u64,
     keys: KeyRegistry,
     housekeeping: Arc<Housekeeping>,
+    /// Where key, quota and violation events go once applied (every node publishes them).
+    events: Option<Arc<EventHub>>,
 }
 
 impl StateMachine {
@@ -238,6 +241,7 @@ impl StateMachine {
             snapshot_seq: 0,
             keys: KeyRegistry::default(),
             housekeeping,
+            events: None,
         };
         // A crash while installing a snapshot leaves the snapshot stored but the data only
         // partly replaced; finish the install now (openraft does not re-install on start).
@@ -255,6 +259,10 @@ impl StateMachine {
         }
         sm.reload_keys()?;
         Ok(sm)
+    }
+
+    pub fn publish_events_to(&mut self, hub: Arc<EventHub>) {
+        self.events = Some(hub);
     }
 
     /// The API keys the request check uses; kept current as key commands are applied.
@@ -309,6 +317,10 @@ struct Overlay<'a> {
     stats: DataStats,
     /// A key was created, rotated or revoked: the request check must reload them.
     keys_changed: bool,
+    /// The entry being applied, and events its commands caused (published once the batch
+    /// is durable).
+    entry: Option<LogId>,
+    events: Vec<(LogId, &'static str, String)>,
 }
 
 type IoResult<T> = Result<T, std::io::Error>;
@@ -353,6 +365,7 @@ impl Overlay<'_> {
             };
             if let Some(quota) = self.get_decoded::<Quota>(&prefixed(QUOTA_PREFIX, tenant))? {
                 if let Err(reason) = quota.check(tenant, &before, &after) {
+                    self.note("quota_violation", reason.clone());
                     let refused = Usage {
                         violations: before.violations + 1,
                         ..before
@@ -373,6 +386,12 @@ impl Overlay<'_> {
         }
         self.writes.insert(k, value);
         Ok(Ok(old))
+    }
+
+    fn note(&mut self, kind: &'static str, detail: String) {
+        if let Some(at) = self.entry {
+            self.events.push((at, kind, detail));
+        }
     }
 
     fn append_audit(&mut self, mut record: AuditRecord) -> IoResult<()> {
@@ -440,6 +459,15 @@ impl Overlay<'_> {
             } => {
                 let (name, args) = action.describe();
                 let result = self.apply_admin(at_ms, action)?;
+                if matches!(result, CommandResult::Done) {
+                    let kind = match name {
+                        "key.create" => "key_created",
+                        "key.rotate" => "key_rotated",
+                        "key.revoke" => "key_revoked",
+                        _ => "quota_changed",
+                    };
+                    self.note(kind, args.clone());
+                }
                 let outcome = match &result {
                     CommandResult::Rejected { reason } | CommandResult::NotFound { reason } => {
                         format!("refused: {reason}")
@@ -617,12 +645,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 bytes: read_u64(&self.tree, KEY_BYTES),
             },
             keys_changed: false,
+            entry: None,
+            events: Vec::new(),
         };
         let mut responses = Vec::new();
         let mut applied = self.applied;
         let mut membership = None;
         for entry in entries {
             applied = Some(entry.log_id);
+            overlay.entry = Some(entry.log_id);
             let response = match entry.payload {
                 EntryPayload::Blank => Response::default(),
                 EntryPayload::Normal(request) => {
@@ -647,6 +678,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut batch = sled::Batch::default();
         let stats = overlay.stats.clone();
         let keys_changed = overlay.keys_changed;
+        let events = std::mem::take(&mut overlay.events);
         for (k, v) in overlay.writes {
             match v {
                 Some(v) => batch.insert(k, v),
@@ -668,6 +700,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .store(applied.map(|l| l.index).unwrap_or(0), Ordering::Release);
         if keys_changed {
             self.reload_keys().map_err(|e| sm_err(&e))?;
+        }
+        if let Some(hub) = &self.events {
+            for (at, kind, detail) in events {
+                hub.publish(ClusterEvent {
+                    unix_ms: unix_millis(),
+                    kind,
+                    detail,
+                    term: at.leader_id.term,
+                    leader_id: Some(at.leader_id.node_id),
+                });
+            }
         }
         Ok(responses)
     }

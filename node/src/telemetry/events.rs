@@ -14,7 +14,9 @@ pub const EVENT_HISTORY: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterEvent {
     pub unix_ms: i64,
-    /// `leader_change`, `term_change`, `membership_change`, `snapshot`, `log_purged`.
+    /// `leader_change`, `term_change`, `membership_change`, `snapshot`, `log_purged`; from
+    /// the state machine: `key_created`, `key_rotated`, `key_revoked`, `quota_changed`,
+    /// `quota_violation`.
     pub kind: &'static str,
     pub detail: String,
     pub term: u64,
