@@ -23,6 +23,8 @@ pub struct Config {
     /// How often each node sends a status frame, in milliseconds (100-60000).
     pub refresh_ms: Option<Spanned<u64>>,
     pub read_only: Option<bool>,
+    /// Alert rules file (default: the built-in rules).
+    pub rules: Option<PathBuf>,
     /// Seconds each pane shows in --war-room (2-3600).
     pub war_room_cycle_secs: Option<Spanned<u64>>,
 }
