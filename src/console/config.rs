@@ -78,9 +78,10 @@ mod tests {
     fn parses_and_refuses_bad_files_with_lines() {
         let c = Config::parse(
             "c.toml",
-            "endpoints = [\"a:1\"]\ntheme = \"light\"\nrefresh_ms = 500\n",
+            "endpoints = [\"a:1\"]\ntheme = \"light\"\nrefresh_ms = 500\nrules = \"r.toml\"\n",
         )
         .unwrap();
+        assert_eq!(c.rules.as_deref(), Some(Path::new("r.toml")));
         assert_eq!(c.endpoints.unwrap(), vec!["a:1"]);
         assert_eq!(*c.refresh_ms.unwrap().get_ref(), 500);
         let e = Config::parse("c.toml", "theme = \"light\"\nrefresh_ms = 5\n")

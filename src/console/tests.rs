@@ -487,3 +487,32 @@ fn new_panes_by_tab_and_command_and_their_empty_states() {
         "{t}"
     );
 }
+
+#[test]
+fn the_rules_file_comes_from_the_flag_and_a_bad_one_is_refused_before_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &config,
+        format!("rules = {:?}\n", rules.display().to_string()),
+    )
+    .unwrap();
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"x\"\nexpr = \"no_such_figure > 1\"\nseverity = \"warning\"\n",
+    )
+    .unwrap();
+    let mut args = crate::cli::ConsoleArgs {
+        config: Some(config),
+        ..Default::default()
+    };
+    let e = super::resolve(&mut args)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("{}:3:", rules.display())), "{e}");
+    std::fs::write(&rules, crate::alerts::DEFAULT_RULES).unwrap();
+    let settings = super::resolve(&mut args).unwrap();
+    assert_eq!(settings.rules.origin(), rules.display().to_string());
+}

@@ -19,8 +19,9 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let list = &app.model.keys;
     let title = match list.fetched_ms {
         Some(at) => format!(
-            "Keys · {} keys · listed at {}",
+            "Keys · {} key{} · listed at {}",
             list.keys.len(),
+            if list.keys.len() == 1 { "" } else { "s" },
             clock(at, app.utc_offset)
         ),
         None => "Keys".to_string(),

@@ -92,7 +92,14 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let source = freshest(&app.model);
     let tenants: &[TenantUsage] = source.map(|s| s.quotas.as_slice()).unwrap_or(&[]);
-    let block = block(app, format!("Quotas · {} tenants", tenants.len()));
+    let block = block(
+        app,
+        format!(
+            "Quotas · {} tenant{}",
+            tenants.len(),
+            if tenants.len() == 1 { "" } else { "s" }
+        ),
+    );
     let inner = block.inner(area);
     f.render_widget(block, area);
     let Some(source) = source else {
