@@ -461,6 +461,17 @@ fn new_panes_by_tab_and_command_and_their_empty_states() {
     // Before the first evaluation, before the first key list, and a refused key list.
     app.show(PaneKind::Alerts);
     assert!(text(&render(&app, 80, 24)).contains("evaluating the rules"));
+    let mut connecting = App::new(
+        super::model::Model::new(&["127.0.0.1:1".to_string()]),
+        Keymap::load("default").unwrap(),
+        Theme::load("dark", ColorDepth::Mono).unwrap(),
+        ColorDepth::Mono,
+    );
+    alerts::tick(&mut connecting, fixture::T0);
+    assert!(
+        connecting.alerts.last_tick_ms.is_none(),
+        "no evaluation before any stream answered or failed"
+    );
     app.show(PaneKind::Keys);
     assert!(text(&render(&app, 80, 24)).contains("asking the cluster"));
     app.model.apply(Update::Keys {

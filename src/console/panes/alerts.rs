@@ -15,7 +15,7 @@ use crate::alerts::{AlertId, AlertState, Evaluator, Rules, Severity, State};
 use crate::console::action::Action;
 use crate::console::app::{App, Input, InputKind};
 use crate::console::format::{clock, cut, duration_secs};
-use crate::console::model::TimelineEntry;
+use crate::console::model::{Link, TimelineEntry};
 use crate::console::theme::Role;
 
 /// Longest silence `:silence` accepts.
@@ -66,8 +66,12 @@ impl AlertsView {
 }
 
 /// One evaluation at `now_ms` of what the model knows; alerts that start firing or resolve
-/// go on the timeline.
+/// go on the timeline. Nothing is evaluated before any stream has answered or failed (at
+/// most the 3 s connect timeout), so starting the console raises no pending alerts.
 pub fn tick(app: &mut App, now_ms: i64) {
+    if app.model.nodes.iter().all(|n| n.link == Link::Connecting) {
+        return;
+    }
     let reports = app.model.reports(now_ms, app.stall_ms);
     let changes = app.alerts.evaluator.observe(now_ms, &reports);
     app.alerts.last_tick_ms = Some(now_ms);
