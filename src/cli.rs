@@ -396,6 +396,10 @@ pub struct ConsoleArgs {
     /// Config file (default: $XDG_CONFIG_HOME/opsdeck/config.toml).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Alert rules file for the Alerts pane (default: the built-in rules; see
+    /// `opsdeck alerts --print-rules`).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

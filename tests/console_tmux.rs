@@ -190,6 +190,17 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
     })
     .await;
 
+    // The new panes: the keys listed with the admin key (never a secret), quotas.
+    tmux.keys(&["9"]);
+    let screen = tmux
+        .wait("the key list", t, |s| {
+            s.contains("Keys ·") && s.contains("admin") && s.contains("valid")
+        })
+        .await;
+    assert!(!screen.contains("odk_"), "no secret on screen:\n{screen}");
+    tmux.keys(&["8"]);
+    tmux.wait("quotas", t, |s| s.contains("Quotas ·")).await;
+
     // The live keymap for the pane, then closed again.
     tmux.keys(&["1", "?"]);
     tmux.wait("help", t, |s| {
@@ -233,6 +244,11 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
     tmux.keys(&["6"]);
     tmux.wait("node_down on the timeline", t, |s| s.contains("node_down"))
         .await;
+    tmux.keys(&["7"]);
+    tmux.wait("the dead follower pending on the Alerts pane", t, |s| {
+        s.contains("Alerts ·") && s.contains("node_down") && s.contains("unreachable")
+    })
+    .await;
 
     tmux.keys(&["q"]);
     let screen = tmux
@@ -241,7 +257,7 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
         })
         .await;
     assert!(
-        !screen.contains("opsdeck  1 Overview"),
+        !screen.contains("DEGRADED"),
         "the UI is still on screen:\n{screen}"
     );
     assert_eq!(

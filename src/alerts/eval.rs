@@ -97,7 +97,6 @@ impl AlertState {
         }
     }
 
-    #[allow(dead_code)] // for the console's Alerts pane
     pub fn silenced(&self) -> bool {
         self.silenced_until.is_some()
     }
@@ -154,7 +153,6 @@ impl Evaluator {
     }
 
     /// Marks a firing alert acknowledged; false if `id` is not firing.
-    #[allow(dead_code)] // the console's `a` key
     pub fn ack(&mut self, id: &AlertId) -> bool {
         match self
             .alerts
@@ -171,7 +169,6 @@ impl Evaluator {
 
     /// Marks `id` silenced until `until_ms` (unix ms), also across resolve and re-fire.
     /// A time not after the last tick lifts the silence at the next tick.
-    #[allow(dead_code)] // the console's `s` key
     pub fn silence(&mut self, id: &AlertId, until_ms: i64) {
         self.silences.insert(id.clone(), until_ms);
         if let Some(a) = self.alerts.iter_mut().find(|a| &a.id == id) {

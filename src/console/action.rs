@@ -27,6 +27,9 @@ pub enum Action {
     CycleNode,
     SaveLogs,
     ClearFilters,
+    // Alerts
+    AckAlert,
+    SilenceAlert,
     // Dialogs
     Submit,
     Cancel,
@@ -51,7 +54,7 @@ pub struct Spec {
     pub mutating: bool,
 }
 
-const LISTS: &[&str] = &["logs", "timeline", "help"];
+const LISTS: &[&str] = &["logs", "timeline", "alerts", "quotas", "keys", "help"];
 
 const fn spec(name: &'static str, action: Action, scope: Scope, desc: &'static str) -> Spec {
     Spec {
@@ -153,6 +156,18 @@ const FIXED: &[Spec] = &[
         Action::ClearFilters,
         Scope::Only(&["logs"]),
         "clear node, level and search filters",
+    ),
+    spec(
+        "ack_alert",
+        Action::AckAlert,
+        Scope::Only(&["alerts"]),
+        "acknowledge the selected firing alert",
+    ),
+    spec(
+        "silence_alert",
+        Action::SilenceAlert,
+        Scope::Only(&["alerts"]),
+        "silence the selected alert for a while (:silence DURATION)",
     ),
     spec(
         "submit",

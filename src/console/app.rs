@@ -9,8 +9,9 @@ use crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers};
 use super::action::{self, Action};
 use super::keymap::{Key, Keymap};
 use super::model::Model;
-use super::panes::{LogsView, PaneKind, TimelineView};
+use super::panes::{alerts, AlertsView, LogsView, PaneKind, TimelineView};
 use super::theme::{ColorDepth, Theme};
+use crate::alerts::Rules;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputKind {
@@ -37,6 +38,12 @@ pub struct App {
     pub logs: LogsView,
     pub timeline: TimelineView,
     pub metrics_node: Option<u64>,
+    pub alerts: AlertsView,
+    /// First rows shown of the Quotas and Keys lists.
+    pub quotas_top: usize,
+    pub keys_top: usize,
+    /// A node whose stream is this silent (ms) counts as down for the alert rules.
+    pub stall_ms: i64,
     pub input: Option<Input>,
     /// Help overlay open, scrolled this many lines.
     pub help: Option<usize>,
@@ -62,6 +69,10 @@ impl App {
             logs: LogsView::default(),
             timeline: TimelineView::default(),
             metrics_node: None,
+            alerts: AlertsView::new(Rules::defaults()),
+            quotas_top: 0,
+            keys_top: 0,
+            stall_ms: 5_000,
             input: None,
             help: None,
             message: None,
@@ -278,10 +289,11 @@ impl App {
                 };
                 super::panes::save_logs(self, &path);
             }
+            ("silence", d) if !d.is_empty() => alerts::silence_command(self, d),
             ("help", _) => self.help = Some(0),
             _ => self.message(
                 &format!(
-                    "unknown command {line:?}; commands: q, theme NAME, keymap NAME, pane NAME, save [PATH], help"
+                    "unknown command {line:?}; commands: q, theme NAME, keymap NAME, pane NAME, save [PATH], silence DURATION, help"
                 ),
                 true,
             ),

@@ -23,6 +23,8 @@ pub struct Config {
     /// How often each node sends a status frame, in milliseconds (100-60000).
     pub refresh_ms: Option<Spanned<u64>>,
     pub read_only: Option<bool>,
+    /// Alert rules file (default: the built-in rules).
+    pub rules: Option<PathBuf>,
     /// Seconds each pane shows in --war-room (2-3600).
     pub war_room_cycle_secs: Option<Spanned<u64>>,
 }
@@ -76,9 +78,10 @@ mod tests {
     fn parses_and_refuses_bad_files_with_lines() {
         let c = Config::parse(
             "c.toml",
-            "endpoints = [\"a:1\"]\ntheme = \"light\"\nrefresh_ms = 500\n",
+            "endpoints = [\"a:1\"]\ntheme = \"light\"\nrefresh_ms = 500\nrules = \"r.toml\"\n",
         )
         .unwrap();
+        assert_eq!(c.rules.as_deref(), Some(Path::new("r.toml")));
         assert_eq!(c.endpoints.unwrap(), vec!["a:1"]);
         assert_eq!(*c.refresh_ms.unwrap().get_ref(), 500);
         let e = Config::parse("c.toml", "theme = \"light\"\nrefresh_ms = 5\n")

@@ -29,6 +29,17 @@ pub fn clock(unix_ms: i64, offset_secs: i64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
+/// `MM-DD HH:MM` of a unix time in milliseconds, for times that may be days apart.
+pub fn date_time(unix_ms: i64, offset_secs: i64) -> String {
+    let secs = (unix_ms.div_euclid(1000) + offset_secs).max(0) as u64;
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    // `YYYY-MM-DDTHH:MM:SSZ`
+    let full = humantime::format_rfc3339_seconds(t).to_string();
+    full.get(5..16)
+        .map(|s| s.replacen('T', " ", 1))
+        .unwrap_or(full)
+}
+
 /// Bytes as B / KiB / MiB / GiB / TiB with three significant digits.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -114,6 +125,8 @@ mod tests {
     fn formats() {
         assert_eq!(clock(3_723_000, 0), "01:02:03");
         assert_eq!(clock(0, -3600), "23:00:00");
+        assert_eq!(date_time(1_700_000_000_000, 0), "11-14 22:13");
+        assert_eq!(date_time(1_700_000_000_000, 3600), "11-14 23:13");
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.50 KiB");
         assert_eq!(bytes(200 * 1024 * 1024), "200 MiB");

@@ -1,9 +1,10 @@
 //! The operations console: a ratatui terminal UI over a live cluster.
 //!
 //! One loop waits on three things: terminal input (crossterm's event stream), updates from
-//! one watch task per node, and timers (the frame limit and the war-room rotation). It draws
-//! only when something changed and at most every 100 ms, and then writes only the cells that
-//! differ from the screen, so an idle console costs nearly no CPU and no bytes. The terminal
+//! one watch task per node (and the key list poll), and timers (the frame limit, the
+//! war-room rotation, and the alert rules' evaluation every second). It draws only when
+//! something changed and at most every 100 ms, and then writes only the cells that differ
+//! from the screen, so an idle console costs nearly no CPU and no bytes. The terminal
 //! is restored on every way out: normal quit, error, signal, and panic (ratatui's hook
 //! restores it before color-eyre prints the report).
 
@@ -19,6 +20,7 @@ pub mod ui;
 pub mod watch;
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
@@ -27,8 +29,9 @@ use futures_util::StreamExt;
 use ratatui::buffer::Buffer;
 use ratatui::DefaultTerminal;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch as flag};
 
+use crate::alerts::Rules;
 use crate::cli::ConsoleArgs;
 use crate::client::ClusterClient;
 use app::{App, WarRoom};
@@ -41,6 +44,8 @@ use theme::{ColorDepth, Theme};
 const FRAME: Duration = Duration::from_millis(100);
 /// Updates applied per wake-up before drawing, so a flood of log lines cannot starve input.
 const BATCH: usize = 1024;
+/// How often the alert rules are evaluated against the latest frames.
+const ALERT_TICK: Duration = Duration::from_secs(1);
 
 /// Everything the console needs, resolved from flags and the config file before the terminal
 /// is touched, so a bad file is reported on a normal screen.
@@ -51,6 +56,7 @@ pub struct Settings {
     pub refresh: Duration,
     pub read_only: bool,
     pub war_room: Option<u64>,
+    pub rules: Rules,
 }
 
 /// Applies the config file to the flags (flags win) and loads keymap and theme.
@@ -83,6 +89,10 @@ pub fn resolve(args: &mut ConsoleArgs) -> Result<Settings> {
             .unwrap_or("default"),
     )?;
     let theme = Theme::load(&theme_name, depth)?;
+    let rules = match args.rules.as_ref().or(config.rules.as_ref()) {
+        Some(path) => Rules::load(path)?,
+        None => Rules::defaults(),
+    };
     let refresh_ms = args
         .refresh_ms
         .or(config.refresh_ms.as_ref().map(|s| *s.get_ref()))
@@ -104,6 +114,7 @@ pub fn resolve(args: &mut ConsoleArgs) -> Result<Settings> {
         refresh: Duration::from_millis(refresh_ms),
         read_only: args.read_only || args.war_room || config.read_only.unwrap_or(false),
         war_room: args.war_room.then_some(cycle),
+        rules,
     })
 }
 
@@ -138,6 +149,8 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
     app.read_only = settings.read_only;
     app.utc_offset = format::local_utc_offset();
     app.war_room = settings.war_room.map(|cycle_secs| WarRoom { cycle_secs });
+    app.alerts = panes::AlertsView::new(settings.rules);
+    app.stall_ms = watch::stall(settings.refresh).as_millis() as i64;
     if app.war_room.is_some() {
         app.pane = panes::PaneKind::Logs;
     }
@@ -148,6 +161,8 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
         .enumerate()
         .map(|(i, (_, rpc))| watch::spawn(i, rpc, settings.refresh, tx.clone()))
         .collect();
+    let (keys_wanted, wanted) = flag::channel(false);
+    let keys_task = watch::spawn_keys(Arc::new(client), wanted, tx.clone());
     drop(tx);
 
     let mut terminal = ratatui::try_init().wrap_err("cannot set up the terminal")?;
@@ -158,12 +173,13 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
         let _ = crossterm::execute!(std::io::stdout(), crossterm::cursor::Show);
         restore_hook(info);
     }));
-    let result = event_loop(&mut terminal, &mut app, rx).await;
+    let result = event_loop(&mut terminal, &mut app, rx, keys_wanted).await;
     let _ = terminal.show_cursor();
     ratatui::restore();
     for t in tasks {
         t.abort();
     }
+    keys_task.abort();
     result
 }
 
@@ -189,6 +205,7 @@ async fn event_loop(
     terminal: &mut DefaultTerminal,
     app: &mut App,
     mut rx: mpsc::Receiver<model::Update>,
+    keys_wanted: flag::Sender<bool>,
 ) -> Result<()> {
     terminal.hide_cursor()?;
     terminal.clear()?;
@@ -202,6 +219,8 @@ async fn event_loop(
         .as_ref()
         .map(|w| Duration::from_secs(w.cycle_secs));
     let mut next_cycle = cycle.map(|c| tokio::time::Instant::now() + c);
+    let mut alert_tick = tokio::time::interval(ALERT_TICK);
+    alert_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut dirty = true;
     let mut last_draw = Instant::now() - FRAME;
     let mut batch = Vec::with_capacity(BATCH);
@@ -244,6 +263,10 @@ async fn event_loop(
                 next_cycle = cycle.map(|c| tokio::time::Instant::now() + c);
                 dirty = true;
             }
+            _ = alert_tick.tick() => {
+                panes::alerts::tick(app, format::unix_ms());
+                dirty = true;
+            }
             _ = sigterm.recv() => return Ok(()),
             _ = sighup.recv() => return Ok(()),
             _ = sigint.recv() => return Ok(()),
@@ -251,6 +274,10 @@ async fn event_loop(
         if app.quit {
             return Ok(());
         }
+        keys_wanted.send_if_modified(|w| {
+            let shown = app.pane == panes::PaneKind::Keys;
+            std::mem::replace(w, shown) != shown
+        });
     }
 }
 #[cfg(test)]

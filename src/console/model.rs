@@ -6,7 +6,9 @@
 use std::collections::VecDeque;
 
 use opsdeck_node::pb::watch_event::Kind;
-use opsdeck_node::pb::{ClusterEvent, LogRecord, NodeStatus, WatchEvent};
+use opsdeck_node::pb::{ApiKeyInfo, ClusterEvent, LogRecord, NodeStatus, WatchEvent};
+
+use crate::client::NodeReport;
 
 pub const MAX_LOG_LINES: usize = 50_000;
 pub const MAX_SAMPLES: usize = 600;
@@ -23,8 +25,36 @@ pub enum Update {
         at: i64,
         event: Box<WatchEvent>,
     },
-    /// The stream to node `node` failed or could not be opened.
-    Down { node: usize, at: i64, error: String },
+    /// The stream to node `node` failed or could not be opened; `refused`: the node
+    /// answered but refused our API key.
+    Down {
+        node: usize,
+        at: i64,
+        error: String,
+        refused: bool,
+    },
+    /// The key list polled at `at`, or why it could not be had.
+    Keys {
+        at: i64,
+        result: Result<Vec<ApiKeyInfo>, KeysError>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysError {
+    pub message: String,
+    /// The cluster refused our key (not an admin key).
+    pub refused: bool,
+}
+
+/// The last answer to the key list poll.
+#[derive(Debug, Clone, Default)]
+pub struct KeyList {
+    /// The last list received and when (console clock).
+    pub keys: Vec<ApiKeyInfo>,
+    pub fetched_ms: Option<i64>,
+    /// The last poll failed (the list above, if any, is older).
+    pub error: Option<KeysError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +65,7 @@ pub enum Link {
     Down {
         since_ms: i64,
         error: String,
+        refused: bool,
     },
 }
 
@@ -57,6 +88,8 @@ pub struct NodeView {
     pub status: Option<NodeStatus>,
     pub link: Link,
     pub samples: VecDeque<Sample>,
+    /// When the last status frame arrived (console clock, unix ms).
+    pub last_frame_ms: i64,
     last_log: Option<(i64, u64)>,
 }
 
@@ -131,6 +164,8 @@ pub struct Model {
     /// Lines removed from the front to stay within MAX_LOG_LINES; lets views keep positions.
     pub logs_evicted: u64,
     pub timeline: VecDeque<TimelineEntry>,
+    /// Filled by the key list poll (only while the Keys pane is shown).
+    pub keys: KeyList,
 }
 
 fn sample_of(s: &NodeStatus, at: i64) -> Sample {
@@ -159,6 +194,7 @@ impl Model {
                     status: None,
                     link: Link::Connecting,
                     samples: VecDeque::new(),
+                    last_frame_ms: 0,
                     last_log: None,
                 })
                 .collect(),
@@ -169,14 +205,39 @@ impl Model {
     /// Applies one update; false when nothing visible changed.
     pub fn apply(&mut self, update: Update) -> bool {
         match update {
-            Update::Down { node, at, error } => {
+            Update::Keys { at, result } => {
+                match result {
+                    Ok(keys) => {
+                        self.keys.keys = keys;
+                        self.keys.fetched_ms = Some(at);
+                        self.keys.error = None;
+                    }
+                    Err(e) => self.keys.error = Some(e),
+                }
+                true
+            }
+            Update::Down {
+                node,
+                at,
+                error,
+                refused,
+            } => {
                 let Some(view) = self.nodes.get_mut(node) else {
                     return false;
                 };
                 match &mut view.link {
-                    Link::Down { error: e, .. } if *e == error => false,
-                    Link::Down { error: e, .. } => {
+                    Link::Down {
+                        error: e,
+                        refused: r,
+                        ..
+                    } if *e == error && *r == refused => false,
+                    Link::Down {
+                        error: e,
+                        refused: r,
+                        ..
+                    } => {
                         *e = error;
+                        *r = refused;
                         true
                     }
                     link => {
@@ -184,6 +245,7 @@ impl Model {
                         *link = Link::Down {
                             since_ms: at,
                             error: error.clone(),
+                            refused,
                         };
                         if was_up {
                             let id = view.status.as_ref().map(|s| s.id).unwrap_or(0);
@@ -252,6 +314,7 @@ impl Model {
         }
         let view = &mut self.nodes[node];
         view.link = Link::Up;
+        view.last_frame_ms = at;
         view.samples.push_back(sample_of(&s, at));
         if view.samples.len() > MAX_SAMPLES {
             view.samples.pop_front();
@@ -324,7 +387,7 @@ impl Model {
         true
     }
 
-    fn push_timeline(&mut self, entry: TimelineEntry) {
+    pub fn push_timeline(&mut self, entry: TimelineEntry) {
         let pos = self
             .timeline
             .partition_point(|t| t.unix_ms <= entry.unix_ms);
@@ -373,6 +436,37 @@ impl Model {
                 .last_log_index?
                 .saturating_sub(s.last_log_index.unwrap_or(0)),
         )
+    }
+
+    /// What an outside observer saw of every endpoint at `now_ms`, for the alert rules: the
+    /// latest frame of a node whose stream is up and not silent for `stall_ms`, else why not.
+    pub fn reports(&self, now_ms: i64, stall_ms: i64) -> Vec<NodeReport> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let (status, refused) = match (&n.link, &n.status) {
+                    (Link::Up, Some(s)) if now_ms - n.last_frame_ms <= stall_ms => {
+                        (Ok(s.clone()), false)
+                    }
+                    (Link::Up, _) => (
+                        Err(format!(
+                            "no status frame for {}",
+                            super::format::duration_secs(
+                                ((now_ms - n.last_frame_ms).max(0) / 1000) as u64
+                            )
+                        )),
+                        false,
+                    ),
+                    (Link::Down { error, refused, .. }, _) => (Err(error.clone()), *refused),
+                    (Link::Connecting, _) => (Err("no answer yet".to_string()), false),
+                };
+                NodeReport {
+                    endpoint: n.endpoint.clone(),
+                    status,
+                    refused,
+                }
+            })
+            .collect()
     }
 
     pub fn verdict(&self) -> (Verdict, String) {
@@ -459,8 +553,42 @@ pub mod fixture {
     //! A fixed model for pane tests: three nodes, one down, logs and events at fixed times.
     use super::*;
     use opsdeck_node::pb::{
-        Dropped, ErrorCount, FollowerProgress, GcStatus, Member, OpStats, WatchEvent,
+        Dropped, ErrorCount, FollowerProgress, GcStatus, Member, OpStats, TenantUsage, WatchEvent,
     };
+
+    /// Tenant usage as every node reports it: one near its key limit, one with refusals,
+    /// one without a quota.
+    pub fn quotas() -> Vec<TenantUsage> {
+        vec![
+            TenantUsage {
+                tenant: "acme".into(),
+                tier: "pro".into(),
+                keys: 850,
+                bytes: 70 << 20,
+                max_keys: 1000,
+                max_bytes: 100 << 20,
+                violations: 0,
+            },
+            TenantUsage {
+                tenant: "beta".into(),
+                tier: "free".into(),
+                keys: 12,
+                bytes: 30 << 10,
+                max_keys: 100,
+                max_bytes: 1 << 20,
+                violations: 3,
+            },
+            TenantUsage {
+                tenant: "legacy".into(),
+                tier: String::new(),
+                keys: 5_000,
+                bytes: 2 << 30,
+                max_keys: 0,
+                max_bytes: 0,
+                violations: 0,
+            },
+        ]
+    }
 
     pub const T0: i64 = 1_700_000_000_000; // 22:13:20 UTC
 
@@ -536,6 +664,7 @@ pub mod fixture {
                 sled_bytes_before_compact: 0,
                 sled_bytes_after_compact: 0,
             }),
+            quotas: quotas(),
             ..NodeStatus::default()
         }
     }
@@ -572,6 +701,7 @@ pub mod fixture {
             node: 2,
             at: T0 + 10_500,
             error: "transport error: Connection refused (os error 111)".into(),
+            refused: false,
         });
         for node in 0..3u64 {
             m.apply(Update::Event {
@@ -676,12 +806,54 @@ mod tests {
     }
 
     #[test]
+    fn reports_say_why_a_node_has_no_status() {
+        let mut m = fixture::model();
+        let t = fixture::T0 + 30_000;
+        let r = m.reports(t, 5_000);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].endpoint, "127.0.0.1:7101");
+        assert_eq!(r[0].status.as_ref().map(|s| s.id), Ok(1));
+        assert_eq!(r[1].status.as_ref().map(|s| s.id), Ok(2));
+        assert_eq!(
+            r[2].status.as_ref().err().map(String::as_str),
+            Some("transport error: Connection refused (os error 111)"),
+            "a down stream reports its last error"
+        );
+        assert!(!r[2].refused);
+
+        // Silent: the stream is up but no frame came for longer than the stall limit.
+        let r = m.reports(fixture::T0 + 29_000 + 40_000, 5_000);
+        assert_eq!(
+            r[0].status.as_ref().err().map(String::as_str),
+            Some("no status frame for 40s")
+        );
+
+        // Refused: the node answers but not to our key.
+        m.apply(Update::Down {
+            node: 1,
+            at: t,
+            error: "Unauthenticated: invalid API key".into(),
+            refused: true,
+        });
+        let r = m.reports(t, 5_000);
+        assert!(r[1].status.is_err() && r[1].refused);
+
+        let fresh = Model::new(&["a:1".to_string()]);
+        let r = fresh.reports(t, 5_000);
+        assert_eq!(
+            r[0].status.as_ref().err().map(String::as_str),
+            Some("no answer yet")
+        );
+    }
+
+    #[test]
     fn no_quorum_when_a_majority_is_down() {
         let mut m = fixture::model();
         m.apply(Update::Down {
             node: 1,
             at: fixture::T0 + 40_000,
             error: "refused".into(),
+            refused: false,
         });
         let (v, text) = m.verdict();
         assert_eq!(v, Verdict::NoQuorum, "{text}");

@@ -6,12 +6,16 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::Terminal;
 
+use opsdeck_node::pb::watch_event::Kind;
+use opsdeck_node::pb::{ApiKeyInfo, WatchEvent};
+
 use super::app::App;
 use super::keymap::Keymap;
-use super::model::fixture;
-use super::panes::PaneKind;
+use super::model::{fixture, KeyList, KeysError, Update};
+use super::panes::{alerts, PaneKind};
 use super::theme::{ColorDepth, Theme};
 use super::ui;
+use crate::alerts::State;
 
 fn app_with(theme: &str, depth: ColorDepth) -> App {
     App::new(
@@ -24,6 +28,58 @@ fn app_with(theme: &str, depth: ColorDepth) -> App {
 
 fn app() -> App {
     app_with("dark", ColorDepth::TrueColor)
+}
+
+/// The fixture carried on for another minute: nodes 1 and 2 keep sending frames (node 1's
+/// p99 jumps to 1.5 s at T0+60s), node 3 stays down, the rules are evaluated every second,
+/// and a key list has arrived.
+fn observed_app() -> App {
+    let mut app = app();
+    for step in 30..=95u64 {
+        let t = fixture::T0 + step as i64 * 1000;
+        for (node, id, role, last) in [(0, 1, "leader", 12_000), (1, 2, "follower", 11_997)] {
+            let mut s = fixture::status(id, role, last + step, t);
+            if id == 1 && step >= 60 {
+                s.ops[0].p99_us = 1_500_000;
+            }
+            app.model.apply(Update::Event {
+                node,
+                at: t,
+                event: Box::new(WatchEvent {
+                    kind: Some(Kind::Status(s)),
+                }),
+            });
+        }
+        alerts::tick(&mut app, t);
+    }
+    let key = |id: &str, role: &str, tenants: &[&str], state: &str| ApiKeyInfo {
+        id: id.into(),
+        role: role.into(),
+        tenants: tenants.iter().map(|t| t.to_string()).collect(),
+        created_unix_ms: fixture::T0 - 3 * 86_400_000,
+        expires_unix_ms: None,
+        revoked_unix_ms: None,
+        last_used_unix_ms: Some(fixture::T0 + 60_000),
+        successor: None,
+        state: state.into(),
+    };
+    app.model.keys = KeyList {
+        keys: vec![
+            key("k0a1b2c3d", "admin", &[], "valid"),
+            ApiKeyInfo {
+                expires_unix_ms: Some(fixture::T0 + 86_400_000),
+                ..key("k11223344", "write", &["acme"], "valid")
+            },
+            ApiKeyInfo {
+                last_used_unix_ms: None,
+                revoked_unix_ms: Some(fixture::T0 - 3_600_000),
+                ..key("kdeadbeef", "read", &["acme", "beta"], "revoked")
+            },
+        ],
+        fetched_ms: Some(fixture::T0 + 92_000),
+        error: None,
+    };
+    app
 }
 
 fn render(app: &App, w: u16, h: u16) -> Buffer {
@@ -93,7 +149,11 @@ fn type_text(app: &mut App, s: &str) {
 #[test]
 fn every_pane_at_80x24() {
     for pane in PaneKind::ALL {
-        let mut app = app();
+        // The older panes from the plain fixture; the new ones need the rules evaluated.
+        let mut app = match pane {
+            PaneKind::Alerts | PaneKind::Quotas | PaneKind::Keys => observed_app(),
+            _ => app(),
+        };
         app.show(*pane);
         insta::assert_snapshot!(format!("pane_{}", pane.name()), text(&render(&app, 80, 24)));
     }
@@ -258,4 +318,212 @@ fn war_room_at_80x24() {
             "the overview is always on screen already"
         );
     }
+}
+
+#[test]
+fn alerts_fire_and_are_acknowledged_and_silenced_by_key() {
+    let mut app = observed_app();
+    let states: Vec<(String, State)> = app
+        .alerts
+        .evaluator
+        .alerts()
+        .iter()
+        .map(|a| (a.id.to_string(), a.state))
+        .collect();
+    assert!(
+        states.contains(&("node_down (node 3)".into(), State::Firing)),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("p99_latency_high (node 1)".into(), State::Pending)),
+        "{states:?}"
+    );
+    let firing = app.alerts.firing();
+    assert!(firing >= 2, "{states:?}");
+
+    // The count is on the Overview and in the tab bar.
+    let t = text(&render(&app, 80, 24));
+    assert!(
+        t.contains(&format!("◉ {firing} alerts firing (7: Alerts)")),
+        "{t}"
+    );
+    assert!(
+        t.lines()
+            .next()
+            .unwrap_or("")
+            .contains(&format!("{firing} FIRING")),
+        "{t}"
+    );
+
+    press(&mut app, KeyCode::Char('7'));
+    assert_eq!(app.pane, PaneKind::Alerts);
+    // The first alert is selected: the critical node_down.
+    press(&mut app, KeyCode::Char('a'));
+    assert_eq!(
+        app.message.as_ref().map(|m| m.0.as_str()),
+        Some("acknowledged node_down (node 3)")
+    );
+    assert!(app.alerts.evaluator.alerts()[0].acked);
+
+    // The pending alert is last: it cannot be acknowledged, but it can be silenced.
+    press(&mut app, KeyCode::End);
+    press(&mut app, KeyCode::Char('a'));
+    assert!(
+        app.message
+            .as_ref()
+            .is_some_and(|m| m.1 && m.0.contains("is not firing")),
+        "{:?}",
+        app.message
+    );
+    press(&mut app, KeyCode::Char('s'));
+    assert_eq!(
+        app.input.as_ref().map(|i| i.text.as_str()),
+        Some("silence 1h")
+    );
+    press(&mut app, KeyCode::Enter);
+    let last_tick = app.alerts.last_tick_ms.unwrap_or(0);
+    let pending = app
+        .alerts
+        .evaluator
+        .alerts()
+        .iter()
+        .find(|a| a.state == State::Pending)
+        .map(|a| (a.id.to_string(), a.silenced_until));
+    assert_eq!(
+        pending,
+        Some((
+            "p99_latency_high (node 1)".to_string(),
+            Some(last_tick + 3_600_000)
+        ))
+    );
+    assert_eq!(
+        app.message.as_ref().map(|m| m.0.as_str()),
+        Some("silenced p99_latency_high (node 1) until 23:14:55")
+    );
+    insta::assert_snapshot!("alerts_acked_and_silenced", text(&render(&app, 80, 24)));
+
+    // Bad durations are refused; 0 lifts the silence at the next tick.
+    app.command("silence soon");
+    assert!(app
+        .message
+        .as_ref()
+        .is_some_and(|m| m.1 && m.0.contains("bad duration \"soon\"")));
+    app.command("silence 30d");
+    assert!(app.message.as_ref().is_some_and(|m| m.1));
+    app.command("silence 0");
+    alerts::tick(&mut app, last_tick + 1000);
+    assert!(app
+        .alerts
+        .evaluator
+        .alerts()
+        .iter()
+        .all(|a| a.silenced_until.is_none()));
+
+    // Not mutating the cluster: allowed read-only.
+    app.read_only = true;
+    press(&mut app, KeyCode::Home);
+    press(&mut app, KeyCode::Char('s'));
+    assert!(app.input.is_some());
+}
+
+#[test]
+fn new_panes_by_tab_and_command_and_their_empty_states() {
+    let mut app = app();
+    app.show(PaneKind::Timeline);
+    for want in [
+        PaneKind::Alerts,
+        PaneKind::Quotas,
+        PaneKind::Keys,
+        PaneKind::Overview,
+    ] {
+        press(&mut app, KeyCode::Tab);
+        assert_eq!(app.pane, want);
+    }
+    for name in ["alerts", "quotas", "keys"] {
+        app.command(&format!("pane {name}"));
+        assert_eq!(app.pane.name(), name);
+    }
+    for keymap in ["default", "vim"] {
+        let k = Keymap::load(keymap).unwrap();
+        for (key, pane) in [
+            ("7", PaneKind::Alerts),
+            ("8", PaneKind::Quotas),
+            ("9", PaneKind::Keys),
+        ] {
+            assert_eq!(
+                k.resolve("overview", super::keymap::Key::parse(key).unwrap()),
+                Some(super::action::Action::ShowPane(pane)),
+                "{keymap}"
+            );
+        }
+    }
+
+    // Before the first evaluation, before the first key list, and a refused key list.
+    app.show(PaneKind::Alerts);
+    assert!(text(&render(&app, 80, 24)).contains("evaluating the rules"));
+    let mut connecting = App::new(
+        super::model::Model::new(&["127.0.0.1:1".to_string()]),
+        Keymap::load("default").unwrap(),
+        Theme::load("dark", ColorDepth::Mono).unwrap(),
+        ColorDepth::Mono,
+    );
+    alerts::tick(&mut connecting, fixture::T0);
+    assert!(
+        connecting.alerts.last_tick_ms.is_none(),
+        "no evaluation before any stream answered or failed"
+    );
+    app.show(PaneKind::Keys);
+    assert!(text(&render(&app, 80, 24)).contains("asking the cluster"));
+    app.model.apply(Update::Keys {
+        at: fixture::T0,
+        result: Err(KeysError {
+            message: "keys list: PermissionDenied: this needs an admin key".into(),
+            refused: true,
+        }),
+    });
+    let t = text(&render(&app, 80, 24));
+    assert!(t.contains("needs an admin key: keys list"), "{t}");
+
+    // Frames without tenant usage say so.
+    for n in &mut app.model.nodes {
+        if let Some(s) = &mut n.status {
+            s.quotas.clear();
+        }
+    }
+    app.show(PaneKind::Quotas);
+    let t = text(&render(&app, 80, 24));
+    assert!(t.contains("no tenants"), "{t}");
+    assert!(
+        t.contains("node 1's status frame at 22:13:49 lists no tenant usage"),
+        "{t}"
+    );
+}
+
+#[test]
+fn the_rules_file_comes_from_the_flag_and_a_bad_one_is_refused_before_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &config,
+        format!("rules = {:?}\n", rules.display().to_string()),
+    )
+    .unwrap();
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"x\"\nexpr = \"no_such_figure > 1\"\nseverity = \"warning\"\n",
+    )
+    .unwrap();
+    let mut args = crate::cli::ConsoleArgs {
+        config: Some(config),
+        ..Default::default()
+    };
+    let e = super::resolve(&mut args)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("{}:3:", rules.display())), "{e}");
+    std::fs::write(&rules, crate::alerts::DEFAULT_RULES).unwrap();
+    let settings = super::resolve(&mut args).unwrap();
+    assert_eq!(settings.rules.origin(), rules.display().to_string());
 }

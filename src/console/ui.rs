@@ -44,30 +44,54 @@ fn verdict_badge(app: &App) -> Span<'static> {
     Span::styled(text, app.theme.style(role).add_modifier(Modifier::BOLD))
 }
 
-fn tabs(app: &App, f: &mut Frame, area: Rect) {
+/// Tab labels: every pane with its key and title, or when that does not fit, only the
+/// current pane's title and the others' keys.
+fn tab_spans(app: &App, short: bool) -> Vec<Span<'static>> {
     let t = &app.theme;
     let mut spans = vec![Span::styled("opsdeck ", t.style(Role::Title))];
     for pane in PaneKind::ALL {
         let key = app
             .keymap
             .key_for(pane.name(), Action::ShowPane(*pane))
-            .map(|k| format!("{k} "))
-            .unwrap_or_default();
-        let text = format!("{key}{}", pane.title());
+            .map(|k| k.to_string());
         if *pane == app.pane {
-            spans.push(Span::styled(format!("[{text}]"), t.style(Role::Highlight)));
+            let text = match key {
+                Some(k) => format!("[{k} {}]", pane.title()),
+                None => format!("[{}]", pane.title()),
+            };
+            spans.push(Span::styled(text, t.style(Role::Highlight)));
         } else {
-            spans.push(Span::styled(format!(" {text} "), t.style(Role::Text)));
+            let text = match (key, short) {
+                (Some(k), true) => format!(" {k} "),
+                (Some(k), false) => format!(" {k} {} ", pane.title()),
+                (None, _) => format!(" {} ", pane.title()),
+            };
+            spans.push(Span::styled(text, t.style(Role::Text)));
         }
     }
-    let badge = verdict_badge(app);
+    spans
+}
+
+fn tabs(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
     let mut right = vec![];
     if app.read_only {
         right.push(Span::styled(" RO ", t.style(Role::Warn)));
     }
-    right.push(badge);
+    let firing = app.alerts.firing();
+    if firing > 0 {
+        right.push(Span::styled(
+            format!(" ◉ {firing} FIRING "),
+            t.style(Role::Critical).add_modifier(Modifier::BOLD),
+        ));
+    }
+    right.push(verdict_badge(app));
     let width: u16 = right.iter().map(|s| s.width() as u16).sum();
     let [l, r] = Layout::horizontal([Constraint::Min(0), Constraint::Length(width)]).areas(area);
+    let mut spans = tab_spans(app, false);
+    if spans.iter().map(|s| s.width()).sum::<usize>() > l.width as usize {
+        spans = tab_spans(app, true);
+    }
     f.render_widget(Paragraph::new(Line::from(spans)), l);
     f.render_widget(Paragraph::new(Line::from(right)), r);
 }
@@ -120,6 +144,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("theme NAME|PATH", "switch theme"),
     ("keymap NAME|PATH", "switch keymap"),
     ("save [PATH]", "save the filtered log lines"),
+    ("silence DURATION", "silence the selected alert (0 lifts)"),
 ];
 
 /// The live keymap for the current pane: its own keys, then the global ones.

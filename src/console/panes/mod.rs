@@ -2,13 +2,17 @@
 //! `PaneKind` (its name is its keymap context and `:pane` argument), and one arm in each match
 //! below.
 
+pub mod alerts;
 mod disk;
 mod gc;
+mod keys;
 mod logs;
 mod metrics;
 pub mod overview;
+mod quotas;
 pub mod timeline;
 
+pub use alerts::AlertsView;
 pub use logs::{save as save_logs, LogsView};
 pub use timeline::TimelineView;
 
@@ -29,6 +33,9 @@ pub enum PaneKind {
     Disk,
     Gc,
     Timeline,
+    Alerts,
+    Quotas,
+    Keys,
 }
 
 impl PaneKind {
@@ -39,6 +46,9 @@ impl PaneKind {
         PaneKind::Disk,
         PaneKind::Gc,
         PaneKind::Timeline,
+        PaneKind::Alerts,
+        PaneKind::Quotas,
+        PaneKind::Keys,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +59,9 @@ impl PaneKind {
             PaneKind::Disk => "disk",
             PaneKind::Gc => "gc",
             PaneKind::Timeline => "timeline",
+            PaneKind::Alerts => "alerts",
+            PaneKind::Quotas => "quotas",
+            PaneKind::Keys => "keys",
         }
     }
 
@@ -60,6 +73,9 @@ impl PaneKind {
             PaneKind::Disk => "Disk",
             PaneKind::Gc => "GC",
             PaneKind::Timeline => "Timeline",
+            PaneKind::Alerts => "Alerts",
+            PaneKind::Quotas => "Quotas",
+            PaneKind::Keys => "Keys",
         }
     }
 
@@ -71,6 +87,9 @@ impl PaneKind {
             PaneKind::Disk => "pane_disk",
             PaneKind::Gc => "pane_gc",
             PaneKind::Timeline => "pane_timeline",
+            PaneKind::Alerts => "pane_alerts",
+            PaneKind::Quotas => "pane_quotas",
+            PaneKind::Keys => "pane_keys",
         }
     }
 
@@ -86,6 +105,9 @@ impl PaneKind {
             PaneKind::Disk => disk::draw(app, f, area),
             PaneKind::Gc => gc::draw(app, f, area),
             PaneKind::Timeline => timeline::draw(app, f, area),
+            PaneKind::Alerts => alerts::draw(app, f, area),
+            PaneKind::Quotas => quotas::draw(app, f, area),
+            PaneKind::Keys => keys::draw(app, f, area),
         }
     }
 
@@ -95,6 +117,9 @@ impl PaneKind {
             PaneKind::Logs => logs::handle(app, action),
             PaneKind::Metrics => metrics::handle(app, action),
             PaneKind::Timeline => timeline::handle(app, action),
+            PaneKind::Alerts => alerts::handle(app, action),
+            PaneKind::Quotas => quotas::handle(app, action),
+            PaneKind::Keys => keys::handle(app, action),
             PaneKind::Overview | PaneKind::Disk | PaneKind::Gc => false,
         }
     }
@@ -118,4 +143,19 @@ pub fn node_label(view: &super::model::NodeView) -> String {
         Some(s) => format!("n{}", s.id),
         None => "?".into(),
     }
+}
+
+/// Moves a list position for the scrolling actions; false for any other action.
+pub fn scroll(pos: &mut usize, len: usize, page: usize, action: Action) -> bool {
+    let last = len.saturating_sub(1);
+    *pos = match action {
+        Action::Up => pos.saturating_sub(1),
+        Action::Down => (*pos + 1).min(last),
+        Action::PageUp => pos.saturating_sub(page.max(1)),
+        Action::PageDown => (*pos + page.max(1)).min(last),
+        Action::Top => 0,
+        Action::Bottom => last,
+        _ => return false,
+    };
+    true
 }

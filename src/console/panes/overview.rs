@@ -57,7 +57,23 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         Constraint::Min(0),
     ])
     .areas(inner);
-    f.render_widget(Paragraph::new(verdict_line(app)), verdict_area);
+    let mut verdict = vec![verdict_line(app)];
+    let firing = app.alerts.firing();
+    if firing > 0 {
+        let key = app
+            .keymap
+            .key_for("overview", Action::ShowPane(PaneKind::Alerts))
+            .map(|k| format!(" ({k}: Alerts)"))
+            .unwrap_or_default();
+        verdict.push(Line::from(Span::styled(
+            format!(
+                "◉ {firing} alert{} firing{key}",
+                if firing == 1 { "" } else { "s" }
+            ),
+            t.style(Role::Critical),
+        )));
+    }
+    f.render_widget(Paragraph::new(verdict), verdict_area);
 
     // COMMIT only when there is room: at 80 columns it is nearly always APPLIED anyway.
     let wide = table_area.width >= 92;
@@ -187,7 +203,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
 
     let mut notes: Vec<Line> = Vec::new();
     for view in &down {
-        if let Link::Down { since_ms, error } = &view.link {
+        if let Link::Down {
+            since_ms, error, ..
+        } = &view.link
+        {
             let who = view
                 .status
                 .as_ref()

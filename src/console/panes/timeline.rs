@@ -28,6 +28,8 @@ fn symbol(kind: &str) -> (&'static str, Role) {
         "log_purged" => ("▤", Role::Dim),
         "node_down" => ("✖", Role::Down),
         "node_up" => ("✔", Role::Ok),
+        "alert_firing" => ("◉", Role::Critical),
+        "alert_resolved" => ("✔", Role::Ok),
         _ => ("•", Role::Text),
     }
 }

@@ -1,0 +1,362 @@
+//! Alerts: the console is the outside observer that evaluates the alert rules. Every tick it
+//! turns the latest frame of each node (or why there is none) into one `NodeReport` per
+//! endpoint and feeds the evaluator; the pane lists pending, firing and recently resolved
+//! alerts, and acknowledges or silences the selected one (marks kept in this console only).
+
+use std::time::Duration;
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Row, Table, Wrap};
+use ratatui::Frame;
+
+use super::{block, scroll};
+use crate::alerts::{AlertId, AlertState, Evaluator, Rules, Severity, State};
+use crate::console::action::Action;
+use crate::console::app::{App, Input, InputKind};
+use crate::console::format::{clock, cut, duration_secs};
+use crate::console::model::{Link, TimelineEntry};
+use crate::console::theme::Role;
+
+/// Longest silence `:silence` accepts.
+const MAX_SILENCE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// What the silence key puts on the command line, ready to edit.
+const SILENCE_PROMPT: &str = "silence 1h";
+
+pub struct AlertsView {
+    pub evaluator: Evaluator,
+    selected: Option<AlertId>,
+    /// The time of the last evaluation (console clock); silences count from it.
+    pub last_tick_ms: Option<i64>,
+}
+
+impl AlertsView {
+    pub fn new(rules: Rules) -> AlertsView {
+        AlertsView {
+            evaluator: Evaluator::new(rules),
+            selected: None,
+            last_tick_ms: None,
+        }
+    }
+
+    /// Firing alerts that are not silenced: the count the tab bar and the Overview show.
+    pub fn firing(&self) -> usize {
+        self.evaluator
+            .alerts()
+            .iter()
+            .filter(|a| a.state == State::Firing && !a.silenced())
+            .count()
+    }
+
+    /// The selected alert's position: the remembered one if still listed, else the first.
+    fn selected_index(&self) -> Option<usize> {
+        let alerts = self.evaluator.alerts();
+        if alerts.is_empty() {
+            return None;
+        }
+        self.selected
+            .as_ref()
+            .and_then(|id| alerts.iter().position(|a| &a.id == id))
+            .or(Some(0))
+    }
+
+    fn selected(&self) -> Option<&AlertState> {
+        self.selected_index().map(|i| &self.evaluator.alerts()[i])
+    }
+}
+
+/// One evaluation at `now_ms` of what the model knows; alerts that start firing or resolve
+/// go on the timeline. Nothing is evaluated before any stream has answered or failed (at
+/// most the 3 s connect timeout), so starting the console raises no pending alerts.
+pub fn tick(app: &mut App, now_ms: i64) {
+    if app.model.nodes.iter().all(|n| n.link == Link::Connecting) {
+        return;
+    }
+    let reports = app.model.reports(now_ms, app.stall_ms);
+    let changes = app.alerts.evaluator.observe(now_ms, &reports);
+    app.alerts.last_tick_ms = Some(now_ms);
+    for c in changes {
+        let kind = match c.to {
+            State::Firing => "alert_firing",
+            State::Resolved => "alert_resolved",
+            State::Pending | State::Inactive => continue,
+        };
+        app.model.push_timeline(TimelineEntry {
+            unix_ms: c.at_ms,
+            kind: kind.into(),
+            detail: format!(
+                "{} [{}]: {}",
+                c.alert.id,
+                c.alert.severity,
+                c.alert.summary()
+            ),
+            term: 0,
+            seen_by: vec![],
+            console: true,
+        });
+    }
+}
+
+pub fn handle(app: &mut App, action: Action) -> bool {
+    match action {
+        Action::AckAlert => {
+            let Some(alert) = app.alerts.selected() else {
+                app.message("no alert to acknowledge", true);
+                return true;
+            };
+            let id = alert.id.clone();
+            if app.alerts.evaluator.ack(&id) {
+                app.message(&format!("acknowledged {id}"), false);
+            } else {
+                app.message(
+                    &format!("{id} is not firing; only a firing alert can be acknowledged"),
+                    true,
+                );
+            }
+            true
+        }
+        Action::SilenceAlert => {
+            if app.alerts.selected().is_none() {
+                app.message("no alert to silence", true);
+            } else {
+                app.input = Some(Input {
+                    kind: InputKind::Command,
+                    text: SILENCE_PROMPT.into(),
+                });
+            }
+            true
+        }
+        _ => {
+            let len = app.alerts.evaluator.alerts().len();
+            let mut pos = app.alerts.selected_index().unwrap_or(0);
+            let page = app.body_rows.get() as usize;
+            if !scroll(&mut pos, len, page, action) {
+                return false;
+            }
+            app.alerts.selected = app.alerts.evaluator.alerts().get(pos).map(|a| a.id.clone());
+            true
+        }
+    }
+}
+
+/// `:silence DURATION` (e.g. 15m, 1h, 4h, 24h; 0 lifts the silence) for the selected alert.
+pub fn silence_command(app: &mut App, arg: &str) {
+    let (Some(alert), Some(now)) = (app.alerts.selected(), app.alerts.last_tick_ms) else {
+        app.message(
+            "no alert selected: silence works on the Alerts pane's selection",
+            true,
+        );
+        return;
+    };
+    let id = alert.id.clone();
+    let duration = match arg {
+        "0" | "off" => Duration::ZERO,
+        text => match humantime::parse_duration(text) {
+            Ok(d) if d <= MAX_SILENCE => d,
+            Ok(_) => {
+                app.message("a silence lasts at most 7d", true);
+                return;
+            }
+            Err(e) => {
+                app.message(
+                    &format!("bad duration {text:?}: {e} (e.g. 15m, 1h, 4h, 24h; 0 lifts)"),
+                    true,
+                );
+                return;
+            }
+        },
+    };
+    let until = now + duration.as_millis() as i64;
+    app.alerts.evaluator.silence(&id, until);
+    if duration.is_zero() {
+        app.message(&format!("silence of {id} lifted"), false);
+    } else {
+        app.message(
+            &format!("silenced {id} until {}", clock(until, app.utc_offset)),
+            false,
+        );
+    }
+}
+
+fn state_cell(state: State) -> (&'static str, Role) {
+    match state {
+        State::Firing => ("◉ firing", Role::Critical),
+        State::Pending => ("… pending", Role::Warn),
+        State::Resolved => ("✔ resolved", Role::Ok),
+        State::Inactive => ("inactive", Role::Dim),
+    }
+}
+
+fn severity_cell(s: Severity) -> (&'static str, Role) {
+    match s {
+        Severity::Critical => ("crit", Role::Critical),
+        Severity::Warning => ("warn", Role::Warn),
+        Severity::Info => ("info", Role::Text),
+    }
+}
+
+fn marks(a: &AlertState) -> String {
+    format!(
+        "{}{}",
+        if a.acked { "A" } else { "" },
+        if a.silenced() { "S" } else { "" }
+    )
+}
+
+pub fn draw(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let view = &app.alerts;
+    let alerts = view.evaluator.alerts();
+    let count = |s: State| alerts.iter().filter(|a| a.state == s).count();
+    let block = block(
+        app,
+        format!(
+            "Alerts · {} firing · {} pending · {} resolved",
+            count(State::Firing),
+            count(State::Pending),
+            count(State::Resolved)
+        ),
+    );
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    if view.last_tick_ms.is_none() {
+        f.render_widget(
+            Paragraph::new(Span::styled("evaluating the rules…", t.style(Role::Dim))),
+            inner,
+        );
+        return;
+    }
+
+    let table_rows = (alerts.len() as u16 + 1).clamp(2, inner.height.saturating_sub(8).max(2));
+    let [table_area, detail_area, rest] = Layout::vertical([
+        Constraint::Length(table_rows),
+        Constraint::Length(5),
+        Constraint::Min(0),
+    ])
+    .areas(inner);
+    app.body_rows.set(table_rows.saturating_sub(1));
+
+    let selected = view.selected_index();
+    let visible = table_rows.saturating_sub(1) as usize;
+    let first = selected.map_or(0, |s| (s + 1).saturating_sub(visible));
+    let header = Row::new(["STATE", "SEV", "RULE", "SUBJECT", "SINCE", "VALUE", "  "])
+        .style(t.style(Role::Header));
+    let rows: Vec<Row> = alerts
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(visible)
+        .map(|(i, a)| {
+            let (state, srole) = state_cell(a.state);
+            let (sev, vrole) = severity_cell(a.severity);
+            let row = Row::new(vec![
+                Span::styled(state, t.style(srole)),
+                Span::styled(sev, t.style(vrole)),
+                Span::raw(cut(&a.id.rule, 21)),
+                Span::raw(cut(&a.id.subject.to_string(), 11)),
+                Span::raw(clock(a.since_ms, app.utc_offset)),
+                Span::raw(cut(&a.value(), 15)),
+                Span::styled(marks(a), t.style(Role::Dim)),
+            ]);
+            if Some(i) == selected {
+                row.style(t.style(Role::Highlight))
+            } else {
+                row.style(t.style(Role::Text))
+            }
+        })
+        .collect();
+    let widths = [10, 4, 21, 11, 8, 15, 2].map(Constraint::Length);
+    if alerts.is_empty() {
+        f.render_widget(
+            Paragraph::new(Span::styled(
+                "no alerts: every rule is quiet",
+                t.style(Role::Ok),
+            )),
+            table_area,
+        );
+    } else {
+        f.render_widget(
+            Table::new(rows, widths).header(header).column_spacing(1),
+            table_area,
+        );
+    }
+
+    let mut detail = vec![Line::from("")];
+    if let Some(a) = view.selected() {
+        let (state, role) = state_cell(a.state);
+        let mut head = vec![
+            Span::styled(format!("{} · ", a.id), t.style(Role::Title)),
+            Span::styled(state, t.style(role)),
+            Span::styled(
+                format!(
+                    " since {} · {} · for {}",
+                    clock(a.since_ms, app.utc_offset),
+                    a.severity,
+                    duration_secs(a.hold.as_secs())
+                ),
+                t.style(Role::Text),
+            ),
+        ];
+        let mut notes = Vec::new();
+        if a.acked {
+            notes.push("acknowledged".to_string());
+        }
+        if let Some(until) = a.silenced_until {
+            notes.push(format!("silenced until {}", clock(until, app.utc_offset)));
+        }
+        if !notes.is_empty() {
+            head.push(Span::styled(
+                format!(" · {}", notes.join(" · ")),
+                t.style(Role::Dim),
+            ));
+        }
+        detail.push(Line::from(head));
+        detail.push(Line::from(Span::styled(a.summary(), t.style(Role::Text))));
+        detail.push(Line::from(Span::styled(
+            format!("value: {}", a.value()),
+            t.style(Role::Dim),
+        )));
+    }
+    f.render_widget(
+        Paragraph::new(detail).wrap(Wrap { trim: false }),
+        detail_area,
+    );
+
+    let rules = view.evaluator.rules();
+    let quiet: Vec<&str> = rules
+        .rules()
+        .iter()
+        .filter(|r| !alerts.iter().any(|a| a.id.rule == r.name))
+        .map(|r| r.name.as_str())
+        .collect();
+    let key = |a: Action| {
+        app.keymap
+            .key_for("alerts", a)
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let lines = vec![
+        Line::from(Span::styled(
+            format!(
+                "quiet: {}",
+                if quiet.is_empty() {
+                    "none".to_string()
+                } else {
+                    quiet.join(", ")
+                }
+            ),
+            t.style(Role::Dim),
+        )),
+        Line::from(Span::styled(
+            format!(
+                "{} rules from {} · {} acknowledge · {} silence (:silence 1h, 0 lifts) · A acked, S silenced",
+                rules.rules().len(),
+                rules.origin(),
+                key(Action::AckAlert),
+                key(Action::SilenceAlert)
+            ),
+            t.style(Role::Dim),
+        )),
+    ];
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), rest);
+}
