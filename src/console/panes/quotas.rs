@@ -158,7 +158,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         Paragraph::new(vec![
             Line::from(Span::styled(format!("From {from}."), t.style(Role::Dim))),
             Line::from(Span::styled(
-                "REFUSED: writes the quota refused since that node started.",
+                "REFUSED: writes refused by the quota since it was last reset.",
                 t.style(Role::Dim),
             )),
         ]),
