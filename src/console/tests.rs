@@ -147,6 +147,22 @@ fn type_text(app: &mut App, s: &str) {
 }
 
 #[test]
+fn below_80x24_says_the_terminal_is_too_small_and_keeps_the_verdict() {
+    let app = app();
+    let screen = text(&render(&app, 60, 20));
+    assert!(
+        screen.contains("terminal too small: 60×20, opsdeck needs 80×24"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("HEALTHY") || screen.contains("DEGRADED") || screen.contains("QUORUM"),
+        "{screen}"
+    );
+    // At 80×24 the panes are drawn as usual.
+    assert!(!text(&render(&app, 80, 24)).contains("too small"));
+}
+
+#[test]
 fn every_pane_at_80x24() {
     for pane in PaneKind::ALL {
         // The older panes from the plain fixture; the new ones need the rules evaluated.

@@ -13,8 +13,15 @@ use super::model::Verdict;
 use super::panes::{overview, PaneKind};
 use super::theme::Role;
 
+/// The smallest terminal the panes are laid out for.
+pub const MIN_SIZE: (u16, u16) = (80, 24);
+
 pub fn draw(app: &App, f: &mut Frame) {
     let area = f.area();
+    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
+        too_small(app, f, area);
+        return;
+    }
     let [top, body, bottom] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
@@ -31,6 +38,22 @@ pub fn draw(app: &App, f: &mut Frame) {
     if let Some(scroll) = app.help {
         help(app, f, body, scroll);
     }
+}
+
+/// Below 80×24 the panes would be cut into garbage: say so, and still show the verdict.
+fn too_small(app: &App, f: &mut Frame, area: Rect) {
+    let lines = vec![
+        Line::from(verdict_badge(app)),
+        Line::from(format!(
+            "terminal too small: {}×{}, opsdeck needs {}×{}",
+            area.width, area.height, MIN_SIZE.0, MIN_SIZE.1
+        )),
+        Line::from("enlarge the window, or press q to quit"),
+    ];
+    let paragraph = Paragraph::new(lines)
+        .style(app.theme.style(Role::Text))
+        .wrap(ratatui::widgets::Wrap { trim: true });
+    f.render_widget(paragraph, area);
 }
 
 fn verdict_badge(app: &App) -> Span<'static> {
