@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::cli::ClusterArgs;
 use crate::client::{ApiKey, ClusterClient};
 use crate::cluster_file::{default_dev_dir, ClusterFile, ADMIN_KEY_FILE};
-use crate::table;
+use crate::table::{self, opt};
 
 /// The endpoints a verb talks to: `--endpoints`, else the cluster file of `--cluster` or the
 /// default dev dir.
@@ -68,10 +68,6 @@ fn short(key: &str) -> String {
         let head: String = key.chars().take(MAX).collect();
         format!("{head:?}… ({} bytes)", key.len())
     }
-}
-
-fn opt(v: Option<u64>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 
 fn status_json(endpoint: &str, s: &Result<NodeStatus, String>) -> serde_json::Value {

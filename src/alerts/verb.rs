@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{AlertState, Evaluator, Rules, State, Subject, Transition};
 use crate::cli::AlertsArgs;
-use crate::table;
+use crate::table::{self, cut};
 use crate::verbs;
 
 const WIDTH: usize = 80;
@@ -38,17 +38,6 @@ fn short(d: Duration) -> String {
         format!("{}{}", big.0, big.1)
     } else {
         format!("{}{}{}{}", big.0, big.1, small.0, small.1)
-    }
-}
-
-/// Cuts `s` to `max` characters, marking the cut.
-fn fit(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-        out.push('…');
-        out
     }
 }
 
@@ -119,7 +108,7 @@ fn transition_line(t: &Transition) -> String {
     let clock = rfc3339(t.at_ms);
     let clock = clock.get(11..).unwrap_or(&clock);
     let a = &t.alert;
-    fit(
+    cut(
         &format!(
             "{clock} {:<8} {} {} ({}): {}",
             state_word(t.to),
@@ -160,7 +149,7 @@ fn render_table(alerts: &[AlertState], now_ms: i64) -> String {
                 state_word(a.state).to_string(),
                 severity_word(a).to_string(),
                 age,
-                fit(&format!("{} ({})", a.id.rule, a.id.subject), 34),
+                cut(&format!("{} ({})", a.id.rule, a.id.subject), 34),
             ]
         })
         .collect();
@@ -180,7 +169,7 @@ fn render_table(alerts: &[AlertState], now_ms: i64) -> String {
         .zip(alerts)
         .map(|(h, a)| {
             let mut row = h.to_vec();
-            row.push(fit(&a.value(), room));
+            row.push(cut(&a.value(), room));
             row
         })
         .collect();

@@ -2,6 +2,8 @@
 //! shifted by a UTC offset fixed at start, so drawing never reads the clock (and snapshot
 //! tests use offset 0).
 
+pub use crate::table::{cut, opt};
+
 /// The local UTC offset in seconds, as the C library sees it now.
 pub fn local_utc_offset() -> i64 {
     let now = unix_ms() / 1000;
@@ -90,21 +92,6 @@ pub fn rate(v: f64) -> String {
         format!("{v:.0}")
     } else {
         format!("{v:.1}")
-    }
-}
-
-pub fn opt(v: Option<u64>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
-}
-
-/// `s` cut to `max` characters with an ellipsis.
-pub fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-        out.push('…');
-        out
     }
 }
 
