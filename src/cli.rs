@@ -103,6 +103,28 @@ pub enum Command {
     Compact(ClusterArgs),
     /// Print the nodes' log records, merged by time (--follow keeps streaming).
     Logs(LogsArgs),
+    /// Stream a consistent backup from the leader into FILE (writes go on meanwhile).
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Check a backup file's manifest and checksums without touching any cluster.
+    VerifyBackup {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the cluster's data with a backup's (verified first; asks unless --yes).
+    Restore {
+        file: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -10,6 +10,7 @@ mod compact;
 mod console;
 mod dev;
 mod logs;
+mod ops;
 mod run_node;
 mod table;
 mod verbs;
@@ -85,5 +86,10 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Alerts(args) => alerts::verb::run(&args).await,
         Command::Compact(c) => compact::run(&c).await,
         Command::Logs(args) => logs::run(args).await,
+        Command::Backup { out, cluster } => ops::backup::backup_verb(&cluster, &out).await,
+        Command::VerifyBackup { file, json } => ops::backup::verify_verb(&file, json),
+        Command::Restore { file, yes, cluster } => {
+            ops::backup::restore_verb(&cluster, &file, yes).await
+        }
     }
 }

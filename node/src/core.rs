@@ -354,6 +354,19 @@ impl NodeCore {
         &self.inner.reader
     }
 
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.compactor.data_dir
+    }
+
+    /// "node N at ADDR" for the current leader, or that none is known.
+    pub fn leader_hint(&self) -> String {
+        let leader = self.inner.raft.metrics().borrow().current_leader;
+        match leader.and_then(|id| self.member_addr(id).map(|a| (id, a))) {
+            Some((id, addr)) => format!("node {id} at {}", addr.grpc),
+            None => "no leader is known right now".into(),
+        }
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }
@@ -565,6 +578,7 @@ impl NodeCore {
         frame.fs_total_bytes = sample.fs_total_bytes;
         frame.fs_free_bytes = sample.fs_free_bytes;
         frame.gc = Some(sample.gc);
+        frame.last_backup_unix_ms = self.inner.reader.last_backup_ms();
         frame.quotas = match self.inner.reader.tenants() {
             Ok(tenants) => tenants
                 .iter()

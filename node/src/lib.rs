@@ -6,6 +6,7 @@
 //! [`server`] which wires one node together.
 
 pub mod api;
+pub mod backup;
 pub mod compact;
 pub mod core;
 pub mod metrics;

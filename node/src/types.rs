@@ -68,6 +68,30 @@ pub enum Command {
     TouchKeys {
         used: Vec<(String, i64)>,
     },
+    /// Starts staging a restore (see `store::state_machine::restore`): drops anything a
+    /// previous, unfinished restore staged.
+    RestoreBegin {
+        id: String,
+        actor: String,
+        at_ms: i64,
+        /// What is being restored, for the audit trail (file, cluster, index, keys).
+        source: String,
+    },
+    /// The next batch of a backup's state-machine pairs, staged out of sight.
+    RestoreChunk {
+        id: String,
+        seq: u64,
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// Swaps the staged pairs in, in one atomic batch, if exactly `chunks` chunks holding
+    /// `pairs` pairs were staged.
+    RestoreCommit {
+        id: String,
+        actor: String,
+        at_ms: i64,
+        chunks: u64,
+        pairs: u64,
+    },
 }
 
 /// Changes to keys and quotas.
@@ -142,6 +166,9 @@ impl Command {
             Command::Admin { .. } => "admin",
             Command::Audit { .. } => "audit",
             Command::TouchKeys { .. } => "touch_keys",
+            Command::RestoreBegin { .. } => "restore_begin",
+            Command::RestoreChunk { .. } => "restore_chunk",
+            Command::RestoreCommit { .. } => "restore_commit",
         }
     }
 }
@@ -172,6 +199,10 @@ pub enum CommandResult {
     /// The admin action named something that does not exist (e.g. an unknown key id).
     NotFound {
         reason: String,
+    },
+    /// A restore was swapped in: the state machine now holds the backup's data.
+    Restored {
+        keys: u64,
     },
 }
 

@@ -98,6 +98,7 @@ pub fn client_with_key(addr: &str, key: Option<&str>) -> Client {
     let channel = opsdeck_node::transport::lazy_channel(addr).expect("valid address");
     let header = key.map(|k| format!("Bearer {k}").parse().expect("ascii key"));
     NodeClient::with_interceptor(channel, WithKey(header))
+        .max_decoding_message_size(256 * 1024 * 1024)
 }
 
 /// An HTTP client presenting the test admin key (`authorization: Bearer`).
@@ -464,6 +465,11 @@ pub fn stdout_of(out: &Output) -> String {
 /// Writes `writers × per_writer` keys `load/W/I` through the node at `addr` with that many
 /// concurrent writers (group commit turns them into few Raft entries). Panics on an error.
 pub async fn write_load(addr: &str, writers: usize, per_writer: usize) {
+    write_load_sized(addr, writers, per_writer, 100).await
+}
+
+/// `write_load` with values of `value_bytes`.
+pub async fn write_load_sized(addr: &str, writers: usize, per_writer: usize, value_bytes: usize) {
     let base = client(addr);
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
@@ -472,7 +478,7 @@ pub async fn write_load(addr: &str, writers: usize, per_writer: usize) {
                 for i in 0..per_writer {
                     c.put(PutRequest {
                         key: format!("load/{w}/{i}"),
-                        value: vec![b'v'; 100],
+                        value: vec![b'v'; value_bytes],
                     })
                     .await
                     .unwrap_or_else(|e| panic!("write load: put load/{w}/{i}: {e}"));
@@ -508,4 +514,69 @@ pub fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Writers putting `PREFIX/W/I` through one node without pause until stopped, recording
+/// every acknowledged key and every failure.
+pub struct SteadyLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    failures: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl SteadyLoad {
+    pub fn start(addr: &str, writers: usize, prefix: &str) -> SteadyLoad {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let failures = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let base = client(addr);
+        let tasks = (0..writers)
+            .map(|w| {
+                let (mut c, stop) = (base.clone(), stop.clone());
+                let (acked, failures, prefix) =
+                    (acked.clone(), failures.clone(), prefix.to_string());
+                tokio::spawn(async move {
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let key = format!("{prefix}/{w}/{i}");
+                        let put = c.put(PutRequest {
+                            key: key.clone(),
+                            value: format!("value of {key}").into_bytes(),
+                        });
+                        match put.await {
+                            Ok(_) => acked.lock().expect("acked").push(key),
+                            Err(e) => failures
+                                .lock()
+                                .expect("failures")
+                                .push(format!("{key}: {e}")),
+                        }
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        SteadyLoad {
+            stop,
+            acked,
+            failures,
+            tasks,
+        }
+    }
+
+    /// Keys acknowledged so far.
+    pub fn acked(&self) -> Vec<String> {
+        self.acked.lock().expect("acked").clone()
+    }
+
+    /// Stops the writers; returns the acknowledged keys and the failures.
+    pub async fn stop(self) -> (Vec<String>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("writer task");
+        }
+        let acked = self.acked.lock().expect("acked").clone();
+        let failures = self.failures.lock().expect("failures").clone();
+        (acked, failures)
+    }
 }

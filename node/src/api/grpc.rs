@@ -91,6 +91,28 @@ type WatchStream =
 #[tonic::async_trait]
 impl Node for NodeService {
     type WatchStream = WatchStream;
+    type BackupStream = tokio_stream::wrappers::ReceiverStream<Result<BackupChunk, Status>>;
+
+    async fn backup(
+        &self,
+        req: Request<BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
+        let rx = self.core.backup(&actor).await?;
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    async fn restore(
+        &self,
+        req: Request<RestoreRequest>,
+    ) -> Result<Response<RestoreReply>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
+        Ok(Response::new(
+            self.core.restore_step(&actor, req.into_inner()).await?,
+        ))
+    }
 
     async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
         let r = req.into_inner();

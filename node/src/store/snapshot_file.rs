@@ -53,6 +53,24 @@ pub fn read(path: &Path) -> io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
     Ok(Some((decode(&meta)?, body)))
 }
 
+/// Opens the stored snapshot for streaming its body: the file positioned at the body, the
+/// meta, and the body's length.
+pub async fn open_body(path: &Path) -> io::Result<(tokio::fs::File, SnapshotMeta, u64)> {
+    use tokio::io::AsyncReadExt;
+    let mut f = tokio::fs::File::open(path).await?;
+    let file_len = f.metadata().await?.len();
+    let len = f.read_u64().await?;
+    if len > file_len.saturating_sub(8) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is damaged: its header claims {len} bytes of metadata in a {file_len}-byte file", path.display()),
+        ));
+    }
+    let mut meta = vec![0u8; len as usize];
+    f.read_exact(&mut meta).await?;
+    Ok((f, decode(&meta)?, file_len - 8 - len))
+}
+
 /// Size of the stored snapshot in bytes (0 if none).
 pub fn size(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.len()).unwrap_or(0)

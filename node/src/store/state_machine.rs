@@ -39,6 +39,8 @@ const KEY_KEYS: &[u8] = b"m/keys";
 const KEY_BYTES: &[u8] = b"m/bytes";
 const KEY_CLUSTER_ID: &[u8] = b"m/cluster_id";
 const KEY_AUDIT_SEQ: &[u8] = b"m/audit_seq";
+/// When the last backup was streamed out (from its `backup` audit record).
+const KEY_LAST_BACKUP: &[u8] = b"m/last_backup";
 const APIKEY_PREFIX: &[u8] = b"k/";
 const QUOTA_PREFIX: &[u8] = b"q/";
 const USAGE_PREFIX: &[u8] = b"u/";
@@ -138,6 +140,14 @@ impl KvReader {
         match self.tree.get(KEY_CLUSTER_ID) {
             Ok(Some(v)) => String::from_utf8_lossy(&v).into_owned(),
             _ => String::new(),
+        }
+    }
+
+    /// When the last backup was streamed out of this cluster.
+    pub fn last_backup_ms(&self) -> Option<i64> {
+        match self.tree.get(KEY_LAST_BACKUP) {
+            Ok(Some(v)) => v.as_ref().try_into().ok().map(i64::from_be_bytes),
+            _ => None,
         }
     }
 
@@ -308,6 +318,8 @@ impl StateMachine {
         self.reload_keys()
     }
 }
+
+mod restore;
 
 /// Pending writes of one `apply` call, read through before the tree so later commands in
 /// the batch see earlier ones.
@@ -491,6 +503,10 @@ impl Overlay<'_> {
                 args,
                 result,
             } => {
+                if action == "backup" && result.starts_with("ok") {
+                    self.writes
+                        .insert(KEY_LAST_BACKUP.to_vec(), Some(at_ms.to_be_bytes().to_vec()));
+                }
                 self.append_audit(AuditRecord {
                     seq: 0,
                     at_ms,
@@ -513,6 +529,20 @@ impl Overlay<'_> {
                 }
                 CommandResult::Done
             }
+            Command::RestoreBegin {
+                id,
+                actor: _,
+                at_ms: _,
+                source,
+            } => self.restore_begin(id, source)?,
+            Command::RestoreChunk { id, seq, pairs } => self.restore_chunk(&id, seq, pairs)?,
+            Command::RestoreCommit {
+                id,
+                actor,
+                at_ms,
+                chunks,
+                pairs,
+            } => self.restore_commit(&id, actor, at_ms, chunks, pairs)?,
         })
     }
 

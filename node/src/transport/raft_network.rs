@@ -132,6 +132,21 @@ impl Network {
     }
 }
 
+/// Bytes of entries one AppendEntries carries at most (always at least one entry).
+const APPEND_BYTES_BUDGET: u64 = 2 * 1024 * 1024;
+
+/// How many leading entries fit in `budget` bytes (at least one).
+fn prefix_within(entries: &[crate::types::Entry], budget: u64) -> usize {
+    let mut total = 0;
+    for (i, e) in entries.iter().enumerate() {
+        total += bincode::serialized_size(e).unwrap_or(u64::MAX / 2);
+        if total > budget {
+            return i.max(1);
+        }
+    }
+    entries.len()
+}
+
 #[derive(Clone, Copy)]
 enum RpcKind {
     Append,
@@ -142,10 +157,23 @@ enum RpcKind {
 impl RaftNetwork<TypeConfig> for Network {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> CallResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
-        self.call(RpcKind::Append, &rpc, &option).await
+        // openraft gives every AppendEntries one heartbeat interval, however many entries it
+        // carries; a follower catching up on big entries (restore chunks, large batches)
+        // would time out forever. Send a prefix that fits the byte budget and report it as
+        // a partial success: openraft sends the rest next.
+        let keep = prefix_within(&rpc.entries, APPEND_BYTES_BUDGET);
+        if keep == rpc.entries.len() {
+            return self.call(RpcKind::Append, &rpc, &option).await;
+        }
+        rpc.entries.truncate(keep);
+        let last = rpc.entries.last().map(|e| e.log_id);
+        match self.call(RpcKind::Append, &rpc, &option).await? {
+            AppendEntriesResponse::Success => Ok(AppendEntriesResponse::PartialSuccess(last)),
+            other => Ok(other),
+        }
     }
 
     async fn install_snapshot(

@@ -1,0 +1,525 @@
+//! The backup file: a state-machine snapshot's payload wrapped with a manifest.
+//!
+//! ```text
+//! OPSDECK-BACKUP\n                      magic
+//! payload                              manifest.payload_bytes bytes
+//! manifest                             JSON
+//! u32 big-endian                       manifest length
+//! 32 bytes                             SHA-256 of the manifest
+//! \nOPSDECK-END\n                      end marker
+//! ```
+//!
+//! The manifest comes last so a backup can be written while it streams in; the end marker
+//! makes a truncated file recognisable as such. The payload has its own SHA-256 in the
+//! manifest and the manifest has its own checksum, so one flipped byte anywhere is found.
+//!
+//! The payload is the snapshot body exactly as nodes exchange it: bincode of
+//! `Vec<(Vec<u8>, Vec<u8>)>` — a little-endian u64 count, then per pair a u64 length and
+//! the key bytes, a u64 length and the value bytes — so it can be read pair by pair.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const MAGIC: &[u8] = b"OPSDECK-BACKUP\n";
+pub const END: &[u8] = b"\nOPSDECK-END\n";
+/// The payload and manifest layout this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes after the manifest: its length, its checksum, the end marker.
+const TRAILER: u64 = 4 + 32 + END.len() as u64;
+/// No key or value in a state machine is this large; a bigger length means damage.
+const MAX_ITEM: u64 = 64 * 1024 * 1024;
+/// Where user data lives in the state machine (see `store::state_machine`).
+const DATA_PREFIX: &[u8] = b"d/";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub cluster_id: String,
+    /// The log id the state machine had applied when the snapshot was taken.
+    pub applied_term: u64,
+    pub applied_index: u64,
+    /// Node that served the backup (the leader at the time).
+    pub source_node: u64,
+    pub membership: Vec<MemberRecord>,
+    /// User key-value pairs, and their key + value bytes.
+    pub key_count: u64,
+    pub data_bytes: u64,
+    /// Every pair of the state machine: data, API key hashes, quotas, usage, audit.
+    pub pairs: u64,
+    pub payload_bytes: u64,
+    pub payload_sha256: String,
+    pub created_unix_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub id: u64,
+    pub grpc: String,
+    pub http: String,
+    pub voter: bool,
+}
+
+/// Why a file is not a usable backup. The message names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{path}: cannot read it: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(path: &Path, what: impl std::fmt::Display) -> BackupError {
+    BackupError::Invalid(format!("{}: {what}", path.display()))
+}
+
+fn io_err(path: &Path) -> impl Fn(io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Reads a payload pair by pair.
+pub struct PairReader<R> {
+    inner: R,
+    remaining: u64,
+    total: u64,
+}
+
+impl<R: Read> PairReader<R> {
+    pub fn new(mut inner: R) -> io::Result<PairReader<R>> {
+        let total = read_u64(&mut inner)?;
+        Ok(PairReader {
+            inner,
+            remaining: total,
+            total,
+        })
+    }
+
+    /// How many pairs the payload says it holds.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    fn item(&mut self) -> io::Result<Vec<u8>> {
+        let len = read_u64(&mut self.inner)?;
+        if len > MAX_ITEM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("an item claims {len} bytes, more than any key or value can hold"),
+            ));
+        }
+        let mut buf = vec![0; len as usize];
+        self.inner.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: Read> Iterator for PairReader<R> {
+    type Item = io::Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        Some(self.item().and_then(|k| Ok((k, self.item()?))))
+    }
+}
+
+fn read_u64(r: &mut impl Read) -> io::Result<u64> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Figures found by reading a payload through.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PayloadFigures {
+    pub sha256: String,
+    pub pairs: u64,
+    pub key_count: u64,
+    pub data_bytes: u64,
+}
+
+/// Counts what a payload of exactly `len` bytes holds and hashes it. Fails if it does not
+/// parse, or parses to a different length.
+fn scan_payload(r: impl Read, len: u64) -> io::Result<PayloadFigures> {
+    let mut hashing = HashingReader {
+        inner: r.take(len),
+        hasher: Sha256::new(),
+        read: 0,
+    };
+    let mut figures = PayloadFigures::default();
+    let mut pairs = PairReader::new(&mut hashing)?;
+    for pair in &mut pairs {
+        let (k, v) = pair?;
+        figures.pairs += 1;
+        if let Some(key) = k.strip_prefix(DATA_PREFIX) {
+            figures.key_count += 1;
+            figures.data_bytes += (key.len() + v.len()) as u64;
+        }
+    }
+    // Anything after the last pair is damage too.
+    io::copy(&mut hashing, &mut io::sink())?;
+    if hashing.read != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the payload ends after {} of {len} bytes", hashing.read),
+        ));
+    }
+    figures.sha256 = hex::encode(hashing.hasher.finalize());
+    Ok(figures)
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Checks a backup file without touching any cluster: magic, end marker, manifest checksum
+/// and format version, length, payload checksum, and that the payload parses to the pairs
+/// and keys the manifest records. Returns the manifest.
+pub fn verify(path: &Path) -> Result<Manifest, BackupError> {
+    let (manifest, mut file) = read_manifest(path)?;
+    file.seek(SeekFrom::Start(MAGIC.len() as u64))
+        .map_err(io_err(path))?;
+    let found = scan_payload(
+        BufReader::with_capacity(1 << 20, file),
+        manifest.payload_bytes,
+    )
+    .map_err(|e| invalid(path, format!("the payload is damaged: {e}")))?;
+    if found.sha256 != manifest.payload_sha256 {
+        return Err(invalid(
+            path,
+            format!(
+                "the payload's SHA-256 is {}, the manifest records {}: the file was damaged after it was written; use another backup",
+                found.sha256, manifest.payload_sha256
+            ),
+        ));
+    }
+    if (found.pairs, found.key_count, found.data_bytes)
+        != (manifest.pairs, manifest.key_count, manifest.data_bytes)
+    {
+        return Err(invalid(
+            path,
+            format!(
+                "the payload holds {} pairs, {} keys, {} bytes; the manifest records {}, {}, {}",
+                found.pairs,
+                found.key_count,
+                found.data_bytes,
+                manifest.pairs,
+                manifest.key_count,
+                manifest.data_bytes
+            ),
+        ));
+    }
+    Ok(manifest)
+}
+
+/// A backup file's pairs, read from disk.
+pub type Payload = PairReader<io::Take<BufReader<File>>>;
+
+/// A verified backup's manifest and its pairs, for restoring.
+pub fn open_verified(path: &Path) -> Result<(Manifest, Payload), BackupError> {
+    let manifest = verify(path)?;
+    let mut file = File::open(path).map_err(io_err(path))?;
+    file.seek(SeekFrom::Start(MAGIC.len() as u64))
+        .map_err(io_err(path))?;
+    let payload = BufReader::with_capacity(1 << 20, file).take(manifest.payload_bytes);
+    let pairs = PairReader::new(payload).map_err(io_err(path))?;
+    Ok((manifest, pairs))
+}
+
+/// Reads and checks everything but the payload.
+fn read_manifest(path: &Path) -> Result<(Manifest, File), BackupError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let len = file.metadata().map_err(io_err(path))?.len();
+    if len == 0 {
+        return Err(invalid(path, "the file is empty: not a backup"));
+    }
+    let mut head = vec![0u8; MAGIC.len().min(len as usize)];
+    file.read_exact(&mut head).map_err(io_err(path))?;
+    if head != MAGIC {
+        return Err(invalid(
+            path,
+            "not an opsdeck backup (it does not start with the OPSDECK-BACKUP header)",
+        ));
+    }
+    let truncated = || {
+        invalid(
+            path,
+            format!("the file is truncated ({len} bytes, no end marker): the backup did not finish writing or was cut short; use another backup"),
+        )
+    };
+    if len < MAGIC.len() as u64 + TRAILER {
+        return Err(truncated());
+    }
+    let mut trailer = vec![0u8; TRAILER as usize];
+    file.seek(SeekFrom::Start(len - TRAILER))
+        .map_err(io_err(path))?;
+    file.read_exact(&mut trailer).map_err(io_err(path))?;
+    if &trailer[36..] != END {
+        return Err(truncated());
+    }
+    let manifest_len = u32::from_be_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]) as u64;
+    if manifest_len > len - TRAILER - MAGIC.len() as u64 {
+        return Err(invalid(
+            path,
+            format!("the manifest length ({manifest_len} bytes) does not fit in the file: it is damaged"),
+        ));
+    }
+    let mut manifest_bytes = vec![0u8; manifest_len as usize];
+    file.seek(SeekFrom::Start(len - TRAILER - manifest_len))
+        .map_err(io_err(path))?;
+    file.read_exact(&mut manifest_bytes).map_err(io_err(path))?;
+    if Sha256::digest(&manifest_bytes).as_slice() != &trailer[4..36] {
+        return Err(invalid(
+            path,
+            "the manifest's checksum does not match: the file is damaged; use another backup",
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| invalid(path, format!("the manifest is not valid JSON: {e}")))?;
+    let version = value.get("format_version").and_then(|v| v.as_u64());
+    if version != Some(FORMAT_VERSION as u64) {
+        return Err(invalid(
+            path,
+            format!(
+                "backup format version {}; this opsdeck reads version {FORMAT_VERSION}: restore it with the opsdeck release that wrote it",
+                version.map_or("unknown".to_string(), |v| v.to_string())
+            ),
+        ));
+    }
+    let manifest: Manifest = serde_json::from_value(value)
+        .map_err(|e| invalid(path, format!("the manifest is incomplete: {e}")))?;
+    let expected = MAGIC.len() as u64 + manifest.payload_bytes + manifest_len + TRAILER;
+    if expected != len {
+        return Err(invalid(
+            path,
+            format!(
+                "the file is {len} bytes but its manifest describes {expected}: it is damaged or truncated; use another backup"
+            ),
+        ));
+    }
+    Ok((manifest, file))
+}
+
+/// Writes a backup as its payload streams in: to `FILE.partial`, renamed over `FILE` only
+/// once the payload checked out, so a failed backup never leaves a file that looks whole.
+pub struct BackupWriter {
+    path: PathBuf,
+    partial: PathBuf,
+    file: io::BufWriter<File>,
+    written: u64,
+}
+
+impl BackupWriter {
+    pub fn create(path: &Path) -> Result<BackupWriter, BackupError> {
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        let file = File::create(&partial).map_err(io_err(&partial))?;
+        let mut file = io::BufWriter::with_capacity(1 << 20, file);
+        file.write_all(MAGIC).map_err(io_err(&partial))?;
+        Ok(BackupWriter {
+            path: path.to_path_buf(),
+            partial,
+            file,
+            written: 0,
+        })
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), BackupError> {
+        self.written += chunk.len() as u64;
+        self.file.write_all(chunk).map_err(io_err(&self.partial))
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Checks the payload against the sender's checksum, appends the manifest (the figures
+    /// are counted from the file itself), syncs and renames into place.
+    pub fn finish(
+        mut self,
+        mut manifest: Manifest,
+        sender_sha256: &str,
+    ) -> Result<Manifest, BackupError> {
+        let partial = self.partial.clone();
+        let fail = |e: BackupError| {
+            let _ = std::fs::remove_file(&partial);
+            e
+        };
+        self.file.flush().map_err(io_err(&partial)).map_err(fail)?;
+        let mut file = File::open(&partial)
+            .map_err(io_err(&partial))
+            .map_err(fail)?;
+        file.seek(SeekFrom::Start(MAGIC.len() as u64))
+            .map_err(io_err(&partial))
+            .map_err(fail)?;
+        let found =
+            scan_payload(BufReader::with_capacity(1 << 20, file), self.written).map_err(|e| {
+                fail(invalid(
+                    &partial,
+                    format!("the received payload is damaged: {e}"),
+                ))
+            })?;
+        if found.sha256 != sender_sha256 {
+            return Err(fail(invalid(
+                &partial,
+                format!(
+                    "received bytes hash to {}, the node sent {sender_sha256}: the transfer was damaged; run the backup again",
+                    found.sha256
+                ),
+            )));
+        }
+        manifest.format_version = FORMAT_VERSION;
+        manifest.payload_bytes = self.written;
+        manifest.payload_sha256 = found.sha256;
+        manifest.pairs = found.pairs;
+        manifest.key_count = found.key_count;
+        manifest.data_bytes = found.data_bytes;
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| {
+            fail(invalid(
+                &partial,
+                format!("cannot encode the manifest: {e}"),
+            ))
+        })?;
+        let mut tail = Vec::with_capacity(json.len() + TRAILER as usize);
+        tail.extend_from_slice(&json);
+        tail.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        tail.extend_from_slice(&Sha256::digest(&json));
+        tail.extend_from_slice(END);
+        let written = self
+            .file
+            .write_all(&tail)
+            .and_then(|_| self.file.flush())
+            .and_then(|_| self.file.get_ref().sync_all())
+            .and_then(|_| std::fs::rename(&self.partial, &self.path));
+        written.map_err(io_err(&partial)).map_err(fail)?;
+        Ok(manifest)
+    }
+
+    /// Gives up: removes the partial file.
+    pub fn abandon(self) {
+        let _ = std::fs::remove_file(&self.partial);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let owned: Vec<(Vec<u8>, Vec<u8>)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        bincode::serialize(&owned).unwrap()
+    }
+
+    fn sample(dir: &Path) -> (PathBuf, Vec<u8>) {
+        let path = dir.join("b.odb");
+        let body = payload(&[(b"d/a", b"1"), (b"d/bb", b"22"), (b"k/x", b"hash")]);
+        let mut w = BackupWriter::create(&path).unwrap();
+        for chunk in body.chunks(5) {
+            w.write(chunk).unwrap();
+        }
+        let sha = hex::encode(Sha256::digest(&body));
+        let m = w
+            .finish(
+                Manifest {
+                    format_version: 0,
+                    cluster_id: "c1".into(),
+                    applied_term: 2,
+                    applied_index: 40,
+                    source_node: 1,
+                    membership: vec![],
+                    key_count: 0,
+                    data_bytes: 0,
+                    pairs: 0,
+                    payload_bytes: 0,
+                    payload_sha256: String::new(),
+                    created_unix_ms: 7,
+                },
+                &sha,
+            )
+            .unwrap();
+        assert_eq!((m.key_count, m.data_bytes, m.pairs), (2, 6, 3));
+        (path, std::fs::read(dir.join("b.odb")).unwrap())
+    }
+
+    #[test]
+    fn a_written_backup_verifies_and_reads_back_pair_by_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = sample(dir.path());
+        assert!(!dir.path().join("b.odb.partial").exists());
+        let m = verify(&path).unwrap();
+        assert_eq!(m.applied_index, 40);
+        let (_, pairs) = open_verified(&path).unwrap();
+        let all: Vec<_> = pairs.map(|p| p.unwrap()).collect();
+        assert_eq!(all[1], (b"d/bb".to_vec(), b"22".to_vec()));
+        assert_eq!(all.len(), 3);
+    }
+
+    #[test]
+    fn every_flipped_byte_and_every_truncation_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, good) = sample(dir.path());
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(verify(&path).is_err(), "flipped byte {i} was not noticed");
+        }
+        for len in 0..good.len() {
+            std::fs::write(&path, &good[..len]).unwrap();
+            assert!(
+                verify(&path).is_err(),
+                "truncation to {len} was not noticed"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, good) = sample(dir.path());
+        std::fs::write(&path, b"").unwrap();
+        assert!(verify(&path).unwrap_err().to_string().contains("empty"));
+        std::fs::write(&path, &good[..good.len() - 3]).unwrap();
+        assert!(verify(&path).unwrap_err().to_string().contains("truncated"));
+        std::fs::write(&path, b"PK\x03\x04 a zip file").unwrap();
+        assert!(verify(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("not an opsdeck backup"));
+        let mut flipped = good.clone();
+        flipped[MAGIC.len() + 12] ^= 0x40;
+        std::fs::write(&path, &flipped).unwrap();
+        assert!(verify(&path).unwrap_err().to_string().contains("damaged"));
+    }
+}

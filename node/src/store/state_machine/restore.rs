@@ -1,0 +1,189 @@
+//! Restoring a backup through the log: `RestoreBegin`, then `RestoreChunk`s staging the
+//! backup's pairs under `r/` (invisible to reads), then `RestoreCommit`, which swaps them
+//! in within one apply batch — the same atomic sled batch that records the applied index.
+//! Every node applies the same entries, so every node ends with the same state; a leader
+//! that dies mid-restore leaves the staged pairs unused and the old data in place.
+//!
+//! What the swap takes from the backup and what it keeps:
+//! - user data (`d/`), tenant quotas (`q/`) and usage (`u/`), and the key/byte counts: the
+//!   backup's, exactly;
+//! - API keys (`k/`): the current records win, keys only in the backup are added back. So a
+//!   key revoked or rotated since the backup stays revoked, and the admin key running the
+//!   restore keeps working;
+//! - the audit trail, cluster id and membership: the current ones (a restore is audited,
+//!   not undone by itself).
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    IoResult, Overlay, APIKEY_PREFIX, DATA_PREFIX, KEY_BYTES, KEY_KEYS, QUOTA_PREFIX, USAGE_PREFIX,
+};
+use crate::security::audit::AuditRecord;
+use crate::types::CommandResult;
+
+const STAGE_PREFIX: &[u8] = b"r/";
+const KEY_RESTORE: &[u8] = b"m/restore";
+/// Prefixes a restore replaces with the backup's.
+const REPLACED: [&[u8]; 3] = [DATA_PREFIX, QUOTA_PREFIX, USAGE_PREFIX];
+
+/// The restore being staged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Staging {
+    id: String,
+    next_seq: u64,
+    pairs: u64,
+    source: String,
+}
+
+fn staged_key(key: &[u8]) -> Vec<u8> {
+    [STAGE_PREFIX, key].concat()
+}
+
+fn be_u64(v: &[u8]) -> u64 {
+    v.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+impl Overlay<'_> {
+    pub(super) fn restore_begin(&mut self, id: String, source: String) -> IoResult<CommandResult> {
+        if let Some(s) = self.get_decoded::<Staging>(KEY_RESTORE)? {
+            if s.id == id {
+                return Ok(CommandResult::Done); // a retried begin
+            }
+        }
+        for (k, _) in self.scan_prefix(STAGE_PREFIX)? {
+            self.writes.insert(k, None);
+        }
+        self.note("restore_started", source.clone());
+        self.put_encoded(
+            KEY_RESTORE.to_vec(),
+            &Staging {
+                id,
+                next_seq: 0,
+                pairs: 0,
+                source,
+            },
+        )?;
+        Ok(CommandResult::Done)
+    }
+
+    pub(super) fn restore_chunk(
+        &mut self,
+        id: &str,
+        seq: u64,
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> IoResult<CommandResult> {
+        let Some(mut s) = self.staging(id)? else {
+            return Ok(not_staging(id));
+        };
+        if seq < s.next_seq {
+            return Ok(CommandResult::Done); // a retried chunk, already staged
+        }
+        if seq > s.next_seq {
+            return Ok(CommandResult::Rejected {
+                reason: format!(
+                    "restore {id}: chunk {seq} arrived but chunk {} is next; start the restore again",
+                    s.next_seq
+                ),
+            });
+        }
+        s.next_seq += 1;
+        s.pairs += pairs.len() as u64;
+        for (k, v) in pairs {
+            self.writes.insert(staged_key(&k), Some(v));
+        }
+        self.put_encoded(KEY_RESTORE.to_vec(), &s)?;
+        Ok(CommandResult::Done)
+    }
+
+    pub(super) fn restore_commit(
+        &mut self,
+        id: &str,
+        actor: String,
+        at_ms: i64,
+        chunks: u64,
+        pairs: u64,
+    ) -> IoResult<CommandResult> {
+        let Some(s) = self.staging(id)? else {
+            return Ok(not_staging(id));
+        };
+        let mut audit = AuditRecord {
+            seq: 0,
+            at_ms,
+            actor,
+            action: "restore".into(),
+            args: s.source.clone(),
+            result: String::new(),
+        };
+        if (s.next_seq, s.pairs) != (chunks, pairs) {
+            let reason = format!(
+                "restore {id}: {} chunks with {} pairs were staged, the backup has {chunks} with {pairs}; nothing was changed, start the restore again",
+                s.next_seq, s.pairs
+            );
+            audit.result = format!("refused: {reason}");
+            self.append_audit(audit)?;
+            return Ok(CommandResult::Rejected { reason });
+        }
+        for prefix in REPLACED {
+            for (k, _) in self.scan_prefix(prefix)? {
+                self.writes.insert(k, None);
+            }
+        }
+        let (mut keys, mut bytes) = (0, 0);
+        for (staged, v) in self.scan_prefix(STAGE_PREFIX)? {
+            self.writes.insert(staged.clone(), None);
+            let k = staged[STAGE_PREFIX.len()..].to_vec();
+            if k == KEY_KEYS {
+                keys = be_u64(&v);
+            } else if k == KEY_BYTES {
+                bytes = be_u64(&v);
+            } else if REPLACED.iter().any(|p| k.starts_with(p))
+                || (k.starts_with(APIKEY_PREFIX) && self.get(&k)?.is_none())
+            {
+                self.writes.insert(k, Some(v));
+            }
+        }
+        self.writes.insert(KEY_RESTORE.to_vec(), None);
+        self.stats.keys = keys;
+        self.stats.bytes = bytes;
+        self.keys_changed = true;
+        self.note("restore_committed", format!("{} ({keys} keys)", s.source));
+        audit.result = format!("ok: {keys} keys, {bytes} bytes");
+        self.append_audit(audit)?;
+        Ok(CommandResult::Restored { keys })
+    }
+
+    fn staging(&self, id: &str) -> IoResult<Option<Staging>> {
+        Ok(self
+            .get_decoded::<Staging>(KEY_RESTORE)?
+            .filter(|s| s.id == id))
+    }
+
+    /// Every pair under `prefix` as this batch sees it: the tree, overlaid with the batch's
+    /// own pending writes.
+    fn scan_prefix(&self, prefix: &[u8]) -> IoResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut seen = std::collections::BTreeMap::new();
+        for item in self.tree.scan_prefix(prefix) {
+            let (k, v) = item.map_err(crate::store::io_error)?;
+            seen.insert(k.to_vec(), v.to_vec());
+        }
+        for (k, v) in self
+            .writes
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
+            match v {
+                Some(v) => seen.insert(k.clone(), v.clone()),
+                None => seen.remove(k),
+            };
+        }
+        Ok(seen.into_iter().collect())
+    }
+}
+
+fn not_staging(id: &str) -> CommandResult {
+    CommandResult::Rejected {
+        reason: format!(
+            "restore {id} is not being staged (another restore started since, or it never began); start the restore again"
+        ),
+    }
+}

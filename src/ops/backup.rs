@@ -1,0 +1,392 @@
+//! Backup, verify and restore: the code behind `opsdeck backup | verify-backup | restore`
+//! and the console's backup and restore dialogs. Progress goes to a callback so the CLI can
+//! draw a line on stderr and the console a gauge.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use color_eyre::eyre::{eyre, Result};
+use opsdeck_node::backup::format::{self, BackupWriter, Manifest, MemberRecord};
+use opsdeck_node::pb::{self, backup_chunk::Part, restore_request::Step};
+
+use std::io::IsTerminal;
+
+use serde_json::json;
+
+use crate::cli::ClusterArgs;
+use crate::client::{describe, ClusterClient};
+use crate::console::format as fmt;
+use crate::verbs::connect;
+
+/// Bytes done of a total, since a start time.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+    pub started: Instant,
+}
+
+impl Progress {
+    pub fn rate(&self) -> f64 {
+        self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-3)
+    }
+
+    pub fn fraction(&self) -> f64 {
+        if self.total == 0 {
+            1.0
+        } else {
+            (self.done as f64 / self.total as f64).min(1.0)
+        }
+    }
+}
+
+/// The leader builds a snapshot first; on a big cluster that takes a while.
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(330);
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Payload bytes per restore chunk (one Raft entry each).
+const RESTORE_CHUNK_BYTES: usize = 1 << 20;
+
+/// Streams a backup from the leader into `out` (via `out.partial`, renamed when complete and
+/// checked). Writes on the cluster go on meanwhile; they are not in the backup.
+pub async fn backup(
+    client: &ClusterClient,
+    out: &Path,
+    mut progress: impl FnMut(Progress),
+) -> Result<Manifest> {
+    let (mut leader, status) = client.leader().await?;
+    let mut stream = leader
+        .backup(pb::BackupRequest {})
+        .await
+        .map_err(|s| eyre!("backup from node {} failed: {}", status.id, describe(&s)))?
+        .into_inner();
+    let Some(Part::Header(header)) = next_part(&mut stream, FIRST_MESSAGE_TIMEOUT).await? else {
+        return Err(eyre!(
+            "the leader's backup stream did not start with a header"
+        ));
+    };
+    let mut writer = BackupWriter::create(out)?;
+    let started = Instant::now();
+    let sha = loop {
+        let part = match next_part(&mut stream, CHUNK_TIMEOUT).await {
+            Ok(p) => p,
+            Err(e) => {
+                let written = writer.written();
+                writer.abandon();
+                return Err(e.wrap_err(format!(
+                    "backup to {} failed after {written} bytes; no file was written",
+                    out.display()
+                )));
+            }
+        };
+        match part {
+            Some(Part::Data(bytes)) => {
+                if let Err(e) = writer.write(&bytes) {
+                    writer.abandon();
+                    return Err(e.into());
+                }
+                progress(Progress {
+                    done: writer.written(),
+                    total: header.payload_bytes,
+                    started,
+                });
+            }
+            Some(Part::Trailer(t)) => break t.payload_sha256,
+            _ => {
+                writer.abandon();
+                return Err(eyre!("the leader sent an unexpected message mid-backup"));
+            }
+        }
+    };
+    if writer.written() != header.payload_bytes {
+        let got = writer.written();
+        writer.abandon();
+        return Err(eyre!(
+            "the leader announced {} payload bytes and sent {got}; run the backup again",
+            header.payload_bytes
+        ));
+    }
+    let manifest = Manifest {
+        format_version: format::FORMAT_VERSION,
+        cluster_id: header.cluster_id,
+        applied_term: header.applied_term,
+        applied_index: header.applied_index,
+        source_node: header.source_node,
+        membership: header
+            .members
+            .into_iter()
+            .map(|m| MemberRecord {
+                id: m.id,
+                grpc: m.grpc,
+                http: m.http,
+                voter: m.voter,
+            })
+            .collect(),
+        key_count: 0,
+        data_bytes: 0,
+        pairs: 0,
+        payload_bytes: 0,
+        payload_sha256: String::new(),
+        created_unix_ms: header.created_unix_ms,
+    };
+    Ok(writer.finish(manifest, &sha)?)
+}
+
+async fn next_part(
+    stream: &mut tonic::Streaming<pb::BackupChunk>,
+    timeout: Duration,
+) -> Result<Option<Part>> {
+    match tokio::time::timeout(timeout, stream.message()).await {
+        Ok(Ok(Some(c))) => Ok(c.part),
+        Ok(Ok(None)) => Err(eyre!("the leader ended the backup stream early")),
+        Ok(Err(s)) => Err(eyre!("the leader failed the backup: {}", describe(&s))),
+        Err(_) => Err(eyre!("the leader sent nothing for {timeout:?}")),
+    }
+}
+
+/// What a restore did.
+pub struct Restored {
+    pub keys: u64,
+    pub chunks: u64,
+    pub took: Duration,
+}
+
+/// A backup file checked whole (see `format::verify`), ready to restore.
+pub type Verified = (Manifest, format::Payload);
+
+/// Restores a verified backup into the cluster: stages it through the log chunk by chunk
+/// and swaps it in with one commit.
+pub async fn restore(
+    client: &ClusterClient,
+    file: &Path,
+    (manifest, pairs): Verified,
+    mut progress: impl FnMut(Progress),
+) -> Result<Restored> {
+    let id = format!("{:016x}", rand::random::<u64>());
+    let started = Instant::now();
+    let step = |seq: u64, step: Step| pb::RestoreRequest {
+        restore_id: id.clone(),
+        seq,
+        step: Some(step),
+    };
+    let send = |req: pb::RestoreRequest| async move {
+        client
+            .call("restore", |mut c| {
+                let req = req.clone();
+                async move { c.restore(req).await }
+            })
+            .await
+    };
+    let source = format!(
+        "file={} cluster={} index={} keys={} sha256={}",
+        file.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        manifest.cluster_id,
+        manifest.applied_index,
+        manifest.key_count,
+        &manifest.payload_sha256[..16.min(manifest.payload_sha256.len())]
+    );
+    send(step(0, Step::Begin(pb::RestoreBegin { source }))).await?;
+    let (mut seq, mut sent_pairs, mut done) = (0u64, 0u64, 8u64);
+    let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut chunk_bytes = 0usize;
+    let mut pairs = pairs.peekable();
+    while pairs.peek().is_some() {
+        let Some(pair) = pairs.next() else { break };
+        let (k, v) =
+            pair.map_err(|e| eyre!("{}: reading the payload failed: {e}", file.display()))?;
+        chunk_bytes += 16 + k.len() + v.len();
+        chunk.push((k, v));
+        if chunk_bytes >= RESTORE_CHUNK_BYTES || pairs.peek().is_none() {
+            let bytes = encode_pairs(&chunk);
+            sent_pairs += chunk.len() as u64;
+            send(step(seq, Step::Chunk(bytes))).await.map_err(|e| {
+                e.wrap_err(format!(
+                    "restore stopped at chunk {seq}: the cluster still holds its previous data (staged chunks are never visible); run the restore again"
+                ))
+            })?;
+            seq += 1;
+            done += chunk_bytes as u64;
+            chunk.clear();
+            chunk_bytes = 0;
+            progress(Progress {
+                done,
+                total: manifest.payload_bytes,
+                started,
+            });
+        }
+    }
+    let reply = send(step(
+        seq,
+        Step::Commit(pb::RestoreCommit {
+            chunks: seq,
+            pairs: sent_pairs,
+        }),
+    ))
+    .await
+    .map_err(|e| {
+        e.wrap_err(
+            "the restore's commit did not go through: the cluster holds either its previous data or the backup's, never a mix; check with `opsdeck audit`, and run the restore again if it is not there",
+        )
+    })?;
+    Ok(Restored {
+        keys: reply.keys,
+        chunks: seq,
+        took: started.elapsed(),
+    })
+}
+
+/// Pairs in the payload's own encoding (what `PairReader` reads).
+fn encode_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let size: usize = pairs.iter().map(|(k, v)| 16 + k.len() + v.len()).sum();
+    let mut out = Vec::with_capacity(8 + size);
+    out.extend_from_slice(&(pairs.len() as u64).to_le_bytes());
+    for (k, v) in pairs {
+        out.extend_from_slice(&(k.len() as u64).to_le_bytes());
+        out.extend_from_slice(k);
+        out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+/// One line describing a manifest, for people.
+pub fn describe_manifest(m: &Manifest) -> String {
+    format!(
+        "cluster {}, index {} (term {}), {} keys, {} of data, {} payload, taken {}",
+        m.cluster_id,
+        m.applied_index,
+        m.applied_term,
+        m.key_count,
+        fmt::bytes(m.data_bytes),
+        fmt::bytes(m.payload_bytes),
+        fmt::date_time(m.created_unix_ms, 0)
+    )
+}
+
+/// Draws progress on stderr when it is a terminal, at most 5 times a second.
+fn stderr_progress(label: &'static str) -> impl FnMut(Progress) {
+    let tty = std::io::stderr().is_terminal();
+    let mut last = Instant::now() - Duration::from_secs(1);
+    move |p: Progress| {
+        if tty && (last.elapsed() >= Duration::from_millis(200) || p.done >= p.total) {
+            last = Instant::now();
+            eprint!(
+                "\r{label} {} / {} ({:.0}%) {}/s   ",
+                fmt::bytes(p.done),
+                fmt::bytes(p.total),
+                p.fraction() * 100.0,
+                fmt::bytes(p.rate() as u64)
+            );
+            if p.done >= p.total {
+                eprintln!();
+            }
+        }
+    }
+}
+
+fn manifest_json(m: &Manifest) -> Result<serde_json::Value> {
+    Ok(serde_json::to_value(m)?)
+}
+
+/// `opsdeck backup --out FILE`
+pub async fn backup_verb(args: &ClusterArgs, out: &Path) -> Result<()> {
+    let client = connect(args)?;
+    let started = Instant::now();
+    let m = backup(&client, out, stderr_progress("backup")).await?;
+    let took = started.elapsed();
+    if args.json {
+        let mut v = manifest_json(&m)?;
+        v["file"] = json!(out.display().to_string());
+        v["took_ms"] = json!(took.as_millis() as u64);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "backup written to {} in {:.1}s: {}",
+            out.display(),
+            took.as_secs_f64(),
+            describe_manifest(&m)
+        );
+    }
+    Ok(())
+}
+
+/// `opsdeck verify-backup FILE`: no cluster involved.
+pub fn verify_verb(file: &Path, json_out: bool) -> Result<()> {
+    let m = format::verify(file)?;
+    if json_out {
+        let mut v = manifest_json(&m)?;
+        v["file"] = json!(file.display().to_string());
+        v["ok"] = json!(true);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{}: ok, {}", file.display(), describe_manifest(&m));
+    }
+    Ok(())
+}
+
+/// `opsdeck restore FILE [--yes]`
+pub async fn restore_verb(args: &ClusterArgs, file: &Path, yes: bool) -> Result<()> {
+    let verified = format::open_verified(file)?;
+    let client = connect(args)?;
+    let m = verified.0.clone();
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(eyre!(
+                "restoring {} replaces every key in the cluster; pass --yes to confirm",
+                file.display()
+            ));
+        }
+        eprint!(
+            "Restore {} ({}) into the cluster at {}? It replaces every key. Type {} to confirm: ",
+            file.display(),
+            describe_manifest(&m),
+            client.endpoints().join(","),
+            m.key_count
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != m.key_count.to_string() {
+            return Err(eyre!("not confirmed; nothing was changed"));
+        }
+    }
+    let r = restore(&client, file, verified, stderr_progress("restore")).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "file": file.display().to_string(),
+                "keys": r.keys,
+                "chunks": r.chunks,
+                "took_ms": r.took.as_millis() as u64,
+                "backup": manifest_json(&m)?,
+            }))?
+        );
+    } else {
+        println!(
+            "restored {} into the cluster in {:.1}s: it now holds {} keys (backup of cluster {} at index {})",
+            file.display(),
+            r.took.as_secs_f64(),
+            r.keys,
+            m.cluster_id,
+            m.applied_index
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_chunks_read_back_with_the_payload_reader() {
+        let pairs = vec![(b"d/a".to_vec(), b"1".to_vec()), (b"k/x".to_vec(), vec![])];
+        let bytes = encode_pairs(&pairs);
+        let back: Vec<_> = format::PairReader::new(bytes.as_slice())
+            .unwrap()
+            .map(|p| p.unwrap())
+            .collect();
+        assert_eq!(back, pairs);
+    }
+}

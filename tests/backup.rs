@@ -1,0 +1,344 @@
+//! Backup, verify-backup and restore on real 3-node clusters.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use opsdeck_node::backup::format;
+use opsdeck_node::pb::{DeleteRequest, ListAuditRequest, PutRequest};
+use sha2::Digest;
+use support::*;
+
+type Pairs = BTreeMap<String, Vec<u8>>;
+
+/// The user key-value pairs a backup file holds, read with the format's own reader.
+fn backup_pairs(path: &Path) -> Pairs {
+    let (_, pairs) = format::open_verified(path).expect("a valid backup");
+    pairs
+        .map(|p| p.expect("pair"))
+        .filter_map(|(k, v)| {
+            k.strip_prefix(b"d/")
+                .map(|k| (String::from_utf8(k.to_vec()).expect("utf-8 key"), v))
+        })
+        .collect()
+}
+
+/// Waits until every running node has applied the leader's last entry, then returns every
+/// node's full local scan.
+async fn settled_scans(cluster: &TestCluster) -> Vec<(u64, Pairs)> {
+    let (leader, _) = cluster.wait_leader(Duration::from_secs(15)).await;
+    let last = cluster
+        .node(leader)
+        .status()
+        .await
+        .expect("leader status")
+        .last_log_index
+        .unwrap_or(0);
+    cluster.wait_applied(last, Duration::from_secs(30)).await;
+    let mut scans = Vec::new();
+    for n in cluster.nodes.iter().filter(|n| n.running()) {
+        let pairs = cluster.scan_local(n.id, "").await.into_iter().collect();
+        scans.push((n.id, pairs));
+    }
+    scans
+}
+
+fn assert_all_equal(scans: &[(u64, Pairs)], expected: &Pairs, what: &str) {
+    for (id, pairs) in scans {
+        if pairs != expected {
+            let missing = expected.keys().filter(|k| !pairs.contains_key(*k)).count();
+            let extra = pairs.keys().filter(|k| !expected.contains_key(*k)).count();
+            panic!(
+                "node {id} does not hold {what}: {} keys vs {} expected ({missing} missing, {extra} extra)",
+                pairs.len(),
+                expected.len()
+            );
+        }
+    }
+}
+
+async fn restore_audits(cluster: &TestCluster, leader: u64) -> usize {
+    let records = cluster
+        .node(leader)
+        .client()
+        .list_audit(ListAuditRequest { limit: 1000 })
+        .await
+        .expect("audit")
+        .into_inner()
+        .records;
+    records.iter().filter(|r| r.action == "restore").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backup_under_load_then_restore_into_a_diverged_cluster() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let (leader, _) = cluster.wait_leader(Duration::from_secs(10)).await;
+    let addr = cluster.node(leader).grpc.clone();
+    write_load(&addr, 10, 50).await;
+
+    let load = SteadyLoad::start(&addr, 4, "steady");
+    wait_for("the load to run", Duration::from_secs(10), || async {
+        (load.acked().len() >= 50).then_some(())
+    })
+    .await;
+    let acked_before = load.acked();
+    let file = cluster.dir.path().join("cluster.odb");
+    let file_arg = file.to_str().expect("utf-8 path");
+    let endpoints = cluster.endpoints();
+    let out = run_cli(&[
+        "backup",
+        "--out",
+        file_arg,
+        "--json",
+        "--endpoints",
+        &endpoints,
+    ]);
+    assert!(out.status.success(), "backup failed: {}", stderr_of(&out));
+    let acked_during = load.acked().len() - acked_before.len();
+    let (acked, failures) = load.stop().await;
+    assert!(
+        failures.is_empty(),
+        "writes failed during the backup: {failures:?}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout_of(&out)).expect("json");
+    println!(
+        "backup: {} keys, {} payload bytes in {} ms; {acked_during} writes acknowledged meanwhile",
+        report["key_count"], report["payload_bytes"], report["took_ms"]
+    );
+
+    let verify = run_cli(&["verify-backup", file_arg, "--json"]);
+    assert!(verify.status.success(), "{}", stderr_of(&verify));
+    let verified: serde_json::Value = serde_json::from_str(&stdout_of(&verify)).expect("json");
+    assert_eq!(verified["ok"], true);
+    assert_eq!(verified["payload_sha256"], report["payload_sha256"]);
+
+    let backed_up = backup_pairs(&file);
+    assert_eq!(report["key_count"].as_u64(), Some(backed_up.len() as u64));
+    for k in &acked_before {
+        assert!(
+            backed_up.contains_key(k),
+            "{k} was acknowledged before the backup started but is not in it"
+        );
+    }
+    for w in 0..10 {
+        for i in 0..50 {
+            assert!(backed_up.contains_key(&format!("load/{w}/{i}")));
+        }
+    }
+    println!("{} writes acknowledged in all", acked.len());
+
+    // Diverge: add keys, delete keys, overwrite one.
+    let mut c = cluster.node(leader).client();
+    for i in 0..100 {
+        c.put(PutRequest {
+            key: format!("after/{i}"),
+            value: b"new".to_vec(),
+        })
+        .await
+        .expect("put");
+    }
+    for i in 0..50 {
+        c.delete(DeleteRequest {
+            key: format!("load/0/{i}"),
+        })
+        .await
+        .expect("delete");
+    }
+    c.put(PutRequest {
+        key: "load/1/1".into(),
+        value: b"changed".to_vec(),
+    })
+    .await
+    .expect("put");
+
+    let out = run_cli(&[
+        "restore",
+        file_arg,
+        "--yes",
+        "--json",
+        "--endpoints",
+        &endpoints,
+    ]);
+    assert!(out.status.success(), "restore failed: {}", stderr_of(&out));
+    let restored: serde_json::Value = serde_json::from_str(&stdout_of(&out)).expect("json");
+    assert_eq!(restored["keys"].as_u64(), Some(backed_up.len() as u64));
+    let scans = settled_scans(&cluster).await;
+    assert_eq!(scans.len(), 3);
+    assert_all_equal(&scans, &backed_up, "exactly the backup's pairs");
+    assert_eq!(restore_audits(&cluster, leader).await, 1);
+
+    // The admin key that ran the restore still works, and the cluster takes writes.
+    let out = run_cli(&["put", "after/restore", "x", "--endpoints", &endpoints]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// Rewrites a backup's manifest (and its checksum) as another format version would.
+fn with_format_version(good: &[u8], version: u64) -> Vec<u8> {
+    let end = format::END.len();
+    let tail = good.len() - end - 32 - 4;
+    let len = u32::from_be_bytes(good[tail..tail + 4].try_into().expect("4 bytes")) as usize;
+    let start = tail - len;
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&good[start..tail]).expect("manifest json");
+    manifest["format_version"] = version.into();
+    let json = serde_json::to_vec(&manifest).expect("json");
+    let mut out = good[..start].to_vec();
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    out.extend_from_slice(&sha2::Sha256::digest(&json));
+    out.extend_from_slice(format::END);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restore_refuses_damaged_truncated_empty_and_foreign_files_and_changes_nothing() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let (leader, _) = cluster.wait_leader(Duration::from_secs(10)).await;
+    write_load(&cluster.node(leader).grpc, 4, 50).await;
+    let endpoints = cluster.endpoints();
+    let good_path = cluster.dir.path().join("good.odb");
+    let out = run_cli(&[
+        "backup",
+        "--out",
+        good_path.to_str().expect("path"),
+        "--endpoints",
+        &endpoints,
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let good = std::fs::read(&good_path).expect("backup file");
+    // The cluster moves on after the backup, so a restore would be visible.
+    write_load(&cluster.node(leader).grpc, 2, 10).await;
+    let before = settled_scans(&cluster).await;
+
+    let mut flipped = good.clone();
+    flipped[format::MAGIC.len() + (good.len() - format::MAGIC.len()) / 3] ^= 0x10;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("flipped.odb", flipped, "damaged"),
+        (
+            "truncated.odb",
+            good[..good.len() / 2].to_vec(),
+            "truncated",
+        ),
+        ("empty.odb", Vec::new(), "empty"),
+        (
+            "v2.odb",
+            with_format_version(&good, 2),
+            "backup format version 2; this opsdeck reads version 1",
+        ),
+    ];
+    for (name, bytes, expected) in &cases {
+        let path = cluster.dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write case");
+        let p = path.to_str().expect("path");
+        let verify = run_cli(&["verify-backup", p]);
+        assert!(!verify.status.success(), "{name} verified");
+        let err = stderr_of(&verify);
+        assert!(err.contains(expected), "{name}: {err}");
+        assert!(
+            err.contains(name),
+            "{name}: the error names the file: {err}"
+        );
+        let restore = run_cli(&["restore", p, "--yes", "--endpoints", &endpoints]);
+        assert!(!restore.status.success(), "{name} was restored");
+        assert!(
+            stderr_of(&restore).contains(expected),
+            "{name}: {}",
+            stderr_of(&restore)
+        );
+    }
+    let after = settled_scans(&cluster).await;
+    assert_eq!(before, after, "a refused restore changed the data");
+    assert_eq!(restore_audits(&cluster, leader).await, 0);
+    // The good file still verifies: the checks are not just refusing everything.
+    let verify = run_cli(&["verify-backup", good_path.to_str().expect("path")]);
+    assert!(verify.status.success(), "{}", stderr_of(&verify));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_mid_restore_leaves_old_or_new_data_everywhere() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let (leader, _) = cluster.wait_leader(Duration::from_secs(10)).await;
+    // ~24 MiB of data, so the restore takes a couple of dozen chunks (Raft entries).
+    write_load_sized(&cluster.node(leader).grpc, 50, 120, 4096).await;
+    let mut c = cluster.node(leader).client();
+    let endpoints = cluster.endpoints();
+    let file = cluster.dir.path().join("big.odb");
+    let file_arg = file.to_str().expect("path").to_string();
+    let out = run_cli(&["backup", "--out", &file_arg, "--endpoints", &endpoints]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let backed_up = backup_pairs(&file);
+    for i in 0..100 {
+        c.delete(DeleteRequest {
+            key: format!("load/0/{i}"),
+        })
+        .await
+        .expect("delete");
+        c.put(PutRequest {
+            key: format!("b/{i}"),
+            value: b"diverged".to_vec(),
+        })
+        .await
+        .expect("put");
+    }
+    let pre: Pairs = settled_scans(&cluster).await.remove(0).1;
+    assert_ne!(pre, backed_up);
+    let start_index = cluster
+        .node(leader)
+        .status()
+        .await
+        .expect("status")
+        .last_log_index
+        .unwrap_or(0);
+
+    let restore = std::process::Command::new(BIN)
+        .env("OPSDECK_API_KEY", admin_key())
+        .args(["restore", &file_arg, "--yes", "--timeout", "20s"])
+        .args(["--endpoints", &endpoints])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn restore");
+    // Begin and a few chunks are in the log: the restore is under way.
+    let node = cluster.node(leader);
+    wait_for(
+        "the restore to stage chunks",
+        Duration::from_secs(30),
+        || async {
+            let s = node.status().await?;
+            (s.last_log_index.unwrap_or(0) >= start_index + 4).then_some(())
+        },
+    )
+    .await;
+    let killed_at = Instant::now();
+    cluster.node_mut(leader).kill9();
+    let out = wait_output(restore, Duration::from_secs(90));
+    println!(
+        "restore after the leader kill: {} ({:?} after the kill): {}{}",
+        if out.status.success() {
+            "finished"
+        } else {
+            "failed"
+        },
+        killed_at.elapsed(),
+        stdout_of(&out),
+        stderr_of(&out)
+    );
+    cluster.node_mut(leader).start(false);
+    let scans = settled_scans(&cluster).await;
+    assert_eq!(scans.len(), 3);
+    let expected = if scans[0].1 == backed_up {
+        &backed_up
+    } else {
+        &pre
+    };
+    assert_all_equal(&scans, expected, "the same data (old or new)");
+    if out.status.success() {
+        assert!(
+            std::ptr::eq(expected, &backed_up),
+            "a finished restore must hold the backup"
+        );
+    }
+}
