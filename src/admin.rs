@@ -10,6 +10,7 @@ use opsdeck_node::security::cluster_secret::write_private;
 use serde_json::json;
 
 use crate::cli::{ClusterArgs, KeysAction, QuotaAction};
+use crate::client::ClusterClient;
 use crate::table;
 use crate::verbs::connect;
 
@@ -149,16 +150,7 @@ pub async fn keys(action: KeysAction) -> Result<()> {
             cluster,
         } => {
             let client = connect(&cluster)?;
-            let req = RotateKeyRequest {
-                id,
-                grace_ms: grace.as_millis() as u64,
-            };
-            let reply = client
-                .call("keys rotate", |mut c| {
-                    let req = req.clone();
-                    async move { c.rotate_key(req).await }
-                })
-                .await?;
+            let reply = rotate_key(&client, id, grace).await?;
             reveal(&reply, out.as_deref(), cluster.json)?;
         }
         KeysAction::Revoke { id, cluster } => {
@@ -181,6 +173,25 @@ pub async fn keys(action: KeysAction) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Rotates key `id`: a successor with the same role and tenants; the old key stays valid
+/// for `grace`. The reply holds the new secret, shown once.
+pub async fn rotate_key(
+    client: &ClusterClient,
+    id: String,
+    grace: Duration,
+) -> Result<NewKeyReply> {
+    let req = RotateKeyRequest {
+        id,
+        grace_ms: grace.as_millis() as u64,
+    };
+    client
+        .call("keys rotate", |mut c| {
+            let req = req.clone();
+            async move { c.rotate_key(req).await }
+        })
+        .await
 }
 
 /// Usage of `used` against `limit` (0: no limit) as a percentage.

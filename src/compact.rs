@@ -9,15 +9,16 @@ use opsdeck_node::pb::{CompactFigures, CompactReply, CompactRequest};
 use serde_json::json;
 
 use crate::cli::ClusterArgs;
+use crate::client::ClusterClient;
 use crate::table;
 use crate::verbs::connect;
 
 /// A compact waits for a snapshot and a purge on a busy node; give it time.
 const COMPACT_TIMEOUT: Duration = Duration::from_secs(150);
 
-struct NodeOutcome {
-    endpoint: String,
-    result: Result<CompactReply, String>,
+pub struct NodeOutcome {
+    pub endpoint: String,
+    pub result: Result<CompactReply, String>,
 }
 
 /// Space freed by a compact: the bytes of the log entries it deleted. sled reuses that
@@ -57,8 +58,9 @@ fn figures_json(f: &CompactFigures) -> serde_json::Value {
     })
 }
 
-pub async fn run(args: &ClusterArgs) -> Result<()> {
-    let client = connect(args)?;
+/// Compacts every node at once; a node that fails or does not answer is reported, the
+/// others are still compacted.
+pub async fn compact_all(client: &ClusterClient) -> Vec<NodeOutcome> {
     let calls = client
         .node_clients()
         .into_iter()
@@ -72,7 +74,33 @@ pub async fn run(args: &ClusterArgs) -> Result<()> {
             };
             NodeOutcome { endpoint, result }
         });
-    let outcomes = futures_util::future::join_all(calls).await;
+    futures_util::future::join_all(calls).await
+}
+
+/// One line per compact: what was reclaimed, and which nodes failed.
+pub fn summary(outcomes: &[NodeOutcome]) -> (bool, String) {
+    let total: i64 = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().ok())
+        .map(reclaimed)
+        .sum();
+    let ok = outcomes.iter().filter(|o| o.result.is_ok()).count();
+    let mut text = format!(
+        "compacted {ok} of {} nodes, {} of log entries reclaimed",
+        outcomes.len(),
+        human_bytes(total)
+    );
+    for o in outcomes {
+        if let Err(e) = &o.result {
+            text.push_str(&format!("; {} failed: {e}", o.endpoint));
+        }
+    }
+    (ok == outcomes.len(), text)
+}
+
+pub async fn run(args: &ClusterArgs) -> Result<()> {
+    let client = connect(args)?;
+    let outcomes = compact_all(&client).await;
     let total: i64 = outcomes
         .iter()
         .filter_map(|o| o.result.as_ref().ok())

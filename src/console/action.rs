@@ -33,6 +33,11 @@ pub enum Action {
     // Dialogs
     Submit,
     Cancel,
+    // Operations (change the cluster)
+    Backup,
+    Restore,
+    Compact,
+    RotateKey,
 }
 
 /// Where an action may be bound.
@@ -49,8 +54,7 @@ pub struct Spec {
     pub action: Action,
     pub scope: Scope,
     pub desc: &'static str,
-    /// Changes the cluster. Refused and hidden with `--read-only`. (None exist yet: the
-    /// operations actions add them.)
+    /// Changes the cluster. Refused and hidden with `--read-only`.
     pub mutating: bool,
 }
 
@@ -63,6 +67,14 @@ const fn spec(name: &'static str, action: Action, scope: Scope, desc: &'static s
         scope,
         desc,
         mutating: false,
+    }
+}
+
+/// An action that changes the cluster.
+const fn mutating(name: &'static str, action: Action, scope: Scope, desc: &'static str) -> Spec {
+    Spec {
+        mutating: true,
+        ..spec(name, action, scope, desc)
     }
 }
 
@@ -172,14 +184,38 @@ const FIXED: &[Spec] = &[
     spec(
         "submit",
         Action::Submit,
-        Scope::Only(&["input"]),
-        "run / search",
+        Scope::Only(&["input", "dialog"]),
+        "run / search / answer; in a dialog: save the shown secret",
     ),
     spec(
         "cancel",
         Action::Cancel,
-        Scope::Only(&["input", "help"]),
+        Scope::Only(&["input", "help", "dialog"]),
         "close",
+    ),
+    mutating(
+        "backup",
+        Action::Backup,
+        Scope::Anywhere,
+        "stream a backup from the leader to a file",
+    ),
+    mutating(
+        "restore",
+        Action::Restore,
+        Scope::Anywhere,
+        "replace the cluster's data with a backup's",
+    ),
+    mutating(
+        "compact",
+        Action::Compact,
+        Scope::Anywhere,
+        "snapshot and purge the log on every node",
+    ),
+    mutating(
+        "rotate_key",
+        Action::RotateKey,
+        Scope::Only(&["keys"]),
+        "rotate the selected API key (new secret shown once)",
     ),
 ];
 

@@ -9,14 +9,17 @@ use crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers};
 use super::action::{self, Action};
 use super::keymap::{Key, Keymap};
 use super::model::Model;
+use super::ops::{Ask, Dialog, Ops};
 use super::panes::{alerts, AlertsView, LogsView, PaneKind, TimelineView};
 use super::theme::{ColorDepth, Theme};
 use crate::alerts::Rules;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputKind {
     Command,
     Search,
+    /// A question an action asks (see `ops.rs`).
+    Ask(Ask),
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +52,10 @@ pub struct App {
     pub help: Option<usize>,
     pub message: Option<(String, bool)>,
     pub read_only: bool,
+    /// The connection actions use (None in tests that only draw).
+    pub ops: Option<Ops>,
+    /// A running or finished action.
+    pub dialog: Option<Dialog>,
     pub war_room: Option<WarRoom>,
     pub quit: bool,
     pub utc_offset: i64,
@@ -77,6 +84,8 @@ impl App {
             help: None,
             message: None,
             read_only: false,
+            ops: None,
+            dialog: None,
             war_room: None,
             quit: false,
             utc_offset: 0,
@@ -95,6 +104,8 @@ impl App {
             "input"
         } else if self.help.is_some() {
             "help"
+        } else if self.dialog.is_some() {
+            "dialog"
         } else {
             self.pane.name()
         }
@@ -204,12 +215,22 @@ impl App {
             Action::PrevPane => self.step_pane(false),
             Action::ShowPane(p) => self.show(p),
             Action::Cancel => {
-                self.input = None;
-                self.help = None;
+                if self.input.is_some() {
+                    self.input = None;
+                } else if self.help.is_some() {
+                    self.help = None;
+                } else {
+                    self.dialog = None;
+                }
             }
+            Action::Backup => self.start_backup(),
+            Action::Restore => self.start_restore(),
+            Action::Compact => self.start_compact(),
+            Action::Submit if self.input.is_none() => self.dialog_submit(),
             Action::Submit => {
                 if let Some(input) = self.input.take() {
                     match input.kind {
+                        InputKind::Ask(ask) => self.answer(ask, input.text),
                         InputKind::Command => self.command(input.text.trim()),
                         InputKind::Search => {
                             let hits = self.logs.set_search(&self.model, input.text.clone());

@@ -165,7 +165,7 @@ pub struct Keymap {
     contexts: BTreeMap<String, Bindings>,
 }
 
-pub const MODAL_CONTEXTS: &[&str] = &["input", "help"];
+pub const MODAL_CONTEXTS: &[&str] = &["input", "help", "dialog"];
 
 fn known_context(name: &str) -> bool {
     name == "global" || MODAL_CONTEXTS.contains(&name) || PaneKind::by_name(name).is_some()
@@ -277,6 +277,7 @@ impl Keymap {
             ("global", Action::Help),
             ("input", Action::Submit),
             ("input", Action::Cancel),
+            ("dialog", Action::Cancel),
         ] {
             let bound = contexts
                 .get(ctx)
@@ -342,7 +343,7 @@ mod tests {
     }
 
     const MINIMAL: &str =
-        "[global]\nq = \"quit\"\n\"?\" = \"help\"\n[input]\nenter = \"submit\"\nesc = \"cancel\"\n";
+        "[global]\nq = \"quit\"\n\"?\" = \"help\"\n[input]\nenter = \"submit\"\nesc = \"cancel\"\n[dialog]\nesc = \"cancel\"\n";
 
     #[test]
     fn every_builtin_keymap_loads() {
@@ -375,17 +376,17 @@ mod tests {
     #[test]
     fn bad_files_name_the_line_and_the_reason() {
         let e = err(&format!("{MINIMAL}[logs]\n\"/\" = \"serch\"\n"));
-        assert!(e.contains("t.toml:8: unknown action \"serch\""), "{e}");
+        assert!(e.contains("t.toml:10: unknown action \"serch\""), "{e}");
 
         let e = err(&format!("{MINIMAL}[logs]\n\"ctrl-xyz\" = \"search\"\n"));
-        assert!(e.contains("t.toml:8: unknown key \"ctrl-xyz\""), "{e}");
+        assert!(e.contains("t.toml:10: unknown key \"ctrl-xyz\""), "{e}");
 
         let e = err(&format!("{MINIMAL}[logz]\n\"/\" = \"search\"\n"));
-        assert!(e.contains("t.toml:7: unknown context [logz]"), "{e}");
+        assert!(e.contains("t.toml:9: unknown context [logz]"), "{e}");
 
         let e = err(&format!("{MINIMAL}[overview]\n\"/\" = \"search\"\n"));
         assert!(
-            e.contains("t.toml:8: action \"search\" cannot be bound in [overview]"),
+            e.contains("t.toml:10: action \"search\" cannot be bound in [overview]"),
             "{e}"
         );
 
@@ -394,13 +395,13 @@ mod tests {
             "{MINIMAL}[logs]\nN = \"search_prev\"\n\"shift-n\" = \"search_next\"\n"
         ));
         assert!(e.contains("is already bound to"), "{e}");
-        assert!(e.contains("t.toml:9") || e.contains("t.toml:8"), "{e}");
+        assert!(e.contains("t.toml:11") || e.contains("t.toml:10"), "{e}");
 
         // A pane shadowing a global key.
         let e = err(&format!("{MINIMAL}[logs]\nq = \"search\"\n"));
         assert!(
             e.contains(
-                "t.toml:8: key q is bound to search in [logs] but to quit in [global] at line 2"
+                "t.toml:10: key q is bound to search in [logs] but to quit in [global] at line 2"
             ),
             "{e}"
         );

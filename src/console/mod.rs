@@ -14,6 +14,7 @@ pub mod config;
 pub mod format;
 pub mod keymap;
 pub mod model;
+pub mod ops;
 pub mod panes;
 pub mod theme;
 pub mod ui;
@@ -162,7 +163,10 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
         .map(|(i, (_, rpc))| watch::spawn(i, rpc, settings.refresh, tx.clone()))
         .collect();
     let (keys_wanted, wanted) = flag::channel(false);
-    let keys_task = watch::spawn_keys(Arc::new(client), wanted, tx.clone());
+    let client = Arc::new(client);
+    let keys_task = watch::spawn_keys(client.clone(), wanted, tx.clone());
+    let (op_tx, op_rx) = mpsc::unbounded_channel();
+    app.ops = Some(ops::Ops { client, tx: op_tx });
     drop(tx);
 
     let mut terminal = ratatui::try_init().wrap_err("cannot set up the terminal")?;
@@ -173,7 +177,7 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
         let _ = crossterm::execute!(std::io::stdout(), crossterm::cursor::Show);
         restore_hook(info);
     }));
-    let result = event_loop(&mut terminal, &mut app, rx, keys_wanted).await;
+    let result = event_loop(&mut terminal, &mut app, rx, op_rx, keys_wanted).await;
     let _ = terminal.show_cursor();
     ratatui::restore();
     for t in tasks {
@@ -205,6 +209,7 @@ async fn event_loop(
     terminal: &mut DefaultTerminal,
     app: &mut App,
     mut rx: mpsc::Receiver<model::Update>,
+    mut op_rx: mpsc::UnboundedReceiver<ops::OpEvent>,
     keys_wanted: flag::Sender<bool>,
 ) -> Result<()> {
     terminal.hide_cursor()?;
@@ -256,6 +261,10 @@ async fn event_loop(
                 for update in batch.drain(..) {
                     dirty |= app.model.apply(update);
                 }
+            }
+            Some(event) = op_rx.recv() => {
+                app.on_op_event(event);
+                dirty = true;
             }
             _ = frame_due => {}
             _ = cycle_due => {

@@ -163,16 +163,111 @@ fn below_80x24_says_the_terminal_is_too_small_and_keeps_the_verdict() {
 }
 
 #[test]
-fn every_pane_at_80x24() {
+fn every_pane_in_dark_and_mono_at_80x24_and_160x48() {
     for pane in PaneKind::ALL {
-        // The older panes from the plain fixture; the new ones need the rules evaluated.
-        let mut app = match pane {
-            PaneKind::Alerts | PaneKind::Quotas | PaneKind::Keys => observed_app(),
-            _ => app(),
-        };
-        app.show(*pane);
-        insta::assert_snapshot!(format!("pane_{}", pane.name()), text(&render(&app, 80, 24)));
+        for (w, h) in [(80, 24), (160, 48)] {
+            let mut screens = Vec::new();
+            for theme in ["dark", "mono"] {
+                // The older panes from the plain fixture; the new ones need the rules evaluated.
+                let mut app = match pane {
+                    PaneKind::Alerts | PaneKind::Quotas | PaneKind::Keys => observed_app(),
+                    _ => app(),
+                };
+                app.theme = Theme::load(theme, ColorDepth::TrueColor).unwrap();
+                app.show(*pane);
+                let buf = render(&app, w, h);
+                insta::assert_snapshot!(
+                    format!("pane_{}_{w}x{h}_{theme}_styles", pane.name()),
+                    styles(&buf, 0..h)
+                );
+                screens.push(text(&buf));
+            }
+            // The theme changes colours only, never what is written (but its name at the end
+            // of the status line).
+            let body = |s: &str| {
+                s.lines()
+                    .take(h as usize - 1)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            assert_eq!(
+                body(&screens[0]),
+                body(&screens[1]),
+                "{} at {w}x{h}",
+                pane.name()
+            );
+            insta::assert_snapshot!(format!("pane_{}_{w}x{h}", pane.name()), screens[0]);
+        }
     }
+}
+
+#[test]
+fn action_dialogs_show_progress_and_a_secret_once() {
+    use super::ops::{Dialog, NewSecret};
+    let mut app = app();
+    app.dialog = Some(Dialog::Running {
+        title: "backup to nightly.odb".into(),
+        started: std::time::Instant::now(),
+        progress: Some((300 << 20, 1 << 30, 150.0 * 1048576.0)),
+    });
+    let screen = text(&render(&app, 80, 24));
+    assert!(screen.contains("29%"), "{screen}");
+    assert!(
+        screen.contains("300 MiB of 1.00 GiB · 150 MiB/s"),
+        "{screen}"
+    );
+    assert!(screen.contains("about 4s left"), "{screen}");
+    app.dialog = Some(Dialog::Finished {
+        title: "rotate key k11223344".into(),
+        ok: true,
+        text: "key k11223344 rotated: its successor is k55667788".into(),
+        secret: Some(NewSecret {
+            id: "k55667788".into(),
+            secret: "odk_0123".into(),
+        }),
+    });
+    insta::assert_snapshot!("dialog_rotated_key", text(&render(&app, 80, 24)));
+    // Esc closes it, and the secret is gone from the screen.
+    press(&mut app, KeyCode::Esc);
+    assert!(app.dialog.is_none());
+    assert!(!text(&render(&app, 80, 24)).contains("odk_0123"));
+}
+
+#[test]
+fn read_only_refuses_and_hides_every_mutating_action() {
+    let mut app = observed_app();
+    app.read_only = true;
+    for (pane, key, name) in [
+        (PaneKind::Overview, 'b', "backup"),
+        (PaneKind::Logs, 'R', "restore"),
+        (PaneKind::Overview, 'C', "compact"),
+        (PaneKind::Keys, 'r', "rotate_key"),
+    ] {
+        app.show(pane);
+        press(&mut app, KeyCode::Char(key));
+        assert!(
+            app.input.is_none() && app.dialog.is_none(),
+            "{name} started"
+        );
+        let screen = text(&render(&app, 80, 24));
+        assert!(
+            screen.contains(&format!("{name} is not allowed: the console is read-only")),
+            "{screen}"
+        );
+    }
+    app.show(PaneKind::Keys);
+    press(&mut app, KeyCode::Char('?'));
+    let help = text(&render(&app, 80, 24));
+    assert!(
+        !help.contains("rotate_key") && !help.contains("backup"),
+        "{help}"
+    );
+    // Without --read-only the same key asks its question.
+    app.read_only = false;
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('r'));
+    assert!(text(&render(&app, 80, 24))
+        .contains("rotate key k0a1b2c3d: the old key stays valid for 24h"));
 }
 
 #[test]

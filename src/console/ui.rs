@@ -35,6 +35,9 @@ pub fn draw(app: &App, f: &mut Frame) {
         app.pane.draw(app, f, body);
     }
     status_line(app, f, bottom);
+    if let Some(dialog) = &app.dialog {
+        super::panes::dialog::draw(app, dialog, f, body);
+    }
     if let Some(scroll) = app.help {
         help(app, f, body, scroll);
     }
@@ -122,9 +125,10 @@ fn tabs(app: &App, f: &mut Frame, area: Rect) {
 fn status_line(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let line = if let Some(input) = &app.input {
-        let prefix = match input.kind {
+        let prefix = match &input.kind {
             InputKind::Command => ":",
             InputKind::Search => "/",
+            InputKind::Ask(ask) => ask.question.as_str(),
         };
         Line::from(vec![
             Span::styled(format!("{prefix}{}", input.text), t.style(Role::Text)),

@@ -268,8 +268,15 @@ impl Node for NodeService {
         Ok(Response::new(ProposeReply { results }))
     }
 
-    async fn compact(&self, _: Request<CompactRequest>) -> Result<Response<CompactReply>, Status> {
-        Ok(Response::new(self.core.compact().await?))
+    async fn compact(
+        &self,
+        req: Request<CompactRequest>,
+    ) -> Result<Response<CompactReply>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
+        let result = self.core.compact().await;
+        let args = format!("node={}", self.core.id());
+        self.audit(&actor, "compact", args, &result).await;
+        Ok(Response::new(result?))
     }
 
     async fn read_index(

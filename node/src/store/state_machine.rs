@@ -503,6 +503,11 @@ impl Overlay<'_> {
                 args,
                 result,
             } => {
+                // On the timeline too: what operators did is part of what happened.
+                self.note(
+                    "admin_action",
+                    format!("{action} by {actor}: {result} ({args})"),
+                );
                 if action == "backup" && result.starts_with("ok") {
                     self.writes
                         .insert(KEY_LAST_BACKUP.to_vec(), Some(at_ms.to_be_bytes().to_vec()));

@@ -58,7 +58,9 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     }
     let visible = table_area.height.saturating_sub(1) as usize;
     app.body_rows.set(visible as u16);
-    let first = app.keys_top.min(list.keys.len().saturating_sub(visible));
+    // `keys_top` is the selected key (the one `rotate_key` acts on); keep it on screen.
+    let selected = app.keys_top.min(list.keys.len().saturating_sub(1));
+    let first = selected.saturating_sub(visible.saturating_sub(1));
     let header = Row::new([
         "ID",
         "ROLE",
@@ -76,9 +78,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let rows: Vec<Row> = list
         .keys
         .iter()
+        .enumerate()
         .skip(first)
         .take(visible)
-        .map(|k| {
+        .map(|(i, k)| {
             let role = match k.state.as_str() {
                 "valid" => Role::Ok,
                 "expired" => Role::Warn,
@@ -98,7 +101,11 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                 Span::raw(when(k.expires_unix_ms)),
                 Span::raw(when(k.last_used_unix_ms)),
             ])
-            .style(t.style(Role::Text))
+            .style(t.style(if i == selected {
+                Role::Highlight
+            } else {
+                Role::Text
+            }))
         })
         .collect();
     let widths = [10, 6, 7, 10, 11, 11, 11].map(Constraint::Length);
@@ -126,9 +133,11 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
 }
 
 pub fn handle(app: &mut App, action: Action) -> bool {
+    if action == Action::RotateKey {
+        app.start_rotate();
+        return true;
+    }
     let len = app.model.keys.keys.len();
     let page = app.body_rows.get() as usize;
-    // The top row goes no further than where the last key is on screen.
-    let tops = len.saturating_sub(page) + 1;
-    scroll(&mut app.keys_top, tops, page, action)
+    scroll(&mut app.keys_top, len, page, action)
 }

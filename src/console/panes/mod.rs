@@ -3,6 +3,7 @@
 //! below.
 
 pub mod alerts;
+pub mod dialog;
 mod disk;
 mod gc;
 mod keys;

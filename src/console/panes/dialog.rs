@@ -1,0 +1,133 @@
+//! The dialog of a running or finished action: a progress gauge with bytes and rate, then
+//! the outcome (and a new key's secret, shown this once).
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph, Wrap};
+use ratatui::Frame;
+
+use crate::console::action::Action;
+use crate::console::app::App;
+use crate::console::format::{bytes, duration_secs};
+use crate::console::ops::Dialog;
+use crate::console::theme::Role;
+
+pub fn draw(app: &App, dialog: &Dialog, f: &mut Frame, body: Rect) {
+    let t = &app.theme;
+    let key = |a: Action| {
+        app.keymap
+            .key_for("dialog", a)
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let width = body.width.min(76);
+    let height = body.height.min(9);
+    let area = Rect {
+        x: body.x + (body.width - width) / 2,
+        y: body.y + (body.height - height) / 2,
+        width,
+        height,
+    };
+    let (title, role) = match dialog {
+        Dialog::Running { title, .. } => (format!(" {title} "), Role::Title),
+        Dialog::Finished {
+            title, ok: true, ..
+        } => (format!(" {title}: done "), Role::Ok),
+        Dialog::Finished { title, .. } => (format!(" {title}: FAILED "), Role::Critical),
+    };
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(t.style(role))
+        .title(Span::styled(title, t.style(role)));
+    let inner = block.inner(area);
+    f.render_widget(Clear, area);
+    f.render_widget(block, area);
+    let [top, middle, hint] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(inner);
+    let hint_text = match dialog {
+        Dialog::Running { .. } => format!("{} hides this; the action goes on", key(Action::Cancel)),
+        Dialog::Finished {
+            secret: Some(s), ..
+        } => format!(
+            "{} saves it to opsdeck-key-{}.secret · {} closes (shown once)",
+            key(Action::Submit),
+            s.id,
+            key(Action::Cancel)
+        ),
+        Dialog::Finished { .. } => format!("{} closes", key(Action::Cancel)),
+    };
+    f.render_widget(
+        Paragraph::new(Span::styled(hint_text, t.style(Role::Dim))),
+        hint,
+    );
+    match dialog {
+        Dialog::Running {
+            started, progress, ..
+        } => {
+            let elapsed = duration_secs(started.elapsed().as_secs());
+            match progress {
+                Some((done, total, rate)) => {
+                    let ratio = if *total == 0 {
+                        1.0
+                    } else {
+                        (*done as f64 / *total as f64).min(1.0)
+                    };
+                    f.render_widget(
+                        Gauge::default()
+                            .gauge_style(t.style(Role::Ok))
+                            .ratio(ratio)
+                            .label(format!("{:.0}%", ratio * 100.0)),
+                        top,
+                    );
+                    let eta = if *rate > 0.0 && total > done {
+                        format!(
+                            " · about {} left",
+                            duration_secs(((total - done) as f64 / rate) as u64)
+                        )
+                    } else {
+                        String::new()
+                    };
+                    f.render_widget(
+                        Paragraph::new(Line::from(format!(
+                            "{} of {} · {}/s · {elapsed}{eta}",
+                            bytes(*done),
+                            bytes(*total),
+                            bytes(*rate as u64)
+                        )))
+                        .style(t.style(Role::Text)),
+                        middle,
+                    );
+                }
+                None => f.render_widget(
+                    Paragraph::new(format!("working… {elapsed}")).style(t.style(Role::Text)),
+                    top,
+                ),
+            }
+        }
+        Dialog::Finished {
+            ok, text, secret, ..
+        } => {
+            let mut lines = vec![Line::from(Span::styled(
+                text.clone(),
+                t.style(if *ok { Role::Text } else { Role::Warn }),
+            ))];
+            if let Some(s) = secret {
+                lines.push(Line::from(Span::styled(
+                    format!("new secret: {}", s.secret),
+                    t.style(Role::Highlight),
+                )));
+            }
+            f.render_widget(
+                Paragraph::new(lines).wrap(Wrap { trim: true }),
+                Rect {
+                    height: top.height + middle.height,
+                    ..top
+                },
+            );
+        }
+    }
+}
