@@ -10,6 +10,8 @@ mod compact;
 mod console;
 mod dev;
 mod logs;
+mod members;
+mod ops;
 mod run_node;
 mod table;
 mod verbs;
@@ -85,5 +87,8 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Alerts(args) => alerts::verb::run(&args).await,
         Command::Compact(c) => compact::run(&c).await,
         Command::Logs(args) => logs::run(args).await,
+        Command::AddNode(args) => members::add_node(args).await,
+        Command::RemoveNode(args) => members::remove_node(args).await,
+        Command::TransferLeader(args) => members::transfer_leader(args).await,
     }
 }

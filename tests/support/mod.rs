@@ -326,6 +326,7 @@ impl TestCluster {
                 .change_membership(ChangeMembershipRequest {
                     voters,
                     retain: false,
+                    remove: Vec::new(),
                 })
                 .await
                 .expect("promote voters");
