@@ -524,3 +524,102 @@ async fn remove_node_refuses_losing_quorum_unless_forced() {
     let rest: BTreeSet<u64> = [leader, down].into();
     wait_membership(&cluster, &rest, &rest).await;
 }
+
+/// Whether `pid` is a running process (not a zombie).
+fn running(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|s| s != 'Z'),
+        Err(_) => false,
+    }
+}
+
+/// The dev cluster's admin key is its own, not the test's: no key from the environment.
+async fn dev_cli(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli_as(None, &args)
+    })
+    .await
+    .expect("cli task")
+}
+
+/// Stops the dev process (and so its cluster) even when the test fails.
+struct DevProcess(std::process::Child);
+
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn add_node_spawn_in_a_dev_cluster_and_dev_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let base = reserve_ports(200);
+    let log = std::fs::File::create(dir.path().join("dev.out")).unwrap();
+    let mut dev = DevProcess(
+        std::process::Command::new(BIN)
+            .args(["dev", "--headless", "--nodes", "1", "--dir", &d])
+            .args(["--base-port", &base.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the dev cluster", Duration::from_secs(30), || async {
+        let text = std::fs::read_to_string(dir.path().join("dev.out")).ok()?;
+        text.contains("Ctrl-C").then_some(())
+    })
+    .await;
+
+    let added = json_of(&dev_cli(&["add-node", "--spawn", "--cluster", &d, "--json"]).await);
+    assert_eq!(added["id"], 2, "{added}");
+    assert_eq!(added["voters"], serde_json::json!([1, 2]), "{added}");
+    let pid2 = added["spawned"]["pid"].as_u64().expect("pid");
+    // It outlives the CLI that started it, and is recorded in cluster.toml.
+    assert!(running(pid2), "the spawned node must outlive the CLI");
+    let file = std::fs::read_to_string(dir.path().join("cluster.toml")).unwrap();
+    assert!(file.contains(&format!("pid = {pid2}")), "{file}");
+    assert!(dir.path().join("n2").is_dir());
+
+    // remove-node stops it and drops it from the file.
+    let removed = json_of(&dev_cli(&["remove-node", "--id", "2", "--cluster", &d, "--json"]).await);
+    assert_eq!(removed["voters"], serde_json::json!([1]), "{removed}");
+    assert_eq!(removed["stopped"]["pid"], pid2, "{removed}");
+    assert!(!running(pid2));
+    let file = std::fs::read_to_string(dir.path().join("cluster.toml")).unwrap();
+    assert!(!file.lines().any(|l| l == "id = 2"), "{file}");
+
+    // A node spawned later is stopped with the dev cluster.
+    let added = json_of(&dev_cli(&["add-node", "--spawn", "--cluster", &d, "--json"]).await);
+    assert_eq!(added["id"], 3, "{added}");
+    let pid3 = added["spawned"]["pid"].as_u64().expect("pid");
+    assert!(running(pid3));
+    unsafe { libc::kill(dev.0.id() as i32, libc::SIGTERM) };
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(s)) = dev.0.try_wait() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "dev did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "dev exited with {status}");
+    assert!(!running(pid3), "dev must stop the node add-node spawned");
+    let file = std::fs::read_to_string(dir.path().join("cluster.toml")).unwrap();
+    assert!(
+        file.lines().any(|l| l == "id = 3") && !file.contains("pid ="),
+        "{file}"
+    );
+}
