@@ -145,7 +145,9 @@ async fn wait_acked(entries: u64, cluster: &TestCluster) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn add_then_remove_a_node_and_the_leader_under_load() {
     let mut cluster = TestCluster::start(3, &[]).await;
-    cluster.wait_leader(Duration::from_secs(10)).await;
+    let (leader, _) = cluster.wait_leader(Duration::from_secs(10)).await;
+    // Data for the new node to catch up on.
+    write_load(&cluster.node(leader).grpc, 40, 250).await;
     let endpoints: Vec<String> = cluster.nodes.iter().map(|n| n.grpc.clone()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let writers = spawn_writers(endpoints.clone(), 8, stop.clone());
@@ -250,6 +252,22 @@ async fn add_then_remove_a_node_and_the_leader_under_load() {
         cluster.wait_leader(Duration::from_secs(10)).await.0,
         new_leader
     );
+    // The audit trail has the transfer, then the removal.
+    let audit = json_of(&cli(&["audit", "--json", "--endpoints", &eps]).await);
+    let records = audit["records"].as_array().expect("records");
+    let at = |action: &str, args: &str| {
+        records
+            .iter()
+            .position(|r| {
+                r["action"] == action
+                    && r["result"] == "ok"
+                    && r["args"].as_str().is_some_and(|a| a.contains(args))
+            })
+            .unwrap_or_else(|| panic!("no {action} {args} in {audit}"))
+    };
+    let transfer = at("member.transfer_leader", &format!("to={new_leader}"));
+    let removal = at("member.change", &format!("remove={{{old_leader}}}"));
+    assert!(transfer < removal, "{audit}");
 
     // Keep writing a little on the smaller cluster, then stop and compare.
     let before = cluster
