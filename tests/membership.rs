@@ -465,6 +465,27 @@ async fn transfer_leader_moves_leadership_and_refuses_bad_targets() {
         "{}",
         stderr_of(&out)
     );
+    // A node that is not running is refused before it is added.
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let out = cli(&[
+        "add-node",
+        "--id",
+        "5",
+        "--grpc",
+        &nowhere,
+        "--http",
+        "127.0.0.1:1",
+        "--endpoints",
+        &eps,
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains(&format!("node 5 at {nowhere} does not answer")),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!members_of(cluster.node(to)).await.unwrap().contains(&5));
     assert_eq!(cluster.wait_leader(Duration::from_secs(5)).await.0, to);
 }
 

@@ -398,6 +398,38 @@ pub async fn add_node(
             return Err(eyre!("node {} is already a voter; nothing to do", node.id));
         }
     }
+    // A node that does not answer would never catch up: say so now, not at the timeout.
+    // One that has not joined yet knows no API keys and refuses ours: that is an answer.
+    let mut rpc = client.connect_to(&node.grpc)?;
+    let mut req = tonic::Request::new(StatusRequest {});
+    req.set_timeout(Duration::from_secs(2));
+    match tokio::time::timeout(Duration::from_secs(3), rpc.status(req)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(s))
+            if matches!(
+                s.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            ) => {}
+        Ok(Err(s)) => {
+            return Err(eyre!(
+                "node {} at {} does not answer ({}): start it first (`opsdeck node --id {} \
+                 --grpc {} --http {} --data DIR --cluster-secret-file SECRET`)",
+                node.id,
+                node.grpc,
+                describe(&s),
+                node.id,
+                node.grpc,
+                node.http
+            ))
+        }
+        Err(_) => {
+            return Err(eyre!(
+                "node {} at {} does not answer within 3 s: start it first, or check the address",
+                node.id,
+                node.grpc
+            ))
+        }
+    }
     progress(&Progress::AddingLearner { id: node.id });
     leader_call(
         client,
