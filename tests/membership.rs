@@ -523,6 +523,25 @@ async fn remove_node_refuses_losing_quorum_unless_forced() {
     let all: BTreeSet<u64> = [1, 2, 3].into();
     assert_eq!(voters_of(cluster.node(leader)).await.unwrap(), all);
 
+    // A down voter cannot take over: refused at once, writes never paused.
+    let started = Instant::now();
+    let out = cli(&[
+        "transfer-leader",
+        "--to",
+        &down.to_string(),
+        "--endpoints",
+        &eps,
+    ])
+    .await;
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!("node {down} at {down_addr} does not answer")),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(cluster.wait_leader(Duration::from_secs(5)).await.0, leader);
+
     // --force goes ahead: the change waits in the log until the down node is back.
     let args: Vec<String> = [
         "remove-node",

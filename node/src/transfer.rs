@@ -3,7 +3,8 @@
 //! openraft's `Engine::handle_vote_req`), so the leader arranges one itself:
 //!
 //! 1. check the target is a voter other than itself;
-//! 2. pause this node's proposer (queued writes wait; forwarded batches wait too) and wait
+//! 2. check the target answers and is within [`PAUSE_LAG`] entries (else refuse, writes
+//!    never paused); pause this node's proposer (queued writes wait; forwarded batches wait too) and wait
 //!    until the target's matched index is the leader's last log index (up to
 //!    [`CATCH_UP_WAIT`], else refuse saying how far behind the target is);
 //! 3. stop sending heartbeats, and tell every other voter to hold its own elections off
@@ -28,6 +29,8 @@ use crate::types::{NodeAddr, NodeId, Raft};
 
 /// How long the target may take to match the leader's log once proposals are paused.
 pub const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
+/// Writes pause only once the target is at most this many entries behind.
+pub const PAUSE_LAG: u64 = 1_000;
 /// How long the target may take to win its election.
 pub const ELECTION_WAIT: Duration = Duration::from_secs(5);
 /// Added to the lease before the target campaigns (scheduling slack).
@@ -143,6 +146,53 @@ impl NodeCore {
             .collect();
         let lease = Duration::from_millis(raft.config().election_timeout_max);
 
+        // 1b. Before writes pause: the target must answer, and be near the end of the log.
+        let mut probe = self
+            .peers()
+            .node_client(&target.grpc)
+            .map_err(|s| NodeError::Rejected(s.message().to_string()))?;
+        let mut req = tonic::Request::new(pb::StatusRequest {});
+        req.set_timeout(Duration::from_secs(1));
+        let answered = match tokio::time::timeout(Duration::from_secs(2), probe.status(req)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(s)) => Err(s.message().to_string()),
+            Err(_) => Err("no answer within 2s".to_string()),
+        };
+        if let Err(why) = answered {
+            return Err(NodeError::Rejected(format!(
+                "node {to} at {} does not answer ({why}); it cannot take over, pick another voter",
+                target.grpc
+            )));
+        }
+        let matched_of = |m: &openraft::RaftMetrics<NodeId, NodeAddr>| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(&to).cloned())
+                .flatten()
+                .map(|l| l.index)
+        };
+        let mut rx = raft.metrics();
+        let near = tokio::time::timeout(
+            CATCH_UP_WAIT,
+            rx.wait_for(|m| {
+                let last = m.last_log_index.unwrap_or(0);
+                matched_of(m).is_some_and(|i| last.saturating_sub(i) <= PAUSE_LAG)
+            }),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if !near {
+            let m = raft.metrics().borrow().clone();
+            let last = m.last_log_index.unwrap_or(0);
+            let matched = matched_of(&m).unwrap_or(0);
+            return Err(NodeError::Rejected(format!(
+                "node {to} is {} entries behind (log index {matched} of the leader's {last}) \
+                 and did not close in within {CATCH_UP_WAIT:?}; retry once it has caught up \
+                 (see `opsdeck status`)",
+                last.saturating_sub(matched)
+            )));
+        }
+
         // 2. Stop the log from growing, then wait for the target to have all of it.
         let paused_at = Instant::now();
         let mut restore = Restore {
@@ -155,18 +205,11 @@ impl NodeCore {
         };
         let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
         let _ = tokio::time::timeout_at(deadline, self.proposer().gate().drained()).await;
-        let mut rx = raft.metrics();
         let caught_up = tokio::time::timeout_at(
             deadline,
             rx.wait_for(|m| {
                 let last = m.last_log_index;
-                let matched = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&to).cloned())
-                    .flatten()
-                    .map(|l| l.index);
-                m.state != ServerState::Leader || (last.is_some() && matched == last)
+                m.state != ServerState::Leader || (last.is_some() && matched_of(m) == last)
             }),
         )
         .await
@@ -180,13 +223,7 @@ impl NodeCore {
         }
         if !caught_up {
             let last = m.last_log_index.unwrap_or(0);
-            let matched = m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&to).cloned())
-                .flatten()
-                .map(|l| l.index)
-                .unwrap_or(0);
+            let matched = matched_of(&m).unwrap_or(0);
             return Err(NodeError::Rejected(format!(
                 "node {to} did not catch up within {CATCH_UP_WAIT:?}: it has log index {matched} \
                  of the leader's {last} ({} entries behind); retry once it has caught up \
