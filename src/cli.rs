@@ -125,6 +125,59 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Add a node: as a learner first, then (once it has caught up) as a voter.
+    AddNode(AddNodeArgs),
+    /// Remove a node from the cluster (leadership moves away first if it leads).
+    RemoveNode(RemoveNodeArgs),
+    /// Hand leadership to another up-to-date voter.
+    TransferLeader(TransferLeaderArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AddNodeArgs {
+    /// Start the new node in the dev cluster (--cluster DIR or the default dev dir): next
+    /// free id, free ports, data in DIR/nN, recorded in cluster.toml.
+    #[arg(long, conflicts_with_all = ["id", "grpc", "http"])]
+    pub spawn: bool,
+    /// Id of an already running node to add.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), required_unless_present = "spawn", requires_all = ["grpc", "http"])]
+    pub id: Option<u64>,
+    /// Its gRPC address (HOST:PORT).
+    #[arg(long, requires = "id")]
+    pub grpc: Option<String>,
+    /// Its HTTP address (HOST:PORT).
+    #[arg(long, requires = "id")]
+    pub http: Option<String>,
+    /// Leave it a learner (do not make it a voter once caught up).
+    #[arg(long)]
+    pub no_promote: bool,
+    /// Give up (leaving it a learner) if it has not caught up by then.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub catch_up_timeout: Duration,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RemoveNodeArgs {
+    /// Id of the member to remove.
+    #[arg(long)]
+    pub id: u64,
+    /// Remove a voter even if the voters left that answer are not a majority (the change
+    /// then completes only once enough of them are back).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TransferLeaderArgs {
+    /// Id of the voter to lead.
+    #[arg(long)]
+    pub to: u64,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Subcommand, Debug)]

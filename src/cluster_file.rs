@@ -14,6 +14,18 @@ pub const ADMIN_KEY_FILE: &str = "admin.key";
 pub struct ClusterFile {
     #[serde(rename = "node", default)]
     pub nodes: Vec<NodeEntry>,
+    /// The flags `opsdeck dev` started its nodes with, so a node added later
+    /// (`add-node --spawn`) runs like the others. Absent in files from before: defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<NodeSettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeSettings {
+    pub snapshot_every: u64,
+    pub keep_logs: u64,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: (u64, u64),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -81,6 +93,12 @@ mod tests {
                 data: dir.path().join("n1"),
                 pid: Some(42),
             }],
+            settings: Some(NodeSettings {
+                snapshot_every: 10_000,
+                keep_logs: 1_000,
+                heartbeat_ms: 50,
+                election_timeout_ms: (150, 300),
+            }),
         };
         file.save(dir.path()).unwrap();
         assert_eq!(ClusterFile::load(dir.path()).unwrap(), file);

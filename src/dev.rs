@@ -3,6 +3,12 @@
 //! A fresh directory gets a new cluster (node 1 bootstraps, the others join as learners and
 //! are promoted to voters); a directory holding a stopped cluster is resumed from its data.
 //! Children die with this process (unless `--keep`), so a killed `dev` leaves no orphans.
+//!
+//! Nodes added later by `opsdeck add-node --spawn` ([`spawn_member`]) are not children of
+//! `dev` (they outlive the CLI that started them): they are recorded in `cluster.toml` with
+//! their pid, and stopping the dev cluster stops every recorded pid it did not spawn
+//! itself. `opsdeck remove-node` stops a removed node ([`stop_member`]) and drops it from
+//! the file.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -15,9 +21,11 @@ use color_eyre::eyre::{eyre, Result, WrapErr};
 use opsdeck_node::pb::{AddLearnerRequest, ChangeMembershipRequest, StatusRequest};
 use tokio::process::{Child, Command};
 
-use crate::cli::{ClusterArgs, ConsoleArgs, DevArgs};
+use crate::cli::{ClusterArgs, ConsoleArgs, DevArgs, RaftTiming};
 use crate::client::{self, ApiKey};
-use crate::cluster_file::{default_dev_dir, ClusterFile, NodeEntry, ADMIN_KEY_FILE, FILE_NAME};
+use crate::cluster_file::{
+    default_dev_dir, ClusterFile, NodeEntry, NodeSettings, ADMIN_KEY_FILE, FILE_NAME,
+};
 use opsdeck_node::security::cluster_secret::{self, write_private, ClusterSecret};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -78,11 +86,146 @@ fn port_of(addr: &str) -> &str {
 }
 
 fn process_alive(pid: u32) -> bool {
+    // A zombie (exited, not yet reaped by its parent) is not running.
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        return stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state != 'Z');
+    }
     // Signal 0 checks existence without delivering anything.
     let Ok(pid) = i32::try_from(pid) else {
         return false;
     };
     unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// SIGTERM, then SIGKILL if it is still running after 5 s. Answers whether it had to kill.
+pub async fn terminate(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    if !process_alive(pid) {
+        return false;
+    }
+    unsafe { libc::kill(raw, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if !process_alive(pid) {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    unsafe { libc::kill(raw, libc::SIGKILL) };
+    true
+}
+
+impl NodeSettings {
+    fn of(args: &DevArgs) -> NodeSettings {
+        NodeSettings {
+            snapshot_every: args.snapshot_every,
+            keep_logs: args.keep_logs,
+            heartbeat_ms: args.timing.heartbeat_ms,
+            election_timeout_ms: args.timing.election_timeout_ms,
+        }
+    }
+}
+
+/// A free loopback address (the port is free at the moment of asking).
+fn free_addr() -> Result<(TcpListener, String)> {
+    let l = TcpListener::bind("127.0.0.1:0").wrap_err("cannot find a free port on 127.0.0.1")?;
+    let addr = l.local_addr()?.to_string();
+    Ok((l, addr))
+}
+
+/// Starts one more node in the dev cluster at `dir`: the next free id, free ports, data in
+/// `DIR/nN`, the same flags as the other nodes. It is detached from this process (it
+/// outlives the CLI) and recorded in `cluster.toml` with its pid. Answers once it serves.
+pub async fn spawn_member(dir: &Path, taken: &[u64]) -> Result<NodeEntry> {
+    let mut file = ClusterFile::load(dir)?;
+    let secret = dir.join(cluster_secret::FILE_NAME);
+    if !secret.exists() {
+        return Err(eyre!(
+            "{} has no cluster secret ({}): is it a dev cluster made by `opsdeck dev`?",
+            dir.display(),
+            secret.display()
+        ));
+    }
+    let mut id = file
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .chain(taken.iter().copied())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    while dir.join(format!("n{id}")).exists() {
+        id += 1;
+    }
+    let (grpc_l, grpc) = free_addr()?;
+    let (http_l, http) = free_addr()?;
+    drop((grpc_l, http_l));
+    let mut entry = NodeEntry {
+        id,
+        grpc,
+        http,
+        data: dir.join(format!("n{id}")),
+        pid: None,
+    };
+    let settings = file.settings.clone().unwrap_or(NodeSettings {
+        snapshot_every: 10_000,
+        keep_logs: 1_000,
+        heartbeat_ms: 50,
+        election_timeout_ms: (150, 300),
+    });
+    let args = DevArgs {
+        nodes: 1,
+        dir: Some(dir.to_path_buf()),
+        base_port: 0,
+        headless: true,
+        keymap: None,
+        theme: None,
+        // Not tied to this process: it must outlive the CLI.
+        keep: true,
+        snapshot_every: settings.snapshot_every,
+        keep_logs: settings.keep_logs,
+        timing: RaftTiming {
+            heartbeat_ms: settings.heartbeat_ms,
+            election_timeout_ms: settings.election_timeout_ms,
+        },
+    };
+    let child = spawn_node(dir, &entry, false, &args)?;
+    entry.pid = child.id();
+    // Recorded before anything else can fail, so `dev` and remove-node can always find it.
+    file.nodes.push(entry.clone());
+    file.save(dir)?;
+    let mut cluster = DevCluster {
+        dir: dir.to_path_buf(),
+        file,
+        children: vec![(id, child)],
+        keep: true,
+    };
+    let serving = cluster.wait_until_serving(&entry).await;
+    // Dropping the handle leaves the process running (tokio does not kill on drop).
+    cluster.children.clear();
+    serving?;
+    Ok(entry)
+}
+
+/// Stops node `id` of the dev cluster at `dir` (if it runs) and drops it from
+/// `cluster.toml`. Answers its pid, if it was running, and whether it had to be killed.
+pub async fn stop_member(dir: &Path, id: u64) -> Result<Option<(u32, bool)>> {
+    let mut file = ClusterFile::load(dir)?;
+    let Some(entry) = file.nodes.iter().find(|n| n.id == id).cloned() else {
+        return Ok(None);
+    };
+    let mut stopped = None;
+    if let Some(pid) = entry.pid.filter(|p| process_alive(*p)) {
+        stopped = Some((pid, terminate(pid).await));
+    }
+    file.nodes.retain(|n| n.id != id);
+    file.save(dir)?;
+    Ok(stopped)
 }
 
 impl DevCluster {
@@ -130,6 +273,7 @@ impl DevCluster {
             n.pid = child.id();
             cluster.children.push((n.id, child));
         }
+        file.settings = Some(NodeSettings::of(args));
         cluster.file = file;
         if let Err(e) = cluster.form(resume).await {
             // A cluster that never formed is not worth resuming: leave no cluster.toml.
@@ -177,6 +321,7 @@ impl DevCluster {
             .change_membership(ChangeMembershipRequest {
                 voters: voters.into_iter().collect(),
                 retain: false,
+                remove: Vec::new(),
             })
             .await
             .map_err(|s| eyre!("promoting the learners to voters failed: {}", s.message()))?;
@@ -256,10 +401,24 @@ impl DevCluster {
             return Ok(());
         }
         self.stop_children().await;
-        for n in &mut self.file.nodes {
+        // Nodes added or removed since start (add-node --spawn, remove-node) are in the
+        // file, not in our copy: stop the ones we did not spawn, keep the file's list.
+        let mut file = ClusterFile::load(&self.dir).unwrap_or_else(|_| self.file.clone());
+        for n in &file.nodes {
+            let ours = self.children.iter().any(|(id, _)| *id == n.id);
+            if let Some(pid) = n.pid.filter(|p| !ours && process_alive(*p)) {
+                if terminate(pid).await {
+                    eprintln!(
+                        "node {} (pid {pid}) did not stop within 5 s; killed it",
+                        n.id
+                    );
+                }
+            }
+        }
+        for n in &mut file.nodes {
             n.pid = None;
         }
-        self.file.save(&self.dir)
+        file.save(&self.dir)
     }
 
     async fn stop_children(&mut self) {
@@ -298,7 +457,10 @@ fn plan(dir: &Path, nodes: u64, base_port: u16) -> Result<ClusterFile> {
             pid: None,
         });
     }
-    Ok(ClusterFile { nodes: planned })
+    Ok(ClusterFile {
+        nodes: planned,
+        settings: None,
+    })
 }
 
 fn log_path(dir: &Path, id: u64) -> PathBuf {
@@ -341,7 +503,10 @@ fn spawn_node(dir: &Path, n: &NodeEntry, init: bool, args: &DevArgs) -> Result<C
     if init {
         cmd.arg("--init");
     }
-    if !args.keep {
+    if args.keep {
+        // Its own process group: Ctrl-C in the terminal that started it does not reach it.
+        cmd.process_group(0);
+    } else {
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGTERM the child
         // when this process dies, so a killed `dev` leaves no orphan nodes.
         unsafe {

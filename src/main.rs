@@ -10,6 +10,7 @@ mod compact;
 mod console;
 mod dev;
 mod logs;
+mod members;
 mod ops;
 mod run_node;
 mod table;
@@ -91,5 +92,8 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Restore { file, yes, cluster } => {
             ops::backup::restore_verb(&cluster, &file, yes).await
         }
+        Command::AddNode(args) => members::add_node(args).await,
+        Command::RemoveNode(args) => members::remove_node(args).await,
+        Command::TransferLeader(args) => members::transfer_leader(args).await,
     }
 }

@@ -23,6 +23,9 @@ use crate::types::{validate_entry, Command, CommandResult, NodeAddr, NodeId, Raf
 
 /// How long a write or read barrier may wait for the cluster before giving up.
 pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a membership change may wait for its commit before the caller is answered (the
+/// change itself goes on).
+pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors a client can see. Each says what failed and what to do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -183,6 +186,8 @@ struct Inner {
     committed: Arc<std::sync::atomic::AtomicU64>,
     sampler: Sampler,
     compactor: Compactor,
+    /// One leadership transfer at a time.
+    transfer: tokio::sync::Mutex<()>,
 }
 
 /// The status sampler and the compactor: what keeps the node measured and its disk in check.
@@ -200,6 +205,40 @@ pub struct RaftSink {
 impl RaftSink {
     /// Proposes on this node only; `forward` says whether a follower may pass it on.
     async fn write(
+        &self,
+        commands: Vec<Command>,
+        forward: bool,
+    ) -> Result<Vec<CommandResult>, NodeError> {
+        if !forward {
+            return self.write_once(commands, false).await;
+        }
+        // A forwarded batch that reaches a leader just as it hands over leadership (see
+        // `transfer.rs`) is refused there with NoLeader before it is appended: once this
+        // node has heard of the new leader, the batch is sent again, to it.
+        let mut attempts = 0;
+        loop {
+            let leader_before = self.raft.metrics().borrow().current_leader;
+            match self.write_once(commands.clone(), true).await {
+                Err(NodeError::NoLeader) if attempts < 2 && leader_before.is_some() => {
+                    attempts += 1;
+                    let mut rx = self.raft.metrics();
+                    let changed = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        rx.wait_for(|m| {
+                            m.current_leader.is_some() && m.current_leader != leader_before
+                        }),
+                    )
+                    .await;
+                    if !matches!(changed, Ok(Ok(_))) {
+                        return Err(NodeError::NoLeader);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn write_once(
         &self,
         commands: Vec<Command>,
         forward: bool,
@@ -338,6 +377,7 @@ impl NodeCore {
                 committed,
                 sampler: upkeep.sampler,
                 compactor: upkeep.compactor,
+                transfer: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -369,6 +409,22 @@ impl NodeCore {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    pub(crate) fn proposer(&self) -> &Proposer {
+        &self.inner.proposer
+    }
+
+    pub(crate) fn peers(&self) -> &Peers {
+        &self.inner.sink.peers
+    }
+
+    pub(crate) fn transfer_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.transfer
+    }
+
+    pub(crate) fn addr_of(&self, id: NodeId) -> Option<NodeAddr> {
+        self.member_addr(id)
     }
 
     /// Runs `f`, recording its latency and outcome under `op`.
@@ -466,6 +522,8 @@ impl NodeCore {
         &self,
         commands: Vec<Command>,
     ) -> Result<Vec<CommandResult>, NodeError> {
+        // Held back while a leadership transfer has paused proposals, like local ones.
+        let _pass = self.inner.proposer.gate().enter().await;
         self.inner.sink.write(commands, false).await
     }
 
@@ -626,12 +684,65 @@ impl NodeCore {
         voters: BTreeSet<NodeId>,
         retain: bool,
     ) -> Result<u64, NodeError> {
-        self.observed("change_membership", async {
-            if voters.is_empty() {
-                return Err(NodeError::InvalidInput("the new voter set is empty".into()));
+        if voters.is_empty() {
+            return Err(NodeError::InvalidInput("the new voter set is empty".into()));
+        }
+        self.change_members(openraft::ChangeMembers::ReplaceAllVoters(voters), retain)
+            .await
+    }
+
+    /// Drops members (voters or learners) from the cluster.
+    pub async fn remove_members(&self, ids: BTreeSet<NodeId>) -> Result<u64, NodeError> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        for id in &ids {
+            if membership.get_node(id).is_none() {
+                return Err(NodeError::NotFound(format!(
+                    "node {id} is not a member of the cluster"
+                )));
             }
-            let result = self.inner.raft.change_membership(voters, retain).await;
-            self.membership_result(result)
+        }
+        if voters.iter().all(|v| ids.contains(v)) {
+            return Err(NodeError::InvalidInput(
+                "that would remove every voter".into(),
+            ));
+        }
+        let removed_voters: BTreeSet<NodeId> = voters.intersection(&ids).copied().collect();
+        let learners: BTreeSet<NodeId> = ids.difference(&removed_voters).copied().collect();
+        let mut index = 0;
+        if !removed_voters.is_empty() {
+            let rest = voters.difference(&removed_voters).copied().collect();
+            index = self.change_membership(rest, false).await?;
+        }
+        if !learners.is_empty() {
+            index = self
+                .change_members(openraft::ChangeMembers::RemoveNodes(learners), false)
+                .await?;
+        }
+        Ok(index)
+    }
+
+    async fn change_members(
+        &self,
+        voters: openraft::ChangeMembers<NodeId, NodeAddr>,
+        retain: bool,
+    ) -> Result<u64, NodeError> {
+        self.observed("change_membership", async {
+            // openraft drives both steps (joint, then final) from this call: run it on its
+            // own task so a client that gives up cannot leave the cluster in the joint
+            // configuration.
+            let raft = self.inner.raft.clone();
+            let task = tokio::spawn(async move { raft.change_membership(voters, retain).await });
+            match tokio::time::timeout(MEMBERSHIP_TIMEOUT, task).await {
+                Ok(Ok(result)) => self.membership_result(result),
+                Ok(Err(e)) => Err(NodeError::Internal(format!("membership change task: {e}"))),
+                Err(_) => Err(NodeError::Membership(format!(
+                    "not committed within {MEMBERSHIP_TIMEOUT:?}: a change needs a majority of \
+                     both the old and the new voters to be reachable; it stays in the log and \
+                     completes by itself once they are (check `opsdeck status`)"
+                ))),
+            }
         })
         .await
     }

@@ -16,6 +16,7 @@ pub mod security;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod transfer;
 pub mod transport;
 pub mod types;
 

@@ -6,10 +6,14 @@
 //! and proposes it as one entry, then answers each caller from its own result. Under light
 //! load a batch is one command (no added latency); under heavy load batches grow by
 //! themselves while earlier batches are in flight.
+//!
+//! A [`PauseGate`] stops new batches from being proposed (leadership transfer needs the log
+//! to stand still): commands queued meanwhile wait, they are not failed, and go out as soon
+//! as the gate opens again.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::types::{Command, CommandResult};
 
@@ -38,6 +42,89 @@ pub trait Submit: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Proposer {
     queue: mpsc::Sender<Pending>,
+    gate: PauseGate,
+}
+
+/// Stops proposals while any [`PauseGuard`] lives; counts the proposals that passed it and
+/// have not finished, so a pauser can wait for them ([`PauseGate::drained`]).
+#[derive(Clone)]
+pub struct PauseGate {
+    state: Arc<watch::Sender<GateState>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct GateState {
+    pauses: usize,
+    active: usize,
+}
+
+/// A proposal that passed the gate; finished when dropped.
+pub struct Pass {
+    gate: PauseGate,
+}
+
+/// Keeps the gate closed until dropped.
+pub struct PauseGuard {
+    gate: PauseGate,
+}
+
+impl Default for PauseGate {
+    fn default() -> Self {
+        PauseGate {
+            state: Arc::new(watch::channel(GateState::default()).0),
+        }
+    }
+}
+
+impl PauseGate {
+    /// Waits while the gate is closed, then counts the caller as active until the
+    /// returned [`Pass`] is dropped.
+    pub async fn enter(&self) -> Pass {
+        let mut rx = self.state.subscribe();
+        loop {
+            // The sender lives in self, so waiting cannot fail.
+            let _ = rx.wait_for(|s| s.pauses == 0).await;
+            let mut entered = false;
+            self.state.send_if_modified(|s| {
+                if s.pauses == 0 {
+                    s.active += 1;
+                    entered = true;
+                }
+                entered
+            });
+            if entered {
+                return Pass { gate: self.clone() };
+            }
+        }
+    }
+
+    /// Closes the gate until the guard is dropped (pauses nest).
+    pub fn pause(&self) -> PauseGuard {
+        self.state.send_modify(|s| s.pauses += 1);
+        PauseGuard { gate: self.clone() }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.state.borrow().pauses > 0
+    }
+
+    /// Waits until every proposal that passed the gate has finished.
+    pub async fn drained(&self) {
+        let mut rx = self.state.subscribe();
+        let _ = rx.wait_for(|s| s.active == 0).await;
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        self.gate.state.send_modify(|s| s.active -= 1);
+    }
+}
+
+impl Drop for PauseGuard {
+    fn drop(&mut self) {
+        self.gate.state.send_modify(|s| s.pauses -= 1);
+    }
 }
 
 impl Proposer {
@@ -46,8 +133,14 @@ impl Proposer {
         observe_batch: impl Fn(usize) + Send + Sync + 'static,
     ) -> Proposer {
         let (queue, rx) = mpsc::channel(MAX_BATCH * MAX_IN_FLIGHT * 2);
-        tokio::spawn(run(sink, rx, observe_batch));
-        Proposer { queue }
+        let gate = PauseGate::default();
+        tokio::spawn(run(sink, rx, gate.clone(), observe_batch));
+        Proposer { queue, gate }
+    }
+
+    /// The gate every proposal of this node passes (forwarded batches too).
+    pub fn gate(&self) -> &PauseGate {
+        &self.gate
     }
 
     /// Proposes one command and waits for its own result.
@@ -64,10 +157,13 @@ impl Proposer {
 async fn run<S: Submit>(
     sink: Arc<S>,
     mut rx: mpsc::Receiver<Pending>,
+    gate: PauseGate,
     observe_batch: impl Fn(usize),
 ) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
+        // While paused, commands keep queueing and go out together afterwards.
+        let pass = gate.enter().await;
         // Wait for a slot before gathering: while we wait, more commands queue up.
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -107,6 +203,7 @@ async fn run<S: Submit>(
                 }
             }
             drop(slot);
+            drop(pass);
         });
     }
 }
@@ -173,6 +270,37 @@ mod tests {
             batches.len() < 100,
             "200 concurrent commands should need far fewer than 100 entries, got {batches:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_paused_gate_holds_commands_back_and_releases_them() {
+        let sink = Arc::new(SlowSink {
+            batches: Default::default(),
+        });
+        let proposer = Proposer::start(sink.clone(), |_| {});
+        let pause = proposer.gate().pause();
+        let p = proposer.clone();
+        let task = tokio::spawn(async move {
+            p.propose(Command::Put {
+                key: "k".into(),
+                value: vec![7],
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            sink.batches.lock().unwrap().is_empty(),
+            "proposed while paused"
+        );
+        drop(pause);
+        let r = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("released")
+            .unwrap();
+        assert_eq!(r.unwrap(), CommandResult::Put { revision: 7 });
+        tokio::time::timeout(Duration::from_secs(5), proposer.gate().drained())
+            .await
+            .expect("drained");
     }
 
     struct FailingSink;

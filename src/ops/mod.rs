@@ -1,4 +1,6 @@
 //! The operations actions (backup, restore, membership changes): one implementation each,
-//! called by the CLI verbs and by the console's dialogs, reporting progress to a callback.
+//! called by the CLI verbs and by the console's dialogs, reporting progress to a callback
+//! and ending with an outcome or a precise error.
 
 pub mod backup;
+pub mod membership;

@@ -327,6 +327,7 @@ impl TestCluster {
                 .change_membership(ChangeMembershipRequest {
                     voters,
                     retain: false,
+                    remove: Vec::new(),
                 })
                 .await
                 .expect("promote voters");
@@ -516,67 +517,91 @@ pub fn promtool_check(text: &str) {
     );
 }
 
-/// Writers putting `PREFIX/W/I` through one node without pause until stopped, recording
-/// every acknowledged key and every failure.
+/// What a `SteadyLoad`'s writers saw.
+#[derive(Default)]
+pub struct Load {
+    pub acked: std::collections::BTreeMap<String, String>,
+    /// Keys that could not be written within the retry budget.
+    pub failed: Vec<String>,
+    /// Longest time one key took from first attempt to acknowledgement.
+    pub longest_write: Duration,
+    /// Attempts that failed and were retried.
+    pub retries: u64,
+}
+
+/// Writers that each write `load/wW-I` (value: the key) through the endpoints in turn,
+/// retrying a key on the next endpoint until it is acknowledged or 10 s have passed, until
+/// stopped.
 pub struct SteadyLoad {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    acked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    failures: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    load: std::sync::Arc<std::sync::Mutex<Load>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl SteadyLoad {
-    pub fn start(addr: &str, writers: usize, prefix: &str) -> SteadyLoad {
+    pub fn start(endpoints: Vec<String>, writers: usize) -> SteadyLoad {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let failures = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let base = client(addr);
+        let load = std::sync::Arc::new(std::sync::Mutex::new(Load::default()));
         let tasks = (0..writers)
             .map(|w| {
-                let (mut c, stop) = (base.clone(), stop.clone());
-                let (acked, failures, prefix) =
-                    (acked.clone(), failures.clone(), prefix.to_string());
+                let (endpoints, stop, load) = (endpoints.clone(), stop.clone(), load.clone());
                 tokio::spawn(async move {
-                    let mut i = 0;
+                    let mut i = 0u64;
+                    let mut turn = w;
                     while !stop.load(Ordering::Relaxed) {
-                        let key = format!("{prefix}/{w}/{i}");
-                        let put = c.put(PutRequest {
-                            key: key.clone(),
-                            value: format!("value of {key}").into_bytes(),
-                        });
-                        match put.await {
-                            Ok(_) => acked.lock().expect("acked").push(key),
-                            Err(e) => failures
-                                .lock()
-                                .expect("failures")
-                                .push(format!("{key}: {e}")),
+                        let key = format!("load/w{w}-{i}");
+                        let started = Instant::now();
+                        loop {
+                            let addr = &endpoints[turn % endpoints.len()];
+                            let mut req = tonic::Request::new(PutRequest {
+                                key: key.clone(),
+                                value: key.as_bytes().to_vec(),
+                            });
+                            req.set_timeout(Duration::from_secs(3));
+                            turn += 1;
+                            match client(addr).put(req).await {
+                                Ok(_) => {
+                                    let mut l = load.lock().expect("load");
+                                    l.acked.insert(key.clone(), key.clone());
+                                    l.longest_write = l.longest_write.max(started.elapsed());
+                                    break;
+                                }
+                                Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                                    load.lock().expect("load").retries += 1;
+                                    tokio::time::sleep(Duration::from_millis(20)).await;
+                                }
+                                Err(e) => {
+                                    eprintln!("write {key} failed for good: {e}");
+                                    load.lock().expect("load").failed.push(key.clone());
+                                    break;
+                                }
+                            }
                         }
                         i += 1;
                     }
                 })
             })
             .collect();
-        SteadyLoad {
-            stop,
-            acked,
-            failures,
-            tasks,
-        }
+        SteadyLoad { stop, load, tasks }
     }
 
     /// Keys acknowledged so far.
-    pub fn acked(&self) -> Vec<String> {
-        self.acked.lock().expect("acked").clone()
+    pub fn acked_keys(&self) -> Vec<String> {
+        self.load
+            .lock()
+            .expect("load")
+            .acked
+            .keys()
+            .cloned()
+            .collect()
     }
 
-    /// Stops the writers; returns the acknowledged keys and the failures.
-    pub async fn stop(self) -> (Vec<String>, Vec<String>) {
+    /// Stops the writers and returns what they saw.
+    pub async fn stop(self) -> Load {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             t.await.expect("writer task");
         }
-        let acked = self.acked.lock().expect("acked").clone();
-        let failures = self.failures.lock().expect("failures").clone();
-        (acked, failures)
+        std::mem::take(&mut *self.load.lock().expect("load"))
     }
 }

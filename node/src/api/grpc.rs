@@ -251,8 +251,18 @@ impl Node for NodeService {
         let actor = caller_of(&req)?.key_id.clone();
         let r = req.into_inner();
         let voters: BTreeSet<u64> = r.voters.into_iter().collect();
-        let args = format!("voters={voters:?} retain={}", r.retain);
-        let result = self.core.change_membership(voters, r.retain).await;
+        let remove: BTreeSet<u64> = r.remove.into_iter().collect();
+        let (args, result) = if remove.is_empty() {
+            let args = format!("voters={voters:?} retain={}", r.retain);
+            (args, self.core.change_membership(voters, r.retain).await)
+        } else if voters.is_empty() {
+            let args = format!("remove={remove:?}");
+            (args, self.core.remove_members(remove).await)
+        } else {
+            return Err(Status::invalid_argument(
+                "give either the new voters or the members to remove, not both",
+            ));
+        };
         self.audit(&actor, "member.change", args, &result).await;
         Ok(Response::new(self.membership_reply(result?)))
     }
@@ -266,6 +276,40 @@ impl Node for NodeService {
         let results = self.core.propose_forwarded(commands).await?;
         let results = bincode::serialize(&results).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ProposeReply { results }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderReply>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
+        let to = req.into_inner().to;
+        let result = self.core.transfer_leader(to).await;
+        // Refusals that changed nothing (not the leader, bad target) are not audited; a
+        // transfer that ran is, whatever its outcome. The record is proposed after the
+        // handover, so it reaches the new leader.
+        let ran = match &result {
+            Ok(_) => true,
+            Err(e) => {
+                !matches!(
+                    e,
+                    NodeError::InvalidInput(_) | NodeError::NotFound(_) | NodeError::NoLeader
+                ) && !e.to_string().contains("is not the leader")
+                    && !e.to_string().contains("already in progress")
+            }
+        };
+        if ran {
+            let args = match &result {
+                Ok(r) => format!(
+                    "from={} to={to} term={} took_ms={} writes_paused_ms={}",
+                    r.from, r.term, r.took_ms, r.writes_paused_ms
+                ),
+                Err(_) => format!("from={} to={to}", self.core.id()),
+            };
+            self.audit(&actor, "member.transfer_leader", args, &result)
+                .await;
+        }
+        Ok(Response::new(result?))
     }
 
     async fn compact(

@@ -505,6 +505,11 @@ mod tests {
             grpc_need("/opsdeck.v1.Node/SomethingNew"),
             Need::Role(Role::Admin)
         );
+        assert_eq!(
+            grpc_need("/opsdeck.v1.Node/TransferLeader"),
+            Need::Role(Role::Admin)
+        );
+        assert_eq!(grpc_need("/opsdeck.v1.Raft/ElectionHint"), Need::Internal);
         assert_eq!(grpc_need("/opsdeck.v1.Raft/Vote"), Need::Internal);
         assert_eq!(http_need(&Method::PUT, "/kv/a"), Need::Role(Role::Write));
         assert_eq!(http_need(&Method::GET, "/metrics"), Need::Role(Role::Read));

@@ -8,9 +8,11 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::pb::node_client::NodeClient;
+use crate::pb::raft_client::RaftClient;
 use crate::security::cluster_secret::{ClusterSecret, SecretInterceptor};
 
 pub type PeerClient = NodeClient<InterceptedService<Channel, SecretInterceptor>>;
+pub type PeerRaftClient = RaftClient<InterceptedService<Channel, SecretInterceptor>>;
 
 pub struct Peers {
     channels: Mutex<HashMap<String, Channel>>,
@@ -27,6 +29,25 @@ impl Peers {
 
     /// A client for the node service at `addr`, reusing the connection if there is one.
     pub fn node_client(&self, addr: &str) -> Result<PeerClient, tonic::Status> {
+        let channel = self.channel(addr)?;
+        Ok(
+            NodeClient::with_interceptor(channel, SecretInterceptor(self.secret.clone()))
+                .max_decoding_message_size(64 * 1024 * 1024)
+                .max_encoding_message_size(64 * 1024 * 1024),
+        )
+    }
+
+    /// A client for the Raft service at `addr` (small control calls such as election
+    /// hints; replication has its own connections).
+    pub fn raft_client(&self, addr: &str) -> Result<PeerRaftClient, tonic::Status> {
+        let channel = self.channel(addr)?;
+        Ok(RaftClient::with_interceptor(
+            channel,
+            SecretInterceptor(self.secret.clone()),
+        ))
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, tonic::Status> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
@@ -38,10 +59,6 @@ impl Peers {
                 c
             }
         };
-        Ok(
-            NodeClient::with_interceptor(channel, SecretInterceptor(self.secret.clone()))
-                .max_decoding_message_size(64 * 1024 * 1024)
-                .max_encoding_message_size(64 * 1024 * 1024),
-        )
+        Ok(channel)
     }
 }

@@ -5,16 +5,21 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::pb::raft_server::Raft as RaftRpc;
-use crate::pb::RaftPayload;
+use crate::pb::{ElectionHintReply, ElectionHintRequest, RaftPayload};
+use crate::transfer::ElectionHolds;
 use crate::types::Raft;
 
 pub struct RaftService {
     raft: Raft,
+    holds: ElectionHolds,
 }
 
 impl RaftService {
     pub fn new(raft: Raft) -> Self {
-        RaftService { raft }
+        RaftService {
+            holds: ElectionHolds::new(raft.clone()),
+            raft,
+        }
     }
 }
 
@@ -47,5 +52,13 @@ impl RaftRpc for RaftService {
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         encode(&self.raft.install_snapshot(decode(req)?).await)
+    }
+
+    async fn election_hint(
+        &self,
+        req: Request<ElectionHintRequest>,
+    ) -> Result<Response<ElectionHintReply>, Status> {
+        self.holds.apply(req.get_ref()).await?;
+        Ok(Response::new(ElectionHintReply {}))
     }
 }

@@ -1,0 +1,224 @@
+//! `opsdeck add-node`, `remove-node`, `transfer-leader`: thin CLI wrappers over
+//! [`crate::ops::membership`], plus what only a dev cluster has (spawning and stopping the
+//! node processes, `cluster.toml`).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use color_eyre::eyre::{eyre, Result};
+use serde_json::json;
+
+use crate::cli::{AddNodeArgs, ClusterArgs, RemoveNodeArgs, TransferLeaderArgs};
+use crate::cluster_file::{default_dev_dir, FILE_NAME};
+use crate::ops::membership::{self, NewNode, Progress};
+
+/// The dev cluster dir a verb works on: only when no --endpoints are given and the dir
+/// holds a cluster file.
+fn dev_dir(c: &ClusterArgs) -> Option<PathBuf> {
+    if !c.endpoints.is_empty() {
+        return None;
+    }
+    let dir = c.cluster.clone().unwrap_or_else(default_dev_dir);
+    dir.join(FILE_NAME).exists().then_some(dir)
+}
+
+/// Progress lines on stderr when it is a terminal (catch-up at most once a second).
+fn printer() -> impl FnMut(&Progress) + Send {
+    let tty = std::io::stderr().is_terminal();
+    let mut last_catch_up: Option<Instant> = None;
+    move |p: &Progress| {
+        if !tty {
+            return;
+        }
+        if let Progress::CatchingUp(_) = p {
+            if last_catch_up.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            last_catch_up = Some(Instant::now());
+        }
+        eprintln!("{p}");
+    }
+}
+
+fn check_addr(what: &str, addr: &str) -> Result<String> {
+    let addr = addr.trim();
+    let ok = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !ok {
+        return Err(eyre!(
+            "bad {what} address {addr:?}: expected HOST:PORT, e.g. 127.0.0.1:7104"
+        ));
+    }
+    Ok(addr.to_string())
+}
+
+pub async fn add_node(args: AddNodeArgs) -> Result<()> {
+    let client = crate::verbs::connect(&args.cluster)?;
+    let mut progress = printer();
+    let (node, spawned) = if args.spawn {
+        let dir = dev_dir(&args.cluster).ok_or_else(|| {
+            eyre!(
+                "--spawn starts the node in a dev cluster: pass --cluster DIR (a dir made by \
+                 `opsdeck dev`), not --endpoints; for another cluster start the node yourself \
+                 and pass --id, --grpc and --http"
+            )
+        })?;
+        let (_, leader) = client.leader().await?;
+        let taken: Vec<u64> = leader.members.iter().map(|m| m.id).collect();
+        let entry = crate::dev::spawn_member(&dir, &taken).await?;
+        progress(&Progress::Spawned {
+            id: entry.id,
+            pid: entry.pid.unwrap_or(0),
+            grpc: entry.grpc.clone(),
+            http: entry.http.clone(),
+        });
+        (
+            NewNode {
+                id: entry.id,
+                grpc: entry.grpc.clone(),
+                http: entry.http.clone(),
+            },
+            Some((dir, entry)),
+        )
+    } else {
+        let (Some(id), Some(grpc), Some(http)) = (args.id, &args.grpc, &args.http) else {
+            return Err(eyre!("give --spawn, or all of --id, --grpc and --http"));
+        };
+        (
+            NewNode {
+                id,
+                grpc: check_addr("--grpc", grpc)?,
+                http: check_addr("--http", http)?,
+            },
+            None,
+        )
+    };
+    let outcome = membership::add_node(
+        &client,
+        &node,
+        !args.no_promote,
+        args.catch_up_timeout,
+        &mut progress,
+    )
+    .await;
+    let outcome = match (outcome, &spawned) {
+        (Ok(o), _) => o,
+        (Err(e), Some((dir, entry))) => {
+            return Err(eyre!(
+                "{e}\nnode {} (pid {}) keeps running in {} and is listed in its cluster.toml; \
+                 `opsdeck remove-node --id {} --cluster {}` stops and drops it",
+                entry.id,
+                entry.pid.unwrap_or(0),
+                dir.display(),
+                entry.id,
+                dir.display()
+            ))
+        }
+        (Err(e), None) => return Err(e),
+    };
+    if args.cluster.json {
+        let mut v = serde_json::to_value(&outcome)?;
+        if let Some((dir, entry)) = &spawned {
+            v["spawned"] = json!({
+                "pid": entry.pid,
+                "data": entry.data,
+                "cluster_dir": dir,
+            });
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "node {} ({}) added{} after {} ms of catch-up; voters {:?}",
+            outcome.id,
+            outcome.grpc,
+            if outcome.promoted {
+                " as a voter"
+            } else {
+                " as a learner (--no-promote)"
+            },
+            outcome.catch_up_ms,
+            outcome.voters
+        );
+        if let Some((_, entry)) = &spawned {
+            println!(
+                "its process: pid {}, data {}",
+                entry.pid.unwrap_or(0),
+                entry.data.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn remove_node(args: RemoveNodeArgs) -> Result<()> {
+    let client = crate::verbs::connect(&args.cluster)?;
+    let mut progress = printer();
+    let outcome = membership::remove_node(&client, args.id, args.force, &mut progress).await?;
+    if let Some(why) = &outcome.overridden {
+        eprintln!("warning: removed despite --force: {why}");
+    }
+    // In a dev cluster the removed node's process goes too.
+    let mut stopped = None;
+    if let Some(dir) = dev_dir(&args.cluster) {
+        let pid = crate::cluster_file::ClusterFile::load(&dir)
+            .ok()
+            .and_then(|f| f.nodes.into_iter().find(|n| n.id == args.id))
+            .and_then(|n| n.pid);
+        if let Some(pid) = pid {
+            progress(&Progress::StoppingProcess { id: args.id, pid });
+        }
+        stopped = crate::dev::stop_member(&dir, args.id).await.map_err(|e| {
+            eyre!(
+                "node {} was removed from the cluster, but stopping its process failed: {e}",
+                args.id
+            )
+        })?;
+    }
+    if args.cluster.json {
+        let mut v = serde_json::to_value(&outcome)?;
+        v["stopped"] = match stopped {
+            Some((pid, killed)) => json!({ "pid": pid, "killed": killed }),
+            None => serde_json::Value::Null,
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        if let Some(t) = &outcome.transfer {
+            println!(
+                "leadership moved from node {} to node {} in {} ms (writes paused {} ms)",
+                t.from, t.to, t.took_ms, t.writes_paused_ms
+            );
+        }
+        println!(
+            "node {} removed; voters now {:?}",
+            outcome.id, outcome.voters
+        );
+        if let Some((pid, killed)) = stopped {
+            println!(
+                "its process (pid {pid}) {}",
+                if killed {
+                    "did not stop within 5 s and was killed"
+                } else {
+                    "stopped"
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn transfer_leader(args: TransferLeaderArgs) -> Result<()> {
+    let client = crate::verbs::connect(&args.cluster)?;
+    let mut progress = printer();
+    let t = membership::transfer_leader(&client, args.to, &mut progress).await?;
+    if args.cluster.json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+    } else {
+        println!(
+            "node {} is the leader (term {}), was node {}: took {} ms, writes paused {} ms",
+            t.to, t.term, t.from, t.took_ms, t.writes_paused_ms
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,607 @@
+//! Membership operations with real `opsdeck node` processes: add-node, remove-node and
+//! transfer-leader through the CLI, under a steady write load.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opsdeck_node::pb::AddLearnerRequest;
+use support::*;
+
+/// Runs the CLI off the async workers (it blocks until the process ends).
+async fn cli(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&args)
+    })
+    .await
+    .expect("cli task")
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "CLI failed: {}\n{}",
+        stderr_of(out),
+        stdout_of(out)
+    );
+    serde_json::from_str(&stdout_of(out))
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout_of(out)))
+}
+
+async fn voters_of(node: &TestNode) -> Option<BTreeSet<u64>> {
+    let s = node.status().await?;
+    Some(s.members.iter().filter(|m| m.voter).map(|m| m.id).collect())
+}
+
+async fn members_of(node: &TestNode) -> Option<BTreeSet<u64>> {
+    let s = node.status().await?;
+    Some(s.members.iter().map(|m| m.id).collect())
+}
+
+/// Waits until every running node lists exactly `voters` as voters and `members` as members.
+async fn wait_membership(cluster: &TestCluster, voters: &BTreeSet<u64>, members: &BTreeSet<u64>) {
+    for n in cluster.nodes.iter().filter(|n| n.running()) {
+        wait_for(
+            &format!("node {} to list voters {voters:?}", n.id),
+            Duration::from_secs(15),
+            || async {
+                (voters_of(n).await? == *voters && members_of(n).await? == *members).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// Waits until the leader's log has grown by `entries` (the write load is running).
+async fn wait_acked(entries: u64, cluster: &TestCluster) {
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await.0;
+    let start = cluster
+        .node(leader)
+        .status()
+        .await
+        .and_then(|s| s.last_log_index)
+        .unwrap_or(0);
+    wait_for("the write load to run", Duration::from_secs(15), || async {
+        let s = cluster.node(leader).status().await?;
+        (s.last_log_index? > start + entries).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn add_then_remove_a_node_and_the_leader_under_load() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let (leader, _) = cluster.wait_leader(Duration::from_secs(10)).await;
+    // Data for the new node to catch up on.
+    write_load(&cluster.node(leader).grpc, 40, 250).await;
+    let endpoints: Vec<String> = cluster.nodes.iter().map(|n| n.grpc.clone()).collect();
+    let writers = SteadyLoad::start(endpoints.clone(), 8);
+    wait_acked(50, &cluster).await;
+    let eps = endpoints.join(",");
+
+    // Add a 4th node through the CLI: it catches up and becomes a voter everywhere.
+    let mut fourth = TestNode::new(cluster.dir.path(), 4, &[]);
+    fourth.start(false);
+    wait_for("node 4 to serve", Duration::from_secs(15), || async {
+        fourth.answers().await.then_some(())
+    })
+    .await;
+    let (grpc4, http4) = (fourth.grpc.clone(), fourth.http.clone());
+    cluster.nodes.push(fourth);
+    let started = Instant::now();
+    let out = cli(&[
+        "add-node",
+        "--id",
+        "4",
+        "--grpc",
+        &grpc4,
+        "--http",
+        &http4,
+        "--endpoints",
+        &eps,
+        "--json",
+    ])
+    .await;
+    let added = json_of(&out);
+    eprintln!("add-node took {:?}: {added}", started.elapsed());
+    assert_eq!(added["promoted"], true, "{added}");
+    assert_eq!(added["voters"], serde_json::json!([1, 2, 3, 4]), "{added}");
+    let all4: BTreeSet<u64> = [1, 2, 3, 4].into();
+    wait_membership(&cluster, &all4, &all4).await;
+
+    // Remove it again.
+    let out = cli(&["remove-node", "--id", "4", "--endpoints", &eps, "--json"]).await;
+    let removed = json_of(&out);
+    assert_eq!(removed["voters"], serde_json::json!([1, 2, 3]), "{removed}");
+    cluster.node_mut(4).kill9();
+    let three: BTreeSet<u64> = [1, 2, 3].into();
+    wait_membership(&cluster, &three, &three).await;
+
+    // Remove the leader: leadership moves first, seen before the membership changes.
+    let (old_leader, _) = cluster.wait_leader(Duration::from_secs(10)).await;
+    let watching = Arc::new(AtomicBool::new(true));
+    let observer = {
+        let watching = watching.clone();
+        let nodes: Vec<(u64, String)> = cluster
+            .nodes
+            .iter()
+            .filter(|n| n.running())
+            .map(|n| (n.id, n.grpc.clone()))
+            .collect();
+        tokio::spawn(async move {
+            // (when a new leader was first seen, when the old one was first missing)
+            let mut moved: Option<Instant> = None;
+            let mut dropped: Option<Instant> = None;
+            while watching.load(Ordering::Relaxed) {
+                for (_, grpc) in &nodes {
+                    let mut c = client(grpc);
+                    let mut req = tonic::Request::new(opsdeck_node::pb::StatusRequest {});
+                    req.set_timeout(Duration::from_millis(300));
+                    let Ok(s) = c.status(req).await else { continue };
+                    let s = s.into_inner();
+                    if moved.is_none() && s.role == "leader" && s.id != old_leader {
+                        moved = Some(Instant::now());
+                    }
+                    if dropped.is_none() && !s.members.iter().any(|m| m.id == old_leader) {
+                        dropped = Some(Instant::now());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (moved, dropped)
+        })
+    };
+    let id = old_leader.to_string();
+    let out = cli(&["remove-node", "--id", &id, "--endpoints", &eps, "--json"]).await;
+    let removed = json_of(&out);
+    eprintln!("remove-node of the leader: {removed}");
+    let new_leader = removed["transfer"]["to"]
+        .as_u64()
+        .expect("a transfer first");
+    assert_ne!(new_leader, old_leader, "{removed}");
+    assert_eq!(removed["transfer"]["from"], old_leader, "{removed}");
+    let rest: BTreeSet<u64> = three.iter().copied().filter(|i| *i != old_leader).collect();
+    cluster.node_mut(old_leader).kill9();
+    wait_membership(&cluster, &rest, &rest).await;
+    watching.store(false, Ordering::Relaxed);
+    let (moved, dropped) = observer.await.unwrap();
+    let (moved, dropped) = (
+        moved.expect("a new leader seen"),
+        dropped.expect("removal seen"),
+    );
+    assert!(
+        moved < dropped,
+        "leadership must move before the leader leaves the membership"
+    );
+    assert_eq!(
+        cluster.wait_leader(Duration::from_secs(10)).await.0,
+        new_leader
+    );
+    // The audit trail has the transfer, then the removal.
+    let audit = json_of(&cli(&["audit", "--json", "--endpoints", &eps]).await);
+    let records = audit["records"].as_array().expect("records");
+    let at = |action: &str, args: &str| {
+        records
+            .iter()
+            .position(|r| {
+                r["action"] == action
+                    && r["result"] == "ok"
+                    && r["args"].as_str().is_some_and(|a| a.contains(args))
+            })
+            .unwrap_or_else(|| panic!("no {action} {args} in {audit}"))
+    };
+    let transfer = at("member.transfer_leader", &format!("to={new_leader}"));
+    let removal = at("member.change", &format!("remove={{{old_leader}}}"));
+    assert!(transfer < removal, "{audit}");
+
+    // Keep writing a little on the smaller cluster, then stop and compare.
+    let before = cluster
+        .node(new_leader)
+        .status()
+        .await
+        .and_then(|s| s.last_log_index)
+        .unwrap_or(0);
+    wait_for(
+        "writes on the 2-node cluster",
+        Duration::from_secs(15),
+        || async {
+            let s = cluster.node(new_leader).status().await?;
+            (s.last_log_index? > before + 20).then_some(())
+        },
+    )
+    .await;
+    let load = writers.stop().await;
+    eprintln!(
+        "writes acknowledged: {}, retried attempts: {}, longest write incl. retries: {:?}",
+        load.acked.len(),
+        load.retries,
+        load.longest_write
+    );
+    assert!(load.failed.is_empty(), "writes failed: {:?}", load.failed);
+    assert!(
+        load.acked.len() > 100,
+        "too few writes: {}",
+        load.acked.len()
+    );
+    let committed = cluster
+        .node(new_leader)
+        .status()
+        .await
+        .and_then(|s| s.committed)
+        .unwrap_or(0);
+    cluster
+        .wait_applied(committed, Duration::from_secs(20))
+        .await;
+    let mut scans = Vec::new();
+    for id in &rest {
+        let stored: BTreeMap<String, Vec<u8>> =
+            cluster.scan_local(*id, "load/").await.into_iter().collect();
+        for (k, v) in &load.acked {
+            assert_eq!(
+                stored.get(k).map(Vec::as_slice),
+                Some(v.as_bytes()),
+                "node {id} lacks acknowledged write {k}"
+            );
+        }
+        scans.push(stored);
+    }
+    assert!(scans.windows(2).all(|w| w[0] == w[1]), "full scans differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfer_leader_moves_leadership_and_refuses_bad_targets() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let (leader, term) = cluster.wait_leader(Duration::from_secs(10)).await;
+    let eps = cluster.endpoints();
+    let writers = SteadyLoad::start(cluster.nodes.iter().map(|n| n.grpc.clone()).collect(), 8);
+    wait_acked(50, &cluster).await;
+
+    let to = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader)
+        .unwrap();
+    let started = Instant::now();
+    let out = cli(&[
+        "transfer-leader",
+        "--to",
+        &to.to_string(),
+        "--endpoints",
+        &eps,
+        "--json",
+    ])
+    .await;
+    let t = json_of(&out);
+    eprintln!(
+        "transfer-leader (CLI round trip {:?}): {t}",
+        started.elapsed()
+    );
+    assert_eq!(t["from"], leader, "{t}");
+    assert_eq!(t["to"], to, "{t}");
+    assert!(t["term"].as_u64().unwrap() > term, "{t}");
+    let (now_leader, _) = cluster.wait_leader(Duration::from_secs(5)).await;
+    assert_eq!(now_leader, to);
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Writes kept flowing through the handover.
+    let before = cluster
+        .node(to)
+        .status()
+        .await
+        .and_then(|s| s.last_log_index)
+        .unwrap_or(0);
+    wait_for(
+        "writes after the transfer",
+        Duration::from_secs(10),
+        || async {
+            let s = cluster.node(to).status().await?;
+            (s.last_log_index? > before + 20).then_some(())
+        },
+    )
+    .await;
+    let load = writers.stop().await;
+    eprintln!(
+        "during the transfer test: {} writes, {} retried attempts, longest write {:?}",
+        load.acked.len(),
+        load.retries,
+        load.longest_write
+    );
+    assert!(load.failed.is_empty(), "writes failed: {:?}", load.failed);
+
+    // Refusals: itself, an unknown id, a learner.
+    let out = cli(&[
+        "transfer-leader",
+        "--to",
+        &to.to_string(),
+        "--endpoints",
+        &eps,
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains(&format!("node {to} is already the leader")),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = cli(&["transfer-leader", "--to", "99", "--endpoints", &eps]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("node 99 is not a member"),
+        "{}",
+        stderr_of(&out)
+    );
+    let mut learner = TestNode::new(cluster.dir.path(), 4, &[]);
+    learner.start(false);
+    wait_for("node 4 to serve", Duration::from_secs(15), || async {
+        learner.answers().await.then_some(())
+    })
+    .await;
+    cluster
+        .node(to)
+        .client()
+        .add_learner(AddLearnerRequest {
+            id: 4,
+            grpc: learner.grpc.clone(),
+            http: learner.http.clone(),
+            blocking: true,
+        })
+        .await
+        .expect("add learner");
+    cluster.nodes.push(learner);
+    let out = cli(&["transfer-leader", "--to", "4", "--endpoints", &eps]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("node 4 is a learner, not a voter"),
+        "{}",
+        stderr_of(&out)
+    );
+    // Removing an unknown id is refused too.
+    let out = cli(&["remove-node", "--id", "77", "--endpoints", &eps]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("node 77 is not a member"),
+        "{}",
+        stderr_of(&out)
+    );
+    // Bad input is refused before anything is asked.
+    let out = cli(&[
+        "add-node",
+        "--id",
+        "5",
+        "--grpc",
+        "nowhere",
+        "--http",
+        "127.0.0.1:1",
+        "--endpoints",
+        &eps,
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("bad --grpc address"),
+        "{}",
+        stderr_of(&out)
+    );
+    // A node that is not running is refused before it is added.
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let out = cli(&[
+        "add-node",
+        "--id",
+        "5",
+        "--grpc",
+        &nowhere,
+        "--http",
+        "127.0.0.1:1",
+        "--endpoints",
+        &eps,
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains(&format!("node 5 at {nowhere} does not answer")),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!members_of(cluster.node(to)).await.unwrap().contains(&5));
+    assert_eq!(cluster.wait_leader(Duration::from_secs(5)).await.0, to);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn remove_node_refuses_losing_quorum_unless_forced() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let (leader, _) = cluster.wait_leader(Duration::from_secs(10)).await;
+    let eps = cluster.endpoints();
+    let followers: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| *id != leader)
+        .collect();
+    let (down, victim) = (followers[0], followers[1]);
+    cluster.node_mut(down).kill9();
+    let down_addr = cluster.node(down).grpc.clone();
+
+    let out = cli(&[
+        "remove-node",
+        "--id",
+        &victim.to_string(),
+        "--endpoints",
+        &eps,
+    ])
+    .await;
+    assert!(!out.status.success(), "{}", stdout_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!("node {down} at {down_addr} is down")),
+        "{err}"
+    );
+    assert!(err.contains("need 2 reachable"), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    let all: BTreeSet<u64> = [1, 2, 3].into();
+    assert_eq!(voters_of(cluster.node(leader)).await.unwrap(), all);
+
+    // A down voter cannot take over: refused at once, writes never paused.
+    let started = Instant::now();
+    let out = cli(&[
+        "transfer-leader",
+        "--to",
+        &down.to_string(),
+        "--endpoints",
+        &eps,
+    ])
+    .await;
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!("node {down} at {down_addr} does not answer")),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(cluster.wait_leader(Duration::from_secs(5)).await.0, leader);
+
+    // --force goes ahead: the change waits in the log until the down node is back.
+    let args: Vec<String> = [
+        "remove-node",
+        "--id",
+        &victim.to_string(),
+        "--force",
+        "--json",
+        "--endpoints",
+        &eps,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let forced = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&args)
+    });
+    let l = cluster.node(leader);
+    wait_for(
+        "the forced change to wait for its commit",
+        Duration::from_secs(20),
+        || async {
+            let s = l.status().await?;
+            (s.last_log_index? > s.committed?).then_some(())
+        },
+    )
+    .await;
+    cluster.node_mut(down).start(false);
+    let out = forced.await.unwrap();
+    let removed = json_of(&out);
+    assert!(
+        removed["overridden"]
+            .as_str()
+            .is_some_and(|w| w.contains(&format!("node {down}"))),
+        "{removed}"
+    );
+    cluster.node_mut(victim).kill9();
+    let rest: BTreeSet<u64> = [leader, down].into();
+    wait_membership(&cluster, &rest, &rest).await;
+}
+
+/// Whether `pid` is a running process (not a zombie).
+fn running(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|s| s != 'Z'),
+        Err(_) => false,
+    }
+}
+
+/// The dev cluster's admin key is its own, not the test's: no key from the environment.
+async fn dev_cli(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli_as(None, &args)
+    })
+    .await
+    .expect("cli task")
+}
+
+/// Stops the dev process (and so its cluster) even when the test fails.
+struct DevProcess(std::process::Child);
+
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn add_node_spawn_in_a_dev_cluster_and_dev_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let base = reserve_ports(200);
+    let log = std::fs::File::create(dir.path().join("dev.out")).unwrap();
+    let mut dev = DevProcess(
+        std::process::Command::new(BIN)
+            .args(["dev", "--headless", "--nodes", "1", "--dir", &d])
+            .args(["--base-port", &base.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the dev cluster", Duration::from_secs(30), || async {
+        let text = std::fs::read_to_string(dir.path().join("dev.out")).ok()?;
+        text.contains("Ctrl-C").then_some(())
+    })
+    .await;
+
+    let added = json_of(&dev_cli(&["add-node", "--spawn", "--cluster", &d, "--json"]).await);
+    assert_eq!(added["id"], 2, "{added}");
+    assert_eq!(added["voters"], serde_json::json!([1, 2]), "{added}");
+    let pid2 = added["spawned"]["pid"].as_u64().expect("pid");
+    // It outlives the CLI that started it, and is recorded in cluster.toml.
+    assert!(running(pid2), "the spawned node must outlive the CLI");
+    let file = std::fs::read_to_string(dir.path().join("cluster.toml")).unwrap();
+    assert!(file.contains(&format!("pid = {pid2}")), "{file}");
+    assert!(dir.path().join("n2").is_dir());
+
+    // remove-node stops it and drops it from the file.
+    let removed = json_of(&dev_cli(&["remove-node", "--id", "2", "--cluster", &d, "--json"]).await);
+    assert_eq!(removed["voters"], serde_json::json!([1]), "{removed}");
+    assert_eq!(removed["stopped"]["pid"], pid2, "{removed}");
+    assert!(!running(pid2));
+    let file = std::fs::read_to_string(dir.path().join("cluster.toml")).unwrap();
+    assert!(!file.lines().any(|l| l == "id = 2"), "{file}");
+
+    // A node spawned later is stopped with the dev cluster.
+    let added = json_of(&dev_cli(&["add-node", "--spawn", "--cluster", &d, "--json"]).await);
+    assert_eq!(added["id"], 3, "{added}");
+    let pid3 = added["spawned"]["pid"].as_u64().expect("pid");
+    assert!(running(pid3));
+    unsafe { libc::kill(dev.0.id() as i32, libc::SIGTERM) };
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(s)) = dev.0.try_wait() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "dev did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "dev exited with {status}");
+    assert!(!running(pid3), "dev must stop the node add-node spawned");
+    let file = std::fs::read_to_string(dir.path().join("cluster.toml")).unwrap();
+    assert!(
+        file.lines().any(|l| l == "id = 3") && !file.contains("pid ="),
+        "{file}"
+    );
+}
