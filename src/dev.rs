@@ -57,11 +57,12 @@ pub async fn run(args: DevArgs) -> Result<()> {
     };
     let cluster = DevCluster::start(&args).await?;
     cluster.print_summary();
-    let Some(settings) = settings else {
+    let Some(mut settings) = settings else {
         crate::run_node::shutdown_signal().await;
         return cluster.stop().await;
     };
     console_args.cluster.cluster = Some(cluster.dir.clone());
+    settings.dev_dir = Some(cluster.dir.clone());
     let opened = match crate::verbs::connect(&console_args.cluster) {
         Ok(client) => crate::console::open(client, settings).await,
         Err(e) => Err(e),

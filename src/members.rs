@@ -15,7 +15,7 @@ use crate::ops::membership::{self, NewNode, Progress};
 
 /// The dev cluster dir a verb works on: only when no --endpoints are given and the dir
 /// holds a cluster file.
-fn dev_dir(c: &ClusterArgs) -> Option<PathBuf> {
+pub fn dev_dir(c: &ClusterArgs) -> Option<PathBuf> {
     if !c.endpoints.is_empty() {
         return None;
     }
@@ -54,6 +54,29 @@ fn check_addr(what: &str, addr: &str) -> Result<String> {
     Ok(addr.to_string())
 }
 
+/// Starts a new node in the dev cluster at `dir` (next free id and ports), not yet a member.
+pub async fn spawn_into(
+    client: &crate::client::ClusterClient,
+    dir: &std::path::Path,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+) -> Result<(NewNode, crate::cluster_file::NodeEntry)> {
+    let (_, leader) = client.leader().await?;
+    let taken: Vec<u64> = leader.members.iter().map(|m| m.id).collect();
+    let entry = crate::dev::spawn_member(dir, &taken).await?;
+    progress(&Progress::Spawned {
+        id: entry.id,
+        pid: entry.pid.unwrap_or(0),
+        grpc: entry.grpc.clone(),
+        http: entry.http.clone(),
+    });
+    let node = NewNode {
+        id: entry.id,
+        grpc: entry.grpc.clone(),
+        http: entry.http.clone(),
+    };
+    Ok((node, entry))
+}
+
 pub async fn add_node(args: AddNodeArgs) -> Result<()> {
     let client = crate::verbs::connect(&args.cluster)?;
     let mut progress = printer();
@@ -65,23 +88,8 @@ pub async fn add_node(args: AddNodeArgs) -> Result<()> {
                  and pass --id, --grpc and --http"
             )
         })?;
-        let (_, leader) = client.leader().await?;
-        let taken: Vec<u64> = leader.members.iter().map(|m| m.id).collect();
-        let entry = crate::dev::spawn_member(&dir, &taken).await?;
-        progress(&Progress::Spawned {
-            id: entry.id,
-            pid: entry.pid.unwrap_or(0),
-            grpc: entry.grpc.clone(),
-            http: entry.http.clone(),
-        });
-        (
-            NewNode {
-                id: entry.id,
-                grpc: entry.grpc.clone(),
-                http: entry.http.clone(),
-            },
-            Some((dir, entry)),
-        )
+        let (node, entry) = spawn_into(&client, &dir, &mut progress).await?;
+        (node, Some((dir, entry)))
     } else {
         let (Some(id), Some(grpc), Some(http)) = (args.id, &args.grpc, &args.http) else {
             return Err(eyre!("give --spawn, or all of --id, --grpc and --http"));

@@ -268,6 +268,299 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
     assert_eq!(tmux.display("#{cursor_flag}"), "1", "cursor shown again");
 }
 
+/// `opsdeck` run in a dev cluster's directory, as the tests' operator would.
+fn cli_in(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let cluster = dir.display().to_string();
+    let mut all = args.to_vec();
+    all.extend(["--cluster", &cluster, "--json"]);
+    let out = run_cli_as(None, &all);
+    assert!(out.status.success(), "{args:?}: {}", stderr_of(&out));
+    serde_json::from_str(&stdout_of(&out)).expect("json")
+}
+
+/// Node id → pid, from a dev cluster's cluster.toml.
+fn dev_pids(dir: &std::path::Path) -> Vec<(u64, u32)> {
+    let text = std::fs::read_to_string(dir.join("cluster.toml")).expect("cluster.toml");
+    text.split("[[node]]")
+        .filter_map(|block| {
+            let field = |name: &str| {
+                block.lines().find_map(|l| {
+                    let (k, v) = l.split_once('=')?;
+                    (k.trim() == name)
+                        .then(|| v.trim().parse::<u64>().ok())
+                        .flatten()
+                })
+            };
+            Some((field("id")?, u32::try_from(field("pid")?).ok()?))
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+/// Opens `command` in a private tmux server at 80x24, in `dir`, with XDG dirs under `home`;
+/// the pane stays after the command exits and says how it exited.
+fn tmux_session(name: &str, dir: &std::path::Path, home: &std::path::Path, command: &str) -> Tmux {
+    let tmux = Tmux {
+        socket: format!("opsdeck-{name}-{}-{}", std::process::id(), free_port()),
+    };
+    let script = format!("{command}; echo \"console exited with $?\"; exec sleep 600");
+    let env = |k: &str, sub: &str| format!("{k}={}", home.join(sub).display());
+    let out = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "console",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        "-c",
+        &dir.display().to_string(),
+        "-e",
+        "TERM=xterm-256color",
+        "-e",
+        &env("XDG_CONFIG_HOME", "config"),
+        "-e",
+        &env("XDG_DATA_HOME", "data"),
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(
+        out.status.success(),
+        "tmux new-session: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_in_tmux_actions_by_key_read_only_refusal_and_a_killed_leader() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let dir = home.path().join("cluster");
+    std::fs::create_dir_all(&dir).expect("cluster dir");
+    let base = reserve_ports(250).to_string();
+    let tmux = tmux_session(
+        "dev",
+        home.path(),
+        home.path(),
+        &format!("{BIN} dev --dir {} --base-port {base}", dir.display()),
+    );
+    let t = Duration::from_secs(20);
+    tmux.wait("3 nodes and a leader", t, |s| {
+        s.contains("★ leader") && s.matches("follower").count() == 2 && s.contains("HEALTHY")
+    })
+    .await;
+    // Whatever happens next, the dev cluster's nodes do not outlive the test.
+    struct KillNodes(std::path::PathBuf);
+    impl Drop for KillNodes {
+        fn drop(&mut self) {
+            for (_, pid) in dev_pids(&self.0) {
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+    let _cleanup = KillNodes(dir.clone());
+
+    tmux.keys(&["2"]);
+    tmux.wait("a recent log line", t, |s| {
+        s.contains("Logs ·") && s.contains("node started")
+    })
+    .await;
+
+    // A read-only console on the same cluster refuses the add-node key and changes nothing.
+    let ro = tmux_session(
+        "ro",
+        home.path(),
+        home.path(),
+        &format!("{BIN} console --read-only --cluster {}", dir.display()),
+    );
+    ro.wait("the read-only console", t, |s| s.contains("★ leader"))
+        .await;
+    ro.keys(&["a"]);
+    ro.wait("the refusal", t, |s| {
+        s.contains("add_node is not allowed: the console is read-only")
+    })
+    .await;
+    ro.keys(&["q"]);
+    ro.wait("the read-only console to exit", t, |s| {
+        s.contains("console exited with 0")
+    })
+    .await;
+    drop(ro);
+    let members = cli_in(&dir, &["members"]);
+    assert_eq!(
+        members["members"].as_array().map(Vec::len),
+        Some(3),
+        "{members}"
+    );
+
+    // Add a node: the console starts it and promotes it once caught up.
+    tmux.keys(&["1", "a"]);
+    tmux.wait("the add-node question", t, |s| {
+        s.contains("add node: enter starts")
+    })
+    .await;
+    tmux.keys(&["Enter"]);
+    tmux.wait("node 4 added", t, |s| {
+        s.contains("add node: done") && s.contains("node 4") && s.contains("as a voter")
+    })
+    .await;
+    tmux.keys(&["Escape"]);
+    tmux.wait("4 voters, node 4 watched", t, |s| {
+        s.contains("4/4 voters up")
+            && s.lines()
+                .any(|l| l.starts_with("│4 ") && l.contains("follower"))
+    })
+    .await;
+
+    // Backup to the suggested file, in the console's directory.
+    tmux.keys(&["b"]);
+    tmux.wait("the backup question", t, |s| {
+        s.contains("backup to file: opsdeck-backup-")
+    })
+    .await;
+    tmux.keys(&["Enter"]);
+    tmux.wait("the backup written", t, |s| {
+        s.contains("backup to") && s.contains(": done")
+    })
+    .await;
+    tmux.keys(&["Escape"]);
+    let backup = std::fs::read_dir(home.path())
+        .expect("read dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "odb"))
+        .expect("a backup file in the console's directory");
+    let verified = run_cli(&["verify-backup", &backup.display().to_string()]);
+    assert!(verified.status.success(), "{}", stderr_of(&verified));
+
+    // Rotate a key picked in the Keys pane; the new secret is shown once and saved.
+    let created = cli_in(&dir, &["keys", "create", "--role", "read"]);
+    let new_id = created["key"]["id"].as_str().expect("key id").to_string();
+    let mut ids: Vec<String> = cli_in(&dir, &["keys", "list"])["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["id"].as_str().expect("id").to_string())
+        .collect();
+    ids.sort();
+    tmux.keys(&["9"]);
+    tmux.wait("both keys listed", t, |s| s.contains(&new_id))
+        .await;
+    for _ in 0..ids.iter().position(|i| *i == new_id).expect("listed") {
+        tmux.keys(&["Down"]);
+    }
+    tmux.keys(&["r"]);
+    tmux.wait("the grace question", t, |s| {
+        s.contains(&format!(
+            "rotate key {new_id}: the old key stays valid for 24h"
+        ))
+    })
+    .await;
+    tmux.keys(&["BSpace", "BSpace", "BSpace"]);
+    tmux.typed("2h");
+    tmux.keys(&["Enter"]);
+    let screen = tmux
+        .wait("the new secret", t, |s| {
+            s.contains(&format!("key {new_id} rotated"))
+                && s.contains("new secret:")
+                && s.contains("odk_")
+        })
+        .await;
+    let successor = screen
+        .split("its successor is ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .expect("successor id")
+        .trim()
+        .to_string();
+    tmux.keys(&["Enter"]);
+    tmux.wait("the secret saved", t, |s| {
+        s.contains("the new secret is in")
+    })
+    .await;
+    let saved =
+        std::fs::read_to_string(home.path().join(format!("opsdeck-key-{successor}.secret")))
+            .expect("the saved secret");
+    assert!(saved.starts_with("odk_"), "{saved}");
+    let keys = cli_in(&dir, &["keys", "list"]);
+    let old = keys["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["id"] == new_id.as_str())
+        .expect("old key")
+        .clone();
+    assert_eq!(old["successor"], successor.as_str(), "{old}");
+    assert!(old["expires"].is_string(), "{old}");
+
+    // kill -9 the leader: marked down, and a new leader within 3 s.
+    tmux.keys(&["1"]);
+    let status = cli_in(&dir, &["status"]);
+    let leader = status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["role"] == "leader")
+        .and_then(|n| n["id"].as_u64())
+        .expect("a leader");
+    let (_, pid) = dev_pids(&dir)
+        .into_iter()
+        .find(|(id, _)| *id == leader)
+        .expect("the leader's pid");
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let killed = Instant::now();
+    let screen = tmux
+        .wait(
+            "the leader down and a new one",
+            Duration::from_secs(3),
+            |s| {
+                let rows: Vec<&str> = s.lines().filter(|l| l.starts_with('│')).collect();
+                let down = rows
+                    .iter()
+                    .any(|l| l.starts_with(&format!("│{leader} ")) && l.contains("✖ DOWN"));
+                let new_leader = rows
+                    .iter()
+                    .any(|l| l.contains("★ leader") && !l.starts_with(&format!("│{leader} ")));
+                down && new_leader
+            },
+        )
+        .await;
+    println!(
+        "new leader shown {:?} after the kill:\n{screen}",
+        killed.elapsed()
+    );
+
+    let pids = dev_pids(&dir);
+    assert_eq!(pids.len(), 4, "{pids:?}");
+    tmux.keys(&["q"]);
+    let screen = tmux
+        .wait("the console to exit", t, |s| {
+            s.contains("console exited with 0")
+        })
+        .await;
+    assert!(
+        !screen.contains("HEALTHY") && !screen.contains("DEGRADED"),
+        "{screen}"
+    );
+    assert_eq!(
+        tmux.display("#{alternate_on}"),
+        "0",
+        "alternate screen left"
+    );
+    assert_eq!(tmux.display("#{cursor_flag}"), "1", "cursor shown again");
+    // Quitting dev stopped every node, the one the console started included.
+    wait_for("every node to stop", Duration::from_secs(15), || async {
+        pids.iter().all(|(_, pid)| !alive(*pid)).then_some(())
+    })
+    .await;
+}
+
 #[test]
 fn dev_without_a_terminal_says_to_pass_headless_and_starts_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");

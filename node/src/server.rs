@@ -275,9 +275,13 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            NodeServer::new(api::grpc::NodeService::new(core.clone(), telemetry))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            NodeServer::new(api::grpc::NodeService::new(
+                core.clone(),
+                telemetry,
+                stopped.clone(),
+            ))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );
     let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let mut grpc_stop = stopped.clone();

@@ -38,6 +38,9 @@ pub enum Action {
     Restore,
     Compact,
     RotateKey,
+    AddNode,
+    RemoveNode,
+    TransferLeader,
 }
 
 /// Where an action may be bound.
@@ -58,7 +61,9 @@ pub struct Spec {
     pub mutating: bool,
 }
 
-const LISTS: &[&str] = &["logs", "timeline", "alerts", "quotas", "keys", "help"];
+const LISTS: &[&str] = &[
+    "overview", "logs", "timeline", "alerts", "quotas", "keys", "help",
+];
 
 const fn spec(name: &'static str, action: Action, scope: Scope, desc: &'static str) -> Spec {
     Spec {
@@ -216,6 +221,24 @@ const FIXED: &[Spec] = &[
         Action::RotateKey,
         Scope::Only(&["keys"]),
         "rotate the selected API key (new secret shown once)",
+    ),
+    mutating(
+        "add_node",
+        Action::AddNode,
+        Scope::Only(&["overview"]),
+        "add a node (dev: start one) as learner, promote it when caught up",
+    ),
+    mutating(
+        "remove_node",
+        Action::RemoveNode,
+        Scope::Only(&["overview"]),
+        "remove the selected node (leadership moves first)",
+    ),
+    mutating(
+        "transfer_leader",
+        Action::TransferLeader,
+        Scope::Only(&["overview"]),
+        "make the selected node the leader",
     ),
 ];
 

@@ -45,6 +45,9 @@ pub struct App {
     /// First rows shown of the Quotas and Keys lists.
     pub quotas_top: usize,
     pub keys_top: usize,
+    /// The Overview's selected node (index into the model's nodes): what remove-node and
+    /// transfer-leader act on.
+    pub overview_sel: usize,
     /// A node whose stream is this silent (ms) counts as down for the alert rules.
     pub stall_ms: i64,
     pub input: Option<Input>,
@@ -79,6 +82,7 @@ impl App {
             alerts: AlertsView::new(Rules::defaults()),
             quotas_top: 0,
             keys_top: 0,
+            overview_sel: 0,
             stall_ms: 5_000,
             input: None,
             help: None,

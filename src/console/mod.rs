@@ -58,6 +58,8 @@ pub struct Settings {
     pub read_only: bool,
     pub war_room: Option<u64>,
     pub rules: Rules,
+    /// A dev cluster's directory (add-node can start nodes there).
+    pub dev_dir: Option<std::path::PathBuf>,
 }
 
 /// Applies the config file to the flags (flags win) and loads keymap and theme.
@@ -116,6 +118,7 @@ pub fn resolve(args: &mut ConsoleArgs) -> Result<Settings> {
         read_only: args.read_only || args.war_room || config.read_only.unwrap_or(false),
         war_room: args.war_room.then_some(cycle),
         rules,
+        dev_dir: crate::members::dev_dir(&args.cluster),
     })
 }
 
@@ -166,7 +169,13 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
     let client = Arc::new(client);
     let keys_task = watch::spawn_keys(client.clone(), wanted, tx.clone());
     let (op_tx, op_rx) = mpsc::unbounded_channel();
-    app.ops = Some(ops::Ops { client, tx: op_tx });
+    app.ops = Some(ops::Ops {
+        client,
+        tx: op_tx,
+        dev_dir: settings.dev_dir,
+        updates: tx.clone(),
+        refresh: settings.refresh,
+    });
     drop(tx);
 
     let mut terminal = ratatui::try_init().wrap_err("cannot set up the terminal")?;

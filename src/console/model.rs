@@ -202,6 +202,28 @@ impl Model {
         }
     }
 
+    /// A watched node that the cluster no longer lists as a member.
+    pub fn removed(&self, view: &NodeView) -> bool {
+        let members = self.members();
+        match &view.status {
+            Some(s) => !members.is_empty() && !members.iter().any(|m| m.id == s.id),
+            None => false,
+        }
+    }
+
+    /// Watches one more node; returns its index for its updates.
+    pub fn add_node(&mut self, endpoint: &str) -> usize {
+        self.nodes.push(NodeView {
+            endpoint: endpoint.to_string(),
+            status: None,
+            link: Link::Connecting,
+            samples: VecDeque::new(),
+            last_frame_ms: 0,
+            last_log: None,
+        });
+        self.nodes.len() - 1
+    }
+
     /// Applies one update; false when nothing visible changed.
     pub fn apply(&mut self, update: Update) -> bool {
         match update {
@@ -481,10 +503,11 @@ impl Model {
             .filter(|n| n.link == Link::Up)
             .filter_map(|n| n.status.as_ref().map(|s| s.id))
             .collect();
+        // A node removed from the cluster may well be down: that is no problem.
         let down = self
             .nodes
             .iter()
-            .filter(|n| matches!(n.link, Link::Down { .. }))
+            .filter(|n| matches!(n.link, Link::Down { .. }) && !self.removed(n))
             .count();
         let Some(leader) = self.leader() else {
             return (

@@ -11,14 +11,22 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::app::{App, Input, InputKind};
+use super::format as fmt;
 use super::model::TimelineEntry;
+use super::model::Update;
 use crate::client::ClusterClient;
 use crate::ops::backup::{self, Progress};
+use crate::ops::membership::{self, NewNode};
 
 /// What the console needs to act on the cluster.
 pub struct Ops {
     pub client: Arc<ClusterClient>,
     pub tx: mpsc::UnboundedSender<OpEvent>,
+    /// A dev cluster's directory: add-node can start a node there.
+    pub dev_dir: Option<PathBuf>,
+    /// Where a new node's watch task sends its updates, and how often it asks for frames.
+    pub updates: mpsc::Sender<Update>,
+    pub refresh: std::time::Duration,
 }
 
 /// What a question on the command line leads to once answered.
@@ -29,6 +37,9 @@ pub enum Pending {
     ConfirmRestore { path: PathBuf },
     ConfirmCompact,
     RotateGrace { id: String },
+    AddNode,
+    ConfirmRemove { id: u64 },
+    ConfirmTransfer { to: u64 },
 }
 
 /// A question on the command line; with `expect`, the answer must be exactly that.
@@ -42,11 +53,10 @@ pub struct Ask {
 /// Reports from a running action to the console loop.
 #[derive(Debug)]
 pub enum OpEvent {
-    Progress {
-        done: u64,
-        total: u64,
-        rate: f64,
-    },
+    /// How far the action is (`ratio` when it can be measured) and what it is doing.
+    Progress { ratio: Option<f64>, detail: String },
+    /// A node was added: watch it too.
+    Watch { grpc: String },
     /// A restore's file checked out: ask for the typed confirmation.
     Verified {
         path: PathBuf,
@@ -72,8 +82,9 @@ pub enum Dialog {
     Running {
         title: String,
         started: Instant,
-        /// Bytes done, total, bytes/s.
-        progress: Option<(u64, u64, f64)>,
+        /// Share done, when it can be measured.
+        ratio: Option<f64>,
+        detail: String,
     },
     Finished {
         title: String,
@@ -143,6 +154,70 @@ impl App {
         );
     }
 
+    /// The node selected in the Overview, with its id once known.
+    fn selected_node(&mut self) -> Option<(u64, String)> {
+        let view = self.model.nodes.get(self.overview_sel);
+        match view.and_then(|v| v.status.as_ref().map(|s| (s.id, v.endpoint.clone()))) {
+            Some(found) => Some(found),
+            None => {
+                self.message(
+                    "select a node whose id is known (↑/↓ in the Overview)",
+                    true,
+                );
+                None
+            }
+        }
+    }
+
+    pub fn start_add_node(&mut self) {
+        let dev = self.ops.as_ref().is_some_and(|o| o.dev_dir.is_some());
+        let question = if dev {
+            "add node: enter starts a new local node, or type ID GRPC HTTP of a running one: "
+        } else {
+            "add node: type ID GRPC_ADDR HTTP_ADDR of a running node: "
+        };
+        self.ask(question.into(), String::new(), None, Pending::AddNode);
+    }
+
+    pub fn start_remove_node(&mut self) {
+        let Some((id, endpoint)) = self.selected_node() else {
+            return;
+        };
+        self.ask(
+            format!("Remove node {id} ({endpoint})? type {id} to confirm: "),
+            String::new(),
+            Some(id.to_string()),
+            Pending::ConfirmRemove { id },
+        );
+    }
+
+    pub fn start_transfer(&mut self) {
+        let Some((to, endpoint)) = self.selected_node() else {
+            return;
+        };
+        self.ask(
+            format!("Move leadership to node {to} ({endpoint})? enter runs, esc cancels "),
+            String::new(),
+            None,
+            Pending::ConfirmTransfer { to },
+        );
+    }
+
+    /// Starts watching a node the console did not know (one it just added).
+    fn watch_node(&mut self, grpc: String) {
+        if self.model.nodes.iter().any(|n| n.endpoint == grpc) {
+            return;
+        }
+        let Some(ops) = &self.ops else { return };
+        match ops.client.connect_to(&grpc) {
+            Ok(rpc) => {
+                let index = self.model.add_node(&grpc);
+                super::watch::spawn(index, rpc, ops.refresh, ops.updates.clone());
+            }
+            Err(e) => self.message(&format!("cannot watch {grpc}: {e}"), true),
+        }
+    }
+
     /// The answer to a question.
     pub fn answer(&mut self, ask: Ask, text: String) {
         if let Some(expected) = &ask.expect {
@@ -158,7 +233,7 @@ impl App {
             }
         }
         let Some(ops) = self.ops() else { return };
-        let (client, tx) = (ops.client.clone(), ops.tx.clone());
+        let (client, tx, dev_dir) = (ops.client.clone(), ops.tx.clone(), ops.dev_dir.clone());
         let text = text.trim().to_string();
         match ask.then {
             Pending::BackupTo => {
@@ -254,6 +329,103 @@ impl App {
                     });
                 });
             }
+            Pending::AddNode => {
+                let given = match parse_new_node(&text, dev_dir.is_some()) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.message(&e, true);
+                        return;
+                    }
+                };
+                self.running("add node".into());
+                tokio::spawn(async move {
+                    let result = add_node(&client, given, dev_dir, &tx).await;
+                    let (ok, text) = match result {
+                        Ok(o) => {
+                            let _ = tx.send(OpEvent::Watch {
+                                grpc: o.grpc.clone(),
+                            });
+                            (
+                                true,
+                                format!(
+                                    "node {} ({}) added{} after {} ms of catch-up; voters {:?}",
+                                    o.id,
+                                    o.grpc,
+                                    if o.promoted {
+                                        " as a voter"
+                                    } else {
+                                        " as a learner"
+                                    },
+                                    o.catch_up_ms,
+                                    o.voters
+                                ),
+                            )
+                        }
+                        Err(e) => (false, format!("add node failed: {e:#}")),
+                    };
+                    let _ = tx.send(OpEvent::Done {
+                        ok,
+                        text,
+                        secret: None,
+                    });
+                });
+            }
+            Pending::ConfirmRemove { id } => {
+                self.running(format!("remove node {id}"));
+                tokio::spawn(async move {
+                    let step_tx = tx.clone();
+                    let mut progress = move |p: &membership::Progress| {
+                        let _ = step_tx.send(step_event(p));
+                    };
+                    let result = membership::remove_node(&client, id, false, &mut progress).await;
+                    let (ok, mut text) = match &result {
+                        Ok(o) => (
+                            true,
+                            format!("node {id} removed; voters now {:?}", o.voters),
+                        ),
+                        Err(e) => (false, format!("remove node {id} failed: {e:#}")),
+                    };
+                    if let (true, Some(dir)) = (ok, dev_dir) {
+                        match crate::dev::stop_member(&dir, id).await {
+                            Ok(Some((pid, _))) => {
+                                text.push_str(&format!("; its process {pid} was stopped"))
+                            }
+                            Ok(None) => {}
+                            Err(e) => text.push_str(&format!("; stopping its process failed: {e}")),
+                        }
+                    }
+                    let _ = tx.send(OpEvent::Done {
+                        ok,
+                        text,
+                        secret: None,
+                    });
+                });
+            }
+            Pending::ConfirmTransfer { to } => {
+                self.running(format!("transfer leadership to node {to}"));
+                tokio::spawn(async move {
+                    let step_tx = tx.clone();
+                    let mut progress = move |p: &membership::Progress| {
+                        let _ = step_tx.send(step_event(p));
+                    };
+                    let (ok, text) =
+                        match membership::transfer_leader(&client, to, &mut progress).await {
+                            Ok(t) => (
+                                true,
+                                format!(
+                                    "node {} leads (term {}) after {} ms; writes paused {} ms",
+                                    t.to, t.term, t.took_ms, t.writes_paused_ms
+                                ),
+                            ),
+                            Err(e) => (false, format!("transfer to node {to} failed: {e:#}")),
+                        };
+                    let _ = tx.send(OpEvent::Done {
+                        ok,
+                        text,
+                        secret: None,
+                    });
+                });
+            }
             Pending::RotateGrace { id } => {
                 let grace = match humantime::parse_duration(&text) {
                     Ok(g) => g,
@@ -299,18 +471,24 @@ impl App {
         self.dialog = Some(Dialog::Running {
             title,
             started: Instant::now(),
-            progress: None,
+            ratio: None,
+            detail: String::new(),
         });
     }
 
     /// A report from the running action.
     pub fn on_op_event(&mut self, event: OpEvent) {
         match event {
-            OpEvent::Progress { done, total, rate } => {
-                if let Some(Dialog::Running { progress, .. }) = &mut self.dialog {
-                    *progress = Some((done, total, rate));
+            OpEvent::Progress {
+                ratio: r,
+                detail: d,
+            } => {
+                if let Some(Dialog::Running { ratio, detail, .. }) = &mut self.dialog {
+                    *ratio = r;
+                    *detail = d;
                 }
             }
+            OpEvent::Watch { grpc } => self.watch_node(grpc),
             OpEvent::Verified { path, keys, index } => {
                 self.dialog = None;
                 let name = path
@@ -380,10 +558,92 @@ impl App {
     }
 }
 
+/// Bytes done of a total, with the rate and the time left.
 fn progress_event(p: Progress) -> OpEvent {
+    let rate = p.rate();
+    let eta = if rate > 0.0 && p.total > p.done {
+        format!(
+            " · about {} left",
+            fmt::duration_secs(((p.total - p.done) as f64 / rate) as u64)
+        )
+    } else {
+        String::new()
+    };
     OpEvent::Progress {
-        done: p.done,
-        total: p.total,
-        rate: p.rate(),
+        ratio: Some(p.fraction()),
+        detail: format!(
+            "{} of {} · {}/s{eta}",
+            fmt::bytes(p.done),
+            fmt::bytes(p.total),
+            fmt::bytes(rate as u64)
+        ),
     }
+}
+
+/// A membership step: catch-up has a measurable share, the other steps are a line.
+fn step_event(p: &membership::Progress) -> OpEvent {
+    let ratio = match p {
+        membership::Progress::CatchingUp(c) if c.leader_last > 0 => {
+            Some(c.matched.unwrap_or(0) as f64 / c.leader_last as f64)
+        }
+        _ => None,
+    };
+    OpEvent::Progress {
+        ratio,
+        detail: p.to_string(),
+    }
+}
+
+/// The add-node answer: empty (start a local node, dev clusters only) or `ID GRPC HTTP`.
+fn parse_new_node(text: &str, dev: bool) -> Result<Option<NewNode>, String> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    match parts.as_slice() {
+        [] if dev => Ok(None),
+        [] => Err("type ID GRPC_ADDR HTTP_ADDR of the node to add (this is not a dev cluster, the console cannot start one)".into()),
+        [id, grpc, http] => {
+            let id = id
+                .parse::<u64>()
+                .ok()
+                .filter(|i| *i > 0)
+                .ok_or_else(|| format!("bad node id {id:?}: a positive integer"))?;
+            Ok(Some(NewNode {
+                id,
+                grpc: grpc.to_string(),
+                http: http.to_string(),
+            }))
+        }
+        _ => Err(format!(
+            "cannot read {text:?}: type ID GRPC_ADDR HTTP_ADDR, e.g. 4 127.0.0.1:7104 127.0.0.1:7204"
+        )),
+    }
+}
+
+/// Adds `given`, or a node started in the dev cluster at `dev_dir`, reporting each step.
+async fn add_node(
+    client: &ClusterClient,
+    given: Option<NewNode>,
+    dev_dir: Option<PathBuf>,
+    tx: &mpsc::UnboundedSender<OpEvent>,
+) -> color_eyre::Result<membership::AddOutcome> {
+    let step_tx = tx.clone();
+    let mut progress = move |p: &membership::Progress| {
+        let _ = step_tx.send(step_event(p));
+    };
+    let node = match (given, dev_dir) {
+        (Some(n), _) => n,
+        (None, Some(dir)) => {
+            crate::members::spawn_into(client, &dir, &mut progress)
+                .await?
+                .0
+        }
+        (None, None) => return Err(color_eyre::eyre::eyre!("no node given")),
+    };
+    membership::add_node(
+        client,
+        &node,
+        true,
+        membership::DEFAULT_CATCH_UP_TIMEOUT,
+        &mut progress,
+    )
+    .await
 }

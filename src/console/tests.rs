@@ -208,7 +208,8 @@ fn action_dialogs_show_progress_and_a_secret_once() {
     app.dialog = Some(Dialog::Running {
         title: "backup to nightly.odb".into(),
         started: std::time::Instant::now(),
-        progress: Some((300 << 20, 1 << 30, 150.0 * 1048576.0)),
+        ratio: Some(0.29),
+        detail: "300 MiB of 1.00 GiB · 150 MiB/s · about 4s left".into(),
     });
     let screen = text(&render(&app, 80, 24));
     assert!(screen.contains("29%"), "{screen}");

@@ -18,6 +18,8 @@ use crate::client::{describe, ClusterClient, NodeRpc};
 /// A learner this close to the leader's last log index is promoted (under a steady write
 /// load the last few entries are always in flight).
 pub const CAUGHT_UP_LAG: u64 = 64;
+/// How long add-node waits for a learner to catch up unless told otherwise.
+pub const DEFAULT_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often catch-up is measured and reported.
 pub const POLL: Duration = Duration::from_millis(250);
 /// Deadline of one membership call (the node answers within its own 10 s).

@@ -34,11 +34,22 @@ const WATCH_BUFFER: usize = 256;
 pub struct NodeService {
     core: NodeCore,
     telemetry: Telemetry,
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl NodeService {
-    pub fn new(core: NodeCore, telemetry: Telemetry) -> Self {
-        NodeService { core, telemetry }
+    /// `stopping` turns true when the node shuts down: Watch streams end then, since the
+    /// server's graceful shutdown waits for every open stream.
+    pub fn new(
+        core: NodeCore,
+        telemetry: Telemetry,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        NodeService {
+            core,
+            telemetry,
+            stopping,
+        }
     }
 }
 
@@ -138,6 +149,7 @@ impl Node for NodeService {
             }
             false => (Vec::new(), None),
         };
+        let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             let backlog = event_history
                 .into_iter()
@@ -153,6 +165,7 @@ impl Node for NodeService {
             loop {
                 let item = tokio::select! {
                     _ = tx.closed() => return,
+                    _ = stopping.wait_for(|s| *s) => return,
                     _ = tick.tick() => WatchEvent { kind: Some(watch_event::Kind::Status(core.frame())) },
                     r = next_item(&mut logs) => match r {
                         Ok(rec) => log_event(id, rec),

@@ -8,7 +8,7 @@ use ratatui::Frame;
 
 use crate::console::action::Action;
 use crate::console::app::App;
-use crate::console::format::{bytes, duration_secs};
+use crate::console::format::duration_secs;
 use crate::console::ops::Dialog;
 use crate::console::theme::Role;
 
@@ -66,47 +66,31 @@ pub fn draw(app: &App, dialog: &Dialog, f: &mut Frame, body: Rect) {
     );
     match dialog {
         Dialog::Running {
-            started, progress, ..
+            started,
+            ratio,
+            detail,
+            ..
         } => {
             let elapsed = duration_secs(started.elapsed().as_secs());
-            match progress {
-                Some((done, total, rate)) => {
-                    let ratio = if *total == 0 {
-                        1.0
-                    } else {
-                        (*done as f64 / *total as f64).min(1.0)
-                    };
-                    f.render_widget(
-                        Gauge::default()
-                            .gauge_style(t.style(Role::Ok))
-                            .ratio(ratio)
-                            .label(format!("{:.0}%", ratio * 100.0)),
-                        top,
-                    );
-                    let eta = if *rate > 0.0 && total > done {
-                        format!(
-                            " · about {} left",
-                            duration_secs(((total - done) as f64 / rate) as u64)
-                        )
-                    } else {
-                        String::new()
-                    };
-                    f.render_widget(
-                        Paragraph::new(Line::from(format!(
-                            "{} of {} · {}/s · {elapsed}{eta}",
-                            bytes(*done),
-                            bytes(*total),
-                            bytes(*rate as u64)
-                        )))
-                        .style(t.style(Role::Text)),
-                        middle,
-                    );
-                }
+            match ratio {
+                Some(r) => f.render_widget(
+                    Gauge::default()
+                        .gauge_style(t.style(Role::Ok))
+                        .ratio(r.clamp(0.0, 1.0))
+                        .label(format!("{:.0}%", r.clamp(0.0, 1.0) * 100.0)),
+                    top,
+                ),
                 None => f.render_widget(
                     Paragraph::new(format!("working… {elapsed}")).style(t.style(Role::Text)),
                     top,
                 ),
             }
+            f.render_widget(
+                Paragraph::new(detail.as_str())
+                    .style(t.style(Role::Text))
+                    .wrap(Wrap { trim: true }),
+                middle,
+            );
         }
         Dialog::Finished {
             ok, text, secret, ..

@@ -101,11 +101,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                 Span::raw(when(k.expires_unix_ms)),
                 Span::raw(when(k.last_used_unix_ms)),
             ])
-            .style(t.style(if i == selected {
-                Role::Highlight
-            } else {
-                Role::Text
-            }))
+            .style(super::row_style(app, i == selected))
         })
         .collect();
     let widths = [10, 6, 7, 10, 11, 11, 11].map(Constraint::Length);

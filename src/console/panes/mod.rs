@@ -121,7 +121,8 @@ impl PaneKind {
             PaneKind::Alerts => alerts::handle(app, action),
             PaneKind::Quotas => quotas::handle(app, action),
             PaneKind::Keys => keys::handle(app, action),
-            PaneKind::Overview | PaneKind::Disk | PaneKind::Gc => false,
+            PaneKind::Overview => overview::handle(app, action),
+            PaneKind::Disk | PaneKind::Gc => false,
         }
     }
 }
@@ -136,6 +137,17 @@ pub fn block<'a>(app: &App, title: impl Into<String>) -> Block<'a> {
             format!(" {} ", title.into()),
             app.theme.style(Role::Title),
         ))
+}
+
+/// A table row's style; the selected row is drawn reversed, so cells keep their own
+/// colours (a leader's, a state's) and stay readable in every theme.
+pub fn row_style(app: &App, selected: bool) -> ratatui::style::Style {
+    let style = app.theme.style(Role::Text);
+    if selected {
+        style.add_modifier(ratatui::style::Modifier::REVERSED)
+    } else {
+        style
+    }
 }
 
 /// The short label of a node in tables: its id once known, else its endpoint.

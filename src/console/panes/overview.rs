@@ -44,7 +44,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let down: Vec<_> = model
         .nodes
         .iter()
-        .filter(|n| matches!(n.link, Link::Down { .. }))
+        .filter(|n| matches!(n.link, Link::Down { .. }) && !model.removed(n))
         .collect();
 
     let rows_needed = (model.nodes.len() + unwatched.len()) as u16 + 1;
@@ -95,7 +95,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     ))
     .style(t.style(Role::Header));
     let mut rows = Vec::new();
-    for view in &model.nodes {
+    for (i, view) in model.nodes.iter().enumerate() {
         let cells: Vec<Cell> = match (&view.link, &view.status) {
             (Link::Up, Some(s)) => {
                 let voter = members
@@ -140,7 +140,11 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                         .unwrap_or_else(|| "?".into()),
                 ),
                 Cell::from(cut(&view.endpoint, addr_w)),
-                Cell::from(Span::styled("✖ DOWN", t.style(Role::Down))),
+                if model.removed(view) {
+                    Cell::from(Span::styled("removed", t.style(Role::Dim)))
+                } else {
+                    Cell::from(Span::styled("✖ DOWN", t.style(Role::Down)))
+                },
                 Cell::from("-"),
                 Cell::from("-"),
                 Cell::from("-"),
@@ -165,7 +169,9 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                 Cell::from(""),
             ],
         };
-        rows.push(Row::new(keep(cells)).style(t.style(Role::Text)));
+        // The selection only shows where keys act on it (not on the wall screen).
+        let selected = i == app.overview_sel && app.war_room.is_none() && !app.read_only;
+        rows.push(Row::new(keep(cells)).style(super::row_style(app, selected)));
     }
     for m in &unwatched {
         rows.push(
@@ -277,4 +283,18 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         ));
         f.render_widget(Paragraph::new(lines), events_area);
     }
+}
+
+/// Selecting a node, and the actions on it.
+pub fn handle(app: &mut App, action: Action) -> bool {
+    match action {
+        Action::AddNode => app.start_add_node(),
+        Action::RemoveNode => app.start_remove_node(),
+        Action::TransferLeader => app.start_transfer(),
+        other => {
+            let len = app.model.nodes.len();
+            return super::scroll(&mut app.overview_sel, len, len, other);
+        }
+    }
+    true
 }
