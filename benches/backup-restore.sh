@@ -6,7 +6,7 @@
 # Usage: benches/backup-restore.sh            (needs target/release/opsdeck)
 #   SIZE_MIB=256 benches/backup-restore.sh    a smaller run
 # Steps: start `opsdeck dev --headless`; prefill SIZE_MIB with 64 KiB values (opsdeck bench's
-# prefill); tar -czf node 1's data dir while it is SIGSTOPped; a 20 s write bench alone
+# prefill, which --reads triggers); tar -czf node 1's data dir while it is SIGSTOPped; a 20 s write bench alone
 # (baseline); the same bench with `opsdeck backup` started 2 s in; verify-backup; restore.
 # Everything runs under one temp dir, removed at the end, as are the processes.
 set -euo pipefail
@@ -30,7 +30,7 @@ for _ in $(seq 1 300); do "$bin" status "${c[@]}" >/dev/null 2>&1 && break; slee
 keys=$(( size_mib * 16 ))   # 64 KiB values
 echo "prefill: $keys keys x 64 KiB = $size_mib MiB"
 t0=$(now_ms)
-"$bin" bench "${c[@]}" --clients 16 --keys "$keys" --value-size 65536 --duration 1s >/dev/null
+"$bin" bench "${c[@]}" --clients 16 --keys "$keys" --value-size 65536 --reads 1 --duration 1s >/dev/null
 echo "prefill took $(( $(now_ms) - t0 )) ms"
 "$bin" status "${c[@]}" --json | python3 -c '
 import json,sys

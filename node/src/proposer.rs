@@ -19,6 +19,10 @@ use crate::types::{Command, CommandResult};
 
 /// Most commands one entry carries.
 pub const MAX_BATCH: usize = 512;
+/// Bytes of keys and values one entry carries at most (a single bigger command goes alone).
+/// openraft gives each AppendEntries one heartbeat interval, so an entry must be small
+/// enough to reach a follower and be fsynced in that time.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
 /// Batches proposed but not yet committed at once. Enough to keep the log's fsync and the
 /// replication pipeline busy; more would only shrink batches.
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -161,17 +165,34 @@ async fn run<S: Submit>(
     observe_batch: impl Fn(usize),
 ) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    // A command that did not fit the previous batch's byte budget starts the next one.
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
         // While paused, commands keep queueing and go out together afterwards.
         let pass = gate.enter().await;
         // Wait for a slot before gathering: while we wait, more commands queue up.
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
+        let mut bytes = first.command.size_hint();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(p) if bytes + p.command.size_hint() > MAX_BATCH_BYTES => {
+                    carried = Some(p);
+                    break;
+                }
+                Ok(p) => {
+                    bytes += p.command.size_hint();
+                    batch.push(p);
+                }
                 Err(_) => break,
             }
         }
@@ -234,6 +255,36 @@ mod tests {
                 })
                 .collect())
         }
+    }
+
+    #[tokio::test]
+    async fn big_values_split_batches_at_the_byte_budget_and_none_is_lost() {
+        let sink = Arc::new(SlowSink {
+            batches: Default::default(),
+        });
+        let proposer = Proposer::start(sink.clone(), |_| {});
+        let tasks: Vec<_> = (0..40u8)
+            .map(|i| {
+                let p = proposer.clone();
+                tokio::spawn(async move {
+                    let mut value = vec![0u8; 256 * 1024];
+                    value[0] = i;
+                    p.propose(Command::Put {
+                        key: format!("k{i}"),
+                        value,
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for (i, t) in tasks.into_iter().enumerate() {
+            let r = t.await.unwrap().unwrap();
+            assert_eq!(r, CommandResult::Put { revision: i as u64 });
+        }
+        let batches = sink.batches.lock().unwrap().clone();
+        assert_eq!(batches.iter().sum::<usize>(), 40);
+        // 256 KiB each: at most 3 fit in 1 MiB with their overhead.
+        assert!(batches.iter().all(|n| *n <= 3), "{batches:?}");
     }
 
     #[tokio::test]

@@ -156,6 +156,25 @@ impl AdminAction {
 }
 
 impl Command {
+    /// Roughly how many bytes the command adds to a log entry (keys and values).
+    pub fn size_hint(&self) -> usize {
+        const SMALL: usize = 64;
+        SMALL
+            + match self {
+                Command::Put { key, value } => key.len() + value.len(),
+                Command::Cas { key, expected, new } => {
+                    key.len()
+                        + expected.as_ref().map_or(0, Vec::len)
+                        + new.as_ref().map_or(0, Vec::len)
+                }
+                Command::Delete { key } => key.len(),
+                Command::RestoreChunk { pairs, .. } => {
+                    pairs.iter().map(|(k, v)| 16 + k.len() + v.len()).sum()
+                }
+                _ => 0,
+            }
+    }
+
     /// Short operation name for metrics and logs (never includes keys or values).
     pub fn op_name(&self) -> &'static str {
         match self {

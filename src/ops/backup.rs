@@ -216,24 +216,63 @@ pub async fn restore(
             });
         }
     }
-    let reply = send(step(
+    let commit = send(step(
         seq,
         Step::Commit(pb::RestoreCommit {
             chunks: seq,
             pairs: sent_pairs,
         }),
     ))
-    .await
-    .map_err(|e| {
-        e.wrap_err(
-            "the restore's commit did not go through: the cluster holds either its previous data or the backup's, never a mix; check with `opsdeck audit`, and run the restore again if it is not there",
-        )
-    })?;
+    .await;
+    let keys = match commit {
+        Ok(reply) => reply.keys,
+        // A big swap can outlast the call's deadline; the commit is in the log all the
+        // same, and its audit record tells how it ended.
+        Err(e) => committed_keys(client, &id).await.map_err(|wait| {
+            e.wrap_err(format!(
+                "the restore's commit did not go through ({wait}): the cluster holds either its previous data or the backup's, never a mix; check with `opsdeck audit`, and run the restore again if it is not there"
+            ))
+        })?,
+    };
     Ok(Restored {
-        keys: reply.keys,
+        keys,
         chunks: seq,
         took: started.elapsed(),
     })
+}
+
+/// How long to look for the outcome of a commit whose call timed out.
+const COMMIT_OUTCOME_WAIT: Duration = Duration::from_secs(600);
+
+/// Waits for restore `id`'s audit record: the key count it reports, or its refusal.
+async fn committed_keys(client: &ClusterClient, id: &str) -> Result<u64> {
+    let deadline = Instant::now() + COMMIT_OUTCOME_WAIT;
+    let marker = format!("id={id} ");
+    while Instant::now() < deadline {
+        let audit = client
+            .call("audit", |mut c| async move {
+                c.list_audit(pb::ListAuditRequest { limit: 50 }).await
+            })
+            .await;
+        if let Ok(audit) = audit {
+            let found = audit
+                .records
+                .iter()
+                .find(|r| r.action == "restore" && r.args.starts_with(&marker));
+            if let Some(r) = found {
+                return match r.result.strip_prefix("ok: ") {
+                    Some(rest) => Ok(rest
+                        .split_whitespace()
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0)),
+                    None => Err(eyre!("the commit was refused: {}", r.result)),
+                };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(eyre!("no outcome recorded within {COMMIT_OUTCOME_WAIT:?}"))
 }
 
 /// Pairs in the payload's own encoding (what `PairReader` reads).

@@ -111,7 +111,8 @@ impl Overlay<'_> {
             at_ms,
             actor,
             action: "restore".into(),
-            args: s.source.clone(),
+            // The id lets a client whose commit call timed out find the outcome.
+            args: format!("id={id} {}", s.source),
             result: String::new(),
         };
         if (s.next_seq, s.pairs) != (chunks, pairs) {
