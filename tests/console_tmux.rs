@@ -86,46 +86,18 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
     let mut cluster = TestCluster::start(3, &[]).await;
     let (leader, _) = cluster.wait_leader(Duration::from_secs(15)).await;
     let home = tempfile::tempdir().expect("temp dir");
-    let tmux = Tmux {
-        socket: format!(
-            "opsdeck-console-test-{}-{}",
-            std::process::id(),
-            free_port()
-        ),
-    };
     // The operator's key, in a file as they would keep it.
     let key_file = home.path().join("admin.key");
     std::fs::write(&key_file, admin_key()).expect("write key file");
-    // The pane outlives the console so we can see what it leaves behind.
-    let script = format!(
-        "{BIN} console --endpoints {} --key-file {} --refresh-ms 300; echo \"console exited with $?\"; exec sleep 600",
-        cluster.endpoints(),
-        key_file.display()
-    );
-    let home_env = |k: &str, sub: &str| format!("{k}={}", home.path().join(sub).display());
-    let out = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
+    let tmux = tmux_session(
         "console",
-        "-x",
-        "80",
-        "-y",
-        "24",
-        "-e",
-        "TERM=xterm-256color",
-        "-e",
-        &home_env("XDG_CONFIG_HOME", "config"),
-        "-e",
-        &home_env("XDG_DATA_HOME", "data"),
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(
-        out.status.success(),
-        "tmux new-session: {}",
-        String::from_utf8_lossy(&out.stderr)
+        home.path(),
+        home.path(),
+        &format!(
+            "{BIN} console --endpoints {} --key-file {} --refresh-ms 300",
+            cluster.endpoints(),
+            key_file.display()
+        ),
     );
     let t = Duration::from_secs(15);
 

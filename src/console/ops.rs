@@ -260,11 +260,7 @@ impl App {
                         ),
                         Err(e) => (false, format!("backup failed: {e:#}")),
                     };
-                    let _ = tx.send(OpEvent::Done {
-                        ok,
-                        text,
-                        secret: None,
-                    });
+                    report(&tx, ok, text);
                 });
             }
             Pending::RestoreFrom => {
@@ -310,11 +306,7 @@ impl App {
                         ),
                         Err(e) => (false, format!("restore failed: {e:#}")),
                     };
-                    let _ = tx.send(OpEvent::Done {
-                        ok,
-                        text,
-                        secret: None,
-                    });
+                    report(&tx, ok, text);
                 });
             }
             Pending::ConfirmCompact => {
@@ -322,11 +314,7 @@ impl App {
                 tokio::spawn(async move {
                     let outcomes = crate::compact::compact_all(&client).await;
                     let (ok, text) = crate::compact::summary(&outcomes);
-                    let _ = tx.send(OpEvent::Done {
-                        ok,
-                        text,
-                        secret: None,
-                    });
+                    report(&tx, ok, text);
                 });
             }
             Pending::AddNode => {
@@ -363,20 +351,13 @@ impl App {
                         }
                         Err(e) => (false, format!("add node failed: {e:#}")),
                     };
-                    let _ = tx.send(OpEvent::Done {
-                        ok,
-                        text,
-                        secret: None,
-                    });
+                    report(&tx, ok, text);
                 });
             }
             Pending::ConfirmRemove { id } => {
                 self.running(format!("remove node {id}"));
                 tokio::spawn(async move {
-                    let step_tx = tx.clone();
-                    let mut progress = move |p: &membership::Progress| {
-                        let _ = step_tx.send(step_event(p));
-                    };
+                    let mut progress = step_reporter(&tx);
                     let result = membership::remove_node(&client, id, false, &mut progress).await;
                     let (ok, mut text) = match &result {
                         Ok(o) => (
@@ -394,20 +375,13 @@ impl App {
                             Err(e) => text.push_str(&format!("; stopping its process failed: {e}")),
                         }
                     }
-                    let _ = tx.send(OpEvent::Done {
-                        ok,
-                        text,
-                        secret: None,
-                    });
+                    report(&tx, ok, text);
                 });
             }
             Pending::ConfirmTransfer { to } => {
                 self.running(format!("transfer leadership to node {to}"));
                 tokio::spawn(async move {
-                    let step_tx = tx.clone();
-                    let mut progress = move |p: &membership::Progress| {
-                        let _ = step_tx.send(step_event(p));
-                    };
+                    let mut progress = step_reporter(&tx);
                     let (ok, text) =
                         match membership::transfer_leader(&client, to, &mut progress).await {
                             Ok(t) => (
@@ -419,11 +393,7 @@ impl App {
                             ),
                             Err(e) => (false, format!("transfer to node {to} failed: {e:#}")),
                         };
-                    let _ = tx.send(OpEvent::Done {
-                        ok,
-                        text,
-                        secret: None,
-                    });
+                    report(&tx, ok, text);
                 });
             }
             Pending::RotateGrace { id } => {
@@ -580,6 +550,25 @@ fn progress_event(p: Progress) -> OpEvent {
     }
 }
 
+/// Ends an action without a secret to show.
+fn report(tx: &mpsc::UnboundedSender<OpEvent>, ok: bool, text: String) {
+    let _ = tx.send(OpEvent::Done {
+        ok,
+        text,
+        secret: None,
+    });
+}
+
+/// A membership progress callback that forwards each step to the dialog.
+fn step_reporter(
+    tx: &mpsc::UnboundedSender<OpEvent>,
+) -> impl FnMut(&membership::Progress) + Send + 'static {
+    let tx = tx.clone();
+    move |p| {
+        let _ = tx.send(step_event(p));
+    }
+}
+
 /// A membership step: catch-up has a measurable share, the other steps are a line.
 fn step_event(p: &membership::Progress) -> OpEvent {
     let ratio = match p {
@@ -625,10 +614,7 @@ async fn add_node(
     dev_dir: Option<PathBuf>,
     tx: &mpsc::UnboundedSender<OpEvent>,
 ) -> color_eyre::Result<membership::AddOutcome> {
-    let step_tx = tx.clone();
-    let mut progress = move |p: &membership::Progress| {
-        let _ = step_tx.send(step_event(p));
-    };
+    let mut progress = step_reporter(tx);
     let node = match (given, dev_dir) {
         (Some(n), _) => n,
         (None, Some(dir)) => {
