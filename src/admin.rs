@@ -11,13 +11,14 @@ use serde_json::json;
 
 use crate::cli::{ClusterArgs, KeysAction, QuotaAction};
 use crate::client::ClusterClient;
+use crate::console::format as fmt;
 use crate::table;
 use crate::verbs::connect;
 
 /// A wall-clock time as `2026-11-23T16:20:01Z`.
 pub fn time(unix_ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(unix_ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
+    fmt::rfc3339(humantime::format_rfc3339_seconds(t)).unwrap_or_else(|| fmt::AFTER_9999.into())
 }
 
 fn opt_time(unix_ms: Option<i64>) -> String {

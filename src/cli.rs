@@ -304,6 +304,14 @@ pub struct NodeArgs {
     /// HTTP listen address (health, metrics, /kv).
     #[arg(long)]
     pub http: std::net::SocketAddr,
+    /// The gRPC address other nodes and clients reach this node at, if not --grpc (behind
+    /// NAT, a load balancer or a proxy). It is what the membership records for this node.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+    pub advertise_grpc: Option<String>,
+    /// The local address to dial other nodes from (a host with several addresses; lets
+    /// firewalls and proxies between nodes tell them apart).
+    #[arg(long, value_name = "IP")]
+    pub source_ip: Option<std::net::IpAddr>,
     /// Data directory; created if missing, resumed if it holds this node's data.
     #[arg(long)]
     pub data: PathBuf,
@@ -348,6 +356,19 @@ pub struct NodeArgs {
 pub enum Rate {
     Off,
     Limit { requests: u32, per: Duration },
+}
+
+/// `HOST:PORT` with a non-empty host and a port number, as dialled by other nodes.
+fn parse_host_port(s: &str) -> Result<String, String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("expected HOST:PORT (e.g. 10.0.0.1:7101), got {s:?}"))?;
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!(
+            "expected HOST:PORT (e.g. 10.0.0.1:7101), got {s:?}"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 fn parse_rate(s: &str) -> Result<Rate, String> {

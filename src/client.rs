@@ -89,26 +89,7 @@ fn retryable(status: &Status) -> bool {
     )
 }
 
-/// The status message plus its innermost cause (e.g. "Connection refused"), which tonic
-/// keeps out of the message.
-pub(crate) fn describe(status: &Status) -> String {
-    let msg = status.message();
-    let mut text = if msg.is_empty() {
-        format!("{:?}", status.code())
-    } else {
-        msg.to_string()
-    };
-    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(status);
-    let mut innermost = None;
-    while let Some(c) = cause {
-        innermost = Some(c.to_string());
-        cause = c.source();
-    }
-    if let Some(inner) = innermost.filter(|i| !text.contains(i.as_str())) {
-        text = format!("{text}: {inner}");
-    }
-    text
-}
+pub(crate) use opsdeck_node::transport::describe;
 
 impl ClusterClient {
     /// Checks every endpoint is `host:port`; no connection is made until the first call.

@@ -1,24 +1,9 @@
 //! `opsdeck`: one binary for the Raft node, the dev cluster, the console and the CLI verbs.
 
-mod admin;
-mod alerts;
-mod bench;
-mod cli;
-mod client;
-mod cluster_file;
-mod compact;
-mod console;
-mod dev;
-mod logs;
-mod members;
-mod ops;
-mod run_node;
-mod table;
-mod verbs;
-
 use clap::Parser;
-use cli::{Cli, Command};
 use color_eyre::eyre::Result;
+use opsdeck::cli::{Cli, Command};
+use opsdeck::{admin, alerts, bench, compact, console, dev, logs, members, ops, run_node, verbs};
 
 fn main() {
     // The console adds a panic hook that restores the terminal before this report is

@@ -13,6 +13,10 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     init_logging(&logs);
     let mut config = NodeConfig::new(args.id, args.grpc, args.http, args.data);
     config.init = args.init;
+    config.advertise_grpc = args.advertise_grpc;
+    if let Some(ip) = args.source_ip {
+        opsdeck_node::transport::use_source_ip(ip);
+    }
     config.snapshot_every = args.snapshot_every.max(1);
     config.keep_logs = args.keep_logs;
     config.heartbeat_ms = args.timing.heartbeat_ms;

@@ -311,10 +311,15 @@ impl RaftSink {
 fn leader_error(leader: NodeId, node: &NodeAddr, s: tonic::Status) -> NodeError {
     match s.code() {
         tonic::Code::Unavailable if s.message().starts_with("no leader") => NodeError::NoLeader,
-        tonic::Code::Unavailable | tonic::Code::InvalidArgument => NodeError::LeaderUnreachable {
+        // Unknown and Cancelled are what tonic makes of a connection that broke mid-call
+        // (the leader was killed or cut off): unreachable, not an internal error.
+        tonic::Code::Unavailable
+        | tonic::Code::InvalidArgument
+        | tonic::Code::Unknown
+        | tonic::Code::Cancelled => NodeError::LeaderUnreachable {
             leader,
             addr: node.grpc.clone(),
-            reason: s.message().to_string(),
+            reason: crate::transport::describe(&s),
         },
         tonic::Code::DeadlineExceeded => NodeError::Timeout(CLUSTER_TIMEOUT),
         _ => NodeError::Internal(format!("leader {leader}: {}", s.message())),
@@ -442,12 +447,28 @@ impl NodeCore {
     }
 
     pub(crate) async fn propose(&self, command: Command) -> Result<CommandResult, NodeError> {
+        #[cfg(feature = "chaos-ack-before-commit")]
+        if matches!(command, Command::Put { .. }) {
+            return Ok(self.ack_before_commit(command));
+        }
         match self.inner.proposer.propose(command).await? {
             CommandResult::Rejected { reason } => Err(NodeError::Rejected(reason)),
             CommandResult::QuotaExceeded { reason } => Err(NodeError::QuotaExceeded(reason)),
             CommandResult::NotFound { reason } => Err(NodeError::NotFound(reason)),
             other => Ok(other),
         }
+    }
+
+    /// Deliberately wrong, for the chaos suite only: answers a put as done before the
+    /// cluster has committed it (the proposal goes on in the background and may be lost or
+    /// be seen late). A node built with this must make the suite's checker fail.
+    #[cfg(feature = "chaos-ack-before-commit")]
+    fn ack_before_commit(&self, command: Command) -> CommandResult {
+        let core = self.clone();
+        tokio::spawn(async move {
+            let _ = core.inner.proposer.propose(command).await;
+        });
+        CommandResult::Put { revision: 0 }
     }
 
     pub async fn put(&self, key: String, value: Vec<u8>) -> Result<u64, NodeError> {
@@ -771,5 +792,31 @@ impl NodeCore {
             }
             Err(RaftError::Fatal(e)) => Err(NodeError::Internal(format!("raft stopped: {e}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_connection_to_the_leader_is_unreachable_not_internal() {
+        let node = NodeAddr {
+            grpc: "10.0.0.3:7101".into(),
+            http: "10.0.0.3:7201".into(),
+        };
+        for broken in [
+            tonic::Status::unknown("transport error"),
+            tonic::Status::cancelled("operation was canceled"),
+            tonic::Status::unavailable("tcp connect error"),
+        ] {
+            let e = leader_error(3, &node, broken);
+            assert!(
+                matches!(e, NodeError::LeaderUnreachable { leader: 3, .. }),
+                "{e}"
+            );
+        }
+        let refused = tonic::Status::unavailable(NodeError::NoLeader.to_string());
+        assert!(matches!(leader_error(3, &node, refused), NodeError::NoLeader));
     }
 }

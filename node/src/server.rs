@@ -38,6 +38,9 @@ pub struct NodeConfig {
     pub id: NodeId,
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    /// The gRPC address this node tells the cluster (its membership entry) when it differs
+    /// from the one it listens on: behind NAT, a load balancer or a proxy. None: `grpc`.
+    pub advertise_grpc: Option<String>,
     pub data_dir: PathBuf,
     /// Bootstrap a new single-node cluster if this node has never been initialized.
     pub init: bool,
@@ -64,6 +67,7 @@ impl NodeConfig {
             id,
             grpc,
             http,
+            advertise_grpc: None,
             data_dir,
             init: false,
             snapshot_every: 10_000,
@@ -215,7 +219,10 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
     .map_err(|e| ServerError::Raft(e.to_string()))?;
 
     let addr = NodeAddr {
-        grpc: grpc.to_string(),
+        grpc: config
+            .advertise_grpc
+            .clone()
+            .unwrap_or_else(|| grpc.to_string()),
         http: http.to_string(),
     };
     let metrics = Arc::new(Metrics::new());

@@ -375,4 +375,52 @@ severity = "critical"
             .to_string()
             .starts_with("/nonexistent/rules.toml: cannot read the rules file"));
     }
+
+    mod props {
+        use super::*;
+        use crate::test_text::{any_text, mutated};
+        use proptest::prelude::*;
+
+        const ORIGIN: &str = "my-rules.toml";
+
+        fn check(text: &str) -> Result<(), TestCaseError> {
+            match Rules::parse(text, ORIGIN) {
+                Ok(r) => {
+                    for rule in r.rules() {
+                        let _ = (rule.condition.to_string(), rule.scope());
+                    }
+                }
+                Err(e) => {
+                    prop_assert_eq!(&e.file, ORIGIN);
+                    prop_assert!(e.line <= text.matches('\n').count() + 1, "{e}");
+                    prop_assert!(e.to_string().starts_with(ORIGIN), "{e}");
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_parses_or_is_refused_naming_the_file(text in any_text()) {
+                check(&text)?;
+            }
+
+            #[test]
+            fn edited_default_rules_parse_or_are_refused_naming_the_file(
+                text in mutated(vec![DEFAULT_RULES])
+            ) {
+                check(&text)?;
+            }
+
+            #[test]
+            fn any_condition_parses_or_says_why(text in any_text()) {
+                match Condition::parse(&text) {
+                    Ok(c) => prop_assert!(!c.terms.is_empty()),
+                    Err(reason) => prop_assert!(!reason.is_empty()),
+                }
+            }
+        }
+    }
 }

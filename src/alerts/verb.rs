@@ -22,7 +22,8 @@ fn unix_ms_now() -> i64 {
 
 fn rfc3339(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
+    crate::console::format::rfc3339(humantime::format_rfc3339_seconds(t))
+        .unwrap_or_else(|| crate::console::format::AFTER_9999.into())
 }
 
 /// At most two units: `45s`, `3m20s`, `2h5m`, `4d3h`.

@@ -103,4 +103,39 @@ mod tests {
         assert!(Config::load(&dir.path().join("none.toml"), false).is_ok());
         assert!(Config::load(&dir.path().join("none.toml"), true).is_err());
     }
+
+    mod props {
+        use super::*;
+        use crate::test_text::{any_text, mutated};
+        use proptest::prelude::*;
+
+        const ORIGIN: &str = "my-config.toml";
+        const SAMPLE: &str = "endpoints = [\"127.0.0.1:7101\", \"127.0.0.1:7102\"]\n\
+            key_file = \"/home/me/admin.key\"\nkeymap = \"vim\"\ntheme = \"light\"\n\
+            refresh_ms = 500\nread_only = true\nwar_room_cycle_secs = 15\nrules = \"r.toml\"\n";
+
+        fn check(text: &str) -> Result<(), TestCaseError> {
+            if let Err(e) = Config::parse(ORIGIN, text) {
+                let e = e.to_string();
+                prop_assert!(e.starts_with(&format!("config {ORIGIN}:")), "{e}");
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_parses_or_is_refused_naming_the_file(text in any_text()) {
+                check(&text)?;
+            }
+
+            #[test]
+            fn an_edited_config_parses_or_is_refused_naming_the_file(
+                text in mutated(vec![SAMPLE])
+            ) {
+                check(&text)?;
+            }
+        }
+    }
 }

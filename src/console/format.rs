@@ -36,10 +36,23 @@ pub fn date_time(unix_ms: i64, offset_secs: i64) -> String {
     let secs = (unix_ms.div_euclid(1000) + offset_secs).max(0) as u64;
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
     // `YYYY-MM-DDTHH:MM:SSZ`
-    let full = humantime::format_rfc3339_seconds(t).to_string();
+    let Some(full) = rfc3339(humantime::format_rfc3339_seconds(t)) else {
+        return AFTER_9999.into();
+    };
     full.get(5..16)
         .map(|s| s.replacen('T', " ", 1))
         .unwrap_or(full)
+}
+
+/// What a time past the year 9999 is shown as (a damaged or forged file, a broken clock).
+pub const AFTER_9999: &str = "after 9999";
+
+/// humantime's RFC 3339 text; None for a time past the year 9999, which humantime refuses
+/// to write (its `Display` fails, so `to_string()` would panic).
+pub fn rfc3339(t: impl std::fmt::Display) -> Option<String> {
+    use std::fmt::Write;
+    let mut s = String::new();
+    write!(s, "{t}").ok().map(|()| s)
 }
 
 /// Bytes as B / KiB / MiB / GiB / TiB with three significant digits.
@@ -124,5 +137,19 @@ mod tests {
         assert_eq!(micros(12_345), "12.3ms");
         assert_eq!(cut("abcdef", 4), "abc…");
         assert_eq!(line_of("a\nb\nc", 4), 3);
+    }
+
+    /// Regression (found with the backup_file fuzz target): a time past the year 9999, as
+    /// a backup manifest or a node may carry, panicked inside `to_string()`.
+    #[test]
+    fn times_past_the_year_9999_do_not_panic() {
+        for ms in [253_402_300_800_000, 300_000_000_000_000, i64::MAX] {
+            assert_eq!(date_time(ms, 0), AFTER_9999);
+            assert_eq!(date_time(ms, -3600 * 14), AFTER_9999);
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+            assert_eq!(rfc3339(humantime::format_rfc3339_seconds(t)), None);
+        }
+        assert_eq!(date_time(253_402_300_799_000, 0), "12-31 23:59");
+        assert_eq!(date_time(i64::MIN, 0), "01-01 00:00");
     }
 }

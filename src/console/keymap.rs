@@ -427,4 +427,43 @@ mod tests {
         assert_eq!(k.resolve("input", key("q")), None);
         assert_eq!(k.resolve("input", key("enter")), Some(Action::Submit));
     }
+
+    mod props {
+        use super::*;
+        use crate::test_text::{any_text, mutated};
+        use proptest::prelude::*;
+
+        const ORIGIN: &str = "my-keys.toml";
+
+        fn check(text: &str) -> Result<(), TestCaseError> {
+            if let Err(e) = Keymap::parse("t", ORIGIN, text) {
+                let e = e.to_string();
+                prop_assert!(e.starts_with(&format!("keymap {ORIGIN}")), "{e}");
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_parses_or_is_refused_naming_the_file(text in any_text()) {
+                check(&text)?;
+            }
+
+            #[test]
+            fn edited_builtin_keymaps_parse_or_are_refused_naming_the_file(
+                text in mutated(BUILTIN.iter().map(|(_, t)| *t).collect())
+            ) {
+                check(&text)?;
+            }
+
+            #[test]
+            fn any_key_text_parses_or_not_without_panicking(text in any_text()) {
+                if let Some(k) = Key::parse(&text) {
+                    let _ = k.to_string();
+                }
+            }
+        }
+    }
 }

@@ -455,4 +455,43 @@ mod tests {
             "{e}"
         );
     }
+
+    mod props {
+        use super::*;
+        use crate::test_text::{any_text, mutated};
+        use proptest::prelude::*;
+
+        const ORIGIN: &str = "my-theme.toml";
+
+        fn check(text: &str) -> Result<(), TestCaseError> {
+            match Theme::parse("t", ORIGIN, text) {
+                Ok(t) => {
+                    for depth in [ColorDepth::Ansi256, ColorDepth::Ansi16, ColorDepth::Mono] {
+                        let _ = t.clone().degrade(depth).style(Role::Down);
+                    }
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    prop_assert!(e.starts_with(&format!("theme {ORIGIN}")), "{e}");
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_parses_or_is_refused_naming_the_file(text in any_text()) {
+                check(&text)?;
+            }
+
+            #[test]
+            fn edited_builtin_themes_parse_or_are_refused_naming_the_file(
+                text in mutated(BUILTIN.iter().map(|(_, t)| *t).collect())
+            ) {
+                check(&text)?;
+            }
+        }
+    }
 }

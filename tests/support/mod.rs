@@ -353,16 +353,26 @@ impl TestCluster {
 
     /// The leader as agreed by every running node that answers, with its term.
     pub async fn wait_leader(&self, timeout: Duration) -> (u64, u64) {
+        self.wait_leader_among(|_| true, timeout).await
+    }
+
+    /// The leader as agreed by the running nodes that `member` picks, with its term.
+    pub async fn wait_leader_among(
+        &self,
+        member: impl Fn(u64) -> bool,
+        timeout: Duration,
+    ) -> (u64, u64) {
+        let nodes = || self.nodes.iter().filter(|n| n.running() && member(n.id));
         wait_for("a leader", timeout, || async {
             let mut leader = None;
-            for n in self.nodes.iter().filter(|n| n.running()) {
+            for n in nodes() {
                 let s = n.status().await?;
                 if s.role == "leader" {
                     leader = Some((s.id, s.term));
                 }
             }
             let (id, term) = leader?;
-            for n in self.nodes.iter().filter(|n| n.running()) {
+            for n in nodes() {
                 if n.status().await?.leader_id != Some(id) {
                     return None;
                 }
