@@ -817,6 +817,9 @@ mod tests {
             );
         }
         let refused = tonic::Status::unavailable(NodeError::NoLeader.to_string());
-        assert!(matches!(leader_error(3, &node, refused), NodeError::NoLeader));
+        assert!(matches!(
+            leader_error(3, &node, refused),
+            NodeError::NoLeader
+        ));
     }
 }

@@ -127,7 +127,10 @@ impl Run {
         let mut row = |k: &str, v: String| {
             let _ = writeln!(s, "| {k:<34} | {v:<44} |");
         };
-        row("profile / seed", format!("{} / {}", self.profile, self.seed));
+        row(
+            "profile / seed",
+            format!("{} / {}", self.profile, self.seed),
+        );
         row("run time", format!("{:.1} s", self.seconds));
         row(
             "operations (recorded)",
@@ -173,7 +176,11 @@ impl Run {
             "linearizable",
             match (&check.inconclusive, check.linearizable) {
                 (Some(why), _) => format!("inconclusive: {why}"),
-                (None, true) => format!("yes ({} keys, {:.1} s)", check.keys, check_time.as_secs_f64()),
+                (None, true) => format!(
+                    "yes ({} keys, {:.1} s)",
+                    check.keys,
+                    check_time.as_secs_f64()
+                ),
                 (None, false) => "NO".into(),
             },
         );
@@ -313,9 +320,11 @@ async fn final_reads(chaos: &Chaos, shape: Shape, start: Instant, history: &mut 
             .await
             .expect("final read on a healed cluster")
             .into_inner();
-        let value = r
-            .found
-            .then(|| String::from_utf8_lossy(&r.value).parse().unwrap_or(u64::MAX));
+        let value = r.found.then(|| {
+            String::from_utf8_lossy(&r.value)
+                .parse()
+                .unwrap_or(u64::MAX)
+        });
         history.push(Event {
             client: 0,
             key,
@@ -364,14 +373,20 @@ fn conclude(run: &Run) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_short() {
     let run = run(&short_profile(), seed()).await;
-    assert!(conclude(&run), "the short chaos profile failed: see the summary above");
+    assert!(
+        conclude(&run),
+        "the short chaos profile failed: see the summary above"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: about 10 minutes; run with --ignored"]
 async fn chaos_long() {
     let run = run(&long_profile(), seed()).await;
-    assert!(conclude(&run), "the long chaos profile failed: see the summary above");
+    assert!(
+        conclude(&run),
+        "the long chaos profile failed: see the summary above"
+    );
 }
 
 /// Checks a saved run again (`CHAOS_REPLAY=FILE`), without a cluster.

@@ -2,8 +2,8 @@
 //! (and writes of keys that are written once, for the lost-write check), recording every
 //! operation with its invoke and complete times and its outcome.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -147,7 +147,9 @@ impl Client {
                 }
             }
             if !self.shape.think.is_zero() {
-                let jitter = self.rng.random_range(0..=self.shape.think.as_micros() as u64);
+                let jitter = self
+                    .rng
+                    .random_range(0..=self.shape.think.as_micros() as u64);
                 tokio::time::sleep(Duration::from_micros(jitter)).await;
             }
         }

@@ -532,7 +532,8 @@ mod tests {
         let trailer = good.len() - TRAILER as usize;
         let len = u32::from_be_bytes(good[trailer..trailer + 4].try_into().unwrap()) as usize;
         let start = trailer - len;
-        let mut manifest: serde_json::Value = serde_json::from_slice(&good[start..trailer]).unwrap();
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&good[start..trailer]).unwrap();
         change(&mut manifest);
         let json = serde_json::to_vec(&manifest).unwrap();
         let mut out = good[..start].to_vec();
