@@ -23,7 +23,8 @@
 //! `ReadIndex` with the cluster secret, runs for real.
 //!
 //! A panic anywhere in the node (any thread) aborts the process: libFuzzer records the
-//! input. A request that never gets an answer shows as a libFuzzer timeout. Answers with
+//! input. So does Raft stopping (the harness checks openraft's `running_state` after each
+//! input). A request that never gets an answer shows as a libFuzzer timeout. Answers with
 //! HTTP 500 (or another 5xx but 503/504/507) and the node's own gRPC INTERNAL errors are
 //! printed once each to stderr for review.
 #![no_main]
@@ -389,4 +390,10 @@ impl Harness {
 fuzz_target!(|data: &[u8]| {
     let h = harness();
     h.run(parse(data));
+    // A node whose Raft stopped (a storage error in apply, a fatal error in the core)
+    // answers everything with errors from then on: as bad as a panic, and silent. Blame
+    // this input (or, if the stop is published a moment late, the next one).
+    if let Err(fatal) = &h.node.raft.metrics().borrow().running_state {
+        panic!("the node's Raft stopped: {fatal}");
+    }
 });

@@ -15,10 +15,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    IoResult, Overlay, APIKEY_PREFIX, DATA_PREFIX, KEY_BYTES, KEY_KEYS, QUOTA_PREFIX, USAGE_PREFIX,
-};
+use super::{IoResult, Overlay, APIKEY_PREFIX, DATA_PREFIX, QUOTA_PREFIX, USAGE_PREFIX};
 use crate::security::audit::AuditRecord;
+use crate::security::keys::KeyRecord;
+use crate::security::quota::{Quota, Usage};
+use crate::store::decode;
 use crate::types::CommandResult;
 
 const STAGE_PREFIX: &[u8] = b"r/";
@@ -39,8 +40,19 @@ fn staged_key(key: &[u8]) -> Vec<u8> {
     [STAGE_PREFIX, key].concat()
 }
 
-fn be_u64(v: &[u8]) -> u64 {
-    v.try_into().map(u64::from_be_bytes).unwrap_or(0)
+/// Why a staged record could not be swapped in: the state machine could not read it back,
+/// and an apply that fails to read a record stops Raft on every node. None: it reads.
+fn unreadable(key: &[u8], value: &[u8]) -> Option<String> {
+    let err = if key.starts_with(APIKEY_PREFIX) {
+        decode::<KeyRecord>(value).err()
+    } else if key.starts_with(QUOTA_PREFIX) {
+        decode::<Quota>(value).err()
+    } else if key.starts_with(USAGE_PREFIX) {
+        decode::<Usage>(value).err()
+    } else {
+        None
+    }?;
+    Some(format!("{:?}: {err}", String::from_utf8_lossy(key)))
 }
 
 impl Overlay<'_> {
@@ -115,11 +127,25 @@ impl Overlay<'_> {
             args: format!("id={id} {}", s.source),
             result: String::new(),
         };
-        if (s.next_seq, s.pairs) != (chunks, pairs) {
-            let reason = format!(
-                "restore {id}: {} chunks with {} pairs were staged, the backup has {chunks} with {pairs}; nothing was changed, start the restore again",
-                s.next_seq, s.pairs
-            );
+        let staged = self.scan_prefix(STAGE_PREFIX)?;
+        let mut refusal = ((s.next_seq, s.pairs) != (chunks, pairs)).then(|| format!(
+            "restore {id}: {} chunks with {} pairs were staged, the backup has {chunks} with {pairs}; nothing was changed, start the restore again",
+            s.next_seq, s.pairs
+        ));
+        // The backup's records are checked before anything is swapped: its checksums say
+        // the file is as written, not that what was written can be read (a forged file, a
+        // chunk sent by hand, another release's format).
+        if refusal.is_none() {
+            if let Some(why) = staged
+                .iter()
+                .find_map(|(k, v)| unreadable(&k[STAGE_PREFIX.len()..], v))
+            {
+                refusal = Some(format!(
+                    "restore {id}: the backup holds a record this node cannot read ({why}); nothing was changed, use another backup"
+                ));
+            }
+        }
+        if let Some(reason) = refusal {
             audit.result = format!("refused: {reason}");
             self.append_audit(audit)?;
             return Ok(CommandResult::Rejected { reason });
@@ -129,15 +155,18 @@ impl Overlay<'_> {
                 self.writes.insert(k, None);
             }
         }
-        let (mut keys, mut bytes) = (0, 0);
-        for (staged, v) in self.scan_prefix(STAGE_PREFIX)? {
+        // The key and byte counts are taken from the data itself, not from the backup's
+        // bookkeeping pairs, so they cannot disagree with it (a count below the data
+        // underflows when keys are later deleted).
+        let (mut keys, mut bytes) = (0u64, 0u64);
+        for (staged, v) in staged {
             self.writes.insert(staged.clone(), None);
             let k = staged[STAGE_PREFIX.len()..].to_vec();
-            if k == KEY_KEYS {
-                keys = be_u64(&v);
-            } else if k == KEY_BYTES {
-                bytes = be_u64(&v);
-            } else if REPLACED.iter().any(|p| k.starts_with(p))
+            if let Some(user_key) = k.strip_prefix(DATA_PREFIX) {
+                keys += 1;
+                bytes += (user_key.len() + v.len()) as u64;
+            }
+            if REPLACED.iter().any(|p| k.starts_with(p))
                 || (k.starts_with(APIKEY_PREFIX) && self.get(&k)?.is_none())
             {
                 self.writes.insert(k, Some(v));

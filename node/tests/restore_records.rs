@@ -1,0 +1,158 @@
+//! Regression (found by the node_api fuzz target): a restore whose backup held records the
+//! state machine cannot read — here the payload of the fuzz seed, whose API-key, quota and
+//! usage pairs are placeholder bytes — was swapped in, and the apply that then read them
+//! (the commit itself reloading the API keys, or the next write to the tenant) failed; a
+//! failed apply stops Raft, on every node, since they all apply the same entries. The
+//! commit must refuse such a backup and change nothing, and the node must go on working.
+
+use openraft::storage::RaftStateMachine;
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use opsdeck_node::security::quota::{Tier, Usage};
+use opsdeck_node::store::{StateMachine, Storage};
+use opsdeck_node::types::{AdminAction, Command, CommandResult, Request, TypeConfig};
+use tempfile::TempDir;
+
+fn entry(index: u64, commands: Vec<Command>) -> Entry<TypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Request { commands }),
+    }
+}
+
+async fn apply(sm: &mut StateMachine, index: u64, command: Command) -> CommandResult {
+    let mut r = sm
+        .apply(vec![entry(index, vec![command])])
+        .await
+        .unwrap_or_else(|e| panic!("apply {index} failed (this stops Raft): {e}"));
+    r.remove(0).results.remove(0)
+}
+
+/// Restores `pairs` as one chunk; returns the commit's result.
+async fn restore(
+    sm: &mut StateMachine,
+    first: u64,
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+) -> CommandResult {
+    let n = pairs.len() as u64;
+    let begin = Command::RestoreBegin {
+        id: format!("r{first}"),
+        actor: "k1".into(),
+        at_ms: 1,
+        source: "fuzz".into(),
+    };
+    assert_eq!(apply(sm, first, begin).await, CommandResult::Done);
+    let chunk = Command::RestoreChunk {
+        id: format!("r{first}"),
+        seq: 0,
+        pairs,
+    };
+    assert_eq!(apply(sm, first + 1, chunk).await, CommandResult::Done);
+    let commit = Command::RestoreCommit {
+        id: format!("r{first}"),
+        actor: "k1".into(),
+        at_ms: 1,
+        chunks: 1,
+        pairs: n,
+    };
+    apply(sm, first + 2, commit).await
+}
+
+fn pair(k: &str, v: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    (k.as_bytes().to_vec(), v.to_vec())
+}
+
+fn put(key: &str, value: &str) -> Command {
+    Command::Put {
+        key: key.into(),
+        value: value.as_bytes().to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn a_backup_with_unreadable_records_is_refused_and_the_node_goes_on() {
+    let dir = TempDir::new().unwrap();
+    let mut storage = Storage::open(dir.path(), 1).unwrap();
+    let sm = &mut storage.state_machine;
+    assert!(matches!(
+        apply(sm, 1, put("acme/kept", "1")).await,
+        CommandResult::Put { .. }
+    ));
+    // What the fuzzer restored: the seed backup's payload, as the Restore RPC received it.
+    let seed = vec![
+        pair("d/acme/orders/1", b"hello"),
+        pair("d/acme/orders/2", b"world"),
+        pair("d/plain", b""),
+        pair("k/k0000beef", b"key record"),
+        pair("q/acme", b"quota"),
+        pair("u/acme", b"usage"),
+    ];
+    for (i, bad) in [
+        seed,
+        vec![pair("d/acme/x", b"1"), pair("u/acme", b"usage")],
+        vec![pair("d/acme/x", b"1"), pair("q/acme", b"quota")],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        match restore(sm, 10 * (i as u64 + 1), bad).await {
+            CommandResult::Rejected { reason } => {
+                assert!(reason.contains("cannot read"), "{reason}")
+            }
+            other => panic!("an unreadable backup was restored: {other:?}"),
+        }
+    }
+    // Nothing changed, and writes to the tenant still apply.
+    let reader = sm.reader();
+    assert_eq!(reader.get("acme/kept").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(reader.get("acme/orders/1").unwrap(), None);
+    assert!(matches!(
+        apply(sm, 40, put("acme/new", "2")).await,
+        CommandResult::Put { .. }
+    ));
+    assert!(reader.api_keys().is_ok());
+    assert!(reader.tenants().is_ok());
+}
+
+#[tokio::test]
+async fn a_restore_counts_keys_from_the_data_not_from_the_backups_bookkeeping() {
+    let dir = TempDir::new().unwrap();
+    let mut storage = Storage::open(dir.path(), 1).unwrap();
+    let sm = &mut storage.state_machine;
+    let usage = bincode::serialize(&Usage {
+        keys: 2,
+        bytes: 7,
+        violations: 0,
+    })
+    .unwrap();
+    let quota = bincode::serialize(&Tier::parse("free").unwrap().quota()).unwrap();
+    let pairs = vec![
+        pair("d/acme/a", b"1"),
+        pair("d/acme/b", b"22"),
+        // Bookkeeping that disagrees with the data (a forged or damaged backup).
+        pair("m/keys", &0u64.to_be_bytes()),
+        pair("m/bytes", &0u64.to_be_bytes()),
+        pair("u/acme", &usage),
+        pair("q/acme", &quota),
+    ];
+    assert_eq!(
+        restore(sm, 1, pairs).await,
+        CommandResult::Restored { keys: 2 }
+    );
+    let stats = sm.reader().stats();
+    assert_eq!((stats.keys, stats.bytes), (2, (6 + 1) + (6 + 2)));
+    // Deleting both keys leaves zero, not an underflow.
+    for (i, k) in ["acme/a", "acme/b"].iter().enumerate() {
+        let r = apply(sm, 10 + i as u64, Command::Delete { key: k.to_string() }).await;
+        assert_eq!(r, CommandResult::Delete { existed: true });
+    }
+    assert_eq!(sm.reader().stats().keys, 0);
+    // Admin actions on the restored tenant read its records.
+    let reset = Command::Admin {
+        actor: "k1".into(),
+        at_ms: 1,
+        action: AdminAction::ResetQuota {
+            tenant: "acme".into(),
+        },
+    };
+    assert_eq!(apply(sm, 20, reset).await, CommandResult::Done);
+}
