@@ -3,7 +3,8 @@
 use clap::Parser;
 use color_eyre::eyre::Result;
 use opsdeck::cli::{Cli, Command};
-use opsdeck::{admin, alerts, bench, compact, console, dev, logs, members, ops, run_node, verbs};
+use opsdeck::verbs::{admin, alerts, bench, compact, kv, logs, members, node};
+use opsdeck::{console, ops};
 
 fn main() {
     // The console adds a panic hook that restores the terminal before this report is
@@ -36,40 +37,40 @@ fn main() {
 
 async fn dispatch(command: Command) -> Result<()> {
     match command {
-        Command::Node(args) => run_node::run(args).await,
-        Command::Dev(args) => dev::run(args).await,
+        Command::Node(args) => node::run(args).await,
+        Command::Dev(args) => ops::dev_cluster::run(args).await,
         Command::Console(args) => console::run(args).await,
-        Command::Status(c) => verbs::status(&c).await,
-        Command::Members(c) => verbs::members(&c).await,
+        Command::Status(c) => kv::status(&c).await,
+        Command::Members(c) => kv::members(&c).await,
         Command::Put {
             key,
             value,
             cluster,
-        } => verbs::put(&cluster, key, value).await,
+        } => kv::put(&cluster, key, value).await,
         Command::Get {
             key,
             stale,
             cluster,
-        } => verbs::get(&cluster, key, stale).await,
-        Command::Del { key, cluster } => verbs::del(&cluster, key).await,
+        } => kv::get(&cluster, key, stale).await,
+        Command::Del { key, cluster } => kv::del(&cluster, key).await,
         Command::Cas {
             key,
             value,
             expect,
             cluster,
             ..
-        } => verbs::cas(&cluster, key, expect, value).await,
+        } => kv::cas(&cluster, key, expect, value).await,
         Command::Scan {
             prefix,
             limit,
             stale,
             cluster,
-        } => verbs::scan(&cluster, prefix, limit, stale).await,
+        } => kv::scan(&cluster, prefix, limit, stale).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Keys { action } => admin::keys(action).await,
         Command::Quota { action } => admin::quota(action).await,
         Command::Audit { limit, cluster } => admin::audit(limit, &cluster).await,
-        Command::Alerts(args) => alerts::verb::run(&args).await,
+        Command::Alerts(args) => alerts::run(&args).await,
         Command::Compact(c) => compact::run(&c).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Backup { out, cluster } => ops::backup::backup_verb(&cluster, &out).await,

@@ -19,7 +19,6 @@ mod expr;
 mod figures;
 mod observe;
 mod rules;
-pub mod verb;
 
 #[allow(unused_imports)] // the console uses more of the API than the CLI verb
 pub use eval::{AlertId, AlertState, Evaluator, Seen, State, Transition, RESOLVED_KEPT};

@@ -308,7 +308,7 @@ impl App {
             },
             ("save", path) => {
                 let path = if path.is_empty() {
-                    format!("opsdeck-logs-{}.txt", super::format::unix_ms() / 1000)
+                    format!("opsdeck-logs-{}.txt", crate::format::unix_ms() / 1000)
                 } else {
                     path.to_string()
                 };

@@ -7,7 +7,7 @@ use color_eyre::eyre::{eyre, Result};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::format::line_of;
+use crate::format::line_of;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,8 +12,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use toml::Spanned;
 
 use super::action::{self, Action};
-use super::format::line_of;
 use super::panes::PaneKind;
+use crate::format::line_of;
 
 pub const BUILTIN: &[(&str, &str)] = &[
     ("default", include_str!("../../keymaps/default.toml")),

@@ -11,7 +11,6 @@
 pub mod action;
 pub mod app;
 pub mod config;
-pub mod format;
 pub mod keymap;
 pub mod model;
 pub mod ops;
@@ -118,13 +117,13 @@ pub fn resolve(args: &mut ConsoleArgs) -> Result<Settings> {
         read_only: args.read_only || args.war_room || config.read_only.unwrap_or(false),
         war_room: args.war_room.then_some(cycle),
         rules,
-        dev_dir: crate::members::dev_dir(&args.cluster),
+        dev_dir: crate::verbs::members::dev_dir(&args.cluster),
     })
 }
 
 pub async fn run(mut args: ConsoleArgs) -> Result<()> {
     let settings = resolve(&mut args)?;
-    let client = crate::verbs::connect(&args.cluster)?;
+    let client = crate::verbs::kv::connect(&args.cluster)?;
     open(client, settings).await
 }
 
@@ -151,7 +150,7 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
         settings.depth,
     );
     app.read_only = settings.read_only;
-    app.utc_offset = format::local_utc_offset();
+    app.utc_offset = crate::format::local_utc_offset();
     app.war_room = settings.war_room.map(|cycle_secs| WarRoom { cycle_secs });
     app.alerts = panes::AlertsView::new(settings.rules);
     app.stall_ms = watch::stall(settings.refresh).as_millis() as i64;
@@ -282,7 +281,7 @@ async fn event_loop(
                 dirty = true;
             }
             _ = alert_tick.tick() => {
-                panes::alerts::tick(app, format::unix_ms());
+                panes::alerts::tick(app, crate::format::unix_ms());
                 dirty = true;
             }
             _ = sigterm.recv() => return Ok(()),

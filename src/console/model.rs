@@ -327,7 +327,7 @@ impl Model {
                 kind: "node_up".into(),
                 detail: format!(
                     "node {id} ({endpoint}) reachable again after {}",
-                    super::format::duration_secs(((at - since_ms).max(0) / 1000) as u64)
+                    crate::format::duration_secs(((at - since_ms).max(0) / 1000) as u64)
                 ),
                 term: s.term,
                 seen_by: vec![],
@@ -473,7 +473,7 @@ impl Model {
                     (Link::Up, _) => (
                         Err(format!(
                             "no status frame for {}",
-                            super::format::duration_secs(
+                            crate::format::duration_secs(
                                 ((now_ms - n.last_frame_ms).max(0) / 1000) as u64
                             )
                         )),

@@ -1,7 +1,7 @@
 //! The operations actions in the console: a question on the command line (a file name, a
 //! grace period, a typed confirmation naming the target), then the action runs in the
-//! background — the same code as the CLI verb (`crate::ops`, `crate::compact`,
-//! `crate::admin`) — reporting progress to a dialog, and ends with its outcome in the
+//! background — the same code as the CLI verb (`crate::ops`, `crate::verbs::compact`,
+//! `crate::verbs::admin`) — reporting progress to a dialog, and ends with its outcome in the
 //! dialog, on the message line and on the timeline. Input and drawing never wait for it.
 
 use std::path::PathBuf;
@@ -11,10 +11,10 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::app::{App, Input, InputKind};
-use super::format as fmt;
 use super::model::TimelineEntry;
 use super::model::Update;
 use crate::client::ClusterClient;
+use crate::format as fmt;
 use crate::ops::backup::{self, Progress};
 use crate::ops::membership::{self, NewNode};
 
@@ -312,8 +312,8 @@ impl App {
             Pending::ConfirmCompact => {
                 self.running("compact all nodes".into());
                 tokio::spawn(async move {
-                    let outcomes = crate::compact::compact_all(&client).await;
-                    let (ok, text) = crate::compact::summary(&outcomes);
+                    let outcomes = crate::verbs::compact::compact_all(&client).await;
+                    let (ok, text) = crate::verbs::compact::summary(&outcomes);
                     report(&tx, ok, text);
                 });
             }
@@ -367,7 +367,7 @@ impl App {
                         Err(e) => (false, format!("remove node {id} failed: {e:#}")),
                     };
                     if let (true, Some(dir)) = (ok, dev_dir) {
-                        match crate::dev::stop_member(&dir, id).await {
+                        match crate::ops::dev_cluster::stop_member(&dir, id).await {
                             Ok(Some((pid, _))) => {
                                 text.push_str(&format!("; its process {pid} was stopped"))
                             }
@@ -409,7 +409,9 @@ impl App {
                 };
                 self.running(format!("rotate key {id}"));
                 tokio::spawn(async move {
-                    let event = match crate::admin::rotate_key(&client, id.clone(), grace).await {
+                    let event = match crate::verbs::admin::rotate_key(&client, id.clone(), grace)
+                        .await
+                    {
                         Ok(reply) => {
                             let new_id =
                                 reply.key.as_ref().map(|k| k.id.clone()).unwrap_or_default();
@@ -481,7 +483,7 @@ impl App {
                     _ => "action".into(),
                 };
                 self.model.push_timeline(TimelineEntry {
-                    unix_ms: super::format::unix_ms(),
+                    unix_ms: crate::format::unix_ms(),
                     kind: if ok { "action_ok" } else { "action_failed" }.into(),
                     detail: text.clone(),
                     term: 0,
@@ -618,7 +620,7 @@ async fn add_node(
     let node = match (given, dev_dir) {
         (Some(n), _) => n,
         (None, Some(dir)) => {
-            crate::members::spawn_into(client, &dir, &mut progress)
+            crate::verbs::members::spawn_into(client, &dir, &mut progress)
                 .await?
                 .0
         }

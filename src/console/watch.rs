@@ -13,9 +13,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tonic::Code;
 
-use super::format::unix_ms;
 use super::model::{KeysError, Update};
 use crate::client::{describe, ClusterClient, NodeRpc};
+use crate::format::unix_ms;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const MIN_BACKOFF: Duration = Duration::from_millis(250);

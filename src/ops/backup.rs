@@ -15,8 +15,8 @@ use serde_json::json;
 
 use crate::cli::ClusterArgs;
 use crate::client::{describe, ClusterClient};
-use crate::console::format as fmt;
-use crate::verbs::connect;
+use crate::format as fmt;
+use crate::verbs::kv::connect;
 
 /// Bytes done of a total, since a start time.
 #[derive(Debug, Clone, Copy)]

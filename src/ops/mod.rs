@@ -1,6 +1,7 @@
-//! The operations actions (backup, restore, membership changes): one implementation each,
-//! called by the CLI verbs and by the console's dialogs, reporting progress to a callback
-//! and ending with an outcome or a precise error.
+//! The operations actions (backup, restore, membership changes, the dev cluster's
+//! processes): one implementation each, called by the CLI verbs and by the console's
+//! dialogs, reporting progress to a callback and ending with an outcome or a precise error.
 
 pub mod backup;
+pub mod dev_cluster;
 pub mod membership;

@@ -14,9 +14,9 @@ use super::{block, scroll};
 use crate::alerts::{AlertId, AlertState, Evaluator, Rules, Severity, State};
 use crate::console::action::Action;
 use crate::console::app::{App, Input, InputKind};
-use crate::console::format::{clock, cut, duration_secs};
 use crate::console::model::{Link, TimelineEntry};
 use crate::console::theme::Role;
+use crate::format::{clock, cut, duration_secs};
 
 /// Longest silence `:silence` accepts.
 const MAX_SILENCE: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -8,9 +8,9 @@ use ratatui::Frame;
 
 use crate::console::action::Action;
 use crate::console::app::App;
-use crate::console::format::duration_secs;
 use crate::console::ops::Dialog;
 use crate::console::theme::Role;
+use crate::format::duration_secs;
 
 pub fn draw(app: &App, dialog: &Dialog, f: &mut Frame, body: Rect) {
     let t = &app.theme;

@@ -9,9 +9,9 @@ use ratatui::Frame;
 
 use super::{block, node_label};
 use crate::console::app::App;
-use crate::console::format::{bytes, duration_secs};
 use crate::console::model::{Link, NodeView};
 use crate::console::theme::Role;
+use crate::format::{bytes, duration_secs};
 
 const GROWTH_WINDOW_MS: i64 = 5 * 60 * 1000;
 

@@ -8,9 +8,9 @@ use ratatui::Frame;
 
 use super::{block, node_label};
 use crate::console::app::App;
-use crate::console::format::{bytes, clock, opt};
 use crate::console::model::Link;
 use crate::console::theme::Role;
+use crate::format::{bytes, clock, opt};
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;

@@ -10,9 +10,9 @@ use ratatui::Frame;
 use super::{block, scroll};
 use crate::console::action::Action;
 use crate::console::app::App;
-use crate::console::format::{clock, cut, date_time};
 use crate::console::theme::Role;
 use crate::console::watch::KEYS_EVERY;
+use crate::format::{clock, cut, date_time};
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;

@@ -13,9 +13,9 @@ use ratatui::Frame;
 use super::block;
 use crate::console::action::Action;
 use crate::console::app::App;
-use crate::console::format::clock;
 use crate::console::model::{Level, LogLine, Model};
 use crate::console::theme::{Role, Theme};
+use crate::format::clock;
 
 #[derive(Debug, Clone, Default)]
 pub struct LogsView {
@@ -308,10 +308,7 @@ pub fn handle(app: &mut App, action: Action) -> bool {
             }
         }
         Action::SaveLogs => {
-            let path = format!(
-                "opsdeck-logs-{}.txt",
-                crate::console::format::unix_ms() / 1000
-            );
+            let path = format!("opsdeck-logs-{}.txt", crate::format::unix_ms() / 1000);
             save(app, &path);
         }
         _ => return false,

@@ -10,9 +10,9 @@ use ratatui::Frame;
 use super::{block, node_label};
 use crate::console::action::Action;
 use crate::console::app::App;
-use crate::console::format::{bytes, micros, rate};
 use crate::console::model::{Link, NodeView, Sample};
 use crate::console::theme::Role;
+use crate::format::{bytes, micros, rate};
 
 /// Errors per second between consecutive samples.
 fn error_rates(samples: &[Sample]) -> Vec<f64> {

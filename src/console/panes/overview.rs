@@ -10,9 +10,9 @@ use ratatui::Frame;
 use super::{block, PaneKind};
 use crate::console::action::Action;
 use crate::console::app::App;
-use crate::console::format::{clock, cut, duration_secs, opt};
 use crate::console::model::{Link, Verdict, LAG_WARN};
 use crate::console::theme::Role;
+use crate::format::{clock, cut, duration_secs, opt};
 
 pub fn verdict_line(app: &App) -> Line<'static> {
     let (verdict, text) = app.model.verdict();

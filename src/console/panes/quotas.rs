@@ -11,9 +11,9 @@ use ratatui::Frame;
 use super::{block, scroll};
 use crate::console::action::Action;
 use crate::console::app::App;
-use crate::console::format::{bytes, clock, cut};
 use crate::console::model::{Link, Model};
 use crate::console::theme::{Role, Theme};
+use crate::format::{bytes, clock, cut};
 
 /// The newest frame of a node that is up (the highest applied index among equals).
 pub fn freshest(model: &Model) -> Option<&NodeStatus> {

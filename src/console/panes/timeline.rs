@@ -10,8 +10,8 @@ use ratatui::Frame;
 use super::block;
 use crate::console::action::Action;
 use crate::console::app::App;
-use crate::console::format::clock;
 use crate::console::theme::Role;
+use crate::format::clock;
 
 #[derive(Debug, Clone, Default)]
 pub struct TimelineView {

@@ -22,10 +22,10 @@ use opsdeck_node::pb::{AddLearnerRequest, ChangeMembershipRequest, StatusRequest
 use tokio::process::{Child, Command};
 
 use crate::cli::{ClusterArgs, ConsoleArgs, DevArgs, RaftTiming};
-use crate::client::{self, ApiKey};
-use crate::cluster_file::{
+use crate::client::cluster_file::{
     default_dev_dir, ClusterFile, NodeEntry, NodeSettings, ADMIN_KEY_FILE, FILE_NAME,
 };
+use crate::client::{self, ApiKey};
 use opsdeck_node::security::cluster_secret::{self, write_private, ClusterSecret};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -58,12 +58,12 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let cluster = DevCluster::start(&args).await?;
     cluster.print_summary();
     let Some(mut settings) = settings else {
-        crate::run_node::shutdown_signal().await;
+        crate::verbs::node::shutdown_signal().await;
         return cluster.stop().await;
     };
     console_args.cluster.cluster = Some(cluster.dir.clone());
     settings.dev_dir = Some(cluster.dir.clone());
-    let opened = match crate::verbs::connect(&console_args.cluster) {
+    let opened = match crate::verbs::kv::connect(&console_args.cluster) {
         Ok(client) => crate::console::open(client, settings).await,
         Err(e) => Err(e),
     };

@@ -9,9 +9,9 @@ use opsdeck_node::pb::{
 use serde_json::json;
 
 use crate::cli::ClusterArgs;
+use crate::client::cluster_file::{default_dev_dir, ClusterFile, ADMIN_KEY_FILE};
 use crate::client::{ApiKey, ClusterClient};
-use crate::cluster_file::{default_dev_dir, ClusterFile, ADMIN_KEY_FILE};
-use crate::table::{self, opt};
+use crate::format::table::{self, opt};
 
 /// The endpoints a verb talks to: `--endpoints`, else the cluster file of `--cluster` or the
 /// default dev dir.
@@ -89,7 +89,7 @@ fn status_json(endpoint: &str, s: &Result<NodeStatus, String>) -> serde_json::Va
             "storage_keys": s.storage_keys,
             "storage_bytes": s.storage_bytes,
             "cluster_id": s.cluster_id,
-            "quotas": s.quotas.iter().map(crate::admin::usage_json).collect::<Vec<_>>(),
+            "quotas": s.quotas.iter().map(crate::verbs::admin::usage_json).collect::<Vec<_>>(),
         }),
         Err(e) => json!({ "endpoint": endpoint, "reachable": false, "error": e }),
     }

@@ -10,7 +10,7 @@ use color_eyre::eyre::{eyre, Result};
 use serde_json::json;
 
 use crate::cli::{AddNodeArgs, ClusterArgs, RemoveNodeArgs, TransferLeaderArgs};
-use crate::cluster_file::{default_dev_dir, FILE_NAME};
+use crate::client::cluster_file::{default_dev_dir, FILE_NAME};
 use crate::ops::membership::{self, NewNode, Progress};
 
 /// The dev cluster dir a verb works on: only when no --endpoints are given and the dir
@@ -59,10 +59,10 @@ pub async fn spawn_into(
     client: &crate::client::ClusterClient,
     dir: &std::path::Path,
     progress: &mut (dyn FnMut(&Progress) + Send),
-) -> Result<(NewNode, crate::cluster_file::NodeEntry)> {
+) -> Result<(NewNode, crate::client::cluster_file::NodeEntry)> {
     let (_, leader) = client.leader().await?;
     let taken: Vec<u64> = leader.members.iter().map(|m| m.id).collect();
-    let entry = crate::dev::spawn_member(dir, &taken).await?;
+    let entry = crate::ops::dev_cluster::spawn_member(dir, &taken).await?;
     progress(&Progress::Spawned {
         id: entry.id,
         pid: entry.pid.unwrap_or(0),
@@ -78,7 +78,7 @@ pub async fn spawn_into(
 }
 
 pub async fn add_node(args: AddNodeArgs) -> Result<()> {
-    let client = crate::verbs::connect(&args.cluster)?;
+    let client = crate::verbs::kv::connect(&args.cluster)?;
     let mut progress = printer();
     let (node, spawned) = if args.spawn {
         let dir = dev_dir(&args.cluster).ok_or_else(|| {
@@ -161,7 +161,7 @@ pub async fn add_node(args: AddNodeArgs) -> Result<()> {
 }
 
 pub async fn remove_node(args: RemoveNodeArgs) -> Result<()> {
-    let client = crate::verbs::connect(&args.cluster)?;
+    let client = crate::verbs::kv::connect(&args.cluster)?;
     let mut progress = printer();
     let outcome = membership::remove_node(&client, args.id, args.force, &mut progress).await?;
     if let Some(why) = &outcome.overridden {
@@ -170,19 +170,21 @@ pub async fn remove_node(args: RemoveNodeArgs) -> Result<()> {
     // In a dev cluster the removed node's process goes too.
     let mut stopped = None;
     if let Some(dir) = dev_dir(&args.cluster) {
-        let pid = crate::cluster_file::ClusterFile::load(&dir)
+        let pid = crate::client::cluster_file::ClusterFile::load(&dir)
             .ok()
             .and_then(|f| f.nodes.into_iter().find(|n| n.id == args.id))
             .and_then(|n| n.pid);
         if let Some(pid) = pid {
             progress(&Progress::StoppingProcess { id: args.id, pid });
         }
-        stopped = crate::dev::stop_member(&dir, args.id).await.map_err(|e| {
-            eyre!(
-                "node {} was removed from the cluster, but stopping its process failed: {e}",
-                args.id
-            )
-        })?;
+        stopped = crate::ops::dev_cluster::stop_member(&dir, args.id)
+            .await
+            .map_err(|e| {
+                eyre!(
+                    "node {} was removed from the cluster, but stopping its process failed: {e}",
+                    args.id
+                )
+            })?;
     }
     if args.cluster.json {
         let mut v = serde_json::to_value(&outcome)?;
@@ -217,7 +219,7 @@ pub async fn remove_node(args: RemoveNodeArgs) -> Result<()> {
 }
 
 pub async fn transfer_leader(args: TransferLeaderArgs) -> Result<()> {
-    let client = crate::verbs::connect(&args.cluster)?;
+    let client = crate::verbs::kv::connect(&args.cluster)?;
     let mut progress = printer();
     let t = membership::transfer_leader(&client, args.to, &mut progress).await?;
     if args.cluster.json {

@@ -10,8 +10,8 @@ use serde_json::json;
 
 use crate::cli::ClusterArgs;
 use crate::client::ClusterClient;
-use crate::table;
-use crate::verbs::connect;
+use crate::format::table;
+use crate::verbs::kv::connect;
 
 /// A compact waits for a snapshot and a purge on a busy node; give it time.
 const COMPACT_TIMEOUT: Duration = Duration::from_secs(150);

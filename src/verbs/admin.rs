@@ -11,9 +11,9 @@ use serde_json::json;
 
 use crate::cli::{ClusterArgs, KeysAction, QuotaAction};
 use crate::client::ClusterClient;
-use crate::console::format as fmt;
-use crate::table;
-use crate::verbs::connect;
+use crate::format as fmt;
+use crate::format::table;
+use crate::verbs::kv::connect;
 
 /// A wall-clock time as `2026-11-23T16:20:01Z`.
 pub fn time(unix_ms: i64) -> String {

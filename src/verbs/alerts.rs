@@ -7,10 +7,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use color_eyre::eyre::{eyre, Result};
 use serde_json::{json, Value};
 
-use super::{AlertState, Evaluator, Rules, State, Subject, Transition};
+use crate::alerts::{AlertState, Evaluator, Rules, Severity, State, Subject, Transition};
 use crate::cli::AlertsArgs;
-use crate::table::{self, cut};
-use crate::verbs;
+use crate::format::table::{self, cut};
+use crate::verbs::kv;
 
 const WIDTH: usize = 80;
 
@@ -22,8 +22,8 @@ fn unix_ms_now() -> i64 {
 
 fn rfc3339(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    crate::console::format::rfc3339(humantime::format_rfc3339_seconds(t))
-        .unwrap_or_else(|| crate::console::format::AFTER_9999.into())
+    crate::format::rfc3339(humantime::format_rfc3339_seconds(t))
+        .unwrap_or_else(|| crate::format::AFTER_9999.into())
 }
 
 /// At most two units: `45s`, `3m20s`, `2h5m`, `4d3h`.
@@ -98,9 +98,9 @@ fn state_word(s: State) -> &'static str {
 
 fn severity_word(a: &AlertState) -> &'static str {
     match a.severity {
-        super::Severity::Info => "info",
-        super::Severity::Warning => "warn",
-        super::Severity::Critical => "crit",
+        Severity::Info => "info",
+        Severity::Warning => "warn",
+        Severity::Critical => "crit",
     }
 }
 
@@ -193,7 +193,7 @@ pub async fn run(args: &AlertsArgs) -> Result<()> {
             humantime::format_duration(args.interval)
         ));
     }
-    let client = verbs::connect(&args.cluster)?;
+    let client = kv::connect(&args.cluster)?;
     // A hung node costs at most this per tick; a stopped one answers at once.
     let ask_timeout = args
         .interval
@@ -204,7 +204,7 @@ pub async fn run(args: &AlertsArgs) -> Result<()> {
     if args.follow {
         let mut tick = tokio::time::interval(args.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let stop = crate::run_node::shutdown_signal();
+        let stop = crate::verbs::node::shutdown_signal();
         tokio::pin!(stop);
         eprintln!(
             "watching {} with {} rules from {} every {}; Ctrl-C stops",

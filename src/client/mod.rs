@@ -2,6 +2,8 @@
 //! being elected, so a CLI verb works as long as any node answers. Nodes forward writes and
 //! linearizable reads to the leader themselves, so any reachable node will do.
 
+pub mod cluster_file;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::cli::LogsArgs;
 use crate::client::NodeRpc;
-use crate::verbs::connect;
+use crate::verbs::kv::connect;
 
 /// How long a node may take to accept the Watch call and send its history.
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -141,8 +141,8 @@ async fn pump(endpoint: String, mut client: NodeRpc, history: u32, tx: mpsc::Sen
 /// `HH:MM:SS.mmm` (UTC) of a Unix time in milliseconds.
 fn clock(unix_ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_millis(unix_ms.max(0) as u64);
-    let stamp = crate::console::format::rfc3339(humantime::format_rfc3339_millis(t))
-        .unwrap_or_else(|| crate::console::format::AFTER_9999.into());
+    let stamp = crate::format::rfc3339(humantime::format_rfc3339_millis(t))
+        .unwrap_or_else(|| crate::format::AFTER_9999.into());
     stamp.get(11..23).unwrap_or(&stamp).to_string()
 }
 

@@ -2,7 +2,9 @@
 //! shifted by a UTC offset fixed at start, so drawing never reads the clock (and snapshot
 //! tests use offset 0).
 
-pub use crate::table::{cut, opt};
+pub mod table;
+
+pub use table::{cut, opt};
 
 /// The local UTC offset in seconds, as the C library sees it now.
 pub fn local_utc_offset() -> i64 {
