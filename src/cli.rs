@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::client::Target;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "opsdeck",
@@ -291,6 +293,19 @@ pub struct ClusterArgs {
     /// How long to keep retrying while no node answers or no leader is elected.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+}
+
+impl ClusterArgs {
+    /// The cluster these flags name.
+    pub fn target(&self) -> Target {
+        Target {
+            endpoints: self.endpoints.clone(),
+            cluster_dir: self.cluster.clone(),
+            key_file: self.key_file.clone(),
+            tls_ca: self.tls_ca.clone(),
+            timeout: self.timeout,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

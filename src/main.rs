@@ -3,8 +3,8 @@
 use clap::Parser;
 use color_eyre::eyre::Result;
 use opsdeck::cli::{Cli, Command};
-use opsdeck::verbs::{admin, alerts, bench, compact, kv, logs, members, node};
-use opsdeck::{console, ops};
+use opsdeck::console;
+use opsdeck::verbs::{admin, alerts, backup, bench, compact, dev, kv, logs, members, node};
 
 fn main() {
     // The console adds a panic hook that restores the terminal before this report is
@@ -38,7 +38,7 @@ fn main() {
 async fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Node(args) => node::run(args).await,
-        Command::Dev(args) => ops::dev_cluster::run(args).await,
+        Command::Dev(args) => dev::run(args).await,
         Command::Console(args) => console::run(args).await,
         Command::Status(c) => kv::status(&c).await,
         Command::Members(c) => kv::members(&c).await,
@@ -73,11 +73,9 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Alerts(args) => alerts::run(&args).await,
         Command::Compact(c) => compact::run(&c).await,
         Command::Logs(args) => logs::run(args).await,
-        Command::Backup { out, cluster } => ops::backup::backup_verb(&cluster, &out).await,
-        Command::VerifyBackup { file, json } => ops::backup::verify_verb(&file, json),
-        Command::Restore { file, yes, cluster } => {
-            ops::backup::restore_verb(&cluster, &file, yes).await
-        }
+        Command::Backup { out, cluster } => backup::backup(&cluster, &out).await,
+        Command::VerifyBackup { file, json } => backup::verify(&file, json),
+        Command::Restore { file, yes, cluster } => backup::restore(&cluster, &file, yes).await,
         Command::AddNode(args) => members::add_node(args).await,
         Command::RemoveNode(args) => members::remove_node(args).await,
         Command::TransferLeader(args) => members::transfer_leader(args).await,

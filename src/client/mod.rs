@@ -3,6 +3,9 @@
 //! linearizable reads to the leader themselves, so any reachable node will do.
 
 pub mod cluster_file;
+mod target;
+
+pub use target::Target;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -117,13 +117,13 @@ pub fn resolve(args: &mut ConsoleArgs) -> Result<Settings> {
         read_only: args.read_only || args.war_room || config.read_only.unwrap_or(false),
         war_room: args.war_room.then_some(cycle),
         rules,
-        dev_dir: crate::verbs::members::dev_dir(&args.cluster),
+        dev_dir: args.cluster.target().dev_dir(),
     })
 }
 
 pub async fn run(mut args: ConsoleArgs) -> Result<()> {
     let settings = resolve(&mut args)?;
-    let client = crate::verbs::kv::connect(&args.cluster)?;
+    let client = args.cluster.target().connect()?;
     open(client, settings).await
 }
 

@@ -1,7 +1,6 @@
 //! The operations actions in the console: a question on the command line (a file name, a
 //! grace period, a typed confirmation naming the target), then the action runs in the
-//! background — the same code as the CLI verb (`crate::ops`, `crate::verbs::compact`,
-//! `crate::verbs::admin`) — reporting progress to a dialog, and ends with its outcome in the
+//! background — the same code as the CLI verb (`crate::ops`) — reporting progress to a dialog, and ends with its outcome in the
 //! dialog, on the message line and on the timeline. Input and drawing never wait for it.
 
 use std::path::PathBuf;
@@ -312,8 +311,8 @@ impl App {
             Pending::ConfirmCompact => {
                 self.running("compact all nodes".into());
                 tokio::spawn(async move {
-                    let outcomes = crate::verbs::compact::compact_all(&client).await;
-                    let (ok, text) = crate::verbs::compact::summary(&outcomes);
+                    let outcomes = crate::ops::compact::compact_all(&client).await;
+                    let (ok, text) = crate::ops::compact::summary(&outcomes);
                     report(&tx, ok, text);
                 });
             }
@@ -409,8 +408,7 @@ impl App {
                 };
                 self.running(format!("rotate key {id}"));
                 tokio::spawn(async move {
-                    let event = match crate::verbs::admin::rotate_key(&client, id.clone(), grace)
-                        .await
+                    let event = match crate::ops::keys::rotate_key(&client, id.clone(), grace).await
                     {
                         Ok(reply) => {
                             let new_id =
@@ -620,7 +618,7 @@ async fn add_node(
     let node = match (given, dev_dir) {
         (Some(n), _) => n,
         (None, Some(dir)) => {
-            crate::verbs::members::spawn_into(client, &dir, &mut progress)
+            crate::ops::dev_cluster::spawn_into(client, &dir, &mut progress)
                 .await?
                 .0
         }

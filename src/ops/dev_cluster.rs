@@ -1,4 +1,5 @@
-//! `opsdeck dev`: a local cluster of `opsdeck node` child processes on 127.0.0.1.
+//! The dev cluster: `opsdeck node` child processes on 127.0.0.1, started, formed, resumed
+//! and stopped (the `opsdeck dev` verb runs it and opens the console on it).
 //!
 //! A fresh directory gets a new cluster (node 1 bootstraps, the others join as learners and
 //! are promoted to voters); a directory holding a stopped cluster is resumed from its data.
@@ -21,7 +22,8 @@ use color_eyre::eyre::{eyre, Result, WrapErr};
 use opsdeck_node::pb::{AddLearnerRequest, ChangeMembershipRequest, StatusRequest};
 use tokio::process::{Child, Command};
 
-use crate::cli::{ClusterArgs, ConsoleArgs, DevArgs, RaftTiming};
+use super::membership::{NewNode, Progress};
+use crate::cli::{DevArgs, RaftTiming};
 use crate::client::cluster_file::{
     default_dev_dir, ClusterFile, NodeEntry, NodeSettings, ADMIN_KEY_FILE, FILE_NAME,
 };
@@ -35,41 +37,6 @@ pub struct DevCluster {
     pub file: ClusterFile,
     children: Vec<(u64, Child)>,
     keep: bool,
-}
-
-pub async fn run(args: DevArgs) -> Result<()> {
-    // A bad keymap or theme is refused before any node starts.
-    let mut console_args = ConsoleArgs {
-        cluster: ClusterArgs {
-            cluster: Some(args.dir.clone().unwrap_or_else(default_dev_dir)),
-            timeout: Duration::from_secs(10),
-            ..ClusterArgs::default()
-        },
-        keymap: args.keymap.clone(),
-        theme: args.theme.clone(),
-        ..ConsoleArgs::default()
-    };
-    let settings = if args.headless {
-        None
-    } else {
-        crate::console::require_terminal("pass --headless to run the cluster without it")?;
-        Some(crate::console::resolve(&mut console_args)?)
-    };
-    let cluster = DevCluster::start(&args).await?;
-    cluster.print_summary();
-    let Some(mut settings) = settings else {
-        crate::verbs::node::shutdown_signal().await;
-        return cluster.stop().await;
-    };
-    console_args.cluster.cluster = Some(cluster.dir.clone());
-    settings.dev_dir = Some(cluster.dir.clone());
-    let opened = match crate::verbs::kv::connect(&console_args.cluster) {
-        Ok(client) => crate::console::open(client, settings).await,
-        Err(e) => Err(e),
-    };
-    // Quitting the console stops the cluster (unless --keep), whatever the console's fate.
-    let stopped = cluster.stop().await;
-    opened.and(stopped)
 }
 
 /// Fails naming the port if anything already listens on it.
@@ -211,6 +178,29 @@ pub async fn spawn_member(dir: &Path, taken: &[u64]) -> Result<NodeEntry> {
     cluster.children.clear();
     serving?;
     Ok(entry)
+}
+
+/// Starts a new node in the dev cluster at `dir` (next free id and ports), not yet a member.
+pub async fn spawn_into(
+    client: &crate::client::ClusterClient,
+    dir: &std::path::Path,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+) -> Result<(NewNode, NodeEntry)> {
+    let (_, leader) = client.leader().await?;
+    let taken: Vec<u64> = leader.members.iter().map(|m| m.id).collect();
+    let entry = spawn_member(dir, &taken).await?;
+    progress(&Progress::Spawned {
+        id: entry.id,
+        pid: entry.pid.unwrap_or(0),
+        grpc: entry.grpc.clone(),
+        http: entry.http.clone(),
+    });
+    let node = NewNode {
+        id: entry.id,
+        grpc: entry.grpc.clone(),
+        http: entry.http.clone(),
+    };
+    Ok((node, entry))
 }
 
 /// Stops node `id` of the dev cluster at `dir` (if it runs) and drops it from

@@ -3,5 +3,7 @@
 //! dialogs, reporting progress to a callback and ending with an outcome or a precise error.
 
 pub mod backup;
+pub mod compact;
 pub mod dev_cluster;
+pub mod keys;
 pub mod membership;

@@ -2,36 +2,29 @@
 //! to the leader); they need an admin key.
 
 use std::path::Path;
-use std::time::{Duration, UNIX_EPOCH};
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use opsdeck_node::pb::*;
 use opsdeck_node::security::cluster_secret::write_private;
 use serde_json::json;
 
+use super::connect;
 use crate::cli::{ClusterArgs, KeysAction, QuotaAction};
-use crate::client::ClusterClient;
 use crate::format as fmt;
 use crate::format::table;
-use crate::verbs::kv::connect;
-
-/// A wall-clock time as `2026-11-23T16:20:01Z`.
-pub fn time(unix_ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(unix_ms.max(0) as u64);
-    fmt::rfc3339(humantime::format_rfc3339_seconds(t)).unwrap_or_else(|| fmt::AFTER_9999.into())
-}
+use crate::ops::keys::rotate_key;
 
 fn opt_time(unix_ms: Option<i64>) -> String {
-    unix_ms.map(time).unwrap_or_else(|| "-".into())
+    unix_ms.map(fmt::utc_seconds).unwrap_or_else(|| "-".into())
 }
 
 fn key_json(k: &ApiKeyInfo) -> serde_json::Value {
     json!({
         "id": k.id, "role": k.role, "tenants": k.tenants, "state": k.state,
-        "created": time(k.created_unix_ms),
-        "expires": k.expires_unix_ms.map(time),
-        "revoked": k.revoked_unix_ms.map(time),
-        "last_used": k.last_used_unix_ms.map(time),
+        "created": fmt::utc_seconds(k.created_unix_ms),
+        "expires": k.expires_unix_ms.map(fmt::utc_seconds),
+        "revoked": k.revoked_unix_ms.map(fmt::utc_seconds),
+        "last_used": k.last_used_unix_ms.map(fmt::utc_seconds),
         "successor": k.successor,
     })
 }
@@ -63,7 +56,7 @@ fn reveal(reply: &NewKeyReply, out: Option<&Path>, json_out: bool) -> Result<()>
         if let Some(old) = &reply.replaced {
             v["replaced"] = key_json(old);
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::print_json(&v)?;
         return Ok(());
     }
     println!(
@@ -100,10 +93,7 @@ pub async fn keys(action: KeysAction) -> Result<()> {
                 .await?;
             if cluster.json {
                 let keys: Vec<_> = reply.keys.iter().map(key_json).collect();
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({ "keys": keys }))?
-                );
+                super::print_json(&json!({ "keys": keys }))?;
                 return Ok(());
             }
             let rows: Vec<Vec<String>> = reply
@@ -163,7 +153,7 @@ pub async fn keys(action: KeysAction) -> Result<()> {
                 })
                 .await?;
             if cluster.json {
-                println!("{}", serde_json::to_string_pretty(&key_json(&key))?);
+                super::print_json(&key_json(&key))?;
             } else {
                 println!(
                     "key {} revoked at {}",
@@ -176,38 +166,14 @@ pub async fn keys(action: KeysAction) -> Result<()> {
     Ok(())
 }
 
-/// Rotates key `id`: a successor with the same role and tenants; the old key stays valid
-/// for `grace`. The reply holds the new secret, shown once.
-pub async fn rotate_key(
-    client: &ClusterClient,
-    id: String,
-    grace: Duration,
-) -> Result<NewKeyReply> {
-    let req = RotateKeyRequest {
-        id,
-        grace_ms: grace.as_millis() as u64,
-    };
-    client
-        .call("keys rotate", |mut c| {
-            let req = req.clone();
-            async move { c.rotate_key(req).await }
-        })
-        .await
-}
-
-/// Usage of `used` against `limit` (0: no limit) as a percentage.
-pub fn percent(used: u64, limit: u64) -> Option<f64> {
-    (limit > 0).then(|| used as f64 * 100.0 / limit as f64)
-}
-
 pub fn usage_json(t: &TenantUsage) -> serde_json::Value {
     json!({
         "tenant": t.tenant,
         "tier": (!t.tier.is_empty()).then_some(&t.tier),
         "keys": t.keys, "max_keys": (t.max_keys > 0).then_some(t.max_keys),
         "bytes": t.bytes, "max_bytes": (t.max_bytes > 0).then_some(t.max_bytes),
-        "keys_used_pct": percent(t.keys, t.max_keys),
-        "bytes_used_pct": percent(t.bytes, t.max_bytes),
+        "keys_used_pct": fmt::percent(t.keys, t.max_keys),
+        "bytes_used_pct": fmt::percent(t.bytes, t.max_bytes),
         "violations": t.violations,
     })
 }
@@ -215,13 +181,10 @@ pub fn usage_json(t: &TenantUsage) -> serde_json::Value {
 fn print_usage(tenants: &[TenantUsage], json_out: bool) -> Result<()> {
     if json_out {
         let list: Vec<_> = tenants.iter().map(usage_json).collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "tenants": list }))?
-        );
+        super::print_json(&json!({ "tenants": list }))?;
         return Ok(());
     }
-    let of = |used: u64, max: u64| match percent(used, max) {
+    let of = |used: u64, max: u64| match fmt::percent(used, max) {
         Some(p) => format!("{used}/{max} ({p:.0}%)"),
         None => format!("{used} (no limit)"),
     };
@@ -314,14 +277,11 @@ pub async fn audit(limit: u32, cluster: &ClusterArgs) -> Result<()> {
             .records
             .iter()
             .map(|r| {
-                json!({ "seq": r.seq, "time": time(r.unix_ms), "actor": r.actor,
+                json!({ "seq": r.seq, "time": fmt::utc_seconds(r.unix_ms), "actor": r.actor,
                         "action": r.action, "args": r.args, "result": r.result })
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "records": records }))?
-        );
+        super::print_json(&json!({ "records": records }))?;
         return Ok(());
     }
     let rows: Vec<Vec<String>> = reply
@@ -329,7 +289,7 @@ pub async fn audit(limit: u32, cluster: &ClusterArgs) -> Result<()> {
         .iter()
         .map(|r| {
             vec![
-                time(r.unix_ms),
+                fmt::utc_seconds(r.unix_ms),
                 r.actor.clone(),
                 r.action.clone(),
                 r.result.clone(),

@@ -2,7 +2,7 @@
 //! state change as it happens.
 
 use std::io::Write;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{eyre, Result};
 use serde_json::{json, Value};
@@ -10,21 +10,8 @@ use serde_json::{json, Value};
 use crate::alerts::{AlertState, Evaluator, Rules, Severity, State, Subject, Transition};
 use crate::cli::AlertsArgs;
 use crate::format::table::{self, cut};
-use crate::verbs::kv;
 
 const WIDTH: usize = 80;
-
-fn unix_ms_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn rfc3339(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    crate::format::rfc3339(humantime::format_rfc3339_seconds(t))
-        .unwrap_or_else(|| crate::format::AFTER_9999.into())
-}
 
 /// At most two units: `45s`, `3m20s`, `2h5m`, `4d3h`.
 fn short(d: Duration) -> String {
@@ -71,7 +58,7 @@ fn alert_json(a: &AlertState) -> Value {
         "scope": kind,
         "state": a.state,
         "severity": a.severity,
-        "since": rfc3339(a.since_ms),
+        "since": crate::format::utc_seconds(a.since_ms),
         "since_ms": a.since_ms,
         "active_since_ms": a.active_since_ms,
         "for_ms": a.hold.as_millis() as u64,
@@ -106,7 +93,7 @@ fn severity_word(a: &AlertState) -> &'static str {
 
 /// One line per change, at most 80 columns.
 fn transition_line(t: &Transition) -> String {
-    let clock = rfc3339(t.at_ms);
+    let clock = crate::format::utc_seconds(t.at_ms);
     let clock = clock.get(11..).unwrap_or(&clock);
     let a = &t.alert;
     cut(
@@ -125,7 +112,7 @@ fn transition_line(t: &Transition) -> String {
 fn transition_json(t: &Transition) -> Value {
     let mut v = alert_json(&t.alert);
     if let Some(obj) = v.as_object_mut() {
-        obj.insert("at".into(), json!(rfc3339(t.at_ms)));
+        obj.insert("at".into(), json!(crate::format::utc_seconds(t.at_ms)));
         obj.insert("at_ms".into(), json!(t.at_ms));
         obj.insert("from".into(), json!(t.from));
         obj.insert("to".into(), json!(t.to));
@@ -193,7 +180,7 @@ pub async fn run(args: &AlertsArgs) -> Result<()> {
             humantime::format_duration(args.interval)
         ));
     }
-    let client = kv::connect(&args.cluster)?;
+    let client = super::connect(&args.cluster)?;
     // A hung node costs at most this per tick; a stopped one answers at once.
     let ask_timeout = args
         .interval
@@ -223,7 +210,7 @@ pub async fn run(args: &AlertsArgs) -> Result<()> {
                 r = client.status_all(ask_timeout) => r,
             };
             let mut out = std::io::stdout().lock();
-            for t in ev.observe(unix_ms_now(), &reports) {
+            for t in ev.observe(crate::format::unix_ms(), &reports) {
                 let line = if json {
                     transition_json(&t).to_string()
                 } else {
@@ -241,7 +228,7 @@ pub async fn run(args: &AlertsArgs) -> Result<()> {
     let mut looks = 0u32;
     loop {
         let reports = client.status_all(ask_timeout).await;
-        ev.observe(unix_ms_now(), &reports);
+        ev.observe(crate::format::unix_ms(), &reports);
         looks += 1;
         let elapsed = started.elapsed();
         if elapsed >= args.observe {
@@ -249,19 +236,16 @@ pub async fn run(args: &AlertsArgs) -> Result<()> {
         }
         tokio::time::sleep(args.interval.min(args.observe - elapsed)).await;
     }
-    let now = unix_ms_now();
+    let now = crate::format::unix_ms();
     let observed = started.elapsed();
     if json {
         let alerts: Vec<Value> = ev.alerts().iter().map(alert_json).collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "rules": ev.rules().origin(),
-                "observed_ms": observed.as_millis() as u64,
-                "looks": looks,
-                "alerts": alerts,
-            }))?
-        );
+        super::print_json(&json!({
+            "rules": ev.rules().origin(),
+            "observed_ms": observed.as_millis() as u64,
+            "looks": looks,
+            "alerts": alerts,
+        }))?;
     } else if ev.alerts().is_empty() {
         println!(
             "no alerts ({} rules from {}, {looks} looks over {})",

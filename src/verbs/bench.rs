@@ -12,7 +12,6 @@ use serde_json::json;
 
 use crate::cli::BenchArgs;
 use crate::client::NodeRpc;
-use crate::verbs::kv;
 
 /// Latency in microseconds, 1 µs .. 60 s at 3 significant digits.
 fn histogram() -> Histogram<u64> {
@@ -62,7 +61,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     if args.clients == 0 || args.keys == 0 {
         return Err(eyre!("--clients and --keys must be at least 1"));
     }
-    let cluster = kv::connect(&args.cluster)?;
+    let cluster = super::connect(&args.cluster)?;
     let (target, target_desc) = match &args.target {
         Some(t) => (t.clone(), "as given".to_string()),
         None => {

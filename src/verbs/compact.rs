@@ -1,52 +1,17 @@
-//! `opsdeck compact`: snapshot and purge the Raft log on every node, then report per node
-//! the log entries and sled file size before and after, and the bytes reclaimed (log entries
-//! deleted). A node that does not answer is reported and the others are still compacted.
-
-use std::time::Duration;
+//! `opsdeck compact`: snapshot and purge the Raft log on every node ([`crate::ops::compact`]),
+//! then report per node the log entries and sled file size before and after, and the bytes
+//! reclaimed (log entries deleted). A node that does not answer is reported and the others
+//! are still compacted.
 
 use color_eyre::eyre::{eyre, Result};
-use opsdeck_node::pb::{CompactFigures, CompactReply, CompactRequest};
+use opsdeck_node::pb::CompactFigures;
 use serde_json::json;
 
+use super::connect;
 use crate::cli::ClusterArgs;
-use crate::client::ClusterClient;
+use crate::format as fmt;
 use crate::format::table;
-use crate::verbs::kv::connect;
-
-/// A compact waits for a snapshot and a purge on a busy node; give it time.
-const COMPACT_TIMEOUT: Duration = Duration::from_secs(150);
-
-pub struct NodeOutcome {
-    pub endpoint: String,
-    pub result: Result<CompactReply, String>,
-}
-
-/// Space freed by a compact: the bytes of the log entries it deleted. sled reuses that
-/// space for new writes; its file rarely shrinks at once (see opsdeck_node::compact).
-fn reclaimed(r: &CompactReply) -> i64 {
-    let (b, a) = figures(r);
-    b.log_bytes as i64 - a.log_bytes as i64
-}
-
-fn figures(r: &CompactReply) -> (CompactFigures, CompactFigures) {
-    (r.before.unwrap_or_default(), r.after.unwrap_or_default())
-}
-
-/// `12.3 MiB`, `512 B`; negative for growth.
-pub fn human_bytes(n: i64) -> String {
-    let (sign, mut v) = (if n < 0 { "-" } else { "" }, n.unsigned_abs() as f64);
-    for unit in ["B", "KiB", "MiB", "GiB"] {
-        if v < 1024.0 || unit == "GiB" {
-            return if unit == "B" {
-                format!("{sign}{v} {unit}")
-            } else {
-                format!("{sign}{v:.1} {unit}")
-            };
-        }
-        v /= 1024.0;
-    }
-    unreachable!("the loop returns at GiB")
-}
+use crate::ops::compact::{compact_all, figures, reclaimed, total_reclaimed};
 
 fn figures_json(f: &CompactFigures) -> serde_json::Value {
     json!({
@@ -57,55 +22,10 @@ fn figures_json(f: &CompactFigures) -> serde_json::Value {
         "snapshot_index": f.snapshot_index,
     })
 }
-
-/// Compacts every node at once; a node that fails or does not answer is reported, the
-/// others are still compacted.
-pub async fn compact_all(client: &ClusterClient) -> Vec<NodeOutcome> {
-    let calls = client
-        .node_clients()
-        .into_iter()
-        .map(|(endpoint, mut c)| async move {
-            let mut req = tonic::Request::new(CompactRequest {});
-            req.set_timeout(COMPACT_TIMEOUT);
-            let result = match tokio::time::timeout(COMPACT_TIMEOUT, c.compact(req)).await {
-                Ok(Ok(r)) => Ok(r.into_inner()),
-                Ok(Err(s)) => Err(s.message().to_string()),
-                Err(_) => Err(format!("no answer within {COMPACT_TIMEOUT:?}")),
-            };
-            NodeOutcome { endpoint, result }
-        });
-    futures_util::future::join_all(calls).await
-}
-
-/// One line per compact: what was reclaimed, and which nodes failed.
-pub fn summary(outcomes: &[NodeOutcome]) -> (bool, String) {
-    let total: i64 = outcomes
-        .iter()
-        .filter_map(|o| o.result.as_ref().ok())
-        .map(reclaimed)
-        .sum();
-    let ok = outcomes.iter().filter(|o| o.result.is_ok()).count();
-    let mut text = format!(
-        "compacted {ok} of {} nodes, {} of log entries reclaimed",
-        outcomes.len(),
-        human_bytes(total)
-    );
-    for o in outcomes {
-        if let Err(e) = &o.result {
-            text.push_str(&format!("; {} failed: {e}", o.endpoint));
-        }
-    }
-    (ok == outcomes.len(), text)
-}
-
 pub async fn run(args: &ClusterArgs) -> Result<()> {
     let client = connect(args)?;
     let outcomes = compact_all(&client).await;
-    let total: i64 = outcomes
-        .iter()
-        .filter_map(|o| o.result.as_ref().ok())
-        .map(reclaimed)
-        .sum();
+    let total = total_reclaimed(&outcomes);
     if args.json {
         let nodes: Vec<_> = outcomes
             .iter()
@@ -121,12 +41,7 @@ pub async fn run(args: &ClusterArgs) -> Result<()> {
                 Err(e) => json!({ "endpoint": o.endpoint, "ok": false, "error": e }),
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({ "nodes": nodes, "total_reclaimed_bytes": total })
-            )?
-        );
+        super::print_json(&json!({ "nodes": nodes, "total_reclaimed_bytes": total }))?;
     } else {
         let rows: Vec<Vec<String>> = outcomes
             .iter()
@@ -139,10 +54,10 @@ pub async fn run(args: &ClusterArgs) -> Result<()> {
                         format!("{} → {}", b.log_entries, a.log_entries),
                         format!(
                             "{} → {}",
-                            human_bytes(b.sled_bytes as i64),
-                            human_bytes(a.sled_bytes as i64)
+                            fmt::bytes_signed(b.sled_bytes as i64),
+                            fmt::bytes_signed(a.sled_bytes as i64)
                         ),
-                        human_bytes(reclaimed(r)),
+                        fmt::bytes_signed(reclaimed(r)),
                     ]
                 }
                 Err(_) => vec!["?".into(), o.endpoint.clone(), "FAILED".into()],
@@ -162,7 +77,7 @@ pub async fn run(args: &ClusterArgs) -> Result<()> {
         }
         println!(
             "total reclaimed: {} of log entries (sled reuses that space for new writes)",
-            human_bytes(total)
+            fmt::bytes_signed(total)
         );
     }
     if outcomes.iter().all(|o| o.result.is_err()) {
@@ -172,16 +87,4 @@ pub async fn run(args: &ClusterArgs) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human_bytes;
-
-    #[test]
-    fn bytes_read_like_a_person_writes_them() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(-3 * 1024 * 1024), "-3.0 MiB");
-    }
 }

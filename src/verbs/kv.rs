@@ -2,62 +2,15 @@
 
 use std::time::Duration;
 
-use color_eyre::eyre::{eyre, Result, WrapErr};
+use color_eyre::eyre::{eyre, Result};
 use opsdeck_node::pb::{
     CasRequest, DeleteRequest, GetRequest, NodeStatus, PutRequest, ScanRequest, StatusRequest,
 };
 use serde_json::json;
 
+use super::connect;
 use crate::cli::ClusterArgs;
-use crate::client::cluster_file::{default_dev_dir, ClusterFile, ADMIN_KEY_FILE};
-use crate::client::{ApiKey, ClusterClient};
 use crate::format::table::{self, opt};
-
-/// The endpoints a verb talks to: `--endpoints`, else the cluster file of `--cluster` or the
-/// default dev dir.
-pub fn resolve_endpoints(args: &ClusterArgs) -> Result<Vec<String>> {
-    if !args.endpoints.is_empty() {
-        return Ok(args.endpoints.clone());
-    }
-    let dir = args.cluster.clone().unwrap_or_else(default_dev_dir);
-    Ok(ClusterFile::load(&dir)?.grpc_endpoints())
-}
-
-/// The API key a verb presents: `--key-file`, else `$OPSDECK_API_KEY`, else the
-/// `admin.key` of the cluster dir (`--cluster` or the default dev dir) when there is one.
-pub fn resolve_key(args: &ClusterArgs) -> Result<ApiKey> {
-    let read = |path: &std::path::Path| -> Result<Option<ApiKey>> {
-        match std::fs::read_to_string(path) {
-            Ok(secret) => ApiKey::new(&secret)
-                .map(Some)
-                .wrap_err_with(|| format!("bad key file {}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.key_file.is_none() => {
-                Ok(None)
-            }
-            Err(e) => Err(eyre!(
-                "cannot read the key file {}: {e} (pass --key-file PATH or set OPSDECK_API_KEY)",
-                path.display()
-            )),
-        }
-    };
-    if let Some(path) = &args.key_file {
-        return Ok(read(path)?.unwrap_or_else(ApiKey::none));
-    }
-    if let Ok(secret) = std::env::var("OPSDECK_API_KEY") {
-        if !secret.trim().is_empty() {
-            return ApiKey::new(&secret).wrap_err("bad $OPSDECK_API_KEY");
-        }
-    }
-    let dir = args.cluster.clone().unwrap_or_else(default_dev_dir);
-    Ok(read(&dir.join(ADMIN_KEY_FILE))?.unwrap_or_else(ApiKey::none))
-}
-
-pub fn connect(args: &ClusterArgs) -> Result<ClusterClient> {
-    if let Some(ca) = &args.tls_ca {
-        opsdeck_node::transport::tls::use_client_tls(ca).map_err(|e| eyre!("{e}"))?;
-    }
-    ClusterClient::new(&resolve_endpoints(args)?, args.timeout, resolve_key(args)?)
-}
 
 /// A key as quoted in messages, cut short so a huge key cannot flood the terminal.
 fn short(key: &str) -> String {
@@ -105,10 +58,7 @@ pub async fn status(args: &ClusterArgs) -> Result<()> {
             .iter()
             .map(|r| status_json(&r.endpoint, &r.status))
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "nodes": nodes }))?
-        );
+        super::print_json(&json!({ "nodes": nodes }))?;
     } else {
         // Fits 80 columns; purged index and key counts are in --json.
         let rows: Vec<Vec<String>> = reports
@@ -166,10 +116,7 @@ pub async fn members(args: &ClusterArgs) -> Result<()> {
                 })
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "members": members }))?
-        );
+        super::print_json(&json!({ "members": members }))?;
     } else {
         let rows: Vec<Vec<String>> = status
             .members

@@ -13,9 +13,9 @@ use regex::Regex;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::connect;
 use crate::cli::LogsArgs;
 use crate::client::NodeRpc;
-use crate::verbs::kv::connect;
 
 /// How long a node may take to accept the Watch call and send its history.
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -3,25 +3,13 @@
 //! node processes, `cluster.toml`).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{eyre, Result};
 use serde_json::json;
 
-use crate::cli::{AddNodeArgs, ClusterArgs, RemoveNodeArgs, TransferLeaderArgs};
-use crate::client::cluster_file::{default_dev_dir, FILE_NAME};
+use crate::cli::{AddNodeArgs, RemoveNodeArgs, TransferLeaderArgs};
 use crate::ops::membership::{self, NewNode, Progress};
-
-/// The dev cluster dir a verb works on: only when no --endpoints are given and the dir
-/// holds a cluster file.
-pub fn dev_dir(c: &ClusterArgs) -> Option<PathBuf> {
-    if !c.endpoints.is_empty() {
-        return None;
-    }
-    let dir = c.cluster.clone().unwrap_or_else(default_dev_dir);
-    dir.join(FILE_NAME).exists().then_some(dir)
-}
 
 /// Progress lines on stderr when it is a terminal (catch-up at most once a second).
 fn printer() -> impl FnMut(&Progress) + Send {
@@ -54,41 +42,19 @@ fn check_addr(what: &str, addr: &str) -> Result<String> {
     Ok(addr.to_string())
 }
 
-/// Starts a new node in the dev cluster at `dir` (next free id and ports), not yet a member.
-pub async fn spawn_into(
-    client: &crate::client::ClusterClient,
-    dir: &std::path::Path,
-    progress: &mut (dyn FnMut(&Progress) + Send),
-) -> Result<(NewNode, crate::client::cluster_file::NodeEntry)> {
-    let (_, leader) = client.leader().await?;
-    let taken: Vec<u64> = leader.members.iter().map(|m| m.id).collect();
-    let entry = crate::ops::dev_cluster::spawn_member(dir, &taken).await?;
-    progress(&Progress::Spawned {
-        id: entry.id,
-        pid: entry.pid.unwrap_or(0),
-        grpc: entry.grpc.clone(),
-        http: entry.http.clone(),
-    });
-    let node = NewNode {
-        id: entry.id,
-        grpc: entry.grpc.clone(),
-        http: entry.http.clone(),
-    };
-    Ok((node, entry))
-}
-
 pub async fn add_node(args: AddNodeArgs) -> Result<()> {
-    let client = crate::verbs::kv::connect(&args.cluster)?;
+    let client = super::connect(&args.cluster)?;
     let mut progress = printer();
     let (node, spawned) = if args.spawn {
-        let dir = dev_dir(&args.cluster).ok_or_else(|| {
+        let dir = args.cluster.target().dev_dir().ok_or_else(|| {
             eyre!(
                 "--spawn starts the node in a dev cluster: pass --cluster DIR (a dir made by \
                  `opsdeck dev`), not --endpoints; for another cluster start the node yourself \
                  and pass --id, --grpc and --http"
             )
         })?;
-        let (node, entry) = spawn_into(&client, &dir, &mut progress).await?;
+        let (node, entry) =
+            crate::ops::dev_cluster::spawn_into(&client, &dir, &mut progress).await?;
         (node, Some((dir, entry)))
     } else {
         let (Some(id), Some(grpc), Some(http)) = (args.id, &args.grpc, &args.http) else {
@@ -135,7 +101,7 @@ pub async fn add_node(args: AddNodeArgs) -> Result<()> {
                 "cluster_dir": dir,
             });
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::print_json(&v)?;
     } else {
         println!(
             "node {} ({}) added{} after {} ms of catch-up; voters {:?}",
@@ -161,7 +127,7 @@ pub async fn add_node(args: AddNodeArgs) -> Result<()> {
 }
 
 pub async fn remove_node(args: RemoveNodeArgs) -> Result<()> {
-    let client = crate::verbs::kv::connect(&args.cluster)?;
+    let client = super::connect(&args.cluster)?;
     let mut progress = printer();
     let outcome = membership::remove_node(&client, args.id, args.force, &mut progress).await?;
     if let Some(why) = &outcome.overridden {
@@ -169,7 +135,7 @@ pub async fn remove_node(args: RemoveNodeArgs) -> Result<()> {
     }
     // In a dev cluster the removed node's process goes too.
     let mut stopped = None;
-    if let Some(dir) = dev_dir(&args.cluster) {
+    if let Some(dir) = args.cluster.target().dev_dir() {
         let pid = crate::client::cluster_file::ClusterFile::load(&dir)
             .ok()
             .and_then(|f| f.nodes.into_iter().find(|n| n.id == args.id))
@@ -192,7 +158,7 @@ pub async fn remove_node(args: RemoveNodeArgs) -> Result<()> {
             Some((pid, killed)) => json!({ "pid": pid, "killed": killed }),
             None => serde_json::Value::Null,
         };
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::print_json(&v)?;
     } else {
         if let Some(t) = &outcome.transfer {
             println!(
@@ -219,11 +185,11 @@ pub async fn remove_node(args: RemoveNodeArgs) -> Result<()> {
 }
 
 pub async fn transfer_leader(args: TransferLeaderArgs) -> Result<()> {
-    let client = crate::verbs::kv::connect(&args.cluster)?;
+    let client = super::connect(&args.cluster)?;
     let mut progress = printer();
     let t = membership::transfer_leader(&client, args.to, &mut progress).await?;
     if args.cluster.json {
-        println!("{}", serde_json::to_string_pretty(&t)?);
+        super::print_json(&t)?;
     } else {
         println!(
             "node {} is the leader (term {}), was node {}: took {} ms, writes paused {} ms",

@@ -3,9 +3,27 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod backup;
 pub mod bench;
 pub mod compact;
+pub mod dev;
 pub mod kv;
 pub mod logs;
 pub mod members;
 pub mod node;
+
+use color_eyre::eyre::Result;
+
+use crate::cli::ClusterArgs;
+use crate::client::ClusterClient;
+
+/// A client for the cluster the flags name.
+pub fn connect(args: &ClusterArgs) -> Result<ClusterClient> {
+    args.target().connect()
+}
+
+/// Prints a verb's `--json` result: one pretty-printed JSON document on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
