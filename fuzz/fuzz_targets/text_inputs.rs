@@ -213,8 +213,8 @@ fn config(text: &str) {
 
 fn cluster_file(text: &str) {
     let dir = cluster_dir();
-    std::fs::write(dir.join(opsdeck::cluster_file::FILE_NAME), text).expect("write");
-    if let Ok(f) = opsdeck::cluster_file::ClusterFile::load(dir) {
+    std::fs::write(dir.join(opsdeck::client::cluster_file::FILE_NAME), text).expect("write");
+    if let Ok(f) = opsdeck::client::cluster_file::ClusterFile::load(dir) {
         let _ = f.grpc_endpoints();
     }
 }
