@@ -101,8 +101,8 @@ fn a_data_dir_of_another_node_is_refused() {
 #[test]
 fn a_port_in_use_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = busy.local_addr().unwrap().port();
+    let port = free_port();
+    let _busy = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let g = format!("127.0.0.1:{port}");
     let h = format!("127.0.0.1:{}", free_port());
     let data = dir.path().join("n1");

@@ -27,15 +27,18 @@ pub fn free_port() -> u16 {
 }
 
 /// The first of `count` consecutive ports that were all free a moment ago; none of them is
-/// handed out again by this process.
+/// handed out again by this process. Ports stay in 10000-32767, below Linux's ephemeral
+/// range (32768-60999), so an outgoing connection of the kernel's choosing cannot take
+/// one between the check and the node's bind. Each test process starts at its own offset.
 pub fn reserve_ports(count: u16) -> u16 {
+    const FIRST: u16 = 10_000;
+    const END: u16 = 32_768;
     static NEXT: OnceLock<AtomicU16> = OnceLock::new();
-    let next =
-        NEXT.get_or_init(|| AtomicU16::new(20_000 + (std::process::id() % 2000) as u16 * 10));
+    let next = NEXT.get_or_init(|| AtomicU16::new(FIRST + (std::process::id() % 1100) as u16 * 20));
     loop {
         let base = next.fetch_add(count, Ordering::Relaxed);
-        if base > 60_000 {
-            next.store(20_000, Ordering::Relaxed);
+        if base < FIRST || base.saturating_add(count) > END {
+            next.store(FIRST, Ordering::Relaxed);
             continue;
         }
         if (base..base + count).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
