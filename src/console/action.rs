@@ -1,8 +1,6 @@
 //! Every action the console can take. Keys resolve to these through the keymap, `:` commands
 //! and the war-room timer produce them too, and the help overlay lists them by name.
 
-use super::panes::PaneKind;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
     Quit,
@@ -41,6 +39,79 @@ pub enum Action {
     AddNode,
     RemoveNode,
     TransferLeader,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PaneKind {
+    Overview,
+    Logs,
+    Metrics,
+    Disk,
+    Gc,
+    Timeline,
+    Alerts,
+    Quotas,
+    Keys,
+}
+
+impl PaneKind {
+    pub const ALL: &'static [PaneKind] = &[
+        PaneKind::Overview,
+        PaneKind::Logs,
+        PaneKind::Metrics,
+        PaneKind::Disk,
+        PaneKind::Gc,
+        PaneKind::Timeline,
+        PaneKind::Alerts,
+        PaneKind::Quotas,
+        PaneKind::Keys,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PaneKind::Overview => "overview",
+            PaneKind::Logs => "logs",
+            PaneKind::Metrics => "metrics",
+            PaneKind::Disk => "disk",
+            PaneKind::Gc => "gc",
+            PaneKind::Timeline => "timeline",
+            PaneKind::Alerts => "alerts",
+            PaneKind::Quotas => "quotas",
+            PaneKind::Keys => "keys",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            PaneKind::Overview => "Overview",
+            PaneKind::Logs => "Logs",
+            PaneKind::Metrics => "Metrics",
+            PaneKind::Disk => "Disk",
+            PaneKind::Gc => "GC",
+            PaneKind::Timeline => "Timeline",
+            PaneKind::Alerts => "Alerts",
+            PaneKind::Quotas => "Quotas",
+            PaneKind::Keys => "Keys",
+        }
+    }
+
+    pub fn action_name(self) -> &'static str {
+        match self {
+            PaneKind::Overview => "pane_overview",
+            PaneKind::Logs => "pane_logs",
+            PaneKind::Metrics => "pane_metrics",
+            PaneKind::Disk => "pane_disk",
+            PaneKind::Gc => "pane_gc",
+            PaneKind::Timeline => "pane_timeline",
+            PaneKind::Alerts => "pane_alerts",
+            PaneKind::Quotas => "pane_quotas",
+            PaneKind::Keys => "pane_keys",
+        }
+    }
+
+    pub fn by_name(name: &str) -> Option<PaneKind> {
+        PaneKind::ALL.iter().copied().find(|p| p.name() == name)
+    }
 }
 
 /// Where an action may be bound.

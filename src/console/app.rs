@@ -6,11 +6,11 @@ use std::cell::Cell;
 
 use crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers};
 
-use super::action::{self, Action};
+use super::action::{self, Action, PaneKind};
 use super::keymap::{Key, Keymap};
 use super::model::Model;
 use super::ops::{Ask, Dialog, Ops};
-use super::panes::{alerts, AlertsView, LogsView, PaneKind, TimelineView};
+use super::panes::{alerts, AlertsView, LogsView, TimelineView};
 use super::theme::{ColorDepth, Theme};
 use crate::alerts::Rules;
 

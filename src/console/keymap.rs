@@ -11,9 +11,8 @@ use color_eyre::eyre::{eyre, Result};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use toml::Spanned;
 
-use super::action::{self, Action};
+use super::action::{self, Action, PaneKind};
 use super::format::line_of;
-use super::panes::PaneKind;
 
 pub const BUILTIN: &[(&str, &str)] = &[
     ("default", include_str!("../../keymaps/default.toml")),

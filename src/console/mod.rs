@@ -156,7 +156,7 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
     app.alerts = panes::AlertsView::new(settings.rules);
     app.stall_ms = watch::stall(settings.refresh).as_millis() as i64;
     if app.war_room.is_some() {
-        app.pane = panes::PaneKind::Logs;
+        app.pane = action::PaneKind::Logs;
     }
 
     let (tx, rx) = mpsc::channel(4096);
@@ -293,7 +293,7 @@ async fn event_loop(
             return Ok(());
         }
         keys_wanted.send_if_modified(|w| {
-            let shown = app.pane == panes::PaneKind::Keys;
+            let shown = app.pane == action::PaneKind::Keys;
             std::mem::replace(w, shown) != shown
         });
     }

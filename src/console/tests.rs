@@ -9,10 +9,11 @@ use ratatui::Terminal;
 use opsdeck_node::pb::watch_event::Kind;
 use opsdeck_node::pb::{ApiKeyInfo, WatchEvent};
 
+use super::action::PaneKind;
 use super::app::App;
 use super::keymap::Keymap;
 use super::model::{fixture, KeyList, KeysError, Update};
-use super::panes::{alerts, PaneKind};
+use super::panes::alerts;
 use super::theme::{ColorDepth, Theme};
 use super::ui;
 use crate::alerts::State;

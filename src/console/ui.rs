@@ -7,10 +7,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use super::action::{self, Action};
+use super::action::{self, Action, PaneKind};
 use super::app::{App, InputKind};
 use super::model::Verdict;
-use super::panes::{overview, PaneKind};
+use super::panes::overview;
 use super::theme::Role;
 
 /// The smallest terminal the panes are laid out for.

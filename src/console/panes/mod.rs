@@ -22,82 +22,11 @@ use ratatui::text::Span;
 use ratatui::widgets::{Block, BorderType, Borders};
 use ratatui::Frame;
 
-use super::action::Action;
+use super::action::{Action, PaneKind};
 use super::app::App;
 use super::theme::Role;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PaneKind {
-    Overview,
-    Logs,
-    Metrics,
-    Disk,
-    Gc,
-    Timeline,
-    Alerts,
-    Quotas,
-    Keys,
-}
-
 impl PaneKind {
-    pub const ALL: &'static [PaneKind] = &[
-        PaneKind::Overview,
-        PaneKind::Logs,
-        PaneKind::Metrics,
-        PaneKind::Disk,
-        PaneKind::Gc,
-        PaneKind::Timeline,
-        PaneKind::Alerts,
-        PaneKind::Quotas,
-        PaneKind::Keys,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            PaneKind::Overview => "overview",
-            PaneKind::Logs => "logs",
-            PaneKind::Metrics => "metrics",
-            PaneKind::Disk => "disk",
-            PaneKind::Gc => "gc",
-            PaneKind::Timeline => "timeline",
-            PaneKind::Alerts => "alerts",
-            PaneKind::Quotas => "quotas",
-            PaneKind::Keys => "keys",
-        }
-    }
-
-    pub fn title(self) -> &'static str {
-        match self {
-            PaneKind::Overview => "Overview",
-            PaneKind::Logs => "Logs",
-            PaneKind::Metrics => "Metrics",
-            PaneKind::Disk => "Disk",
-            PaneKind::Gc => "GC",
-            PaneKind::Timeline => "Timeline",
-            PaneKind::Alerts => "Alerts",
-            PaneKind::Quotas => "Quotas",
-            PaneKind::Keys => "Keys",
-        }
-    }
-
-    pub fn action_name(self) -> &'static str {
-        match self {
-            PaneKind::Overview => "pane_overview",
-            PaneKind::Logs => "pane_logs",
-            PaneKind::Metrics => "pane_metrics",
-            PaneKind::Disk => "pane_disk",
-            PaneKind::Gc => "pane_gc",
-            PaneKind::Timeline => "pane_timeline",
-            PaneKind::Alerts => "pane_alerts",
-            PaneKind::Quotas => "pane_quotas",
-            PaneKind::Keys => "pane_keys",
-        }
-    }
-
-    pub fn by_name(name: &str) -> Option<PaneKind> {
-        PaneKind::ALL.iter().copied().find(|p| p.name() == name)
-    }
-
     pub fn draw(self, app: &App, f: &mut Frame, area: Rect) {
         match self {
             PaneKind::Overview => overview::draw(app, f, area),

@@ -7,8 +7,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
-use super::{block, PaneKind};
-use crate::console::action::Action;
+use super::block;
+use crate::console::action::{Action, PaneKind};
 use crate::console::app::App;
 use crate::console::format::{clock, cut, duration_secs, opt};
 use crate::console::model::{Link, Verdict, LAG_WARN};
