@@ -9,24 +9,11 @@ use crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers};
 use super::action::{self, Action, PaneKind};
 use super::keymap::{Key, Keymap};
 use super::model::Model;
-use super::ops::{Ask, Dialog, Ops};
-use super::panes::{alerts, AlertsView, LogsView, TimelineView};
+use super::ops::Ops;
+use super::panes::alerts;
+use super::state::{AlertsView, Dialog, Input, InputKind, LogsView, TimelineView};
 use super::theme::{ColorDepth, Theme};
 use crate::alerts::Rules;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InputKind {
-    Command,
-    Search,
-    /// A question an action asks (see `ops.rs`).
-    Ask(Ask),
-}
-
-#[derive(Debug, Clone)]
-pub struct Input {
-    pub kind: InputKind,
-    pub text: String,
-}
 
 pub struct WarRoom {
     pub cycle_secs: u64,

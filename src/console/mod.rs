@@ -16,6 +16,7 @@ pub mod keymap;
 pub mod model;
 pub mod ops;
 pub mod panes;
+pub mod state;
 pub mod theme;
 pub mod ui;
 pub mod watch;
@@ -153,7 +154,7 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
     app.read_only = settings.read_only;
     app.utc_offset = format::local_utc_offset();
     app.war_room = settings.war_room.map(|cycle_secs| WarRoom { cycle_secs });
-    app.alerts = panes::AlertsView::new(settings.rules);
+    app.alerts = state::AlertsView::new(settings.rules);
     app.stall_ms = watch::stall(settings.refresh).as_millis() as i64;
     if app.war_room.is_some() {
         app.pane = action::PaneKind::Logs;

@@ -10,10 +10,11 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::app::{App, Input, InputKind};
+use super::app::App;
 use super::format as fmt;
 use super::model::TimelineEntry;
 use super::model::Update;
+use super::state::{Ask, Dialog, Input, InputKind, Pending};
 use crate::client::ClusterClient;
 use crate::ops::backup::{self, Progress};
 use crate::ops::membership::{self, NewNode};
@@ -27,27 +28,6 @@ pub struct Ops {
     /// Where a new node's watch task sends its updates, and how often it asks for frames.
     pub updates: mpsc::Sender<Update>,
     pub refresh: std::time::Duration,
-}
-
-/// What a question on the command line leads to once answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pending {
-    BackupTo,
-    RestoreFrom,
-    ConfirmRestore { path: PathBuf },
-    ConfirmCompact,
-    RotateGrace { id: String },
-    AddNode,
-    ConfirmRemove { id: u64 },
-    ConfirmTransfer { to: u64 },
-}
-
-/// A question on the command line; with `expect`, the answer must be exactly that.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ask {
-    pub question: String,
-    pub expect: Option<String>,
-    pub then: Pending,
 }
 
 /// Reports from a running action to the console loop.
@@ -75,23 +55,6 @@ pub enum OpEvent {
 pub struct NewSecret {
     pub id: String,
     pub secret: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Dialog {
-    Running {
-        title: String,
-        started: Instant,
-        /// Share done, when it can be measured.
-        ratio: Option<f64>,
-        detail: String,
-    },
-    Finished {
-        title: String,
-        ok: bool,
-        text: String,
-        secret: Option<NewSecret>,
-    },
 }
 
 impl App {

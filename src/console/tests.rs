@@ -204,7 +204,8 @@ fn every_pane_in_dark_and_mono_at_80x24_and_160x48() {
 
 #[test]
 fn action_dialogs_show_progress_and_a_secret_once() {
-    use super::ops::{Dialog, NewSecret};
+    use super::ops::NewSecret;
+    use super::state::Dialog;
     let mut app = app();
     app.dialog = Some(Dialog::Running {
         title: "backup to nightly.odb".into(),

@@ -8,9 +8,10 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table};
 use ratatui::Frame;
 
 use super::action::{self, Action, PaneKind};
-use super::app::{App, InputKind};
+use super::app::App;
 use super::model::Verdict;
 use super::panes::overview;
+use super::state::InputKind;
 use super::theme::Role;
 
 /// The smallest terminal the panes are laid out for.

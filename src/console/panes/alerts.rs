@@ -11,59 +11,18 @@ use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 use super::{block, scroll};
-use crate::alerts::{AlertId, AlertState, Evaluator, Rules, Severity, State};
+use crate::alerts::{AlertState, Severity, State};
 use crate::console::action::Action;
-use crate::console::app::{App, Input, InputKind};
+use crate::console::app::App;
 use crate::console::format::{clock, cut, duration_secs};
 use crate::console::model::{Link, TimelineEntry};
+use crate::console::state::{Input, InputKind};
 use crate::console::theme::Role;
 
 /// Longest silence `:silence` accepts.
 const MAX_SILENCE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// What the silence key puts on the command line, ready to edit.
 const SILENCE_PROMPT: &str = "silence 1h";
-
-pub struct AlertsView {
-    pub evaluator: Evaluator,
-    selected: Option<AlertId>,
-    /// The time of the last evaluation (console clock); silences count from it.
-    pub last_tick_ms: Option<i64>,
-}
-
-impl AlertsView {
-    pub fn new(rules: Rules) -> AlertsView {
-        AlertsView {
-            evaluator: Evaluator::new(rules),
-            selected: None,
-            last_tick_ms: None,
-        }
-    }
-
-    /// Firing alerts that are not silenced: the count the tab bar and the Overview show.
-    pub fn firing(&self) -> usize {
-        self.evaluator
-            .alerts()
-            .iter()
-            .filter(|a| a.state == State::Firing && !a.silenced())
-            .count()
-    }
-
-    /// The selected alert's position: the remembered one if still listed, else the first.
-    fn selected_index(&self) -> Option<usize> {
-        let alerts = self.evaluator.alerts();
-        if alerts.is_empty() {
-            return None;
-        }
-        self.selected
-            .as_ref()
-            .and_then(|id| alerts.iter().position(|a| &a.id == id))
-            .or(Some(0))
-    }
-
-    fn selected(&self) -> Option<&AlertState> {
-        self.selected_index().map(|i| &self.evaluator.alerts()[i])
-    }
-}
 
 /// One evaluation at `now_ms` of what the model knows; alerts that start firing or resolve
 /// go on the timeline. Nothing is evaluated before any stream has answered or failed (at

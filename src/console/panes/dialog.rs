@@ -9,7 +9,7 @@ use ratatui::Frame;
 use crate::console::action::Action;
 use crate::console::app::App;
 use crate::console::format::duration_secs;
-use crate::console::ops::Dialog;
+use crate::console::state::Dialog;
 use crate::console::theme::Role;
 
 pub fn draw(app: &App, dialog: &Dialog, f: &mut Frame, body: Rect) {

@@ -14,67 +14,9 @@ use super::block;
 use crate::console::action::Action;
 use crate::console::app::App;
 use crate::console::format::clock;
-use crate::console::model::{Level, LogLine, Model};
+use crate::console::model::Level;
+use crate::console::state::logs::{contains, line_text, LogsView};
 use crate::console::theme::{Role, Theme};
-
-#[derive(Debug, Clone, Default)]
-pub struct LogsView {
-    /// Absolute index (counting evicted lines) of the bottom line shown; None = follow.
-    anchor: Option<u64>,
-    /// Lines in the buffer when pause was pressed.
-    paused_at: Option<u64>,
-    pub node: Option<u64>,
-    pub min_level: Option<Level>,
-    pub search: Option<String>,
-    /// Absolute index of the line the last n/N landed on.
-    current: Option<u64>,
-}
-
-impl LogsView {
-    fn matches(&self, line: &LogLine) -> bool {
-        self.node.is_none_or(|n| line.node_id == n)
-            && (line.dropped.is_some() || self.min_level.is_none_or(|l| line.level >= l))
-    }
-
-    /// (absolute index, line) of every line passing the filters, up to the pause point.
-    fn filtered<'a>(&self, model: &'a Model) -> Vec<(u64, &'a LogLine)> {
-        let end = self.paused_at.unwrap_or(u64::MAX);
-        model
-            .logs
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (model.logs_evicted + i as u64, l))
-            .take_while(|(abs, _)| *abs < end)
-            .filter(|(_, l)| self.matches(l))
-            .collect()
-    }
-
-    /// Sets the search and lands on its newest match (`N` then walks back in time).
-    pub fn set_search(&mut self, model: &Model, text: String) -> usize {
-        self.search = (!text.is_empty()).then_some(text);
-        self.current = None;
-        let Some(needle) = &self.search else { return 0 };
-        let hits: Vec<u64> = self
-            .filtered(model)
-            .iter()
-            .filter(|(_, l)| contains(&line_text(l), needle))
-            .map(|(a, _)| *a)
-            .collect();
-        if let Some(last) = hits.last() {
-            self.current = Some(*last);
-            self.anchor = Some(*last);
-        }
-        hits.len()
-    }
-}
-
-fn contains(hay: &str, needle: &str) -> bool {
-    hay.to_lowercase().contains(&needle.to_lowercase())
-}
-
-fn line_text(l: &LogLine) -> String {
-    format!("{} {}", l.target, l.text)
-}
 
 fn level_role(level: Level) -> Role {
     match level {

@@ -13,9 +13,7 @@ pub mod overview;
 mod quotas;
 pub mod timeline;
 
-pub use alerts::AlertsView;
-pub use logs::{save as save_logs, LogsView};
-pub use timeline::TimelineView;
+pub use logs::save as save_logs;
 
 use ratatui::layout::Rect;
 use ratatui::text::Span;

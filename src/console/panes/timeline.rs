@@ -13,12 +13,6 @@ use crate::console::app::App;
 use crate::console::format::clock;
 use crate::console::theme::Role;
 
-#[derive(Debug, Clone, Default)]
-pub struct TimelineView {
-    /// Entries scrolled back from the newest; 0 follows.
-    back: usize,
-}
-
 fn symbol(kind: &str) -> (&'static str, Role) {
     match kind {
         "leader_change" => ("★", Role::Leader),
