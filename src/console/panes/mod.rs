@@ -3,7 +3,6 @@
 //! below.
 
 pub mod alerts;
-pub mod dialog;
 mod disk;
 mod gc;
 mod keys;

@@ -1,6 +1,8 @@
 //! The frame around the panes: the tab bar with the cluster verdict, the message / command
 //! line with key hints from the live keymap, the help overlay, and the war-room layout.
 
+pub mod dialog;
+
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
@@ -37,7 +39,7 @@ pub fn draw(app: &App, f: &mut Frame) {
     }
     status_line(app, f, bottom);
     if let Some(dialog) = &app.dialog {
-        super::panes::dialog::draw(app, dialog, f, body);
+        dialog::draw(app, dialog, f, body);
     }
     if let Some(scroll) = app.help {
         help(app, f, body, scroll);
