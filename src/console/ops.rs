@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -55,6 +55,213 @@ pub enum OpEvent {
 pub struct NewSecret {
     pub id: String,
     pub secret: String,
+}
+
+/// An operation whose question was answered, ready to run (see `App::answer`).
+#[derive(Debug, Clone)]
+pub enum Op {
+    Backup {
+        path: PathBuf,
+    },
+    /// A restore's first step: check the file; `OpEvent::Verified` then asks for the typed
+    /// confirmation.
+    CheckRestore {
+        path: PathBuf,
+    },
+    Restore {
+        path: PathBuf,
+    },
+    Compact,
+    /// `given: None` starts a new node in the dev cluster.
+    AddNode {
+        given: Option<NewNode>,
+    },
+    RemoveNode {
+        id: u64,
+    },
+    TransferLeader {
+        to: u64,
+    },
+    RotateKey {
+        id: String,
+        grace: Duration,
+    },
+}
+
+impl Ops {
+    /// Runs `op` in a spawned task that reports `OpEvent`s on `tx`; returns at once.
+    pub fn start(&self, op: Op) {
+        let (client, tx, dev_dir) = (self.client.clone(), self.tx.clone(), self.dev_dir.clone());
+        match op {
+            Op::Backup { path } => {
+                tokio::spawn(async move {
+                    let progress_tx = tx.clone();
+                    let result = backup::backup(&client, &path, move |p: Progress| {
+                        let _ = progress_tx.send(progress_event(p));
+                    })
+                    .await;
+                    let (ok, text) = match result {
+                        Ok(m) => (
+                            true,
+                            format!(
+                                "backup written to {}: {}",
+                                path.display(),
+                                backup::describe_manifest(&m)
+                            ),
+                        ),
+                        Err(e) => (false, format!("backup failed: {e:#}")),
+                    };
+                    report(&tx, ok, text);
+                });
+            }
+            Op::CheckRestore { path } => {
+                tokio::task::spawn_blocking(move || {
+                    let event = match opsdeck_node::backup::format::verify(&path) {
+                        Ok(m) => OpEvent::Verified {
+                            keys: m.key_count,
+                            index: m.applied_index,
+                            path,
+                        },
+                        Err(e) => OpEvent::Done {
+                            ok: false,
+                            text: format!("restore refused, nothing was changed: {e}"),
+                            secret: None,
+                        },
+                    };
+                    let _ = tx.send(event);
+                });
+            }
+            Op::Restore { path } => {
+                tokio::spawn(async move {
+                    let progress_tx = tx.clone();
+                    let result = async {
+                        let verified = opsdeck_node::backup::format::open_verified(&path)?;
+                        backup::restore(&client, &path, verified, move |p| {
+                            let _ = progress_tx.send(progress_event(p));
+                        })
+                        .await
+                    }
+                    .await;
+                    let (ok, text) = match result {
+                        Ok(r) => (
+                            true,
+                            format!(
+                                "restored {} in {:.1}s: the cluster now holds {} keys",
+                                path.display(),
+                                r.took.as_secs_f64(),
+                                r.keys
+                            ),
+                        ),
+                        Err(e) => (false, format!("restore failed: {e:#}")),
+                    };
+                    report(&tx, ok, text);
+                });
+            }
+            Op::Compact => {
+                tokio::spawn(async move {
+                    let outcomes = crate::compact::compact_all(&client).await;
+                    let (ok, text) = crate::compact::summary(&outcomes);
+                    report(&tx, ok, text);
+                });
+            }
+            Op::AddNode { given } => {
+                tokio::spawn(async move {
+                    let result = add_node(&client, given, dev_dir, &tx).await;
+                    let (ok, text) = match result {
+                        Ok(o) => {
+                            let _ = tx.send(OpEvent::Watch {
+                                grpc: o.grpc.clone(),
+                            });
+                            (
+                                true,
+                                format!(
+                                    "node {} ({}) added{} after {} ms of catch-up; voters {:?}",
+                                    o.id,
+                                    o.grpc,
+                                    if o.promoted {
+                                        " as a voter"
+                                    } else {
+                                        " as a learner"
+                                    },
+                                    o.catch_up_ms,
+                                    o.voters
+                                ),
+                            )
+                        }
+                        Err(e) => (false, format!("add node failed: {e:#}")),
+                    };
+                    report(&tx, ok, text);
+                });
+            }
+            Op::RemoveNode { id } => {
+                tokio::spawn(async move {
+                    let mut progress = step_reporter(&tx);
+                    let result = membership::remove_node(&client, id, false, &mut progress).await;
+                    let (ok, mut text) = match &result {
+                        Ok(o) => (
+                            true,
+                            format!("node {id} removed; voters now {:?}", o.voters),
+                        ),
+                        Err(e) => (false, format!("remove node {id} failed: {e:#}")),
+                    };
+                    if let (true, Some(dir)) = (ok, dev_dir) {
+                        match crate::dev::stop_member(&dir, id).await {
+                            Ok(Some((pid, _))) => {
+                                text.push_str(&format!("; its process {pid} was stopped"))
+                            }
+                            Ok(None) => {}
+                            Err(e) => text.push_str(&format!("; stopping its process failed: {e}")),
+                        }
+                    }
+                    report(&tx, ok, text);
+                });
+            }
+            Op::TransferLeader { to } => {
+                tokio::spawn(async move {
+                    let mut progress = step_reporter(&tx);
+                    let (ok, text) =
+                        match membership::transfer_leader(&client, to, &mut progress).await {
+                            Ok(t) => (
+                                true,
+                                format!(
+                                    "node {} leads (term {}) after {} ms; writes paused {} ms",
+                                    t.to, t.term, t.took_ms, t.writes_paused_ms
+                                ),
+                            ),
+                            Err(e) => (false, format!("transfer to node {to} failed: {e:#}")),
+                        };
+                    report(&tx, ok, text);
+                });
+            }
+            Op::RotateKey { id, grace } => {
+                tokio::spawn(async move {
+                    let event = match crate::admin::rotate_key(&client, id.clone(), grace).await {
+                        Ok(reply) => {
+                            let new_id =
+                                reply.key.as_ref().map(|k| k.id.clone()).unwrap_or_default();
+                            OpEvent::Done {
+                                ok: true,
+                                text: format!(
+                                    "key {id} rotated: its successor is {new_id}; {id} stays valid for {}",
+                                    humantime::format_duration(grace)
+                                ),
+                                secret: Some(NewSecret {
+                                    id: new_id,
+                                    secret: reply.secret,
+                                }),
+                            }
+                        }
+                        Err(e) => OpEvent::Done {
+                            ok: false,
+                            text: format!("rotating key {id} failed: {e:#}"),
+                            secret: None,
+                        },
+                    };
+                    let _ = tx.send(event);
+                });
+            }
+        }
+    }
 }
 
 impl App {
@@ -181,7 +388,7 @@ impl App {
         }
     }
 
-    /// The answer to a question.
+    /// The answer to a question: checked here, then the operation starts in the background.
     pub fn answer(&mut self, ask: Ask, text: String) {
         if let Some(expected) = &ask.expect {
             if text.trim() != expected {
@@ -196,169 +403,38 @@ impl App {
             }
         }
         let Some(ops) = self.ops() else { return };
-        let (client, tx, dev_dir) = (ops.client.clone(), ops.tx.clone(), ops.dev_dir.clone());
+        let dev = ops.dev_dir.is_some();
         let text = text.trim().to_string();
-        match ask.then {
+        let (title, op) = match ask.then {
             Pending::BackupTo => {
                 if text.is_empty() {
                     self.message("no file given: nothing was done", true);
                     return;
                 }
                 let path = PathBuf::from(&text);
-                self.running(format!("backup to {text}"));
-                tokio::spawn(async move {
-                    let progress_tx = tx.clone();
-                    let result = backup::backup(&client, &path, move |p: Progress| {
-                        let _ = progress_tx.send(progress_event(p));
-                    })
-                    .await;
-                    let (ok, text) = match result {
-                        Ok(m) => (
-                            true,
-                            format!(
-                                "backup written to {}: {}",
-                                path.display(),
-                                backup::describe_manifest(&m)
-                            ),
-                        ),
-                        Err(e) => (false, format!("backup failed: {e:#}")),
-                    };
-                    report(&tx, ok, text);
-                });
+                (format!("backup to {text}"), Op::Backup { path })
             }
             Pending::RestoreFrom => {
                 let path = PathBuf::from(&text);
-                self.running(format!("checking {text}"));
-                tokio::task::spawn_blocking(move || {
-                    let event = match opsdeck_node::backup::format::verify(&path) {
-                        Ok(m) => OpEvent::Verified {
-                            keys: m.key_count,
-                            index: m.applied_index,
-                            path,
-                        },
-                        Err(e) => OpEvent::Done {
-                            ok: false,
-                            text: format!("restore refused, nothing was changed: {e}"),
-                            secret: None,
-                        },
-                    };
-                    let _ = tx.send(event);
-                });
+                (format!("checking {text}"), Op::CheckRestore { path })
             }
-            Pending::ConfirmRestore { path } => {
-                self.running(format!("restore from {}", path.display()));
-                tokio::spawn(async move {
-                    let progress_tx = tx.clone();
-                    let result = async {
-                        let verified = opsdeck_node::backup::format::open_verified(&path)?;
-                        backup::restore(&client, &path, verified, move |p| {
-                            let _ = progress_tx.send(progress_event(p));
-                        })
-                        .await
-                    }
-                    .await;
-                    let (ok, text) = match result {
-                        Ok(r) => (
-                            true,
-                            format!(
-                                "restored {} in {:.1}s: the cluster now holds {} keys",
-                                path.display(),
-                                r.took.as_secs_f64(),
-                                r.keys
-                            ),
-                        ),
-                        Err(e) => (false, format!("restore failed: {e:#}")),
-                    };
-                    report(&tx, ok, text);
-                });
-            }
-            Pending::ConfirmCompact => {
-                self.running("compact all nodes".into());
-                tokio::spawn(async move {
-                    let outcomes = crate::compact::compact_all(&client).await;
-                    let (ok, text) = crate::compact::summary(&outcomes);
-                    report(&tx, ok, text);
-                });
-            }
-            Pending::AddNode => {
-                let given = match parse_new_node(&text, dev_dir.is_some()) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        self.message(&e, true);
-                        return;
-                    }
-                };
-                self.running("add node".into());
-                tokio::spawn(async move {
-                    let result = add_node(&client, given, dev_dir, &tx).await;
-                    let (ok, text) = match result {
-                        Ok(o) => {
-                            let _ = tx.send(OpEvent::Watch {
-                                grpc: o.grpc.clone(),
-                            });
-                            (
-                                true,
-                                format!(
-                                    "node {} ({}) added{} after {} ms of catch-up; voters {:?}",
-                                    o.id,
-                                    o.grpc,
-                                    if o.promoted {
-                                        " as a voter"
-                                    } else {
-                                        " as a learner"
-                                    },
-                                    o.catch_up_ms,
-                                    o.voters
-                                ),
-                            )
-                        }
-                        Err(e) => (false, format!("add node failed: {e:#}")),
-                    };
-                    report(&tx, ok, text);
-                });
-            }
-            Pending::ConfirmRemove { id } => {
-                self.running(format!("remove node {id}"));
-                tokio::spawn(async move {
-                    let mut progress = step_reporter(&tx);
-                    let result = membership::remove_node(&client, id, false, &mut progress).await;
-                    let (ok, mut text) = match &result {
-                        Ok(o) => (
-                            true,
-                            format!("node {id} removed; voters now {:?}", o.voters),
-                        ),
-                        Err(e) => (false, format!("remove node {id} failed: {e:#}")),
-                    };
-                    if let (true, Some(dir)) = (ok, dev_dir) {
-                        match crate::dev::stop_member(&dir, id).await {
-                            Ok(Some((pid, _))) => {
-                                text.push_str(&format!("; its process {pid} was stopped"))
-                            }
-                            Ok(None) => {}
-                            Err(e) => text.push_str(&format!("; stopping its process failed: {e}")),
-                        }
-                    }
-                    report(&tx, ok, text);
-                });
-            }
-            Pending::ConfirmTransfer { to } => {
-                self.running(format!("transfer leadership to node {to}"));
-                tokio::spawn(async move {
-                    let mut progress = step_reporter(&tx);
-                    let (ok, text) =
-                        match membership::transfer_leader(&client, to, &mut progress).await {
-                            Ok(t) => (
-                                true,
-                                format!(
-                                    "node {} leads (term {}) after {} ms; writes paused {} ms",
-                                    t.to, t.term, t.took_ms, t.writes_paused_ms
-                                ),
-                            ),
-                            Err(e) => (false, format!("transfer to node {to} failed: {e:#}")),
-                        };
-                    report(&tx, ok, text);
-                });
-            }
+            Pending::ConfirmRestore { path } => (
+                format!("restore from {}", path.display()),
+                Op::Restore { path },
+            ),
+            Pending::ConfirmCompact => ("compact all nodes".into(), Op::Compact),
+            Pending::AddNode => match parse_new_node(&text, dev) {
+                Ok(given) => ("add node".into(), Op::AddNode { given }),
+                Err(e) => {
+                    self.message(&e, true);
+                    return;
+                }
+            },
+            Pending::ConfirmRemove { id } => (format!("remove node {id}"), Op::RemoveNode { id }),
+            Pending::ConfirmTransfer { to } => (
+                format!("transfer leadership to node {to}"),
+                Op::TransferLeader { to },
+            ),
             Pending::RotateGrace { id } => {
                 let grace = match humantime::parse_duration(&text) {
                     Ok(g) => g,
@@ -370,33 +446,12 @@ impl App {
                         return;
                     }
                 };
-                self.running(format!("rotate key {id}"));
-                tokio::spawn(async move {
-                    let event = match crate::admin::rotate_key(&client, id.clone(), grace).await {
-                        Ok(reply) => {
-                            let new_id =
-                                reply.key.as_ref().map(|k| k.id.clone()).unwrap_or_default();
-                            OpEvent::Done {
-                                ok: true,
-                                text: format!(
-                                    "key {id} rotated: its successor is {new_id}; {id} stays valid for {}",
-                                    humantime::format_duration(grace)
-                                ),
-                                secret: Some(NewSecret {
-                                    id: new_id,
-                                    secret: reply.secret,
-                                }),
-                            }
-                        }
-                        Err(e) => OpEvent::Done {
-                            ok: false,
-                            text: format!("rotating key {id} failed: {e:#}"),
-                            secret: None,
-                        },
-                    };
-                    let _ = tx.send(event);
-                });
+                (format!("rotate key {id}"), Op::RotateKey { id, grace })
             }
+        };
+        self.running(title);
+        if let Some(ops) = &self.ops {
+            ops.start(op);
         }
     }
 
