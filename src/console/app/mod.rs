@@ -2,6 +2,8 @@
 //! timeline views, the command/search line, the help overlay, and the message line. Keys come
 //! in, resolve through the keymap to Actions, and are run here.
 
+mod ops;
+
 use std::cell::Cell;
 
 use crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers};
