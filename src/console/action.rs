@@ -81,7 +81,7 @@ impl PaneKind {
         }
     }
 
-    pub fn title(self) -> &'static str {
+    pub const fn title(self) -> &'static str {
         match self {
             PaneKind::Overview => "Overview",
             PaneKind::Logs => "Logs",
@@ -95,7 +95,7 @@ impl PaneKind {
         }
     }
 
-    pub fn action_name(self) -> &'static str {
+    pub const fn action_name(self) -> &'static str {
         match self {
             PaneKind::Overview => "pane_overview",
             PaneKind::Logs => "pane_logs",
@@ -123,6 +123,7 @@ pub enum Scope {
     Only(&'static [&'static str]),
 }
 
+#[derive(Debug, Clone, Copy)]
 pub struct Spec {
     pub name: &'static str,
     pub action: Action,
@@ -313,32 +314,36 @@ const FIXED: &[Spec] = &[
     ),
 ];
 
-/// Every action with its name, from the fixed list plus one `pane_<name>` per pane.
-pub fn specs() -> Vec<Spec> {
-    let mut all: Vec<Spec> = FIXED
-        .iter()
-        .map(|s| Spec {
-            name: s.name,
-            action: s.action,
-            scope: s.scope,
-            desc: s.desc,
-            mutating: s.mutating,
-        })
-        .collect();
-    for pane in PaneKind::ALL {
-        all.push(Spec {
-            name: pane.action_name(),
-            action: Action::ShowPane(*pane),
-            scope: Scope::Anywhere,
-            desc: pane.title(),
-            mutating: false,
-        });
+/// Every action with its name: the fixed list, then one `pane_<name>` per pane. Built once, at
+/// compile time.
+pub static SPECS: [Spec; COUNT] = all_specs();
+
+const COUNT: usize = FIXED.len() + PaneKind::ALL.len();
+
+const fn all_specs() -> [Spec; COUNT] {
+    let mut all = [FIXED[0]; COUNT];
+    let mut i = 0;
+    while i < FIXED.len() {
+        all[i] = FIXED[i];
+        i += 1;
+    }
+    let mut p = 0;
+    while p < PaneKind::ALL.len() {
+        let pane = PaneKind::ALL[p];
+        all[FIXED.len() + p] = spec(
+            pane.action_name(),
+            Action::ShowPane(pane),
+            Scope::Anywhere,
+            pane.title(),
+        );
+        p += 1;
     }
     all
 }
 
-pub fn spec_of(action: Action) -> Option<Spec> {
-    specs().into_iter().find(|s| s.action == action)
+/// The entry of `action` in `SPECS`.
+pub fn spec_of(action: Action) -> Option<&'static Spec> {
+    SPECS.iter().find(|s| s.action == action)
 }
 
 impl Scope {
@@ -361,11 +366,11 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_read_only_refuses_mutating_actions() {
-        let all = specs();
+        let all = &SPECS;
         for (i, a) in all.iter().enumerate() {
             assert!(all[i + 1..].iter().all(|b| b.name != a.name), "{}", a.name);
         }
-        let mut s = specs().into_iter().find(|s| s.name == "quit").unwrap();
+        let mut s = *SPECS.iter().find(|s| s.name == "quit").unwrap();
         assert!(permitted(&s, true));
         s.mutating = true;
         assert!(!permitted(&s, true));

@@ -181,7 +181,7 @@ impl App {
 
     pub fn run(&mut self, action: Action) {
         if let Some(spec) = action::spec_of(action) {
-            if !action::permitted(&spec, self.read_only) {
+            if !action::permitted(spec, self.read_only) {
                 self.message(
                     &format!("{} is not allowed: the console is read-only", spec.name),
                     true,

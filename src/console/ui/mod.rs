@@ -181,14 +181,13 @@ pub const COMMANDS: &[(&str, &str)] = &[
 fn help(app: &App, f: &mut Frame, body: Rect, scroll: usize) {
     let t = &app.theme;
     let ctx = app.pane.name();
-    let specs = action::specs();
     let mut rows = Vec::new();
     for (context, heading) in [(ctx, app.pane.title()), ("global", "everywhere")] {
         let bindings: Vec<_> = app
             .keymap
             .bindings(context)
             .iter()
-            .filter_map(|(k, a)| specs.iter().find(|s| s.action == *a).map(|s| (k, s)))
+            .filter_map(|(k, a)| action::spec_of(*a).map(|s| (k, s)))
             .filter(|(_, s)| action::permitted(s, app.read_only))
             .collect();
         if bindings.is_empty() {
