@@ -283,7 +283,7 @@ async fn event_loop(
                 dirty = true;
             }
             _ = alert_tick.tick() => {
-                panes::alerts::tick(app, format::unix_ms());
+                app.tick_alerts(format::unix_ms());
                 dirty = true;
             }
             _ = sigterm.recv() => return Ok(()),

@@ -13,7 +13,6 @@ use super::action::PaneKind;
 use super::app::App;
 use super::keymap::Keymap;
 use super::model::{fixture, KeyList, KeysError, Update};
-use super::panes::alerts;
 use super::theme::{ColorDepth, Theme};
 use super::ui;
 use crate::alerts::State;
@@ -51,7 +50,7 @@ fn observed_app() -> App {
                 }),
             });
         }
-        alerts::tick(&mut app, t);
+        app.tick_alerts(t);
     }
     let key = |id: &str, role: &str, tenants: &[&str], state: &str| ApiKeyInfo {
         id: id.into(),
@@ -525,7 +524,7 @@ fn alerts_fire_and_are_acknowledged_and_silenced_by_key() {
     app.command("silence 30d");
     assert!(app.message.as_ref().is_some_and(|m| m.1));
     app.command("silence 0");
-    alerts::tick(&mut app, last_tick + 1000);
+    app.tick_alerts(last_tick + 1000);
     assert!(app
         .alerts
         .evaluator
@@ -581,7 +580,7 @@ fn new_panes_by_tab_and_command_and_their_empty_states() {
         Theme::load("dark", ColorDepth::Mono).unwrap(),
         ColorDepth::Mono,
     );
-    alerts::tick(&mut connecting, fixture::T0);
+    connecting.tick_alerts(fixture::T0);
     assert!(
         connecting.alerts.last_tick_ms.is_none(),
         "no evaluation before any stream answered or failed"

@@ -2,17 +2,20 @@
 //! timeline views, the command/search line, the help overlay, and the message line. Keys come
 //! in, resolve through the keymap to Actions, and are run here.
 
+mod alerts;
 mod ops;
 
 use std::cell::Cell;
+use std::io::Write;
 
 use crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers};
 
 use super::action::{self, Action, PaneKind};
+use super::format::clock;
 use super::keymap::{Key, Keymap};
 use super::model::Model;
 use super::ops::Ops;
-use super::panes::alerts;
+use super::state::logs::line_text;
 use super::state::{AlertsView, Dialog, Input, InputKind, LogsView, TimelineView};
 use super::theme::{ColorDepth, Theme};
 use crate::alerts::Rules;
@@ -301,9 +304,9 @@ impl App {
                 } else {
                     path.to_string()
                 };
-                super::panes::save_logs(self, &path);
+                self.save_logs(&path);
             }
-            ("silence", d) if !d.is_empty() => alerts::silence_command(self, d),
+            ("silence", d) if !d.is_empty() => self.silence(d),
             ("help", _) => self.help = Some(0),
             _ => self.message(
                 &format!(
@@ -311,6 +314,33 @@ impl App {
                 ),
                 true,
             ),
+        }
+    }
+
+    /// Writes the lines passing the filters to `path`.
+    pub fn save_logs(&mut self, path: &str) {
+        let lines = self.logs.filtered(&self.model);
+        let result = (|| -> std::io::Result<usize> {
+            let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+            for (_, l) in &lines {
+                let time = clock(l.unix_ms, self.utc_offset);
+                match l.dropped {
+                    Some(n) => writeln!(file, "{time} n{} dropped {n} records", l.node_id)?,
+                    None => writeln!(
+                        file,
+                        "{time} n{} {:<5} {}",
+                        l.node_id,
+                        l.level.name(),
+                        line_text(l)
+                    )?,
+                }
+            }
+            file.flush()?;
+            Ok(lines.len())
+        })();
+        match result {
+            Ok(n) => self.message(&format!("saved {n} lines to {path}"), false),
+            Err(e) => self.message(&format!("cannot save the logs to {path}: {e}"), true),
         }
     }
 }

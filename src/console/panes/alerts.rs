@@ -1,9 +1,6 @@
-//! Alerts: the console is the outside observer that evaluates the alert rules. Every tick it
-//! turns the latest frame of each node (or why there is none) into one `NodeReport` per
-//! endpoint and feeds the evaluator; the pane lists pending, firing and recently resolved
-//! alerts, and acknowledges or silences the selected one (marks kept in this console only).
-
-use std::time::Duration;
+//! Alerts: the pane lists the pending, firing and recently resolved alerts of the rules the
+//! console evaluates (`app/alerts.rs`), and acknowledges or silences the selected one (marks
+//! kept in this console only).
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -15,46 +12,11 @@ use crate::alerts::{AlertState, Severity, State};
 use crate::console::action::Action;
 use crate::console::app::App;
 use crate::console::format::{clock, cut, duration_secs};
-use crate::console::model::{Link, TimelineEntry};
 use crate::console::state::{Input, InputKind};
 use crate::console::theme::Role;
 
-/// Longest silence `:silence` accepts.
-const MAX_SILENCE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// What the silence key puts on the command line, ready to edit.
 const SILENCE_PROMPT: &str = "silence 1h";
-
-/// One evaluation at `now_ms` of what the model knows; alerts that start firing or resolve
-/// go on the timeline. Nothing is evaluated before any stream has answered or failed (at
-/// most the 3 s connect timeout), so starting the console raises no pending alerts.
-pub fn tick(app: &mut App, now_ms: i64) {
-    if app.model.nodes.iter().all(|n| n.link == Link::Connecting) {
-        return;
-    }
-    let reports = app.model.reports(now_ms, app.stall_ms);
-    let changes = app.alerts.evaluator.observe(now_ms, &reports);
-    app.alerts.last_tick_ms = Some(now_ms);
-    for c in changes {
-        let kind = match c.to {
-            State::Firing => "alert_firing",
-            State::Resolved => "alert_resolved",
-            State::Pending | State::Inactive => continue,
-        };
-        app.model.push_timeline(TimelineEntry {
-            unix_ms: c.at_ms,
-            kind: kind.into(),
-            detail: format!(
-                "{} [{}]: {}",
-                c.alert.id,
-                c.alert.severity,
-                c.alert.summary()
-            ),
-            term: 0,
-            seen_by: vec![],
-            console: true,
-        });
-    }
-}
 
 pub fn handle(app: &mut App, action: Action) -> bool {
     match action {
@@ -95,45 +57,6 @@ pub fn handle(app: &mut App, action: Action) -> bool {
             app.alerts.selected = app.alerts.evaluator.alerts().get(pos).map(|a| a.id.clone());
             true
         }
-    }
-}
-
-/// `:silence DURATION` (e.g. 15m, 1h, 4h, 24h; 0 lifts the silence) for the selected alert.
-pub fn silence_command(app: &mut App, arg: &str) {
-    let (Some(alert), Some(now)) = (app.alerts.selected(), app.alerts.last_tick_ms) else {
-        app.message(
-            "no alert selected: silence works on the Alerts pane's selection",
-            true,
-        );
-        return;
-    };
-    let id = alert.id.clone();
-    let duration = match arg {
-        "0" | "off" => Duration::ZERO,
-        text => match humantime::parse_duration(text) {
-            Ok(d) if d <= MAX_SILENCE => d,
-            Ok(_) => {
-                app.message("a silence lasts at most 7d", true);
-                return;
-            }
-            Err(e) => {
-                app.message(
-                    &format!("bad duration {text:?}: {e} (e.g. 15m, 1h, 4h, 24h; 0 lifts)"),
-                    true,
-                );
-                return;
-            }
-        },
-    };
-    let until = now + duration.as_millis() as i64;
-    app.alerts.evaluator.silence(&id, until);
-    if duration.is_zero() {
-        app.message(&format!("silence of {id} lifted"), false);
-    } else {
-        app.message(
-            &format!("silenced {id} until {}", clock(until, app.utc_offset)),
-            false,
-        );
     }
 }
 

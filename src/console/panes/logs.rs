@@ -3,8 +3,6 @@
 //! minimum level; `/` searches (matches highlighted, `n`/`N` jump); the filtered buffer can be
 //! saved to a file; `dropped N` marks records a node could not send us.
 
-use std::io::Write;
-
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
@@ -254,36 +252,9 @@ pub fn handle(app: &mut App, action: Action) -> bool {
                 "opsdeck-logs-{}.txt",
                 crate::console::format::unix_ms() / 1000
             );
-            save(app, &path);
+            app.save_logs(&path);
         }
         _ => return false,
     }
     true
-}
-
-/// Writes the lines passing the filters to `path`.
-pub fn save(app: &mut App, path: &str) {
-    let lines = app.logs.filtered(&app.model);
-    let result = (|| -> std::io::Result<usize> {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-        for (_, l) in &lines {
-            let time = clock(l.unix_ms, app.utc_offset);
-            match l.dropped {
-                Some(n) => writeln!(file, "{time} n{} dropped {n} records", l.node_id)?,
-                None => writeln!(
-                    file,
-                    "{time} n{} {:<5} {}",
-                    l.node_id,
-                    l.level.name(),
-                    line_text(l)
-                )?,
-            }
-        }
-        file.flush()?;
-        Ok(lines.len())
-    })();
-    match result {
-        Ok(n) => app.message(&format!("saved {n} lines to {path}"), false),
-        Err(e) => app.message(&format!("cannot save the logs to {path}: {e}"), true),
-    }
 }

@@ -12,8 +12,6 @@ pub mod overview;
 mod quotas;
 pub mod timeline;
 
-pub use logs::save as save_logs;
-
 use ratatui::layout::Rect;
 use ratatui::text::Span;
 use ratatui::widgets::{Block, BorderType, Borders};
