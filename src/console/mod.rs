@@ -11,6 +11,7 @@
 pub mod action;
 pub mod app;
 pub mod config;
+pub mod effect;
 pub mod format;
 pub mod keymap;
 pub mod model;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
-use crossterm::event::EventStream;
+use crossterm::event::{Event, EventStream};
 use futures_util::StreamExt;
 use ratatui::buffer::Buffer;
 use ratatui::DefaultTerminal;
@@ -36,7 +37,8 @@ use tokio::sync::{mpsc, watch as flag};
 use crate::alerts::Rules;
 use crate::cli::ConsoleArgs;
 use crate::client::ClusterClient;
-use app::{App, WarRoom};
+use action::Action;
+use app::{App, Reaction, WarRoom};
 use config::Config;
 use keymap::Keymap;
 use model::Model;
@@ -197,6 +199,27 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
     result
 }
 
+/// A terminal event through the app and the shown pane; true if the screen must be redrawn.
+pub fn on_event(app: &mut App, event: Event) -> bool {
+    match app.on_event(event) {
+        Reaction::Ignored => false,
+        Reaction::Redraw => true,
+        Reaction::Run(action) => {
+            run_action(app, action);
+            true
+        }
+    }
+}
+
+/// Runs an action: the app runs its own; the shown pane's goes to `panes::handle`, and the
+/// app applies the effect that comes back.
+pub fn run_action(app: &mut App, action: Action) {
+    if let Some(action) = app.run(action) {
+        let effect = panes::handle(app, action);
+        app.apply(effect);
+    }
+}
+
 /// Draws the frame, then writes only the cells that changed; nothing at all when the frame
 /// equals what is on screen (not even cursor or colour resets).
 fn draw_if_changed(terminal: &mut DefaultTerminal, app: &App, shown: &mut Buffer) -> Result<()> {
@@ -260,7 +283,7 @@ async fn event_loop(
         };
         tokio::select! {
             event = input.next() => match event {
-                Some(Ok(event)) => dirty |= app.on_event(event),
+                Some(Ok(event)) => dirty |= on_event(app, event),
                 Some(Err(e)) => return Err(eyre!("reading the terminal failed: {e}")),
                 None => return Ok(()),
             },

@@ -137,7 +137,7 @@ fn press(app: &mut App, code: KeyCode) {
         KeyCode::Char(c) if c.is_ascii_uppercase() => KeyModifiers::SHIFT,
         _ => KeyModifiers::NONE,
     };
-    app.on_event(Event::Key(KeyEvent::new(code, mods)));
+    super::on_event(app, Event::Key(KeyEvent::new(code, mods)));
 }
 
 fn type_text(app: &mut App, s: &str) {
@@ -364,10 +364,10 @@ fn command_line_switches_panes_themes_and_refuses_nonsense() {
         .as_ref()
         .is_some_and(|m| m.0.contains("z does nothing here")));
     press(&mut app, KeyCode::Char(':'));
-    app.on_event(Event::Key(KeyEvent::new(
-        KeyCode::Char('x'),
-        KeyModifiers::CONTROL,
-    )));
+    super::on_event(
+        &mut app,
+        Event::Key(KeyEvent::new(KeyCode::Char('x'), KeyModifiers::CONTROL)),
+    );
     assert_eq!(
         app.input.as_ref().map(|i| i.text.as_str()),
         Some(""),

@@ -1,11 +1,12 @@
 //! The console is the outside observer that evaluates the alert rules: every tick it turns
 //! the latest frame of each node (or why there is none) into one `NodeReport` per endpoint
-//! and feeds the evaluator. `:silence` marks the selected alert here too.
+//! and feeds the evaluator. Acknowledging (the Alerts pane's effect) and `:silence` mark
+//! alerts here too.
 
 use std::time::Duration;
 
 use super::App;
-use crate::alerts::State;
+use crate::alerts::{AlertId, State};
 use crate::console::format::clock;
 use crate::console::model::{Link, TimelineEntry};
 
@@ -42,6 +43,18 @@ impl App {
                 seen_by: vec![],
                 console: true,
             });
+        }
+    }
+
+    /// Acknowledges alert `id`, if it is firing.
+    pub(super) fn ack(&mut self, id: &AlertId) {
+        if self.alerts.evaluator.ack(id) {
+            self.message(&format!("acknowledged {id}"), false);
+        } else {
+            self.message(
+                &format!("{id} is not firing; only a firing alert can be acknowledged"),
+                true,
+            );
         }
     }
 

@@ -7,120 +7,48 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::App;
+use crate::console::effect::Effect;
 use crate::console::model::TimelineEntry;
-use crate::console::ops::{Op, OpEvent, Ops};
-use crate::console::state::{Ask, Dialog, Input, InputKind, Pending};
+use crate::console::ops::{Op, OpEvent};
+use crate::console::state::{Ask, Dialog, Pending};
 use crate::ops::membership::NewNode;
 
+/// Why an answered question starts nothing in a console without a cluster (tests that draw).
+const NO_CONNECTION: &str = "no cluster connection to act on";
+
+/// `backup` asks for the file to write, a name with the time in it filled in.
+pub(super) fn backup_question() -> Effect {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let name = format!("opsdeck-backup-{}.odb", now.to_string().replace(':', ""));
+    Effect::Ask {
+        question: "backup to file: ".into(),
+        text: name,
+        expect: None,
+        then: Pending::BackupTo,
+    }
+}
+
+pub(super) fn restore_question() -> Effect {
+    Effect::Ask {
+        question: "restore from backup file: ".into(),
+        text: String::new(),
+        expect: None,
+        then: Pending::RestoreFrom,
+    }
+}
+
+pub(super) fn compact_question(nodes: usize) -> Effect {
+    Effect::Ask {
+        question: format!(
+            "compact all {nodes} nodes (snapshot + purge the log)? enter runs, esc cancels "
+        ),
+        text: String::new(),
+        expect: None,
+        then: Pending::ConfirmCompact,
+    }
+}
+
 impl App {
-    /// Asks on the command line; the answer goes to `then`.
-    pub fn ask(&mut self, question: String, text: String, expect: Option<String>, then: Pending) {
-        self.input = Some(Input {
-            kind: InputKind::Ask(Ask {
-                question,
-                expect,
-                then,
-            }),
-            text,
-        });
-    }
-
-    /// The console's operations handle, or a message saying there is none.
-    fn ops(&mut self) -> Option<&Ops> {
-        if self.ops.is_none() {
-            self.message("no cluster connection to act on", true);
-        }
-        self.ops.as_ref()
-    }
-
-    pub fn start_backup(&mut self) {
-        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-        let name = format!("opsdeck-backup-{}.odb", now.to_string().replace(':', ""));
-        self.ask("backup to file: ".into(), name, None, Pending::BackupTo);
-    }
-
-    pub fn start_restore(&mut self) {
-        self.ask(
-            "restore from backup file: ".into(),
-            String::new(),
-            None,
-            Pending::RestoreFrom,
-        );
-    }
-
-    pub fn start_compact(&mut self) {
-        let n = self.model.nodes.len();
-        self.ask(
-            format!("compact all {n} nodes (snapshot + purge the log)? enter runs, esc cancels "),
-            String::new(),
-            None,
-            Pending::ConfirmCompact,
-        );
-    }
-
-    pub fn start_rotate(&mut self) {
-        let Some(key) = self.model.keys.keys.get(self.keys_top) else {
-            self.message("no key selected: the key list is empty", true);
-            return;
-        };
-        let id = key.id.clone();
-        self.ask(
-            format!("rotate key {id}: the old key stays valid for "),
-            "24h".into(),
-            None,
-            Pending::RotateGrace { id },
-        );
-    }
-
-    /// The node selected in the Overview, with its id once known.
-    fn selected_node(&mut self) -> Option<(u64, String)> {
-        let view = self.model.nodes.get(self.overview_sel);
-        match view.and_then(|v| v.status.as_ref().map(|s| (s.id, v.endpoint.clone()))) {
-            Some(found) => Some(found),
-            None => {
-                self.message(
-                    "select a node whose id is known (↑/↓ in the Overview)",
-                    true,
-                );
-                None
-            }
-        }
-    }
-
-    pub fn start_add_node(&mut self) {
-        let dev = self.ops.as_ref().is_some_and(|o| o.dev_dir.is_some());
-        let question = if dev {
-            "add node: enter starts a new local node, or type ID GRPC HTTP of a running one: "
-        } else {
-            "add node: type ID GRPC_ADDR HTTP_ADDR of a running node: "
-        };
-        self.ask(question.into(), String::new(), None, Pending::AddNode);
-    }
-
-    pub fn start_remove_node(&mut self) {
-        let Some((id, endpoint)) = self.selected_node() else {
-            return;
-        };
-        self.ask(
-            format!("Remove node {id} ({endpoint})? type {id} to confirm: "),
-            String::new(),
-            Some(id.to_string()),
-            Pending::ConfirmRemove { id },
-        );
-    }
-
-    pub fn start_transfer(&mut self) {
-        let Some((to, endpoint)) = self.selected_node() else {
-            return;
-        };
-        self.ask(
-            format!("Move leadership to node {to} ({endpoint})? enter runs, esc cancels "),
-            String::new(),
-            None,
-            Pending::ConfirmTransfer { to },
-        );
-    }
-
     /// Starts watching a node the console did not know (one it just added).
     fn watch_node(&mut self, grpc: String) {
         if self.model.nodes.iter().any(|n| n.endpoint == grpc) {
@@ -136,28 +64,25 @@ impl App {
         }
     }
 
-    /// The answer to a question: checked here, then the operation starts in the background.
-    pub fn answer(&mut self, ask: Ask, text: String) {
+    /// The answer to a question: the operation it starts, or why nothing is done.
+    pub fn answer(&self, ask: Ask, text: String) -> Effect {
         if let Some(expected) = &ask.expect {
             if text.trim() != expected {
-                self.message(
-                    &format!(
-                        "not confirmed (typed {:?}, expected {expected:?}): nothing was changed",
-                        text.trim()
-                    ),
-                    true,
-                );
-                return;
+                return Effect::error(format!(
+                    "not confirmed (typed {:?}, expected {expected:?}): nothing was changed",
+                    text.trim()
+                ));
             }
         }
-        let Some(ops) = self.ops() else { return };
+        let Some(ops) = &self.ops else {
+            return Effect::error(NO_CONNECTION);
+        };
         let dev = ops.dev_dir.is_some();
         let text = text.trim().to_string();
         let (title, op) = match ask.then {
             Pending::BackupTo => {
                 if text.is_empty() {
-                    self.message("no file given: nothing was done", true);
-                    return;
+                    return Effect::error("no file given: nothing was done");
                 }
                 let path = PathBuf::from(&text);
                 (format!("backup to {text}"), Op::Backup { path })
@@ -173,10 +98,7 @@ impl App {
             Pending::ConfirmCompact => ("compact all nodes".into(), Op::Compact),
             Pending::AddNode => match parse_new_node(&text, dev) {
                 Ok(given) => ("add node".into(), Op::AddNode { given }),
-                Err(e) => {
-                    self.message(&e, true);
-                    return;
-                }
+                Err(e) => return Effect::error(e),
             },
             Pending::ConfirmRemove { id } => (format!("remove node {id}"), Op::RemoveNode { id }),
             Pending::ConfirmTransfer { to } => (
@@ -187,23 +109,24 @@ impl App {
                 let grace = match humantime::parse_duration(&text) {
                     Ok(g) => g,
                     Err(e) => {
-                        self.message(
-                            &format!("bad grace period {text:?}: {e} (e.g. 24h, 30m)"),
-                            true,
-                        );
-                        return;
+                        return Effect::error(format!(
+                            "bad grace period {text:?}: {e} (e.g. 24h, 30m)"
+                        ))
                     }
                 };
                 (format!("rotate key {id}"), Op::RotateKey { id, grace })
             }
         };
-        self.running(title);
-        if let Some(ops) = &self.ops {
-            ops.start(op);
-        }
+        Effect::StartOp { title, op }
     }
 
-    fn running(&mut self, title: String) {
+    /// Starts `op` in the background and opens its dialog.
+    pub(super) fn start_op(&mut self, title: String, op: Op) {
+        let Some(ops) = &self.ops else {
+            self.message(NO_CONNECTION, true);
+            return;
+        };
+        ops.start(op);
         self.dialog = Some(Dialog::Running {
             title,
             started: Instant::now(),
@@ -232,14 +155,14 @@ impl App {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 // Short enough for 80 columns: the typed answer must stay in view.
-                self.ask(
-                    format!(
+                self.apply(Effect::Ask {
+                    question: format!(
                         "Replace ALL data with {name} ({keys} keys, index {index})? type {keys} to confirm: "
                     ),
-                    String::new(),
-                    Some(keys.to_string()),
-                    Pending::ConfirmRestore { path },
-                );
+                    text: String::new(),
+                    expect: Some(keys.to_string()),
+                    then: Pending::ConfirmRestore { path },
+                });
             }
             OpEvent::Done { ok, text, secret } => {
                 let title = match &self.dialog {

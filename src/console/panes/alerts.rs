@@ -8,56 +8,44 @@ use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 use super::{block, scroll};
-use crate::alerts::{AlertState, Severity, State};
+use crate::alerts::{AlertId, AlertState, Severity, State};
 use crate::console::action::Action;
 use crate::console::app::App;
+use crate::console::effect::Effect;
 use crate::console::format::{clock, cut, duration_secs};
-use crate::console::state::{Input, InputKind};
+use crate::console::state::alerts::selected_index;
 use crate::console::theme::Role;
 
 /// What the silence key puts on the command line, ready to edit.
 const SILENCE_PROMPT: &str = "silence 1h";
 
-pub fn handle(app: &mut App, action: Action) -> bool {
-    match action {
-        Action::AckAlert => {
-            let Some(alert) = app.alerts.selected() else {
-                app.message("no alert to acknowledge", true);
-                return true;
-            };
-            let id = alert.id.clone();
-            if app.alerts.evaluator.ack(&id) {
-                app.message(&format!("acknowledged {id}"), false);
-            } else {
-                app.message(
-                    &format!("{id} is not firing; only a firing alert can be acknowledged"),
-                    true,
-                );
-            }
-            true
-        }
-        Action::SilenceAlert => {
-            if app.alerts.selected().is_none() {
-                app.message("no alert to silence", true);
-            } else {
-                app.input = Some(Input {
-                    kind: InputKind::Command,
-                    text: SILENCE_PROMPT.into(),
-                });
-            }
-            true
-        }
+/// Selecting an alert (`selected`, in the list `alerts`), and marking it.
+pub fn handle(
+    selected: &mut Option<AlertId>,
+    alerts: &[AlertState],
+    rows: usize,
+    action: Action,
+) -> Option<Effect> {
+    let index = selected_index(selected.as_ref(), alerts);
+    let effect = match action {
+        Action::AckAlert => match index {
+            Some(i) => Effect::Ack(alerts[i].id.clone()),
+            None => Effect::error("no alert to acknowledge"),
+        },
+        Action::SilenceAlert => match index {
+            Some(_) => Effect::Command(SILENCE_PROMPT.into()),
+            None => Effect::error("no alert to silence"),
+        },
         _ => {
-            let len = app.alerts.evaluator.alerts().len();
-            let mut pos = app.alerts.selected_index().unwrap_or(0);
-            let page = app.body_rows.get() as usize;
-            if !scroll(&mut pos, len, page, action) {
-                return false;
+            let mut pos = index.unwrap_or(0);
+            if !scroll(&mut pos, alerts.len(), rows, action) {
+                return None;
             }
-            app.alerts.selected = app.alerts.evaluator.alerts().get(pos).map(|a| a.id.clone());
-            true
+            *selected = alerts.get(pos).map(|a| a.id.clone());
+            Effect::Done
         }
-    }
+    };
+    Some(effect)
 }
 
 fn state_cell(state: State) -> (&'static str, Role) {

@@ -8,11 +8,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use super::block;
+use super::{block, next_node};
 use crate::console::action::Action;
 use crate::console::app::App;
+use crate::console::effect::Effect;
 use crate::console::format::clock;
-use crate::console::model::Level;
+use crate::console::model::{Level, Model};
 use crate::console::state::logs::{contains, line_text, LogsView};
 use crate::console::theme::{Role, Theme};
 
@@ -141,15 +142,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(Paragraph::new(out), inner);
 }
 
-pub fn handle(app: &mut App, action: Action) -> bool {
-    let page = (app.body_rows.get() as usize).saturating_sub(2).max(1);
-    let lines: Vec<u64> = app
-        .logs
-        .filtered(&app.model)
-        .iter()
-        .map(|(a, _)| *a)
-        .collect();
-    let v = &mut app.logs;
+/// Moving through the log, following and pausing it, its filters and search, and saving it.
+pub fn handle(v: &mut LogsView, model: &Model, rows: usize, action: Action) -> Option<Effect> {
+    let page = rows.saturating_sub(2).max(1);
+    let lines: Vec<u64> = v.filtered(model).iter().map(|(a, _)| *a).collect();
     let pos = match v.anchor {
         None => lines.len().saturating_sub(1),
         Some(a) => lines.partition_point(|abs| *abs <= a).saturating_sub(1),
@@ -187,7 +183,7 @@ pub fn handle(app: &mut App, action: Action) -> bool {
                 v.paused_at = None;
                 v.anchor = None;
             } else {
-                v.paused_at = Some(app.model.logs_evicted + app.model.logs.len() as u64);
+                v.paused_at = Some(model.logs_evicted + model.logs.len() as u64);
             }
         }
         Action::CycleLevel => {
@@ -202,18 +198,7 @@ pub fn handle(app: &mut App, action: Action) -> bool {
             v.anchor = None;
         }
         Action::CycleNode => {
-            let mut ids: Vec<u64> = app
-                .model
-                .nodes
-                .iter()
-                .filter_map(|n| n.status.as_ref().map(|s| s.id))
-                .collect();
-            ids.sort_unstable();
-            let v = &mut app.logs;
-            v.node = match v.node {
-                None => ids.first().copied(),
-                Some(n) => ids.iter().copied().find(|i| *i > n),
-            };
+            v.node = next_node(model, v.node);
             v.anchor = None;
         }
         Action::ClearFilters => {
@@ -224,11 +209,10 @@ pub fn handle(app: &mut App, action: Action) -> bool {
         }
         Action::SearchNext | Action::SearchPrev => {
             let Some(needle) = v.search.clone() else {
-                app.message("no search: press / first", true);
-                return true;
+                return Some(Effect::error("no search: press / first"));
             };
-            let filtered = app.logs.filtered(&app.model);
-            let from = app.logs.current.or(app.logs.anchor).unwrap_or(u64::MAX);
+            let filtered = v.filtered(model);
+            let from = v.current.or(v.anchor).unwrap_or(u64::MAX);
             let hit = if action == Action::SearchNext {
                 filtered.iter().find(|(a, l)| {
                     *a > from && from != u64::MAX && contains(&line_text(l), &needle)
@@ -241,20 +225,14 @@ pub fn handle(app: &mut App, action: Action) -> bool {
             };
             match hit.map(|(a, _)| *a) {
                 Some(abs) => {
-                    app.logs.current = Some(abs);
-                    app.logs.anchor = Some(abs);
+                    v.current = Some(abs);
+                    v.anchor = Some(abs);
                 }
-                None => app.message(&format!("no more matches for {needle:?}"), true),
+                None => return Some(Effect::error(format!("no more matches for {needle:?}"))),
             }
         }
-        Action::SaveLogs => {
-            let path = format!(
-                "opsdeck-logs-{}.txt",
-                crate::console::format::unix_ms() / 1000
-            );
-            app.save_logs(&path);
-        }
-        _ => return false,
+        Action::SaveLogs => return Some(Effect::SaveLogs { path: None }),
+        _ => return None,
     }
-    true
+    Some(Effect::Done)
 }

@@ -28,19 +28,21 @@ impl AlertsView {
             .count()
     }
 
-    /// The selected alert's position: the remembered one if still listed, else the first.
     pub fn selected_index(&self) -> Option<usize> {
-        let alerts = self.evaluator.alerts();
-        if alerts.is_empty() {
-            return None;
-        }
-        self.selected
-            .as_ref()
-            .and_then(|id| alerts.iter().position(|a| &a.id == id))
-            .or(Some(0))
+        selected_index(self.selected.as_ref(), self.evaluator.alerts())
     }
 
     pub fn selected(&self) -> Option<&AlertState> {
         self.selected_index().map(|i| &self.evaluator.alerts()[i])
     }
+}
+
+/// The selected alert's position in `alerts`: `selected` if still listed, else the first.
+pub fn selected_index(selected: Option<&AlertId>, alerts: &[AlertState]) -> Option<usize> {
+    if alerts.is_empty() {
+        return None;
+    }
+    selected
+        .and_then(|id| alerts.iter().position(|a| &a.id == id))
+        .or(Some(0))
 }

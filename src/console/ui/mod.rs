@@ -12,7 +12,7 @@ use ratatui::Frame;
 use super::action::{self, Action, PaneKind};
 use super::app::App;
 use super::model::Verdict;
-use super::panes::overview;
+use super::panes;
 use super::state::InputKind;
 use super::theme::Role;
 
@@ -35,7 +35,7 @@ pub fn draw(app: &App, f: &mut Frame) {
     if app.war_room.is_some() {
         war_room(app, f, body);
     } else {
-        app.pane.draw(app, f, body);
+        panes::draw(app.pane, app, f, body);
     }
     status_line(app, f, bottom);
     if let Some(dialog) = &app.dialog {
@@ -279,13 +279,13 @@ fn war_room(app: &App, f: &mut Frame, body: Rect) {
         .style(style),
         banner,
     );
-    overview::draw(app, f, over);
+    panes::draw(PaneKind::Overview, app, f, over);
     if rest.height >= 4 {
         let pane = if app.pane == PaneKind::Overview {
             PaneKind::Logs
         } else {
             app.pane
         };
-        pane.draw(app, f, rest);
+        panes::draw(pane, app, f, rest);
     }
 }
