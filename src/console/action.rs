@@ -1,5 +1,5 @@
-//! Every action the console can take. Keys resolve to these through the keymap, `:` commands
-//! and the war-room timer produce them too, and the help overlay lists them by name.
+//! Every action the console can take, and the panes. Keys resolve to actions through the
+//! keymap; `SPECS` names each action, says where it may be bound, and the help overlay lists it.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
@@ -41,6 +41,7 @@ pub enum Action {
     TransferLeader,
 }
 
+/// A pane; its name is its keymap context and `:pane` argument (drawn by `panes/`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PaneKind {
     Overview,

@@ -7,6 +7,12 @@
 //! from the screen, so an idle console costs nearly no CPU and no bytes. The terminal
 //! is restored on every way out: normal quit, error, signal, and panic (ratatui's hook
 //! restores it before color-eyre prints the report).
+//!
+//! Inside the console imports run one way: `format`, `action`, `model`, `theme`, `config`,
+//! then `keymap`, `watch`, `ops`, then `state` (view state), `effect`, `app`, `panes`, `ui`;
+//! none imports a later one. This file, their parent, ties them together: a key goes to
+//! `App::on_event`, its action to `App::run` or, when it is the shown pane's, to
+//! `panes::handle`, whose `Effect` `App::apply` carries out (`run_action`).
 
 pub mod action;
 pub mod app;

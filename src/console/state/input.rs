@@ -6,7 +6,7 @@ use std::path::PathBuf;
 pub enum InputKind {
     Command,
     Search,
-    /// A question an action asks (see `ops.rs`).
+    /// A question an operation asks (see `app/ops.rs`).
     Ask(Ask),
 }
 

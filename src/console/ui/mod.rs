@@ -1,5 +1,6 @@
 //! The frame around the panes: the tab bar with the cluster verdict, the message / command
-//! line with key hints from the live keymap, the help overlay, and the war-room layout.
+//! line with key hints from the live keymap, the help overlay, the war-room layout, and the
+//! operation dialog (`dialog.rs`) over them.
 
 pub mod dialog;
 
