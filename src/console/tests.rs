@@ -236,6 +236,40 @@ fn action_dialogs_show_progress_and_a_secret_once() {
 }
 
 #[test]
+fn a_pane_returns_its_effect_and_only_the_app_applies_it() {
+    use super::action::Action;
+    use super::effect::Effect;
+    use super::state::{InputKind, Pending};
+    let mut app = observed_app();
+    app.show(PaneKind::Keys);
+    let effect = super::panes::handle(&mut app, Action::RotateKey);
+    assert!(
+        matches!(&effect, Effect::Ask { text, then: Pending::RotateGrace { id }, .. }
+            if text == "24h" && id == "k0a1b2c3d"),
+        "{effect:?}"
+    );
+    assert!(app.input.is_none(), "the pane asked nothing itself");
+    app.apply(effect);
+    let Some(InputKind::Ask(ask)) = app.input.as_ref().map(|i| i.kind.clone()) else {
+        panic!("{:?}", app.input);
+    };
+    // Answered in a console without a cluster connection: nothing starts.
+    let effect = app.answer(ask, "24h".into());
+    assert!(
+        matches!(&effect, Effect::Message { text, error: true }
+            if text == "no cluster connection to act on"),
+        "{effect:?}"
+    );
+    // An action the shown pane has nothing to do with says so.
+    let effect = super::panes::handle(&mut app, Action::CycleNode);
+    assert!(
+        matches!(&effect, Effect::Message { text, error: true }
+            if text == "cycle_node does nothing in Keys"),
+        "{effect:?}"
+    );
+}
+
+#[test]
 fn read_only_refuses_and_hides_every_mutating_action() {
     let mut app = observed_app();
     app.read_only = true;
