@@ -24,10 +24,10 @@ const SRC_LAYERS: &[&[&str]] = &[
 ];
 
 const CONSOLE_LAYERS: &[&[&str]] = &[
-    &["model", "watch", "theme", "config"],
+    &["action", "model", "theme", "config"],
+    &["keymap", "watch", "ops"],
     &["state"],
-    &["action"],
-    &["keymap"],
+    &["effect"],
     &["app"],
     &["panes"],
     &["ui"],

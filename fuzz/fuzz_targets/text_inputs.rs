@@ -21,7 +21,7 @@ use opsdeck::alerts::{Evaluator, Rules};
 use opsdeck::client::NodeReport;
 use opsdeck::console::config::Config;
 use opsdeck::console::keymap::{Keymap, MODAL_CONTEXTS};
-use opsdeck::console::panes::PaneKind;
+use opsdeck::console::action::PaneKind;
 use opsdeck::console::theme::{ColorDepth, Role, Theme};
 use opsdeck_node::pb::{FollowerProgress, Member, NodeStatus, OpStats, TenantUsage};
 use prost::Message;

@@ -1,7 +1,5 @@
-//! Every action the console can take. Keys resolve to these through the keymap, `:` commands
-//! and the war-room timer produce them too, and the help overlay lists them by name.
-
-use super::panes::PaneKind;
+//! Every action the console can take, and the panes. Keys resolve to actions through the
+//! keymap; `SPECS` names each action, says where it may be bound, and the help overlay lists it.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
@@ -43,6 +41,80 @@ pub enum Action {
     TransferLeader,
 }
 
+/// A pane; its name is its keymap context and `:pane` argument (drawn by `panes/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PaneKind {
+    Overview,
+    Logs,
+    Metrics,
+    Disk,
+    Gc,
+    Timeline,
+    Alerts,
+    Quotas,
+    Keys,
+}
+
+impl PaneKind {
+    pub const ALL: &'static [PaneKind] = &[
+        PaneKind::Overview,
+        PaneKind::Logs,
+        PaneKind::Metrics,
+        PaneKind::Disk,
+        PaneKind::Gc,
+        PaneKind::Timeline,
+        PaneKind::Alerts,
+        PaneKind::Quotas,
+        PaneKind::Keys,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PaneKind::Overview => "overview",
+            PaneKind::Logs => "logs",
+            PaneKind::Metrics => "metrics",
+            PaneKind::Disk => "disk",
+            PaneKind::Gc => "gc",
+            PaneKind::Timeline => "timeline",
+            PaneKind::Alerts => "alerts",
+            PaneKind::Quotas => "quotas",
+            PaneKind::Keys => "keys",
+        }
+    }
+
+    pub const fn title(self) -> &'static str {
+        match self {
+            PaneKind::Overview => "Overview",
+            PaneKind::Logs => "Logs",
+            PaneKind::Metrics => "Metrics",
+            PaneKind::Disk => "Disk",
+            PaneKind::Gc => "GC",
+            PaneKind::Timeline => "Timeline",
+            PaneKind::Alerts => "Alerts",
+            PaneKind::Quotas => "Quotas",
+            PaneKind::Keys => "Keys",
+        }
+    }
+
+    pub const fn action_name(self) -> &'static str {
+        match self {
+            PaneKind::Overview => "pane_overview",
+            PaneKind::Logs => "pane_logs",
+            PaneKind::Metrics => "pane_metrics",
+            PaneKind::Disk => "pane_disk",
+            PaneKind::Gc => "pane_gc",
+            PaneKind::Timeline => "pane_timeline",
+            PaneKind::Alerts => "pane_alerts",
+            PaneKind::Quotas => "pane_quotas",
+            PaneKind::Keys => "pane_keys",
+        }
+    }
+
+    pub fn by_name(name: &str) -> Option<PaneKind> {
+        PaneKind::ALL.iter().copied().find(|p| p.name() == name)
+    }
+}
+
 /// Where an action may be bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -52,6 +124,7 @@ pub enum Scope {
     Only(&'static [&'static str]),
 }
 
+#[derive(Debug, Clone, Copy)]
 pub struct Spec {
     pub name: &'static str,
     pub action: Action,
@@ -242,32 +315,36 @@ const FIXED: &[Spec] = &[
     ),
 ];
 
-/// Every action with its name, from the fixed list plus one `pane_<name>` per pane.
-pub fn specs() -> Vec<Spec> {
-    let mut all: Vec<Spec> = FIXED
-        .iter()
-        .map(|s| Spec {
-            name: s.name,
-            action: s.action,
-            scope: s.scope,
-            desc: s.desc,
-            mutating: s.mutating,
-        })
-        .collect();
-    for pane in PaneKind::ALL {
-        all.push(Spec {
-            name: pane.action_name(),
-            action: Action::ShowPane(*pane),
-            scope: Scope::Anywhere,
-            desc: pane.title(),
-            mutating: false,
-        });
+/// Every action with its name: the fixed list, then one `pane_<name>` per pane. Built once, at
+/// compile time.
+pub static SPECS: [Spec; COUNT] = all_specs();
+
+const COUNT: usize = FIXED.len() + PaneKind::ALL.len();
+
+const fn all_specs() -> [Spec; COUNT] {
+    let mut all = [FIXED[0]; COUNT];
+    let mut i = 0;
+    while i < FIXED.len() {
+        all[i] = FIXED[i];
+        i += 1;
+    }
+    let mut p = 0;
+    while p < PaneKind::ALL.len() {
+        let pane = PaneKind::ALL[p];
+        all[FIXED.len() + p] = spec(
+            pane.action_name(),
+            Action::ShowPane(pane),
+            Scope::Anywhere,
+            pane.title(),
+        );
+        p += 1;
     }
     all
 }
 
-pub fn spec_of(action: Action) -> Option<Spec> {
-    specs().into_iter().find(|s| s.action == action)
+/// The entry of `action` in `SPECS`.
+pub fn spec_of(action: Action) -> Option<&'static Spec> {
+    SPECS.iter().find(|s| s.action == action)
 }
 
 impl Scope {
@@ -290,11 +367,11 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_read_only_refuses_mutating_actions() {
-        let all = specs();
+        let all = &SPECS;
         for (i, a) in all.iter().enumerate() {
             assert!(all[i + 1..].iter().all(|b| b.name != a.name), "{}", a.name);
         }
-        let mut s = specs().into_iter().find(|s| s.name == "quit").unwrap();
+        let mut s = *SPECS.iter().find(|s| s.name == "quit").unwrap();
         assert!(permitted(&s, true));
         s.mutating = true;
         assert!(!permitted(&s, true));

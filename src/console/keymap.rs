@@ -11,8 +11,7 @@ use color_eyre::eyre::{eyre, Result};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use toml::Spanned;
 
-use super::action::{self, Action};
-use super::panes::PaneKind;
+use super::action::{self, Action, PaneKind};
 use crate::format::line_of;
 
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -207,7 +206,7 @@ impl Keymap {
         let mut contexts: BTreeMap<String, Bindings> = BTreeMap::new();
         // Where each (context, key) was bound, to name both lines of a conflict.
         let mut seen: BTreeMap<(String, Key), (usize, &'static str)> = BTreeMap::new();
-        let specs = action::specs();
+        let specs = &action::SPECS;
         for (ctx, table) in &raw {
             let ctx_line = line_of(text, ctx.span().start);
             if !known_context(ctx.get_ref()) {

@@ -7,14 +7,22 @@
 //! from the screen, so an idle console costs nearly no CPU and no bytes. The terminal
 //! is restored on every way out: normal quit, error, signal, and panic (ratatui's hook
 //! restores it before color-eyre prints the report).
+//!
+//! Inside the console imports run one way: `action`, `model`, `theme`, `config`, then
+//! `keymap`, `watch`, `ops`, then `state` (view state), `effect`, `app`, `panes`, `ui`;
+//! none imports a later one. This file, their parent, ties them together: a key goes to
+//! `App::on_event`, its action to `App::run` or, when it is the shown pane's, to
+//! `panes::handle`, whose `Effect` `App::apply` carries out (`run_action`).
 
 pub mod action;
 pub mod app;
 pub mod config;
+pub mod effect;
 pub mod keymap;
 pub mod model;
 pub mod ops;
 pub mod panes;
+pub mod state;
 pub mod theme;
 pub mod ui;
 pub mod watch;
@@ -24,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
-use crossterm::event::EventStream;
+use crossterm::event::{Event, EventStream};
 use futures_util::StreamExt;
 use ratatui::buffer::Buffer;
 use ratatui::DefaultTerminal;
@@ -34,7 +42,8 @@ use tokio::sync::{mpsc, watch as flag};
 use crate::alerts::Rules;
 use crate::cli::ConsoleArgs;
 use crate::client::ClusterClient;
-use app::{App, WarRoom};
+use action::Action;
+use app::{App, Reaction, WarRoom};
 use config::Config;
 use keymap::Keymap;
 use model::Model;
@@ -152,10 +161,10 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
     app.read_only = settings.read_only;
     app.utc_offset = crate::format::local_utc_offset();
     app.war_room = settings.war_room.map(|cycle_secs| WarRoom { cycle_secs });
-    app.alerts = panes::AlertsView::new(settings.rules);
+    app.alerts = state::AlertsView::new(settings.rules);
     app.stall_ms = watch::stall(settings.refresh).as_millis() as i64;
     if app.war_room.is_some() {
-        app.pane = panes::PaneKind::Logs;
+        app.pane = action::PaneKind::Logs;
     }
 
     let (tx, rx) = mpsc::channel(4096);
@@ -193,6 +202,27 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
     }
     keys_task.abort();
     result
+}
+
+/// A terminal event through the app and the shown pane; true if the screen must be redrawn.
+pub fn on_event(app: &mut App, event: Event) -> bool {
+    match app.on_event(event) {
+        Reaction::Ignored => false,
+        Reaction::Redraw => true,
+        Reaction::Run(action) => {
+            run_action(app, action);
+            true
+        }
+    }
+}
+
+/// Runs an action: the app runs its own; the shown pane's goes to `panes::handle`, and the
+/// app applies the effect that comes back.
+pub fn run_action(app: &mut App, action: Action) {
+    if let Some(action) = app.run(action) {
+        let effect = panes::handle(app, action);
+        app.apply(effect);
+    }
 }
 
 /// Draws the frame, then writes only the cells that changed; nothing at all when the frame
@@ -258,7 +288,7 @@ async fn event_loop(
         };
         tokio::select! {
             event = input.next() => match event {
-                Some(Ok(event)) => dirty |= app.on_event(event),
+                Some(Ok(event)) => dirty |= on_event(app, event),
                 Some(Err(e)) => return Err(eyre!("reading the terminal failed: {e}")),
                 None => return Ok(()),
             },
@@ -281,7 +311,7 @@ async fn event_loop(
                 dirty = true;
             }
             _ = alert_tick.tick() => {
-                panes::alerts::tick(app, crate::format::unix_ms());
+                app.tick_alerts(crate::format::unix_ms());
                 dirty = true;
             }
             _ = sigterm.recv() => return Ok(()),
@@ -292,7 +322,7 @@ async fn event_loop(
             return Ok(());
         }
         keys_wanted.send_if_modified(|w| {
-            let shown = app.pane == panes::PaneKind::Keys;
+            let shown = app.pane == action::PaneKind::Keys;
             std::mem::replace(w, shown) != shown
         });
     }

@@ -1,16 +1,14 @@
-//! The operations actions in the console: a question on the command line (a file name, a
-//! grace period, a typed confirmation naming the target), then the action runs in the
-//! background — the same code as the CLI verb (`crate::ops`) — reporting progress to a dialog, and ends with its outcome in the
-//! dialog, on the message line and on the timeline. Input and drawing never wait for it.
+//! The background tasks of the console's operations: once its question is answered (see
+//! `app/ops.rs`), an operation runs in a spawned task — the same code as the CLI verb
+//! (`crate::ops`) — that reports progress and its outcome
+//! as `OpEvent`s on a channel the loop reads. Input and drawing never wait for it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::app::{App, Input, InputKind};
-use super::model::TimelineEntry;
 use super::model::Update;
 use crate::client::ClusterClient;
 use crate::format as fmt;
@@ -26,27 +24,6 @@ pub struct Ops {
     /// Where a new node's watch task sends its updates, and how often it asks for frames.
     pub updates: mpsc::Sender<Update>,
     pub refresh: std::time::Duration,
-}
-
-/// What a question on the command line leads to once answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pending {
-    BackupTo,
-    RestoreFrom,
-    ConfirmRestore { path: PathBuf },
-    ConfirmCompact,
-    RotateGrace { id: String },
-    AddNode,
-    ConfirmRemove { id: u64 },
-    ConfirmTransfer { to: u64 },
-}
-
-/// A question on the command line; with `expect`, the answer must be exactly that.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ask {
-    pub question: String,
-    pub expect: Option<String>,
-    pub then: Pending,
 }
 
 /// Reports from a running action to the console loop.
@@ -76,172 +53,43 @@ pub struct NewSecret {
     pub secret: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Dialog {
-    Running {
-        title: String,
-        started: Instant,
-        /// Share done, when it can be measured.
-        ratio: Option<f64>,
-        detail: String,
+/// An operation whose question was answered, ready to run (see `App::answer`).
+#[derive(Debug, Clone)]
+pub enum Op {
+    Backup {
+        path: PathBuf,
     },
-    Finished {
-        title: String,
-        ok: bool,
-        text: String,
-        secret: Option<NewSecret>,
+    /// A restore's first step: check the file; `OpEvent::Verified` then asks for the typed
+    /// confirmation.
+    CheckRestore {
+        path: PathBuf,
+    },
+    Restore {
+        path: PathBuf,
+    },
+    Compact,
+    /// `given: None` starts a new node in the dev cluster.
+    AddNode {
+        given: Option<NewNode>,
+    },
+    RemoveNode {
+        id: u64,
+    },
+    TransferLeader {
+        to: u64,
+    },
+    RotateKey {
+        id: String,
+        grace: Duration,
     },
 }
 
-impl App {
-    /// Asks on the command line; the answer goes to `then`.
-    pub fn ask(&mut self, question: String, text: String, expect: Option<String>, then: Pending) {
-        self.input = Some(Input {
-            kind: InputKind::Ask(Ask {
-                question,
-                expect,
-                then,
-            }),
-            text,
-        });
-    }
-
-    /// The console's operations handle, or a message saying there is none.
-    fn ops(&mut self) -> Option<&Ops> {
-        if self.ops.is_none() {
-            self.message("no cluster connection to act on", true);
-        }
-        self.ops.as_ref()
-    }
-
-    pub fn start_backup(&mut self) {
-        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-        let name = format!("opsdeck-backup-{}.odb", now.to_string().replace(':', ""));
-        self.ask("backup to file: ".into(), name, None, Pending::BackupTo);
-    }
-
-    pub fn start_restore(&mut self) {
-        self.ask(
-            "restore from backup file: ".into(),
-            String::new(),
-            None,
-            Pending::RestoreFrom,
-        );
-    }
-
-    pub fn start_compact(&mut self) {
-        let n = self.model.nodes.len();
-        self.ask(
-            format!("compact all {n} nodes (snapshot + purge the log)? enter runs, esc cancels "),
-            String::new(),
-            None,
-            Pending::ConfirmCompact,
-        );
-    }
-
-    pub fn start_rotate(&mut self) {
-        let Some(key) = self.model.keys.keys.get(self.keys_top) else {
-            self.message("no key selected: the key list is empty", true);
-            return;
-        };
-        let id = key.id.clone();
-        self.ask(
-            format!("rotate key {id}: the old key stays valid for "),
-            "24h".into(),
-            None,
-            Pending::RotateGrace { id },
-        );
-    }
-
-    /// The node selected in the Overview, with its id once known.
-    fn selected_node(&mut self) -> Option<(u64, String)> {
-        let view = self.model.nodes.get(self.overview_sel);
-        match view.and_then(|v| v.status.as_ref().map(|s| (s.id, v.endpoint.clone()))) {
-            Some(found) => Some(found),
-            None => {
-                self.message(
-                    "select a node whose id is known (↑/↓ in the Overview)",
-                    true,
-                );
-                None
-            }
-        }
-    }
-
-    pub fn start_add_node(&mut self) {
-        let dev = self.ops.as_ref().is_some_and(|o| o.dev_dir.is_some());
-        let question = if dev {
-            "add node: enter starts a new local node, or type ID GRPC HTTP of a running one: "
-        } else {
-            "add node: type ID GRPC_ADDR HTTP_ADDR of a running node: "
-        };
-        self.ask(question.into(), String::new(), None, Pending::AddNode);
-    }
-
-    pub fn start_remove_node(&mut self) {
-        let Some((id, endpoint)) = self.selected_node() else {
-            return;
-        };
-        self.ask(
-            format!("Remove node {id} ({endpoint})? type {id} to confirm: "),
-            String::new(),
-            Some(id.to_string()),
-            Pending::ConfirmRemove { id },
-        );
-    }
-
-    pub fn start_transfer(&mut self) {
-        let Some((to, endpoint)) = self.selected_node() else {
-            return;
-        };
-        self.ask(
-            format!("Move leadership to node {to} ({endpoint})? enter runs, esc cancels "),
-            String::new(),
-            None,
-            Pending::ConfirmTransfer { to },
-        );
-    }
-
-    /// Starts watching a node the console did not know (one it just added).
-    fn watch_node(&mut self, grpc: String) {
-        if self.model.nodes.iter().any(|n| n.endpoint == grpc) {
-            return;
-        }
-        let Some(ops) = &self.ops else { return };
-        match ops.client.connect_to(&grpc) {
-            Ok(rpc) => {
-                let index = self.model.add_node(&grpc);
-                super::watch::spawn(index, rpc, ops.refresh, ops.updates.clone());
-            }
-            Err(e) => self.message(&format!("cannot watch {grpc}: {e}"), true),
-        }
-    }
-
-    /// The answer to a question.
-    pub fn answer(&mut self, ask: Ask, text: String) {
-        if let Some(expected) = &ask.expect {
-            if text.trim() != expected {
-                self.message(
-                    &format!(
-                        "not confirmed (typed {:?}, expected {expected:?}): nothing was changed",
-                        text.trim()
-                    ),
-                    true,
-                );
-                return;
-            }
-        }
-        let Some(ops) = self.ops() else { return };
-        let (client, tx, dev_dir) = (ops.client.clone(), ops.tx.clone(), ops.dev_dir.clone());
-        let text = text.trim().to_string();
-        match ask.then {
-            Pending::BackupTo => {
-                if text.is_empty() {
-                    self.message("no file given: nothing was done", true);
-                    return;
-                }
-                let path = PathBuf::from(&text);
-                self.running(format!("backup to {text}"));
+impl Ops {
+    /// Runs `op` in a spawned task that reports `OpEvent`s on `tx`; returns at once.
+    pub fn start(&self, op: Op) {
+        let (client, tx, dev_dir) = (self.client.clone(), self.tx.clone(), self.dev_dir.clone());
+        match op {
+            Op::Backup { path } => {
                 tokio::spawn(async move {
                     let progress_tx = tx.clone();
                     let result = backup::backup(&client, &path, move |p: Progress| {
@@ -262,9 +110,7 @@ impl App {
                     report(&tx, ok, text);
                 });
             }
-            Pending::RestoreFrom => {
-                let path = PathBuf::from(&text);
-                self.running(format!("checking {text}"));
+            Op::CheckRestore { path } => {
                 tokio::task::spawn_blocking(move || {
                     let event = match opsdeck_node::backup::format::verify(&path) {
                         Ok(m) => OpEvent::Verified {
@@ -281,8 +127,7 @@ impl App {
                     let _ = tx.send(event);
                 });
             }
-            Pending::ConfirmRestore { path } => {
-                self.running(format!("restore from {}", path.display()));
+            Op::Restore { path } => {
                 tokio::spawn(async move {
                     let progress_tx = tx.clone();
                     let result = async {
@@ -308,23 +153,14 @@ impl App {
                     report(&tx, ok, text);
                 });
             }
-            Pending::ConfirmCompact => {
-                self.running("compact all nodes".into());
+            Op::Compact => {
                 tokio::spawn(async move {
                     let outcomes = crate::ops::compact::compact_all(&client).await;
                     let (ok, text) = crate::ops::compact::summary(&outcomes);
                     report(&tx, ok, text);
                 });
             }
-            Pending::AddNode => {
-                let given = match parse_new_node(&text, dev_dir.is_some()) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        self.message(&e, true);
-                        return;
-                    }
-                };
-                self.running("add node".into());
+            Op::AddNode { given } => {
                 tokio::spawn(async move {
                     let result = add_node(&client, given, dev_dir, &tx).await;
                     let (ok, text) = match result {
@@ -353,8 +189,7 @@ impl App {
                     report(&tx, ok, text);
                 });
             }
-            Pending::ConfirmRemove { id } => {
-                self.running(format!("remove node {id}"));
+            Op::RemoveNode { id } => {
                 tokio::spawn(async move {
                     let mut progress = step_reporter(&tx);
                     let result = membership::remove_node(&client, id, false, &mut progress).await;
@@ -377,8 +212,7 @@ impl App {
                     report(&tx, ok, text);
                 });
             }
-            Pending::ConfirmTransfer { to } => {
-                self.running(format!("transfer leadership to node {to}"));
+            Op::TransferLeader { to } => {
                 tokio::spawn(async move {
                     let mut progress = step_reporter(&tx);
                     let (ok, text) =
@@ -395,18 +229,7 @@ impl App {
                     report(&tx, ok, text);
                 });
             }
-            Pending::RotateGrace { id } => {
-                let grace = match humantime::parse_duration(&text) {
-                    Ok(g) => g,
-                    Err(e) => {
-                        self.message(
-                            &format!("bad grace period {text:?}: {e} (e.g. 24h, 30m)"),
-                            true,
-                        );
-                        return;
-                    }
-                };
-                self.running(format!("rotate key {id}"));
+            Op::RotateKey { id, grace } => {
                 tokio::spawn(async move {
                     let event = match crate::ops::keys::rotate_key(&client, id.clone(), grace).await
                     {
@@ -434,96 +257,6 @@ impl App {
                     let _ = tx.send(event);
                 });
             }
-        }
-    }
-
-    fn running(&mut self, title: String) {
-        self.dialog = Some(Dialog::Running {
-            title,
-            started: Instant::now(),
-            ratio: None,
-            detail: String::new(),
-        });
-    }
-
-    /// A report from the running action.
-    pub fn on_op_event(&mut self, event: OpEvent) {
-        match event {
-            OpEvent::Progress {
-                ratio: r,
-                detail: d,
-            } => {
-                if let Some(Dialog::Running { ratio, detail, .. }) = &mut self.dialog {
-                    *ratio = r;
-                    *detail = d;
-                }
-            }
-            OpEvent::Watch { grpc } => self.watch_node(grpc),
-            OpEvent::Verified { path, keys, index } => {
-                self.dialog = None;
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                // Short enough for 80 columns: the typed answer must stay in view.
-                self.ask(
-                    format!(
-                        "Replace ALL data with {name} ({keys} keys, index {index})? type {keys} to confirm: "
-                    ),
-                    String::new(),
-                    Some(keys.to_string()),
-                    Pending::ConfirmRestore { path },
-                );
-            }
-            OpEvent::Done { ok, text, secret } => {
-                let title = match &self.dialog {
-                    Some(Dialog::Running { title, .. }) => title.clone(),
-                    _ => "action".into(),
-                };
-                self.model.push_timeline(TimelineEntry {
-                    unix_ms: crate::format::unix_ms(),
-                    kind: if ok { "action_ok" } else { "action_failed" }.into(),
-                    detail: text.clone(),
-                    term: 0,
-                    seen_by: vec![],
-                    console: true,
-                });
-                self.message(&text, !ok);
-                self.dialog = Some(Dialog::Finished {
-                    title,
-                    ok,
-                    text,
-                    secret,
-                });
-            }
-        }
-    }
-
-    /// Enter in a finished dialog: saves a shown secret to a file (mode 0600).
-    pub fn dialog_submit(&mut self) {
-        let Some(Dialog::Finished {
-            secret: Some(s), ..
-        }) = &self.dialog
-        else {
-            self.dialog = None;
-            return;
-        };
-        let path = PathBuf::from(format!("opsdeck-key-{}.secret", s.id));
-        let result =
-            opsdeck_node::security::cluster_secret::write_private(&path, s.secret.as_bytes());
-        self.dialog = None;
-        match result {
-            Ok(()) => self.message(
-                &format!("the new secret is in {} (mode 0600)", path.display()),
-                false,
-            ),
-            Err(e) => self.message(
-                &format!(
-                    "cannot write {}: {e}; the secret is not shown again",
-                    path.display()
-                ),
-                true,
-            ),
         }
     }
 }
@@ -580,30 +313,6 @@ fn step_event(p: &membership::Progress) -> OpEvent {
     OpEvent::Progress {
         ratio,
         detail: p.to_string(),
-    }
-}
-
-/// The add-node answer: empty (start a local node, dev clusters only) or `ID GRPC HTTP`.
-fn parse_new_node(text: &str, dev: bool) -> Result<Option<NewNode>, String> {
-    let parts: Vec<&str> = text.split_whitespace().collect();
-    match parts.as_slice() {
-        [] if dev => Ok(None),
-        [] => Err("type ID GRPC_ADDR HTTP_ADDR of the node to add (this is not a dev cluster, the console cannot start one)".into()),
-        [id, grpc, http] => {
-            let id = id
-                .parse::<u64>()
-                .ok()
-                .filter(|i| *i > 0)
-                .ok_or_else(|| format!("bad node id {id:?}: a positive integer"))?;
-            Ok(Some(NewNode {
-                id,
-                grpc: grpc.to_string(),
-                http: http.to_string(),
-            }))
-        }
-        _ => Err(format!(
-            "cannot read {text:?}: type ID GRPC_ADDR HTTP_ADDR, e.g. 4 127.0.0.1:7104 127.0.0.1:7204"
-        )),
     }
 }
 

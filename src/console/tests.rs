@@ -9,10 +9,10 @@ use ratatui::Terminal;
 use opsdeck_node::pb::watch_event::Kind;
 use opsdeck_node::pb::{ApiKeyInfo, WatchEvent};
 
+use super::action::PaneKind;
 use super::app::App;
 use super::keymap::Keymap;
 use super::model::{fixture, KeyList, KeysError, Update};
-use super::panes::{alerts, PaneKind};
 use super::theme::{ColorDepth, Theme};
 use super::ui;
 use crate::alerts::State;
@@ -50,7 +50,7 @@ fn observed_app() -> App {
                 }),
             });
         }
-        alerts::tick(&mut app, t);
+        app.tick_alerts(t);
     }
     let key = |id: &str, role: &str, tenants: &[&str], state: &str| ApiKeyInfo {
         id: id.into(),
@@ -137,7 +137,7 @@ fn press(app: &mut App, code: KeyCode) {
         KeyCode::Char(c) if c.is_ascii_uppercase() => KeyModifiers::SHIFT,
         _ => KeyModifiers::NONE,
     };
-    app.on_event(Event::Key(KeyEvent::new(code, mods)));
+    super::on_event(app, Event::Key(KeyEvent::new(code, mods)));
 }
 
 fn type_text(app: &mut App, s: &str) {
@@ -203,7 +203,8 @@ fn every_pane_in_dark_and_mono_at_80x24_and_160x48() {
 
 #[test]
 fn action_dialogs_show_progress_and_a_secret_once() {
-    use super::ops::{Dialog, NewSecret};
+    use super::ops::NewSecret;
+    use super::state::Dialog;
     let mut app = app();
     app.dialog = Some(Dialog::Running {
         title: "backup to nightly.odb".into(),
@@ -232,6 +233,40 @@ fn action_dialogs_show_progress_and_a_secret_once() {
     press(&mut app, KeyCode::Esc);
     assert!(app.dialog.is_none());
     assert!(!text(&render(&app, 80, 24)).contains("odk_0123"));
+}
+
+#[test]
+fn a_pane_returns_its_effect_and_only_the_app_applies_it() {
+    use super::action::Action;
+    use super::effect::Effect;
+    use super::state::{InputKind, Pending};
+    let mut app = observed_app();
+    app.show(PaneKind::Keys);
+    let effect = super::panes::handle(&mut app, Action::RotateKey);
+    assert!(
+        matches!(&effect, Effect::Ask { text, then: Pending::RotateGrace { id }, .. }
+            if text == "24h" && id == "k0a1b2c3d"),
+        "{effect:?}"
+    );
+    assert!(app.input.is_none(), "the pane asked nothing itself");
+    app.apply(effect);
+    let Some(InputKind::Ask(ask)) = app.input.as_ref().map(|i| i.kind.clone()) else {
+        panic!("{:?}", app.input);
+    };
+    // Answered in a console without a cluster connection: nothing starts.
+    let effect = app.answer(ask, "24h".into());
+    assert!(
+        matches!(&effect, Effect::Message { text, error: true }
+            if text == "no cluster connection to act on"),
+        "{effect:?}"
+    );
+    // An action the shown pane has nothing to do with says so.
+    let effect = super::panes::handle(&mut app, Action::CycleNode);
+    assert!(
+        matches!(&effect, Effect::Message { text, error: true }
+            if text == "cycle_node does nothing in Keys"),
+        "{effect:?}"
+    );
 }
 
 #[test]
@@ -363,10 +398,10 @@ fn command_line_switches_panes_themes_and_refuses_nonsense() {
         .as_ref()
         .is_some_and(|m| m.0.contains("z does nothing here")));
     press(&mut app, KeyCode::Char(':'));
-    app.on_event(Event::Key(KeyEvent::new(
-        KeyCode::Char('x'),
-        KeyModifiers::CONTROL,
-    )));
+    super::on_event(
+        &mut app,
+        Event::Key(KeyEvent::new(KeyCode::Char('x'), KeyModifiers::CONTROL)),
+    );
     assert_eq!(
         app.input.as_ref().map(|i| i.text.as_str()),
         Some(""),
@@ -523,7 +558,7 @@ fn alerts_fire_and_are_acknowledged_and_silenced_by_key() {
     app.command("silence 30d");
     assert!(app.message.as_ref().is_some_and(|m| m.1));
     app.command("silence 0");
-    alerts::tick(&mut app, last_tick + 1000);
+    app.tick_alerts(last_tick + 1000);
     assert!(app
         .alerts
         .evaluator
@@ -579,7 +614,7 @@ fn new_panes_by_tab_and_command_and_their_empty_states() {
         Theme::load("dark", ColorDepth::Mono).unwrap(),
         ColorDepth::Mono,
     );
-    alerts::tick(&mut connecting, fixture::T0);
+    connecting.tick_alerts(fixture::T0);
     assert!(
         connecting.alerts.last_tick_ms.is_none(),
         "no evaluation before any stream answered or failed"

@@ -1,9 +1,6 @@
-//! Alerts: the console is the outside observer that evaluates the alert rules. Every tick it
-//! turns the latest frame of each node (or why there is none) into one `NodeReport` per
-//! endpoint and feeds the evaluator; the pane lists pending, firing and recently resolved
-//! alerts, and acknowledges or silences the selected one (marks kept in this console only).
-
-use std::time::Duration;
+//! Alerts: the pane lists the pending, firing and recently resolved alerts of the rules the
+//! console evaluates (`app/alerts.rs`), and acknowledges or silences the selected one (marks
+//! kept in this console only).
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -11,171 +8,44 @@ use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 use super::{block, scroll};
-use crate::alerts::{AlertId, AlertState, Evaluator, Rules, Severity, State};
+use crate::alerts::{AlertId, AlertState, Severity, State};
 use crate::console::action::Action;
-use crate::console::app::{App, Input, InputKind};
-use crate::console::model::{Link, TimelineEntry};
+use crate::console::app::App;
+use crate::console::effect::Effect;
+use crate::console::state::alerts::selected_index;
 use crate::console::theme::Role;
 use crate::format::{clock, cut, duration_secs};
 
-/// Longest silence `:silence` accepts.
-const MAX_SILENCE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// What the silence key puts on the command line, ready to edit.
 const SILENCE_PROMPT: &str = "silence 1h";
 
-pub struct AlertsView {
-    pub evaluator: Evaluator,
-    selected: Option<AlertId>,
-    /// The time of the last evaluation (console clock); silences count from it.
-    pub last_tick_ms: Option<i64>,
-}
-
-impl AlertsView {
-    pub fn new(rules: Rules) -> AlertsView {
-        AlertsView {
-            evaluator: Evaluator::new(rules),
-            selected: None,
-            last_tick_ms: None,
-        }
-    }
-
-    /// Firing alerts that are not silenced: the count the tab bar and the Overview show.
-    pub fn firing(&self) -> usize {
-        self.evaluator
-            .alerts()
-            .iter()
-            .filter(|a| a.state == State::Firing && !a.silenced())
-            .count()
-    }
-
-    /// The selected alert's position: the remembered one if still listed, else the first.
-    fn selected_index(&self) -> Option<usize> {
-        let alerts = self.evaluator.alerts();
-        if alerts.is_empty() {
-            return None;
-        }
-        self.selected
-            .as_ref()
-            .and_then(|id| alerts.iter().position(|a| &a.id == id))
-            .or(Some(0))
-    }
-
-    fn selected(&self) -> Option<&AlertState> {
-        self.selected_index().map(|i| &self.evaluator.alerts()[i])
-    }
-}
-
-/// One evaluation at `now_ms` of what the model knows; alerts that start firing or resolve
-/// go on the timeline. Nothing is evaluated before any stream has answered or failed (at
-/// most the 3 s connect timeout), so starting the console raises no pending alerts.
-pub fn tick(app: &mut App, now_ms: i64) {
-    if app.model.nodes.iter().all(|n| n.link == Link::Connecting) {
-        return;
-    }
-    let reports = app.model.reports(now_ms, app.stall_ms);
-    let changes = app.alerts.evaluator.observe(now_ms, &reports);
-    app.alerts.last_tick_ms = Some(now_ms);
-    for c in changes {
-        let kind = match c.to {
-            State::Firing => "alert_firing",
-            State::Resolved => "alert_resolved",
-            State::Pending | State::Inactive => continue,
-        };
-        app.model.push_timeline(TimelineEntry {
-            unix_ms: c.at_ms,
-            kind: kind.into(),
-            detail: format!(
-                "{} [{}]: {}",
-                c.alert.id,
-                c.alert.severity,
-                c.alert.summary()
-            ),
-            term: 0,
-            seen_by: vec![],
-            console: true,
-        });
-    }
-}
-
-pub fn handle(app: &mut App, action: Action) -> bool {
-    match action {
-        Action::AckAlert => {
-            let Some(alert) = app.alerts.selected() else {
-                app.message("no alert to acknowledge", true);
-                return true;
-            };
-            let id = alert.id.clone();
-            if app.alerts.evaluator.ack(&id) {
-                app.message(&format!("acknowledged {id}"), false);
-            } else {
-                app.message(
-                    &format!("{id} is not firing; only a firing alert can be acknowledged"),
-                    true,
-                );
-            }
-            true
-        }
-        Action::SilenceAlert => {
-            if app.alerts.selected().is_none() {
-                app.message("no alert to silence", true);
-            } else {
-                app.input = Some(Input {
-                    kind: InputKind::Command,
-                    text: SILENCE_PROMPT.into(),
-                });
-            }
-            true
-        }
-        _ => {
-            let len = app.alerts.evaluator.alerts().len();
-            let mut pos = app.alerts.selected_index().unwrap_or(0);
-            let page = app.body_rows.get() as usize;
-            if !scroll(&mut pos, len, page, action) {
-                return false;
-            }
-            app.alerts.selected = app.alerts.evaluator.alerts().get(pos).map(|a| a.id.clone());
-            true
-        }
-    }
-}
-
-/// `:silence DURATION` (e.g. 15m, 1h, 4h, 24h; 0 lifts the silence) for the selected alert.
-pub fn silence_command(app: &mut App, arg: &str) {
-    let (Some(alert), Some(now)) = (app.alerts.selected(), app.alerts.last_tick_ms) else {
-        app.message(
-            "no alert selected: silence works on the Alerts pane's selection",
-            true,
-        );
-        return;
-    };
-    let id = alert.id.clone();
-    let duration = match arg {
-        "0" | "off" => Duration::ZERO,
-        text => match humantime::parse_duration(text) {
-            Ok(d) if d <= MAX_SILENCE => d,
-            Ok(_) => {
-                app.message("a silence lasts at most 7d", true);
-                return;
-            }
-            Err(e) => {
-                app.message(
-                    &format!("bad duration {text:?}: {e} (e.g. 15m, 1h, 4h, 24h; 0 lifts)"),
-                    true,
-                );
-                return;
-            }
+/// Selecting an alert (`selected`, in the list `alerts`), and marking it.
+pub fn handle(
+    selected: &mut Option<AlertId>,
+    alerts: &[AlertState],
+    rows: usize,
+    action: Action,
+) -> Option<Effect> {
+    let index = selected_index(selected.as_ref(), alerts);
+    let effect = match action {
+        Action::AckAlert => match index {
+            Some(i) => Effect::Ack(alerts[i].id.clone()),
+            None => Effect::error("no alert to acknowledge"),
         },
+        Action::SilenceAlert => match index {
+            Some(_) => Effect::Command(SILENCE_PROMPT.into()),
+            None => Effect::error("no alert to silence"),
+        },
+        _ => {
+            let mut pos = index.unwrap_or(0);
+            if !scroll(&mut pos, alerts.len(), rows, action) {
+                return None;
+            }
+            *selected = alerts.get(pos).map(|a| a.id.clone());
+            Effect::Done
+        }
     };
-    let until = now + duration.as_millis() as i64;
-    app.alerts.evaluator.silence(&id, until);
-    if duration.is_zero() {
-        app.message(&format!("silence of {id} lifted"), false);
-    } else {
-        app.message(
-            &format!("silenced {id} until {}", clock(until, app.utc_offset)),
-            false,
-        );
-    }
+    Some(effect)
 }
 
 fn state_cell(state: State) -> (&'static str, Role) {

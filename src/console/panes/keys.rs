@@ -10,6 +10,9 @@ use ratatui::Frame;
 use super::{block, scroll};
 use crate::console::action::Action;
 use crate::console::app::App;
+use crate::console::effect::Effect;
+use crate::console::model::Model;
+use crate::console::state::Pending;
 use crate::console::theme::Role;
 use crate::console::watch::KEYS_EVERY;
 use crate::format::{clock, cut, date_time};
@@ -128,12 +131,20 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     );
 }
 
-pub fn handle(app: &mut App, action: Action) -> bool {
+/// Selecting a key (`selected`), and rotating it.
+pub fn handle(selected: &mut usize, model: &Model, rows: usize, action: Action) -> Option<Effect> {
     if action == Action::RotateKey {
-        app.start_rotate();
-        return true;
+        let Some(key) = model.keys.keys.get(*selected) else {
+            return Some(Effect::error("no key selected: the key list is empty"));
+        };
+        let id = key.id.clone();
+        return Some(Effect::Ask {
+            question: format!("rotate key {id}: the old key stays valid for "),
+            text: "24h".into(),
+            expect: None,
+            then: Pending::RotateGrace { id },
+        });
     }
-    let len = app.model.keys.keys.len();
-    let page = app.body_rows.get() as usize;
-    scroll(&mut app.keys_top, len, page, action)
+    let len = model.keys.keys.len();
+    scroll(selected, len, rows, action).then_some(Effect::Done)
 }

@@ -3,78 +3,19 @@
 //! minimum level; `/` searches (matches highlighted, `n`/`N` jump); the filtered buffer can be
 //! saved to a file; `dropped N` marks records a node could not send us.
 
-use std::io::Write;
-
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use super::block;
+use super::{block, next_node};
 use crate::console::action::Action;
 use crate::console::app::App;
-use crate::console::model::{Level, LogLine, Model};
+use crate::console::effect::Effect;
+use crate::console::model::{Level, Model};
+use crate::console::state::logs::{contains, line_text, LogsView};
 use crate::console::theme::{Role, Theme};
 use crate::format::clock;
-
-#[derive(Debug, Clone, Default)]
-pub struct LogsView {
-    /// Absolute index (counting evicted lines) of the bottom line shown; None = follow.
-    anchor: Option<u64>,
-    /// Lines in the buffer when pause was pressed.
-    paused_at: Option<u64>,
-    pub node: Option<u64>,
-    pub min_level: Option<Level>,
-    pub search: Option<String>,
-    /// Absolute index of the line the last n/N landed on.
-    current: Option<u64>,
-}
-
-impl LogsView {
-    fn matches(&self, line: &LogLine) -> bool {
-        self.node.is_none_or(|n| line.node_id == n)
-            && (line.dropped.is_some() || self.min_level.is_none_or(|l| line.level >= l))
-    }
-
-    /// (absolute index, line) of every line passing the filters, up to the pause point.
-    fn filtered<'a>(&self, model: &'a Model) -> Vec<(u64, &'a LogLine)> {
-        let end = self.paused_at.unwrap_or(u64::MAX);
-        model
-            .logs
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (model.logs_evicted + i as u64, l))
-            .take_while(|(abs, _)| *abs < end)
-            .filter(|(_, l)| self.matches(l))
-            .collect()
-    }
-
-    /// Sets the search and lands on its newest match (`N` then walks back in time).
-    pub fn set_search(&mut self, model: &Model, text: String) -> usize {
-        self.search = (!text.is_empty()).then_some(text);
-        self.current = None;
-        let Some(needle) = &self.search else { return 0 };
-        let hits: Vec<u64> = self
-            .filtered(model)
-            .iter()
-            .filter(|(_, l)| contains(&line_text(l), needle))
-            .map(|(a, _)| *a)
-            .collect();
-        if let Some(last) = hits.last() {
-            self.current = Some(*last);
-            self.anchor = Some(*last);
-        }
-        hits.len()
-    }
-}
-
-fn contains(hay: &str, needle: &str) -> bool {
-    hay.to_lowercase().contains(&needle.to_lowercase())
-}
-
-fn line_text(l: &LogLine) -> String {
-    format!("{} {}", l.target, l.text)
-}
 
 fn level_role(level: Level) -> Role {
     match level {
@@ -201,15 +142,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(Paragraph::new(out), inner);
 }
 
-pub fn handle(app: &mut App, action: Action) -> bool {
-    let page = (app.body_rows.get() as usize).saturating_sub(2).max(1);
-    let lines: Vec<u64> = app
-        .logs
-        .filtered(&app.model)
-        .iter()
-        .map(|(a, _)| *a)
-        .collect();
-    let v = &mut app.logs;
+/// Moving through the log, following and pausing it, its filters and search, and saving it.
+pub fn handle(v: &mut LogsView, model: &Model, rows: usize, action: Action) -> Option<Effect> {
+    let page = rows.saturating_sub(2).max(1);
+    let lines: Vec<u64> = v.filtered(model).iter().map(|(a, _)| *a).collect();
     let pos = match v.anchor {
         None => lines.len().saturating_sub(1),
         Some(a) => lines.partition_point(|abs| *abs <= a).saturating_sub(1),
@@ -247,7 +183,7 @@ pub fn handle(app: &mut App, action: Action) -> bool {
                 v.paused_at = None;
                 v.anchor = None;
             } else {
-                v.paused_at = Some(app.model.logs_evicted + app.model.logs.len() as u64);
+                v.paused_at = Some(model.logs_evicted + model.logs.len() as u64);
             }
         }
         Action::CycleLevel => {
@@ -262,18 +198,7 @@ pub fn handle(app: &mut App, action: Action) -> bool {
             v.anchor = None;
         }
         Action::CycleNode => {
-            let mut ids: Vec<u64> = app
-                .model
-                .nodes
-                .iter()
-                .filter_map(|n| n.status.as_ref().map(|s| s.id))
-                .collect();
-            ids.sort_unstable();
-            let v = &mut app.logs;
-            v.node = match v.node {
-                None => ids.first().copied(),
-                Some(n) => ids.iter().copied().find(|i| *i > n),
-            };
+            v.node = next_node(model, v.node);
             v.anchor = None;
         }
         Action::ClearFilters => {
@@ -284,11 +209,10 @@ pub fn handle(app: &mut App, action: Action) -> bool {
         }
         Action::SearchNext | Action::SearchPrev => {
             let Some(needle) = v.search.clone() else {
-                app.message("no search: press / first", true);
-                return true;
+                return Some(Effect::error("no search: press / first"));
             };
-            let filtered = app.logs.filtered(&app.model);
-            let from = app.logs.current.or(app.logs.anchor).unwrap_or(u64::MAX);
+            let filtered = v.filtered(model);
+            let from = v.current.or(v.anchor).unwrap_or(u64::MAX);
             let hit = if action == Action::SearchNext {
                 filtered.iter().find(|(a, l)| {
                     *a > from && from != u64::MAX && contains(&line_text(l), &needle)
@@ -301,44 +225,14 @@ pub fn handle(app: &mut App, action: Action) -> bool {
             };
             match hit.map(|(a, _)| *a) {
                 Some(abs) => {
-                    app.logs.current = Some(abs);
-                    app.logs.anchor = Some(abs);
+                    v.current = Some(abs);
+                    v.anchor = Some(abs);
                 }
-                None => app.message(&format!("no more matches for {needle:?}"), true),
+                None => return Some(Effect::error(format!("no more matches for {needle:?}"))),
             }
         }
-        Action::SaveLogs => {
-            let path = format!("opsdeck-logs-{}.txt", crate::format::unix_ms() / 1000);
-            save(app, &path);
-        }
-        _ => return false,
+        Action::SaveLogs => return Some(Effect::SaveLogs { path: None }),
+        _ => return None,
     }
-    true
-}
-
-/// Writes the lines passing the filters to `path`.
-pub fn save(app: &mut App, path: &str) {
-    let lines = app.logs.filtered(&app.model);
-    let result = (|| -> std::io::Result<usize> {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-        for (_, l) in &lines {
-            let time = clock(l.unix_ms, app.utc_offset);
-            match l.dropped {
-                Some(n) => writeln!(file, "{time} n{} dropped {n} records", l.node_id)?,
-                None => writeln!(
-                    file,
-                    "{time} n{} {:<5} {}",
-                    l.node_id,
-                    l.level.name(),
-                    line_text(l)
-                )?,
-            }
-        }
-        file.flush()?;
-        Ok(lines.len())
-    })();
-    match result {
-        Ok(n) => app.message(&format!("saved {n} lines to {path}"), false),
-        Err(e) => app.message(&format!("cannot save the logs to {path}: {e}"), true),
-    }
+    Some(Effect::Done)
 }

@@ -7,10 +7,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Row, Sparkline, Table};
 use ratatui::Frame;
 
-use super::{block, node_label};
+use super::{block, next_node, node_label};
 use crate::console::action::Action;
 use crate::console::app::App;
-use crate::console::model::{Link, NodeView, Sample};
+use crate::console::effect::Effect;
+use crate::console::model::{Link, Model, NodeView, Sample};
 use crate::console::theme::Role;
 use crate::format::{bytes, micros, rate};
 
@@ -219,20 +220,11 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     );
 }
 
-pub fn handle(app: &mut App, action: Action) -> bool {
+/// One node / all nodes: `node` is the one shown, None for the cluster.
+pub fn handle(node: &mut Option<u64>, model: &Model, action: Action) -> Option<Effect> {
     if action != Action::CycleNode {
-        return false;
+        return None;
     }
-    let mut ids: Vec<u64> = app
-        .model
-        .nodes
-        .iter()
-        .filter_map(|n| n.status.as_ref().map(|s| s.id))
-        .collect();
-    ids.sort_unstable();
-    app.metrics_node = match app.metrics_node {
-        None => ids.first().copied(),
-        Some(n) => ids.iter().copied().find(|i| *i > n),
-    };
-    true
+    *node = next_node(model, *node);
+    Some(Effect::Done)
 }

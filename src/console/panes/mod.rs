@@ -1,130 +1,70 @@
-//! The panes. Adding one: a file here with `draw` (and `handle` if it has keys), a variant in
-//! `PaneKind` (its name is its keymap context and `:pane` argument), and one arm in each match
-//! below.
+//! The panes, one file each: `draw` draws it from `&App`; `handle`, if it has keys, runs the
+//! pane's actions on its own view state only and returns anything else as an `Effect` for the
+//! app to apply. Adding one: a file here, a variant in `PaneKind` (`action.rs`; its name is
+//! its keymap context and `:pane` argument), and one arm in each match below.
 
-pub mod alerts;
-pub mod dialog;
+mod alerts;
 mod disk;
 mod gc;
 mod keys;
 mod logs;
 mod metrics;
-pub mod overview;
+mod overview;
 mod quotas;
-pub mod timeline;
-
-pub use alerts::AlertsView;
-pub use logs::{save as save_logs, LogsView};
-pub use timeline::TimelineView;
+mod timeline;
 
 use ratatui::layout::Rect;
 use ratatui::text::Span;
 use ratatui::widgets::{Block, BorderType, Borders};
 use ratatui::Frame;
 
-use super::action::Action;
+use super::action::{self, Action, PaneKind};
 use super::app::App;
+use super::effect::Effect;
+use super::model::Model;
 use super::theme::Role;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PaneKind {
-    Overview,
-    Logs,
-    Metrics,
-    Disk,
-    Gc,
-    Timeline,
-    Alerts,
-    Quotas,
-    Keys,
+pub fn draw(pane: PaneKind, app: &App, f: &mut Frame, area: Rect) {
+    match pane {
+        PaneKind::Overview => overview::draw(app, f, area),
+        PaneKind::Logs => logs::draw(app, f, area),
+        PaneKind::Metrics => metrics::draw(app, f, area),
+        PaneKind::Disk => disk::draw(app, f, area),
+        PaneKind::Gc => gc::draw(app, f, area),
+        PaneKind::Timeline => timeline::draw(app, f, area),
+        PaneKind::Alerts => alerts::draw(app, f, area),
+        PaneKind::Quotas => quotas::draw(app, f, area),
+        PaneKind::Keys => keys::draw(app, f, area),
+    }
 }
 
-impl PaneKind {
-    pub const ALL: &'static [PaneKind] = &[
-        PaneKind::Overview,
-        PaneKind::Logs,
-        PaneKind::Metrics,
-        PaneKind::Disk,
-        PaneKind::Gc,
-        PaneKind::Timeline,
-        PaneKind::Alerts,
-        PaneKind::Quotas,
-        PaneKind::Keys,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            PaneKind::Overview => "overview",
-            PaneKind::Logs => "logs",
-            PaneKind::Metrics => "metrics",
-            PaneKind::Disk => "disk",
-            PaneKind::Gc => "gc",
-            PaneKind::Timeline => "timeline",
-            PaneKind::Alerts => "alerts",
-            PaneKind::Quotas => "quotas",
-            PaneKind::Keys => "keys",
+/// Runs an action of the shown pane: the pane gets its own view state and reads what else it
+/// needs; its effect comes back for the app to apply. An action the pane has nothing to do
+/// with comes back as a message saying so.
+pub fn handle(app: &mut App, action: Action) -> Effect {
+    let rows = app.body_rows.get() as usize;
+    let dev = app.ops.as_ref().is_some_and(|o| o.dev_dir.is_some());
+    let model = &app.model;
+    let effect = match app.pane {
+        PaneKind::Logs => logs::handle(&mut app.logs, model, rows, action),
+        PaneKind::Metrics => metrics::handle(&mut app.metrics_node, model, action),
+        PaneKind::Timeline => timeline::handle(&mut app.timeline, model, rows, action),
+        PaneKind::Alerts => {
+            let view = &mut app.alerts;
+            alerts::handle(&mut view.selected, view.evaluator.alerts(), rows, action)
         }
-    }
-
-    pub fn title(self) -> &'static str {
-        match self {
-            PaneKind::Overview => "Overview",
-            PaneKind::Logs => "Logs",
-            PaneKind::Metrics => "Metrics",
-            PaneKind::Disk => "Disk",
-            PaneKind::Gc => "GC",
-            PaneKind::Timeline => "Timeline",
-            PaneKind::Alerts => "Alerts",
-            PaneKind::Quotas => "Quotas",
-            PaneKind::Keys => "Keys",
-        }
-    }
-
-    pub fn action_name(self) -> &'static str {
-        match self {
-            PaneKind::Overview => "pane_overview",
-            PaneKind::Logs => "pane_logs",
-            PaneKind::Metrics => "pane_metrics",
-            PaneKind::Disk => "pane_disk",
-            PaneKind::Gc => "pane_gc",
-            PaneKind::Timeline => "pane_timeline",
-            PaneKind::Alerts => "pane_alerts",
-            PaneKind::Quotas => "pane_quotas",
-            PaneKind::Keys => "pane_keys",
-        }
-    }
-
-    pub fn by_name(name: &str) -> Option<PaneKind> {
-        PaneKind::ALL.iter().copied().find(|p| p.name() == name)
-    }
-
-    pub fn draw(self, app: &App, f: &mut Frame, area: Rect) {
-        match self {
-            PaneKind::Overview => overview::draw(app, f, area),
-            PaneKind::Logs => logs::draw(app, f, area),
-            PaneKind::Metrics => metrics::draw(app, f, area),
-            PaneKind::Disk => disk::draw(app, f, area),
-            PaneKind::Gc => gc::draw(app, f, area),
-            PaneKind::Timeline => timeline::draw(app, f, area),
-            PaneKind::Alerts => alerts::draw(app, f, area),
-            PaneKind::Quotas => quotas::draw(app, f, area),
-            PaneKind::Keys => keys::draw(app, f, area),
-        }
-    }
-
-    /// Runs a pane's own action; false if the pane has nothing to do with it.
-    pub fn handle(self, app: &mut App, action: Action) -> bool {
-        match self {
-            PaneKind::Logs => logs::handle(app, action),
-            PaneKind::Metrics => metrics::handle(app, action),
-            PaneKind::Timeline => timeline::handle(app, action),
-            PaneKind::Alerts => alerts::handle(app, action),
-            PaneKind::Quotas => quotas::handle(app, action),
-            PaneKind::Keys => keys::handle(app, action),
-            PaneKind::Overview => overview::handle(app, action),
-            PaneKind::Disk | PaneKind::Gc => false,
-        }
-    }
+        PaneKind::Quotas => quotas::handle(&mut app.quotas_top, model, rows, action),
+        PaneKind::Keys => keys::handle(&mut app.keys_top, model, rows, action),
+        PaneKind::Overview => overview::handle(&mut app.overview_sel, model, dev, action),
+        PaneKind::Disk | PaneKind::Gc => None,
+    };
+    effect.unwrap_or_else(|| {
+        Effect::error(format!(
+            "{} does nothing in {}",
+            action::spec_of(action).map(|s| s.name).unwrap_or("?"),
+            app.pane.title()
+        ))
+    })
 }
 
 /// The bordered block every pane sits in.
@@ -171,4 +111,19 @@ pub fn scroll(pos: &mut usize, len: usize, page: usize, action: Action) -> bool 
         _ => return false,
     };
     true
+}
+
+/// The node after `current` in id order, for the one node / all nodes actions: the first
+/// after all, None (all) after the last.
+pub fn next_node(model: &Model, current: Option<u64>) -> Option<u64> {
+    let mut ids: Vec<u64> = model
+        .nodes
+        .iter()
+        .filter_map(|n| n.status.as_ref().map(|s| s.id))
+        .collect();
+    ids.sort_unstable();
+    match current {
+        None => ids.first().copied(),
+        Some(n) => ids.iter().copied().find(|i| *i > n),
+    }
 }

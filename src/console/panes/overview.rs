@@ -7,10 +7,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
-use super::{block, PaneKind};
-use crate::console::action::Action;
+use super::block;
+use crate::console::action::{Action, PaneKind};
 use crate::console::app::App;
-use crate::console::model::{Link, Verdict, LAG_WARN};
+use crate::console::effect::Effect;
+use crate::console::model::{Link, Model, Verdict, LAG_WARN};
+use crate::console::state::Pending;
 use crate::console::theme::Role;
 use crate::format::{clock, cut, duration_secs, opt};
 
@@ -285,16 +287,55 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     }
 }
 
-/// Selecting a node, and the actions on it.
-pub fn handle(app: &mut App, action: Action) -> bool {
-    match action {
-        Action::AddNode => app.start_add_node(),
-        Action::RemoveNode => app.start_remove_node(),
-        Action::TransferLeader => app.start_transfer(),
-        other => {
-            let len = app.model.nodes.len();
-            return super::scroll(&mut app.overview_sel, len, len, other);
+/// Selecting a node (`selected`, an index into the model's nodes), and the actions on it;
+/// `dev`: the console runs on a dev cluster, where add-node can start a node.
+pub fn handle(selected: &mut usize, model: &Model, dev: bool, action: Action) -> Option<Effect> {
+    let effect = match action {
+        Action::AddNode => {
+            let question = if dev {
+                "add node: enter starts a new local node, or type ID GRPC HTTP of a running one: "
+            } else {
+                "add node: type ID GRPC_ADDR HTTP_ADDR of a running node: "
+            };
+            Effect::Ask {
+                question: question.into(),
+                text: String::new(),
+                expect: None,
+                then: Pending::AddNode,
+            }
         }
-    }
-    true
+        Action::RemoveNode | Action::TransferLeader => {
+            // The node selected, with its id once known.
+            let view = model.nodes.get(*selected);
+            let Some((id, endpoint)) =
+                view.and_then(|v| v.status.as_ref().map(|s| (s.id, v.endpoint.clone())))
+            else {
+                return Some(Effect::error(
+                    "select a node whose id is known (↑/↓ in the Overview)",
+                ));
+            };
+            if action == Action::RemoveNode {
+                Effect::Ask {
+                    question: format!("Remove node {id} ({endpoint})? type {id} to confirm: "),
+                    text: String::new(),
+                    expect: Some(id.to_string()),
+                    then: Pending::ConfirmRemove { id },
+                }
+            } else {
+                Effect::Ask {
+                    question: format!(
+                        "Move leadership to node {id} ({endpoint})? enter runs, esc cancels "
+                    ),
+                    text: String::new(),
+                    expect: None,
+                    then: Pending::ConfirmTransfer { to: id },
+                }
+            }
+        }
+        other => {
+            let len = model.nodes.len();
+            return super::scroll(selected, len, len, other).then_some(Effect::Done);
+        }
+    };
+    Some(effect)
 }

@@ -11,6 +11,7 @@ use ratatui::Frame;
 use super::{block, scroll};
 use crate::console::action::Action;
 use crate::console::app::App;
+use crate::console::effect::Effect;
 use crate::console::model::{Link, Model};
 use crate::console::theme::{Role, Theme};
 use crate::format::{bytes, clock, cut};
@@ -166,10 +167,11 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     );
 }
 
-pub fn handle(app: &mut App, action: Action) -> bool {
-    let len = freshest(&app.model).map_or(0, |s| s.quotas.len());
-    let page = app.body_rows.get() as usize;
+/// Scrolling the tenants (`top` is the first one shown).
+pub fn handle(top: &mut usize, model: &Model, rows: usize, action: Action) -> Option<Effect> {
+    let len = freshest(model).map_or(0, |s| s.quotas.len());
+    let page = rows;
     // The top row goes no further than where the last tenant is on screen.
     let tops = len.saturating_sub(page) + 1;
-    scroll(&mut app.quotas_top, tops, page, action)
+    scroll(top, tops, page, action).then_some(Effect::Done)
 }

@@ -10,14 +10,11 @@ use ratatui::Frame;
 use super::block;
 use crate::console::action::Action;
 use crate::console::app::App;
+use crate::console::effect::Effect;
+use crate::console::model::Model;
+use crate::console::state::TimelineView;
 use crate::console::theme::Role;
 use crate::format::clock;
-
-#[derive(Debug, Clone, Default)]
-pub struct TimelineView {
-    /// Entries scrolled back from the newest; 0 follows.
-    back: usize,
-}
 
 fn symbol(kind: &str) -> (&'static str, Role) {
     match kind {
@@ -91,10 +88,16 @@ pub fn entry_lines(app: &App, start: usize, end: usize) -> Vec<Line<'static>> {
     lines
 }
 
-pub fn handle(app: &mut App, action: Action) -> bool {
-    let len = app.model.timeline.len();
-    let page = (app.body_rows.get() as usize).max(1);
-    let back = &mut app.timeline.back;
+/// Scrolling back in time and forward again.
+pub fn handle(
+    view: &mut TimelineView,
+    model: &Model,
+    rows: usize,
+    action: Action,
+) -> Option<Effect> {
+    let len = model.timeline.len();
+    let page = rows.max(1);
+    let back = &mut view.back;
     match action {
         Action::Up => *back = (*back + 1).min(len.saturating_sub(1)),
         Action::Down => *back = back.saturating_sub(1),
@@ -102,7 +105,7 @@ pub fn handle(app: &mut App, action: Action) -> bool {
         Action::PageDown => *back = back.saturating_sub(page),
         Action::Top => *back = len.saturating_sub(page),
         Action::Bottom => *back = 0,
-        _ => return false,
+        _ => return None,
     }
-    true
+    Some(Effect::Done)
 }

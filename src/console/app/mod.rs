@@ -1,31 +1,35 @@
-//! The console's state apart from the cluster model: which pane is shown, the logs and
-//! timeline views, the command/search line, the help overlay, and the message line. Keys come
-//! in, resolve through the keymap to Actions, and are run here.
+//! The app: the cluster model, the view state, the keymap and the theme. Keys resolve here
+//! to actions; the app runs its own (quit, help, panes, the command line, dialogs, the
+//! operations of the whole cluster) and applies the effects the panes return.
+
+mod alerts;
+mod ops;
 
 use std::cell::Cell;
+use std::io::Write;
 
 use crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers};
 
-use super::action::{self, Action};
+use super::action::{self, Action, PaneKind};
+use super::effect::Effect;
 use super::keymap::{Key, Keymap};
 use super::model::Model;
-use super::ops::{Ask, Dialog, Ops};
-use super::panes::{alerts, AlertsView, LogsView, PaneKind, TimelineView};
+use super::ops::Ops;
+use super::state::logs::line_text;
+use super::state::{AlertsView, Ask, Dialog, Input, InputKind, LogsView, TimelineView};
 use super::theme::{ColorDepth, Theme};
 use crate::alerts::Rules;
+use crate::format::clock;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InputKind {
-    Command,
-    Search,
-    /// A question an action asks (see `ops.rs`).
-    Ask(Ask),
-}
-
-#[derive(Debug, Clone)]
-pub struct Input {
-    pub kind: InputKind,
-    pub text: String,
+/// What a terminal event comes to (see `App::on_event`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaction {
+    /// Nothing changed on screen.
+    Ignored,
+    /// Handled here (text typed on the input line, a resize, a key bound to nothing): redraw.
+    Redraw,
+    /// The key resolved to this action: run it (`console::run_action`), then redraw.
+    Run(Action),
 }
 
 pub struct WarRoom {
@@ -115,8 +119,8 @@ impl App {
         }
     }
 
-    /// Handles a terminal event; true if the screen must be redrawn.
-    pub fn on_event(&mut self, event: Event) -> bool {
+    /// A terminal event: text typed on the input line, or a key resolved through the keymap.
+    pub fn on_event(&mut self, event: Event) -> Reaction {
         match event {
             Event::Key(k) if k.kind != KeyEventKind::Release => {
                 let key = Key::from_event(&k);
@@ -127,7 +131,7 @@ impl App {
                         if k.modifiers
                             .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
                         {
-                            return false;
+                            return Reaction::Ignored;
                         }
                         match k.code {
                             KeyCode::Char(c) => input.text.push(c),
@@ -136,15 +140,15 @@ impl App {
                                     self.input = None;
                                 }
                             }
-                            _ => return false,
+                            _ => return Reaction::Ignored,
                         }
-                        return true;
+                        return Reaction::Redraw;
                     }
                 }
                 match action {
                     Some(a) => {
                         self.message = None;
-                        self.run(a);
+                        Reaction::Run(a)
                     }
                     None => {
                         let help = self.keymap.key_for(self.pane.name(), Action::Help);
@@ -155,12 +159,12 @@ impl App {
                             ),
                             true,
                         );
+                        Reaction::Redraw
                     }
                 }
-                true
             }
-            Event::Resize(..) => true,
-            _ => false,
+            Event::Resize(..) => Reaction::Redraw,
+            _ => Reaction::Ignored,
         }
     }
 
@@ -190,14 +194,16 @@ impl App {
         }
     }
 
-    pub fn run(&mut self, action: Action) {
+    /// Runs `action` if it is the app's own; hands it back when it is the shown pane's
+    /// (`console::run_action` passes it on to `panes::handle`).
+    pub fn run(&mut self, action: Action) -> Option<Action> {
         if let Some(spec) = action::spec_of(action) {
-            if !action::permitted(&spec, self.read_only) {
+            if !action::permitted(spec, self.read_only) {
                 self.message(
                     &format!("{} is not allowed: the console is read-only", spec.name),
                     true,
                 );
-                return;
+                return None;
             }
         }
         match action {
@@ -227,14 +233,17 @@ impl App {
                     self.dialog = None;
                 }
             }
-            Action::Backup => self.start_backup(),
-            Action::Restore => self.start_restore(),
-            Action::Compact => self.start_compact(),
+            Action::Backup => self.apply(ops::backup_question()),
+            Action::Restore => self.apply(ops::restore_question()),
+            Action::Compact => self.apply(ops::compact_question(self.model.nodes.len())),
             Action::Submit if self.input.is_none() => self.dialog_submit(),
             Action::Submit => {
                 if let Some(input) = self.input.take() {
                     match input.kind {
-                        InputKind::Ask(ask) => self.answer(ask, input.text),
+                        InputKind::Ask(ask) => {
+                            let effect = self.answer(ask, input.text);
+                            self.apply(effect);
+                        }
                         InputKind::Command => self.command(input.text.trim()),
                         InputKind::Search => {
                             let hits = self.logs.set_search(&self.model, input.text.clone());
@@ -257,19 +266,40 @@ impl App {
                     (h + 1).min(max)
                 });
             }
-            other => {
-                let pane = self.pane;
-                if !pane.handle(self, other) {
-                    self.message(
-                        &format!(
-                            "{} does nothing in {}",
-                            action::spec_of(other).map(|s| s.name).unwrap_or("?"),
-                            self.pane.title()
-                        ),
-                        true,
-                    );
-                }
+            other => return Some(other),
+        }
+        None
+    }
+
+    /// Carries out what a pane (or the app itself) asked for.
+    pub fn apply(&mut self, effect: Effect) {
+        match effect {
+            Effect::Done => {}
+            Effect::Message { text, error } => self.message(&text, error),
+            Effect::Command(text) => {
+                self.input = Some(Input {
+                    kind: InputKind::Command,
+                    text,
+                })
             }
+            Effect::Ask {
+                question,
+                text,
+                expect,
+                then,
+            } => {
+                self.input = Some(Input {
+                    kind: InputKind::Ask(Ask {
+                        question,
+                        expect,
+                        then,
+                    }),
+                    text,
+                })
+            }
+            Effect::StartOp { title, op } => self.start_op(title, op),
+            Effect::Ack(id) => self.ack(&id),
+            Effect::SaveLogs { path } => self.save_logs(path.as_deref()),
         }
     }
 
@@ -306,15 +336,8 @@ impl App {
                     true,
                 ),
             },
-            ("save", path) => {
-                let path = if path.is_empty() {
-                    format!("opsdeck-logs-{}.txt", crate::format::unix_ms() / 1000)
-                } else {
-                    path.to_string()
-                };
-                super::panes::save_logs(self, &path);
-            }
-            ("silence", d) if !d.is_empty() => alerts::silence_command(self, d),
+            ("save", path) => self.save_logs((!path.is_empty()).then_some(path)),
+            ("silence", d) if !d.is_empty() => self.silence(d),
             ("help", _) => self.help = Some(0),
             _ => self.message(
                 &format!(
@@ -322,6 +345,38 @@ impl App {
                 ),
                 true,
             ),
+        }
+    }
+
+    /// Writes the Logs pane's lines passing its filters to `path`, by default
+    /// `opsdeck-logs-<unix seconds>.txt`.
+    pub fn save_logs(&mut self, path: Option<&str>) {
+        let path = match path {
+            Some(p) => p.to_string(),
+            None => format!("opsdeck-logs-{}.txt", crate::format::unix_ms() / 1000),
+        };
+        let lines = self.logs.filtered(&self.model);
+        let result = (|| -> std::io::Result<usize> {
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+            for (_, l) in &lines {
+                let time = clock(l.unix_ms, self.utc_offset);
+                match l.dropped {
+                    Some(n) => writeln!(file, "{time} n{} dropped {n} records", l.node_id)?,
+                    None => writeln!(
+                        file,
+                        "{time} n{} {:<5} {}",
+                        l.node_id,
+                        l.level.name(),
+                        line_text(l)
+                    )?,
+                }
+            }
+            file.flush()?;
+            Ok(lines.len())
+        })();
+        match result {
+            Ok(n) => self.message(&format!("saved {n} lines to {path}"), false),
+            Err(e) => self.message(&format!("cannot save the logs to {path}: {e}"), true),
         }
     }
 }

@@ -8,7 +8,7 @@ use ratatui::Frame;
 
 use crate::console::action::Action;
 use crate::console::app::App;
-use crate::console::ops::Dialog;
+use crate::console::state::Dialog;
 use crate::console::theme::Role;
 use crate::format::duration_secs;
 

@@ -1,5 +1,8 @@
 //! The frame around the panes: the tab bar with the cluster verdict, the message / command
-//! line with key hints from the live keymap, the help overlay, and the war-room layout.
+//! line with key hints from the live keymap, the help overlay, the war-room layout, and the
+//! operation dialog (`dialog.rs`) over them.
+
+pub mod dialog;
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
@@ -7,10 +10,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use super::action::{self, Action};
-use super::app::{App, InputKind};
+use super::action::{self, Action, PaneKind};
+use super::app::App;
 use super::model::Verdict;
-use super::panes::{overview, PaneKind};
+use super::panes;
+use super::state::InputKind;
 use super::theme::Role;
 
 /// The smallest terminal the panes are laid out for.
@@ -32,11 +36,11 @@ pub fn draw(app: &App, f: &mut Frame) {
     if app.war_room.is_some() {
         war_room(app, f, body);
     } else {
-        app.pane.draw(app, f, body);
+        panes::draw(app.pane, app, f, body);
     }
     status_line(app, f, bottom);
     if let Some(dialog) = &app.dialog {
-        super::panes::dialog::draw(app, dialog, f, body);
+        dialog::draw(app, dialog, f, body);
     }
     if let Some(scroll) = app.help {
         help(app, f, body, scroll);
@@ -178,14 +182,13 @@ pub const COMMANDS: &[(&str, &str)] = &[
 fn help(app: &App, f: &mut Frame, body: Rect, scroll: usize) {
     let t = &app.theme;
     let ctx = app.pane.name();
-    let specs = action::specs();
     let mut rows = Vec::new();
     for (context, heading) in [(ctx, app.pane.title()), ("global", "everywhere")] {
         let bindings: Vec<_> = app
             .keymap
             .bindings(context)
             .iter()
-            .filter_map(|(k, a)| specs.iter().find(|s| s.action == *a).map(|s| (k, s)))
+            .filter_map(|(k, a)| action::spec_of(*a).map(|s| (k, s)))
             .filter(|(_, s)| action::permitted(s, app.read_only))
             .collect();
         if bindings.is_empty() {
@@ -277,13 +280,13 @@ fn war_room(app: &App, f: &mut Frame, body: Rect) {
         .style(style),
         banner,
     );
-    overview::draw(app, f, over);
+    panes::draw(PaneKind::Overview, app, f, over);
     if rest.height >= 4 {
         let pane = if app.pane == PaneKind::Overview {
             PaneKind::Logs
         } else {
             app.pane
         };
-        pane.draw(app, f, rest);
+        panes::draw(pane, app, f, rest);
     }
 }

@@ -1,0 +1,99 @@
+//! The console is the outside observer that evaluates the alert rules: every tick it turns
+//! the latest frame of each node (or why there is none) into one `NodeReport` per endpoint
+//! and feeds the evaluator. Acknowledging (the Alerts pane's effect) and `:silence` mark
+//! alerts here too.
+
+use std::time::Duration;
+
+use super::App;
+use crate::alerts::{AlertId, State};
+use crate::console::model::{Link, TimelineEntry};
+use crate::format::clock;
+
+/// Longest silence `:silence` accepts.
+const MAX_SILENCE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+impl App {
+    /// One evaluation at `now_ms` of what the model knows; alerts that start firing or resolve
+    /// go on the timeline. Nothing is evaluated before any stream has answered or failed (at
+    /// most the 3 s connect timeout), so starting the console raises no pending alerts.
+    pub fn tick_alerts(&mut self, now_ms: i64) {
+        if self.model.nodes.iter().all(|n| n.link == Link::Connecting) {
+            return;
+        }
+        let reports = self.model.reports(now_ms, self.stall_ms);
+        let changes = self.alerts.evaluator.observe(now_ms, &reports);
+        self.alerts.last_tick_ms = Some(now_ms);
+        for c in changes {
+            let kind = match c.to {
+                State::Firing => "alert_firing",
+                State::Resolved => "alert_resolved",
+                State::Pending | State::Inactive => continue,
+            };
+            self.model.push_timeline(TimelineEntry {
+                unix_ms: c.at_ms,
+                kind: kind.into(),
+                detail: format!(
+                    "{} [{}]: {}",
+                    c.alert.id,
+                    c.alert.severity,
+                    c.alert.summary()
+                ),
+                term: 0,
+                seen_by: vec![],
+                console: true,
+            });
+        }
+    }
+
+    /// Acknowledges alert `id`, if it is firing.
+    pub(super) fn ack(&mut self, id: &AlertId) {
+        if self.alerts.evaluator.ack(id) {
+            self.message(&format!("acknowledged {id}"), false);
+        } else {
+            self.message(
+                &format!("{id} is not firing; only a firing alert can be acknowledged"),
+                true,
+            );
+        }
+    }
+
+    /// `:silence DURATION` (e.g. 15m, 1h, 4h, 24h; 0 lifts the silence) for the selected alert.
+    pub fn silence(&mut self, arg: &str) {
+        let (Some(alert), Some(now)) = (self.alerts.selected(), self.alerts.last_tick_ms) else {
+            self.message(
+                "no alert selected: silence works on the Alerts pane's selection",
+                true,
+            );
+            return;
+        };
+        let id = alert.id.clone();
+        let duration = match arg {
+            "0" | "off" => Duration::ZERO,
+            text => match humantime::parse_duration(text) {
+                Ok(d) if d <= MAX_SILENCE => d,
+                Ok(_) => {
+                    self.message("a silence lasts at most 7d", true);
+                    return;
+                }
+                Err(e) => {
+                    self.message(
+                        &format!("bad duration {text:?}: {e} (e.g. 15m, 1h, 4h, 24h; 0 lifts)"),
+                        true,
+                    );
+                    return;
+                }
+            },
+        };
+        let until = now + duration.as_millis() as i64;
+        self.alerts.evaluator.silence(&id, until);
+        if duration.is_zero() {
+            self.message(&format!("silence of {id} lifted"), false);
+        } else {
+            self.message(
+                &format!("silenced {id} until {}", clock(until, self.utc_offset)),
+                false,
+            );
+        }
+    }
+}

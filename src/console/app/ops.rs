@@ -1,0 +1,242 @@
+//! The app's side of an operation: the question on the command line (a file name, a grace
+//! period, a typed confirmation naming the target), the answer, the dialog that follows the
+//! background task's reports (`console/ops.rs`), and its outcome on the message line and the
+//! timeline.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::App;
+use crate::console::effect::Effect;
+use crate::console::model::TimelineEntry;
+use crate::console::ops::{Op, OpEvent};
+use crate::console::state::{Ask, Dialog, Pending};
+use crate::ops::membership::NewNode;
+
+/// Why an answered question starts nothing in a console without a cluster (tests that draw).
+const NO_CONNECTION: &str = "no cluster connection to act on";
+
+/// `backup` asks for the file to write, a name with the time in it filled in.
+pub(super) fn backup_question() -> Effect {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let name = format!("opsdeck-backup-{}.odb", now.to_string().replace(':', ""));
+    Effect::Ask {
+        question: "backup to file: ".into(),
+        text: name,
+        expect: None,
+        then: Pending::BackupTo,
+    }
+}
+
+pub(super) fn restore_question() -> Effect {
+    Effect::Ask {
+        question: "restore from backup file: ".into(),
+        text: String::new(),
+        expect: None,
+        then: Pending::RestoreFrom,
+    }
+}
+
+pub(super) fn compact_question(nodes: usize) -> Effect {
+    Effect::Ask {
+        question: format!(
+            "compact all {nodes} nodes (snapshot + purge the log)? enter runs, esc cancels "
+        ),
+        text: String::new(),
+        expect: None,
+        then: Pending::ConfirmCompact,
+    }
+}
+
+impl App {
+    /// Starts watching a node the console did not know (one it just added).
+    fn watch_node(&mut self, grpc: String) {
+        if self.model.nodes.iter().any(|n| n.endpoint == grpc) {
+            return;
+        }
+        let Some(ops) = &self.ops else { return };
+        match ops.client.connect_to(&grpc) {
+            Ok(rpc) => {
+                let index = self.model.add_node(&grpc);
+                crate::console::watch::spawn(index, rpc, ops.refresh, ops.updates.clone());
+            }
+            Err(e) => self.message(&format!("cannot watch {grpc}: {e}"), true),
+        }
+    }
+
+    /// The answer to a question: the operation it starts, or why nothing is done.
+    pub fn answer(&self, ask: Ask, text: String) -> Effect {
+        if let Some(expected) = &ask.expect {
+            if text.trim() != expected {
+                return Effect::error(format!(
+                    "not confirmed (typed {:?}, expected {expected:?}): nothing was changed",
+                    text.trim()
+                ));
+            }
+        }
+        let Some(ops) = &self.ops else {
+            return Effect::error(NO_CONNECTION);
+        };
+        let dev = ops.dev_dir.is_some();
+        let text = text.trim().to_string();
+        let (title, op) = match ask.then {
+            Pending::BackupTo => {
+                if text.is_empty() {
+                    return Effect::error("no file given: nothing was done");
+                }
+                let path = PathBuf::from(&text);
+                (format!("backup to {text}"), Op::Backup { path })
+            }
+            Pending::RestoreFrom => {
+                let path = PathBuf::from(&text);
+                (format!("checking {text}"), Op::CheckRestore { path })
+            }
+            Pending::ConfirmRestore { path } => (
+                format!("restore from {}", path.display()),
+                Op::Restore { path },
+            ),
+            Pending::ConfirmCompact => ("compact all nodes".into(), Op::Compact),
+            Pending::AddNode => match parse_new_node(&text, dev) {
+                Ok(given) => ("add node".into(), Op::AddNode { given }),
+                Err(e) => return Effect::error(e),
+            },
+            Pending::ConfirmRemove { id } => (format!("remove node {id}"), Op::RemoveNode { id }),
+            Pending::ConfirmTransfer { to } => (
+                format!("transfer leadership to node {to}"),
+                Op::TransferLeader { to },
+            ),
+            Pending::RotateGrace { id } => {
+                let grace = match humantime::parse_duration(&text) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        return Effect::error(format!(
+                            "bad grace period {text:?}: {e} (e.g. 24h, 30m)"
+                        ))
+                    }
+                };
+                (format!("rotate key {id}"), Op::RotateKey { id, grace })
+            }
+        };
+        Effect::StartOp { title, op }
+    }
+
+    /// Starts `op` in the background and opens its dialog.
+    pub(super) fn start_op(&mut self, title: String, op: Op) {
+        let Some(ops) = &self.ops else {
+            self.message(NO_CONNECTION, true);
+            return;
+        };
+        ops.start(op);
+        self.dialog = Some(Dialog::Running {
+            title,
+            started: Instant::now(),
+            ratio: None,
+            detail: String::new(),
+        });
+    }
+
+    /// A report from the running action.
+    pub fn on_op_event(&mut self, event: OpEvent) {
+        match event {
+            OpEvent::Progress {
+                ratio: r,
+                detail: d,
+            } => {
+                if let Some(Dialog::Running { ratio, detail, .. }) = &mut self.dialog {
+                    *ratio = r;
+                    *detail = d;
+                }
+            }
+            OpEvent::Watch { grpc } => self.watch_node(grpc),
+            OpEvent::Verified { path, keys, index } => {
+                self.dialog = None;
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                // Short enough for 80 columns: the typed answer must stay in view.
+                self.apply(Effect::Ask {
+                    question: format!(
+                        "Replace ALL data with {name} ({keys} keys, index {index})? type {keys} to confirm: "
+                    ),
+                    text: String::new(),
+                    expect: Some(keys.to_string()),
+                    then: Pending::ConfirmRestore { path },
+                });
+            }
+            OpEvent::Done { ok, text, secret } => {
+                let title = match &self.dialog {
+                    Some(Dialog::Running { title, .. }) => title.clone(),
+                    _ => "action".into(),
+                };
+                self.model.push_timeline(TimelineEntry {
+                    unix_ms: crate::format::unix_ms(),
+                    kind: if ok { "action_ok" } else { "action_failed" }.into(),
+                    detail: text.clone(),
+                    term: 0,
+                    seen_by: vec![],
+                    console: true,
+                });
+                self.message(&text, !ok);
+                self.dialog = Some(Dialog::Finished {
+                    title,
+                    ok,
+                    text,
+                    secret,
+                });
+            }
+        }
+    }
+
+    /// Enter in a finished dialog: saves a shown secret to a file (mode 0600).
+    pub fn dialog_submit(&mut self) {
+        let Some(Dialog::Finished {
+            secret: Some(s), ..
+        }) = &self.dialog
+        else {
+            self.dialog = None;
+            return;
+        };
+        let path = PathBuf::from(format!("opsdeck-key-{}.secret", s.id));
+        let result =
+            opsdeck_node::security::cluster_secret::write_private(&path, s.secret.as_bytes());
+        self.dialog = None;
+        match result {
+            Ok(()) => self.message(
+                &format!("the new secret is in {} (mode 0600)", path.display()),
+                false,
+            ),
+            Err(e) => self.message(
+                &format!(
+                    "cannot write {}: {e}; the secret is not shown again",
+                    path.display()
+                ),
+                true,
+            ),
+        }
+    }
+}
+
+/// The add-node answer: empty (start a local node, dev clusters only) or `ID GRPC HTTP`.
+fn parse_new_node(text: &str, dev: bool) -> Result<Option<NewNode>, String> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    match parts.as_slice() {
+        [] if dev => Ok(None),
+        [] => Err("type ID GRPC_ADDR HTTP_ADDR of the node to add (this is not a dev cluster, the console cannot start one)".into()),
+        [id, grpc, http] => {
+            let id = id
+                .parse::<u64>()
+                .ok()
+                .filter(|i| *i > 0)
+                .ok_or_else(|| format!("bad node id {id:?}: a positive integer"))?;
+            Ok(Some(NewNode {
+                id,
+                grpc: grpc.to_string(),
+                http: http.to_string(),
+            }))
+        }
+        _ => Err(format!(
+            "cannot read {text:?}: type ID GRPC_ADDR HTTP_ADDR, e.g. 4 127.0.0.1:7104 127.0.0.1:7204"
+        )),
+    }
+}

@@ -1,0 +1,38 @@
+//! The command / search line, and the questions an operation asks on it.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputKind {
+    Command,
+    Search,
+    /// A question an operation asks (see `app/ops.rs`).
+    Ask(Ask),
+}
+
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub kind: InputKind,
+    pub text: String,
+}
+
+/// What a question on the command line leads to once answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    BackupTo,
+    RestoreFrom,
+    ConfirmRestore { path: PathBuf },
+    ConfirmCompact,
+    RotateGrace { id: String },
+    AddNode,
+    ConfirmRemove { id: u64 },
+    ConfirmTransfer { to: u64 },
+}
+
+/// A question on the command line; with `expect`, the answer must be exactly that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    pub question: String,
+    pub expect: Option<String>,
+    pub then: Pending,
+}
