@@ -22,7 +22,7 @@ pub struct NodeOutcome {
 }
 
 /// Space freed by a compact: the bytes of the log entries it deleted. sled reuses that
-/// space for new writes; its file rarely shrinks at once (see opsdeck_node::compact).
+/// space for new writes; its file rarely shrinks at once (see opsdeck_node::raft::compact).
 fn reclaimed(r: &CompactReply) -> i64 {
     let (b, a) = figures(r);
     b.log_bytes as i64 - a.log_bytes as i64

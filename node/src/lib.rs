@@ -7,16 +7,12 @@
 
 pub mod api;
 pub mod backup;
-pub mod compact;
-pub mod core;
-pub mod metrics;
-pub mod proposer;
-pub mod read_index;
+pub mod raft;
 pub mod security;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod telemetry;
-pub mod transfer;
 pub mod transport;
 pub mod types;
 

@@ -8,13 +8,13 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tonic::{Request, Response, Status};
 
-use crate::core::{NodeCore, NodeError};
 use crate::pb::node_server::Node;
 use crate::pb::*;
-use crate::security::admin::tenant_usage;
 use crate::security::auth::caller_of;
 use crate::security::keys::{KeyRecord, Role};
 use crate::security::quota::Tier;
+use crate::service::admin::tenant_usage;
+use crate::service::{NodeCore, NodeError};
 use crate::telemetry::events::ClusterEvent as ClusterEventData;
 use crate::telemetry::logs::LogRecord as LogRecordData;
 use crate::telemetry::Telemetry;

@@ -12,9 +12,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::core::{NodeCore, NodeError};
 use crate::security::auth::{http_middleware, Authenticator, Caller};
+use crate::service::{NodeCore, NodeError};
 use crate::store::log_store::LogStats;
+use crate::telemetry;
 
 #[derive(Clone)]
 struct HttpState {
@@ -179,5 +180,9 @@ async fn kv_delete(
 
 async fn metrics(State(s): State<HttpState>) -> Response {
     let text = s.core.metrics().render(&s.core.frame(), &s.flush);
-    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+    (
+        [(header::CONTENT_TYPE, telemetry::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
 }

@@ -1,6 +1,6 @@
 //! The node's client-facing surfaces: gRPC ([`grpc`]) for the CLI, console and peers, and
 //! HTTP ([`http`]) for curl users and Prometheus. Both are thin adapters over
-//! [`crate::core::NodeCore`].
+//! [`crate::service::NodeCore`].
 
 pub mod grpc;
 pub mod http;

@@ -6,6 +6,7 @@ pub mod events;
 pub mod hub;
 pub mod log_file;
 pub mod logs;
+pub mod metrics;
 pub mod ops;
 pub mod sampler;
 

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use crate::pb::raft_server::Raft as RaftRpc;
 use crate::pb::{ElectionHintReply, ElectionHintRequest, RaftPayload};
-use crate::transfer::ElectionHolds;
+use crate::raft::transfer::ElectionHolds;
 use crate::types::Raft;
 
 pub struct RaftService {

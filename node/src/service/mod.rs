@@ -2,6 +2,9 @@
 //! through group commit (forwarded to the leader when this node follows), linearizable or
 //! stale reads, status and membership changes.
 
+pub mod admin;
+pub mod backup;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,13 +13,13 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::ServerState;
 use serde::Serialize;
 
-use crate::compact::Compactor;
-use crate::metrics::Metrics;
 use crate::pb;
-use crate::proposer::{Proposer, Submit};
-use crate::read_index::ReadBatcher;
+use crate::raft::compact::Compactor;
+use crate::raft::proposer::{Proposer, Submit};
+use crate::raft::read_index::ReadBatcher;
 use crate::security::cluster_secret::ClusterSecret;
 use crate::store::KvReader;
+use crate::telemetry::metrics::Metrics;
 use crate::telemetry::sampler::Sampler;
 use crate::transport::peers::Peers;
 use crate::types::{validate_entry, Command, CommandResult, NodeAddr, NodeId, Raft, Request};
@@ -661,7 +664,7 @@ impl NodeCore {
         frame.quotas = match self.inner.reader.tenants() {
             Ok(tenants) => tenants
                 .iter()
-                .map(crate::security::admin::tenant_usage)
+                .map(crate::service::admin::tenant_usage)
                 .collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read tenant usage for the status frame");
@@ -671,7 +674,7 @@ impl NodeCore {
         frame
     }
 
-    /// Snapshot, purge and flush on this node (see [`crate::compact`]).
+    /// Snapshot, purge and flush on this node (see [`crate::raft::compact`]).
     pub async fn compact(&self) -> Result<pb::CompactReply, NodeError> {
         let mut reply = self
             .observed("compact", self.inner.compactor.run(&self.inner.sampler))

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use super::audit::AuditRecord;
-use super::keys::{self, KeyRecord, Role};
-use super::quota::{Quota, Tier};
-use crate::core::{NodeCore, NodeError};
 use crate::pb;
+use crate::security::audit::AuditRecord;
+use crate::security::keys::{self, KeyRecord, Role};
+use crate::security::quota::{Quota, Tier};
+use crate::service::{NodeCore, NodeError};
 use crate::store::state_machine::TenantInfo;
 use crate::telemetry::unix_millis;
 use crate::types::{AdminAction, Command, CommandResult};

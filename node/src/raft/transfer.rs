@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 
-use crate::core::{NodeCore, NodeError};
 use crate::pb;
-use crate::proposer::PauseGuard;
+use crate::raft::proposer::PauseGuard;
+use crate::service::{NodeCore, NodeError};
 use crate::types::{NodeAddr, NodeId, Raft};
 
 /// How long the target may take to match the leader's log once proposals are paused.
