@@ -7,6 +7,8 @@
 
 pub mod api;
 pub mod backup;
+pub mod clock;
+pub mod error;
 pub mod raft;
 pub mod security;
 pub mod server;

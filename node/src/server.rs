@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api;
+use crate::clock::unix_millis;
 use crate::pb::node_server::NodeServer;
 use crate::pb::raft_server::RaftServer;
 use crate::raft::compact::Compactor;
@@ -23,7 +24,6 @@ use crate::telemetry::events::{self, EventHub, EVENT_HISTORY};
 use crate::telemetry::logs::LogHub;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::sampler::{Sampler, Sources};
-use crate::telemetry::unix_millis;
 use crate::telemetry::Telemetry;
 use crate::transport::raft_network::NetworkFactory;
 use crate::transport::raft_service::RaftService;

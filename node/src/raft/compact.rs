@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::error::NodeError;
 use crate::pb;
-use crate::service::NodeError;
 use crate::store::housekeeping::{CompactRecord, Housekeeping};
 use crate::store::log_store::LogDisk;
 use crate::telemetry::sampler::{dir_bytes, Sampler};

@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 
+use crate::error::NodeError;
 use crate::pb;
 use crate::raft::proposer::PauseGuard;
-use crate::service::{NodeCore, NodeError};
+use crate::service::NodeCore;
 use crate::types::{NodeAddr, NodeId, Raft};
 
 /// How long the target may take to match the leader's log once proposals are paused.

@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
+use crate::clock::unix_millis;
+use crate::error::NodeError;
 use crate::pb;
 use crate::security::audit::AuditRecord;
 use crate::security::keys::{self, KeyRecord, Role};
 use crate::security::quota::{Quota, Tier};
-use crate::service::{NodeCore, NodeError};
+use crate::service::NodeCore;
 use crate::store::state_machine::TenantInfo;
-use crate::telemetry::unix_millis;
 use crate::types::{AdminAction, Command, CommandResult};
 
 /// Longest rotation grace period or key lifetime accepted (ten years).

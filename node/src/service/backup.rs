@@ -12,8 +12,9 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use crate::backup::format;
+use crate::error::NodeError;
 use crate::pb;
-use crate::service::{NodeCore, NodeError};
+use crate::service::NodeCore;
 use crate::types::Command;
 
 /// Bytes per streamed backup message.
@@ -78,7 +79,7 @@ impl NodeCore {
                 })
                 .collect(),
             payload_bytes: body_len,
-            created_unix_ms: crate::telemetry::unix_millis(),
+            created_unix_ms: crate::clock::unix_millis(),
         };
         let (tx, rx) = mpsc::channel(4);
         let (core, actor) = (self.clone(), actor.to_string());
@@ -136,7 +137,7 @@ impl NodeCore {
                 "a restore needs an id of 1-64 characters".into(),
             ));
         }
-        let at_ms = crate::telemetry::unix_millis();
+        let at_ms = crate::clock::unix_millis();
         let command = match req.step {
             Some(Step::Begin(b)) => Command::RestoreBegin {
                 id,

@@ -13,6 +13,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::ServerState;
 use serde::Serialize;
 
+use crate::error::NodeError;
 use crate::pb;
 use crate::raft::compact::Compactor;
 use crate::raft::proposer::{Proposer, Submit};
@@ -29,74 +30,6 @@ pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a membership change may wait for its commit before the caller is answered (the
 /// change itself goes on).
 pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Errors a client can see. Each says what failed and what to do.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum NodeError {
-    #[error("invalid request: {0}")]
-    InvalidInput(String),
-    #[error("refused: {0}")]
-    Rejected(String),
-    #[error("{0}")]
-    QuotaExceeded(String),
-    #[error("not found: {0}")]
-    NotFound(String),
-    #[error("no leader is elected right now (election in progress or quorum lost); retry shortly")]
-    NoLeader,
-    #[error("leader node {leader} at {addr} is unreachable: {reason}")]
-    LeaderUnreachable {
-        leader: NodeId,
-        addr: String,
-        reason: String,
-    },
-    #[error(
-        "timed out after {0:?} waiting for the cluster; a write may or may not have been applied"
-    )]
-    Timeout(Duration),
-    #[error("membership change refused: {0}")]
-    Membership(String),
-    #[error("node is shutting down")]
-    ShuttingDown,
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl NodeError {
-    /// Short label for the error counter.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            NodeError::InvalidInput(_) => "invalid",
-            NodeError::Rejected(_) => "rejected",
-            NodeError::QuotaExceeded(_) => "quota",
-            NodeError::NotFound(_) => "not_found",
-            NodeError::NoLeader => "no_leader",
-            NodeError::LeaderUnreachable { .. } => "leader_unreachable",
-            NodeError::Timeout(_) => "timeout",
-            NodeError::Membership(_) => "membership",
-            NodeError::ShuttingDown => "shutting_down",
-            NodeError::Internal(_) => "internal",
-        }
-    }
-}
-
-impl From<NodeError> for tonic::Status {
-    fn from(e: NodeError) -> tonic::Status {
-        let msg = e.to_string();
-        match e {
-            NodeError::InvalidInput(_) => tonic::Status::invalid_argument(msg),
-            NodeError::QuotaExceeded(_) => tonic::Status::resource_exhausted(msg),
-            NodeError::NotFound(_) => tonic::Status::not_found(msg),
-            NodeError::Rejected(_) | NodeError::Membership(_) => {
-                tonic::Status::failed_precondition(msg)
-            }
-            NodeError::NoLeader | NodeError::LeaderUnreachable { .. } | NodeError::ShuttingDown => {
-                tonic::Status::unavailable(msg)
-            }
-            NodeError::Timeout(_) => tonic::Status::deadline_exceeded(msg),
-            NodeError::Internal(_) => tonic::Status::internal(msg),
-        }
-    }
-}
 
 /// A member as reported to clients.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -634,7 +567,7 @@ impl NodeCore {
         let m = self.inner.raft.metrics().borrow().clone();
         let sample = self.inner.sampler.latest();
         let mut frame: pb::NodeStatus = self.status().into();
-        frame.unix_ms = crate::telemetry::unix_millis();
+        frame.unix_ms = crate::clock::unix_millis();
         frame.vote_term = m.vote.leader_id().term;
         frame.voted_for = m.vote.leader_id().voted_for();
         let last = m.last_log_index.unwrap_or(0);

@@ -22,11 +22,11 @@ use serde::{Deserialize, Serialize};
 
 use super::housekeeping::{Housekeeping, SnapshotRecord};
 use super::{decode, encode, snapshot_file};
+use crate::clock::unix_millis;
 use crate::security::audit::AuditRecord;
 use crate::security::keys::{KeyRecord, KeyRegistry, Role};
 use crate::security::quota::{tenant_of, Quota, Usage};
 use crate::telemetry::events::{ClusterEvent, EventHub};
-use crate::telemetry::unix_millis;
 use crate::types::{
     validate_entry, AdminAction, Command, CommandResult, Entry, LogId, Response, Snapshot,
     SnapshotMeta, StorageError, StoredMembership, TypeConfig,

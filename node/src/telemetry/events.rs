@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::hub::Hub;
-use super::unix_millis;
+use crate::clock::unix_millis;
 use crate::types::Raft;
 
 /// Events kept for new subscribers.

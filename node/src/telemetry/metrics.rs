@@ -15,8 +15,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::error::NodeError;
 use crate::pb;
-use crate::service::NodeError;
 use crate::store::log_store::LogStats;
 use crate::telemetry::ops::OpRecorder;
 

@@ -12,14 +12,6 @@ pub mod sampler;
 
 use std::sync::Arc;
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// The node's telemetry hubs, shared by the Watch service.
 #[derive(Clone)]
 pub struct Telemetry {
