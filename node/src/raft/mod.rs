@@ -1,8 +1,9 @@
 //! Raft-level machinery between the node's service and openraft: group commit
-//! ([`proposer`]), coalesced read barriers ([`read_index`]), manual compaction
+//! ([`proposer`]), proposing locally or forwarding to the leader ([`forward`]), coalesced read barriers ([`read_index`]), manual compaction
 //! ([`compact`]) and leadership transfer ([`transfer`]).
 
 pub mod compact;
+pub mod forward;
 pub mod proposer;
 pub mod read_index;
 pub mod transfer;
