@@ -1,6 +1,7 @@
 //! gRPC transport: the Raft network between nodes ([`raft_network`], [`raft_service`]) and
 //! cached connections to peers for forwarding client calls ([`peers`]).
 
+pub mod election_holds;
 pub mod peers;
 pub mod raft_network;
 pub mod raft_service;
