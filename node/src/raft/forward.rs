@@ -2,6 +2,7 @@
 //! the leader over gRPC when it follows ([`RaftSink`]), and the leader's own read-index
 //! check ([`leader_read_index`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
@@ -17,11 +18,15 @@ pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sends batches to the local Raft, or forwards them to the leader.
 pub struct RaftSink {
-    pub(crate) raft: Raft,
-    pub(crate) peers: Peers,
+    raft: Raft,
+    peers: Arc<Peers>,
 }
 
 impl RaftSink {
+    pub fn new(raft: Raft, peers: Arc<Peers>) -> RaftSink {
+        RaftSink { raft, peers }
+    }
+
     /// Proposes on this node only; `forward` says whether a follower may pass it on.
     pub(crate) async fn write(
         &self,

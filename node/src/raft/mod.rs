@@ -7,3 +7,12 @@ pub mod forward;
 pub mod proposer;
 pub mod read_index;
 pub mod transfer;
+
+use crate::types::{NodeAddr, NodeId, Raft};
+
+/// Where member `id` of `raft`'s current membership can be reached.
+pub fn member_addr(raft: &Raft, id: NodeId) -> Option<NodeAddr> {
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
+    m.membership_config.membership().get_node(&id).cloned()
+}

@@ -18,14 +18,16 @@
 //! Writes queued on the old leader then find it a follower and are forwarded to the new one.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 
+use super::member_addr;
+use super::proposer::{PauseGate, PauseGuard};
 use crate::error::NodeError;
 use crate::pb;
-use crate::raft::proposer::PauseGuard;
-use crate::service::NodeCore;
+use crate::transport::peers::Peers;
 use crate::types::{NodeAddr, NodeId, Raft};
 
 /// How long the target may take to match the leader's log once proposals are paused.
@@ -43,7 +45,8 @@ struct Restore {
     raft: Raft,
     heartbeats_off: bool,
     holders: Vec<(NodeId, NodeAddr)>,
-    core: NodeCore,
+    peers: Arc<Peers>,
+    from: NodeId,
     term: u64,
     _pause: PauseGuard,
 }
@@ -54,29 +57,31 @@ impl Drop for Restore {
             self.raft.runtime_config().heartbeat(true);
         }
         if !self.holders.is_empty() {
-            let (core, holders, term) = (self.core.clone(), self.holders.clone(), self.term);
+            let (peers, from) = (self.peers.clone(), self.from);
+            let (holders, term) = (self.holders.clone(), self.term);
             tokio::spawn(async move {
-                send_hints(&core, &holders, term, 0, false).await;
+                send_hints(&peers, from, &holders, term, 0, false).await;
             });
         }
     }
 }
 
-/// Sends one election hint to each of `to`; answers the failures as (node, reason).
+/// Sends one election hint from leader `from` to each of `to`; answers the failures as
+/// (node, reason).
 async fn send_hints(
-    core: &NodeCore,
+    peers: &Peers,
+    from: NodeId,
     to: &[(NodeId, NodeAddr)],
     term: u64,
     hold_ms: u64,
     campaign: bool,
 ) -> Vec<(NodeId, String)> {
     let sends = to.iter().map(|(id, addr)| async move {
-        let mut client = core
-            .peers()
+        let mut client = peers
             .raft_client(&addr.grpc)
             .map_err(|s| (*id, s.message().to_string()))?;
         let mut req = tonic::Request::new(pb::ElectionHintRequest {
-            leader_id: core.id(),
+            leader_id: from,
             term,
             hold_ms,
             campaign,
@@ -95,19 +100,40 @@ async fn send_hints(
         .collect()
 }
 
-impl NodeCore {
+/// A node's means to hand its leadership over: its Raft, its peers, the gate its proposals
+/// pass. One per node.
+pub struct Transfer {
+    id: NodeId,
+    raft: Raft,
+    peers: Arc<Peers>,
+    gate: PauseGate,
+    /// One leadership transfer at a time.
+    running: tokio::sync::Mutex<()>,
+}
+
+impl Transfer {
+    pub fn new(id: NodeId, raft: Raft, peers: Arc<Peers>, gate: PauseGate) -> Transfer {
+        Transfer {
+            id,
+            raft,
+            peers,
+            gate,
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
     /// Hands leadership to voter `to` (see the module docs). Only the leader does this; a
     /// follower refuses, naming the leader.
-    pub async fn transfer_leader(&self, to: NodeId) -> Result<pb::TransferLeaderReply, NodeError> {
-        let _one = self.transfer_lock().try_lock().map_err(|_| {
+    pub async fn run(&self, to: NodeId) -> Result<pb::TransferLeaderReply, NodeError> {
+        let _one = self.running.try_lock().map_err(|_| {
             NodeError::Rejected("a leadership transfer is already in progress on this node".into())
         })?;
         let started = Instant::now();
-        let raft = self.raft().clone();
+        let raft = self.raft.clone();
         let m = raft.metrics().borrow().clone();
-        let me = self.id();
+        let me = self.id;
         if m.state != ServerState::Leader {
-            return Err(match m.current_leader.and_then(|l| Some((l, self.addr_of(l)?))) {
+            return Err(match m.current_leader.and_then(|l| Some((l, member_addr(&raft, l)?))) {
                 Some((l, addr)) => NodeError::Rejected(format!(
                     "node {me} is not the leader; transfer-leader goes to the leader, node {l} at {}",
                     addr.grpc
@@ -147,7 +173,7 @@ impl NodeCore {
 
         // 1b. Before writes pause: the target must answer, and be near the end of the log.
         let mut probe = self
-            .peers()
+            .peers
             .node_client(&target.grpc)
             .map_err(|s| NodeError::Rejected(s.message().to_string()))?;
         let mut req = tonic::Request::new(pb::StatusRequest {});
@@ -198,12 +224,13 @@ impl NodeCore {
             raft: raft.clone(),
             heartbeats_off: false,
             holders: Vec::new(),
-            core: self.clone(),
+            peers: self.peers.clone(),
+            from: me,
             term: m.current_term,
-            _pause: self.proposer().gate().pause(),
+            _pause: self.gate.pause(),
         };
         let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
-        let _ = tokio::time::timeout_at(deadline, self.proposer().gate().drained()).await;
+        let _ = tokio::time::timeout_at(deadline, self.gate.drained()).await;
         let caught_up = tokio::time::timeout_at(
             deadline,
             rx.wait_for(|m| {
@@ -238,7 +265,8 @@ impl NodeCore {
         let hold = lease + LEASE_MARGIN + ELECTION_WAIT;
         restore.holders = holders.clone();
         for (id, why) in send_hints(
-            self,
+            &self.peers,
+            me,
             &holders,
             m.current_term,
             hold.as_millis() as u64,
@@ -252,7 +280,15 @@ impl NodeCore {
 
         // 4. Let the lease run out on the followers, then have the target campaign.
         tokio::time::sleep(lease + LEASE_MARGIN).await;
-        let failed = send_hints(self, &[(to, target.clone())], m.current_term, 0, true).await;
+        let failed = send_hints(
+            &self.peers,
+            me,
+            &[(to, target.clone())],
+            m.current_term,
+            0,
+            true,
+        )
+        .await;
         if let Some((_, why)) = failed.first() {
             return Err(NodeError::LeaderUnreachable {
                 leader: to,

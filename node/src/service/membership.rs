@@ -1,4 +1,5 @@
-//! Membership changes: adding learners, replacing the voters, removing members.
+//! Membership and leadership: adding learners, replacing the voters, removing members, and
+//! handing leadership to another voter.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use openraft::error::{ClientWriteError, RaftError};
 
 use super::NodeCore;
 use crate::error::NodeError;
+use crate::pb;
 use crate::types::{NodeAddr, NodeId};
 
 /// How long a membership change may wait for its commit before the caller is answered (the
@@ -126,5 +128,11 @@ impl NodeCore {
             }
             Err(RaftError::Fatal(e)) => Err(NodeError::Internal(format!("raft stopped: {e}"))),
         }
+    }
+
+    /// Hands leadership to voter `to` (see [`crate::raft::transfer`]). Only the leader does
+    /// this; a follower refuses, naming the leader.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<pb::TransferLeaderReply, NodeError> {
+        self.inner.transfer.run(to).await
     }
 }

@@ -17,6 +17,7 @@ use crate::raft::compact::Compactor;
 use crate::raft::forward::{leader_read_index, RaftSink};
 use crate::raft::proposer::Proposer;
 use crate::raft::read_index::ReadBatcher;
+use crate::raft::transfer::Transfer;
 use crate::security::cluster_secret::ClusterSecret;
 use crate::store::KvReader;
 use crate::telemetry::metrics::Metrics;
@@ -42,8 +43,7 @@ struct Inner {
     committed: Arc<std::sync::atomic::AtomicU64>,
     sampler: Sampler,
     compactor: Compactor,
-    /// One leadership transfer at a time.
-    transfer: tokio::sync::Mutex<()>,
+    transfer: Transfer,
 }
 
 /// The status sampler and the compactor: what keeps the node measured and its disk in check.
@@ -66,12 +66,11 @@ impl NodeCore {
         secret: ClusterSecret,
         upkeep: Upkeep,
     ) -> NodeCore {
-        let sink = Arc::new(RaftSink {
-            raft: raft.clone(),
-            peers: Peers::new(secret),
-        });
+        let peers = Arc::new(Peers::new(secret));
+        let sink = Arc::new(RaftSink::new(raft.clone(), peers.clone()));
         let batch_metrics = metrics.clone();
         let proposer = Proposer::start(sink.clone(), move |n| batch_metrics.observe_batch(n));
+        let transfer = Transfer::new(id, raft.clone(), peers, proposer.gate().clone());
         let round_raft = raft.clone();
         let leader_reads = ReadBatcher::start(move || leader_read_index(round_raft.clone()));
         NodeCore {
@@ -87,7 +86,7 @@ impl NodeCore {
                 committed,
                 sampler: upkeep.sampler,
                 compactor: upkeep.compactor,
-                transfer: tokio::sync::Mutex::new(()),
+                transfer,
             }),
         }
     }
@@ -119,22 +118,6 @@ impl NodeCore {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
-    }
-
-    pub(crate) fn proposer(&self) -> &Proposer {
-        &self.inner.proposer
-    }
-
-    pub(crate) fn peers(&self) -> &Peers {
-        &self.inner.sink.peers
-    }
-
-    pub(crate) fn transfer_lock(&self) -> &tokio::sync::Mutex<()> {
-        &self.inner.transfer
-    }
-
-    pub(crate) fn addr_of(&self, id: NodeId) -> Option<NodeAddr> {
-        self.member_addr(id)
     }
 
     /// Runs `f`, recording its latency and outcome under `op`.
@@ -177,9 +160,7 @@ impl NodeCore {
     }
 
     fn member_addr(&self, id: NodeId) -> Option<NodeAddr> {
-        let metrics = self.inner.raft.metrics();
-        let m = metrics.borrow();
-        m.membership_config.membership().get_node(&id).cloned()
+        crate::raft::member_addr(&self.inner.raft, id)
     }
 
     /// Snapshot, purge and flush on this node (see [`crate::raft::compact`]).
