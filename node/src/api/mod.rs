@@ -1,6 +1,6 @@
 //! The node's client-facing surfaces: gRPC ([`grpc`]) for the CLI, console and peers, and
 //! HTTP ([`http`]) for curl users and Prometheus. Both are thin adapters over
-//! [`crate::service::NodeCore`].
+//! [`crate::service::NodeCore`], and answer errors from one table ([`status`]).
 
 pub mod grpc;
 pub mod http;

@@ -1,5 +1,5 @@
 //! What a [`NodeError`] becomes for a client: the gRPC status of a call, or the HTTP
-//! status and JSON body of a request, both read from one table ([`codes`]).
+//! status and JSON body of a request, both read from one table (`codes`).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

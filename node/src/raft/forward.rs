@@ -1,6 +1,6 @@
 //! Where the node's proposals and read barriers go: the local Raft when this node leads,
 //! the leader over gRPC when it follows ([`RaftSink`]), and the leader's own read-index
-//! check ([`leader_read_index`]).
+//! check (`leader_read_index`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Raft-level machinery between the node's service and openraft: group commit
-//! ([`proposer`]), proposing locally or forwarding to the leader ([`forward`]), coalesced read barriers ([`read_index`]), manual compaction
-//! ([`compact`]) and leadership transfer ([`transfer`]).
+//! ([`proposer`]), proposing locally or forwarding to the leader ([`forward`]), coalesced
+//! read barriers ([`read_index`]), manual compaction ([`compact`]) and leadership transfer
+//! ([`transfer`]).
 
 pub mod compact;
 pub mod forward;

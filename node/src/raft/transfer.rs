@@ -9,7 +9,8 @@
 //!    [`CATCH_UP_WAIT`], else refuse saying how far behind the target is);
 //! 3. stop sending heartbeats, and tell every other voter to hold its own elections off
 //!    for a bounded time (each re-enables elections itself when the hold ends, so a
-//!    transferer that crashes cannot leave a node unable to elect);
+//!    transferer that crashes cannot leave a node unable to elect; the receiving side is
+//!    `transport::election_holds`);
 //! 4. once the lease has passed on the followers, tell the target to campaign: it has the
 //!    longest log and nobody else campaigns, so it wins;
 //! 5. wait until the target is leader (up to [`ELECTION_WAIT`]).

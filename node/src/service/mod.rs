@@ -1,6 +1,7 @@
-//! The node's client-facing logic, shared by the gRPC and HTTP surfaces: validated writes
-//! through group commit (forwarded to the leader when this node follows), linearizable or
-//! stale reads, status and membership changes.
+//! The node's client-facing logic, shared by the gRPC and HTTP surfaces: [`NodeCore`] and
+//! what it does, by caller: reads and writes ([`kv`]), status ([`status`]), membership and
+//! leadership ([`membership`]), keys, quotas and audit ([`admin`]), backups and restores
+//! ([`backup`]). This file holds the core itself, its parts and compaction.
 
 pub mod admin;
 pub mod backup;

@@ -1,6 +1,7 @@
-//! What a node tells observers about itself: recent log records ([`logs`]) and cluster
-//! events ([`events`]), each kept in a bounded [`hub::Hub`] and streamed by the gRPC
-//! `Watch` call together with periodic status frames.
+//! What a node tells observers about itself: recent log records ([`logs`], written to
+//! [`log_file`] too) and cluster events ([`events`]), each kept in a bounded [`hub::Hub`]
+//! and streamed by the gRPC `Watch` call together with periodic status frames; the figures
+//! behind those frames ([`sampler`], [`ops`]); and Prometheus [`metrics`].
 
 pub mod events;
 pub mod hub;
