@@ -100,7 +100,7 @@ async fn log_records_reach_a_subscriber_within_1s_and_a_stalled_one_gets_a_dropp
             }
         }
     };
-    let delay = opsdeck_node::telemetry::unix_millis() - record.unix_ms;
+    let delay = opsdeck_node::clock::unix_millis() - record.unix_ms;
     eprintln!("\"compact done\" reached the subscriber {delay} ms after node 2 logged it ({:?} after asking)", asked.elapsed());
     assert_eq!(record.node_id, 2);
     assert!(
@@ -131,7 +131,7 @@ async fn log_records_reach_a_subscriber_within_1s_and_a_stalled_one_gets_a_dropp
     let pid = node2.pid().expect("node 2 runs");
     let mut reader = watch(node2, true, false).await;
     let mut stalled = watch(node2, true, false).await;
-    let subscribed_at = opsdeck_node::telemetry::unix_millis();
+    let subscribed_at = opsdeck_node::clock::unix_millis();
     let rss_before = rss_kib(pid);
     let mut client = cluster.node(1).client();
     for i in 0..300 {
@@ -156,7 +156,7 @@ async fn log_records_reach_a_subscriber_within_1s_and_a_stalled_one_gets_a_dropp
             // The history sent first holds older records; time only the ones emitted
             // after we subscribed.
             if r.unix_ms >= subscribed_at {
-                worst = worst.max(opsdeck_node::telemetry::unix_millis() - r.unix_ms);
+                worst = worst.max(opsdeck_node::clock::unix_millis() - r.unix_ms);
                 seen += 1;
             }
         }

@@ -1,22 +1,33 @@
 //! `opsdeck-node`: a sled-backed openraft node holding the replicated opsdeck ledger.
 //!
-//! Layout: [`types`] (Raft config and commands), [`store`] (log store and state machine on
-//! sled), [`transport`] (gRPC Raft network, client and server), [`proposer`] (group commit
-//! and forwarding to the leader), [`api`] (gRPC and HTTP surfaces), [`metrics`], and
-//! [`server`] which wires one node together.
+//! Layout, lowest layer first; a module imports only from the layers before it (and
+//! [`pb`], the generated protocol code, which every layer may use):
+//!
+//! - [`clock`]: the wall clock (`unix_millis`);
+//! - [`security`]: API keys, quotas, the audit record, the cluster secret, the request check;
+//! - [`types`]: the Raft type configuration and the replicated commands (which carry
+//!   security's key and quota records);
+//! - [`error`]: [`error::NodeError`], what a client can be told;
+//! - [`backup`]: the backup file format, shared with the CLI;
+//! - [`store`]: the Raft log and the state machine on sled;
+//! - [`telemetry`]: logs, cluster events, the status sampler, metrics;
+//! - [`transport`]: the gRPC Raft network, peer connections, TLS;
+//! - [`raft`]: group commit, forwarding to the leader, read barriers, compaction,
+//!   leadership transfer;
+//! - [`service`]: [`service::NodeCore`], what every client call does;
+//! - [`api`]: the gRPC and HTTP surfaces over it;
+//! - [`server`]: wires one node together and runs it.
 
 pub mod api;
 pub mod backup;
-pub mod compact;
-pub mod core;
-pub mod metrics;
-pub mod proposer;
-pub mod read_index;
+pub mod clock;
+pub mod error;
+pub mod raft;
 pub mod security;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod telemetry;
-pub mod transfer;
 pub mod transport;
 pub mod types;
 

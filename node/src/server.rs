@@ -8,22 +8,26 @@ use std::time::Duration;
 
 use openraft::{Config, SnapshotPolicy};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::ServerTlsConfig;
 
 use crate::api;
-use crate::compact::Compactor;
-use crate::core::{NodeCore, Upkeep};
-use crate::metrics::Metrics;
+use crate::clock::unix_millis;
 use crate::pb::node_server::NodeServer;
 use crate::pb::raft_server::RaftServer;
+use crate::raft::compact::Compactor;
 use crate::security::auth::{Authenticator, GrpcAuthLayer, RateLimit};
 use crate::security::cluster_secret::{write_private, ClusterSecret, SecretError};
 use crate::security::keys::{self, KeyRecord, Role};
+use crate::service::{NodeCore, Upkeep};
+use crate::store::log_store::LogStats;
 use crate::store::{OpenError, Storage};
 use crate::telemetry::events::{self, EventHub, EVENT_HISTORY};
 use crate::telemetry::logs::LogHub;
+use crate::telemetry::metrics::Metrics;
 use crate::telemetry::sampler::{Sampler, Sources};
-use crate::telemetry::unix_millis;
 use crate::telemetry::Telemetry;
 use crate::transport::raft_network::NetworkFactory;
 use crate::transport::raft_service::RaftService;
@@ -163,17 +167,55 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 /// Starts a node: binds its ports (before touching the data dir, so a port clash changes
 /// nothing), opens its storage, starts Raft and both servers.
 pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode, ServerError> {
+    let ports = bind_ports(&config).await?;
+    let opened = open(&config, &logs)?;
+    let node = build(&config, opened, logs, &ports).await?;
+    // Bootstrap before serving, so a client that reaches this node finds it initialized.
+    if config.init {
+        bootstrap(&node.raft, &node.core, &config, node.addr.clone()).await?;
+    }
+    let running = serve(ports, node)?;
+    tracing::info!(id = config.id, grpc = %running.grpc, http = %running.http, data = %config.data_dir.display(), "node started");
+    Ok(running)
+}
+
+/// The node's two ports, bound, and its TLS settings, loaded.
+struct Ports {
+    tls: Option<ServerTls>,
+    grpc: TcpListener,
+    http: TcpListener,
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+}
+
+async fn bind_ports(config: &NodeConfig) -> Result<Ports, ServerError> {
     // Checked first, so bad certificate files change nothing.
     let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
-    let grpc_listener = bind("gRPC", config.grpc).await?;
-    let http_listener = bind("HTTP", config.http).await?;
-    let grpc = grpc_listener
+    let grpc = bind("gRPC", config.grpc).await?;
+    let http = bind("HTTP", config.http).await?;
+    let grpc_addr = grpc
         .local_addr()
         .map_err(|e| ServerError::Serve("gRPC", e.to_string()))?;
-    let http = http_listener
+    let http_addr = http
         .local_addr()
         .map_err(|e| ServerError::Serve("HTTP", e.to_string()))?;
+    Ok(Ports {
+        tls,
+        grpc,
+        http,
+        grpc_addr,
+        http_addr,
+    })
+}
 
+/// The data dir, opened as this node's, and the checked Raft settings.
+struct Opened {
+    storage: Storage,
+    secret: ClusterSecret,
+    raft_config: Config,
+}
+
+fn open(config: &NodeConfig, logs: &LogHub) -> Result<Opened, ServerError> {
     let storage = Storage::open(&config.data_dir, config.id)?;
     let secret = ClusterSecret::load_or_create(
         &config.data_dir,
@@ -195,13 +237,45 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
     }
     .validate()
     .map_err(|e| ServerError::Config(e.to_string()))?;
+    Ok(Opened {
+        storage,
+        secret,
+        raft_config,
+    })
+}
 
+/// A node with Raft running and its parts wired around it, not serving yet.
+struct Built {
+    core: NodeCore,
+    raft: Raft,
+    /// What this node tells the cluster (its membership entry).
+    addr: NodeAddr,
+    auth: Arc<Authenticator>,
+    telemetry: Telemetry,
+    flush_stats: Arc<LogStats>,
+    db: sled::Db,
+    stop: watch::Sender<bool>,
+    stopped: watch::Receiver<bool>,
+}
+
+/// Starts Raft on the opened storage, then the parts around it: the request check, metrics,
+/// the status sampler, the compactor, the core and the cluster event watcher.
+async fn build(
+    config: &NodeConfig,
+    opened: Opened,
+    logs: Arc<LogHub>,
+    ports: &Ports,
+) -> Result<Built, ServerError> {
+    let Opened {
+        mut storage,
+        secret,
+        raft_config,
+    } = opened;
     let flush_stats = storage.log.stats();
     let log_disk = storage.log.disk();
     let committed = storage.log.committed_index();
     let reader = storage.state_machine.reader();
     let event_hub = Arc::new(EventHub::new(EVENT_HISTORY));
-    let mut storage = storage;
     storage.state_machine.publish_events_to(event_hub.clone());
     let auth = Arc::new(Authenticator::new(
         storage.state_machine.key_registry(),
@@ -222,11 +296,11 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
         grpc: config
             .advertise_grpc
             .clone()
-            .unwrap_or_else(|| grpc.to_string()),
-        http: http.to_string(),
+            .unwrap_or_else(|| ports.grpc_addr.to_string()),
+        http: ports.http_addr.to_string(),
     };
     let metrics = Arc::new(Metrics::new());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, stopped) = watch::channel(false);
     let sampler = Sampler::start(
         Sources {
             db: storage.db.clone(),
@@ -261,53 +335,116 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
         events: event_hub,
     };
     events::spawn_watcher(raft.clone(), telemetry.events.clone());
+    Ok(Built {
+        core,
+        raft,
+        addr,
+        auth,
+        telemetry,
+        flush_stats,
+        db: storage.db,
+        stop,
+        stopped,
+    })
+}
 
-    // Bootstrap before serving, so a client that reaches this node finds it initialized.
-    if config.init {
-        bootstrap(&raft, &core, &config, addr.clone()).await?;
-    }
+type Servers = tokio::task::JoinSet<Result<(), ServerError>>;
 
-    let mut servers = tokio::task::JoinSet::new();
-    let mut grpc_server = tonic::transport::Server::builder();
-    if let Some(tls) = &tls {
-        grpc_server = grpc_server
-            .tls_config(tls.grpc.clone())
+/// Serves gRPC and HTTP on the bound ports and starts reporting key use, until stopped.
+fn serve(ports: Ports, node: Built) -> Result<RunningNode, ServerError> {
+    let Built {
+        core,
+        raft,
+        auth,
+        telemetry,
+        flush_stats,
+        db,
+        stop,
+        stopped,
+        ..
+    } = node;
+    let (grpc_tls, http_tls) = match ports.tls {
+        Some(tls) => (Some(tls.grpc), Some(tls.http)),
+        None => (None, None),
+    };
+    let mut servers = Servers::new();
+    serve_grpc(
+        &mut servers,
+        ports.grpc,
+        grpc_tls,
+        &auth,
+        RaftService::new(raft.clone()),
+        api::grpc::NodeService::new(core.clone(), telemetry, stopped.clone()),
+        stopped.clone(),
+    )?;
+    let app = api::http::router(core.clone(), flush_stats, auth.clone());
+    serve_http(&mut servers, ports.http, http_tls, app, stopped.clone())?;
+    servers.spawn(report_key_use(core.clone(), auth, stopped));
+    Ok(RunningNode {
+        core,
+        raft,
+        grpc: ports.grpc_addr,
+        http: ports.http_addr,
+        db,
+        servers,
+        stop,
+    })
+}
+
+/// The gRPC services, the Raft one and the node one, behind the request check.
+fn serve_grpc(
+    servers: &mut Servers,
+    listener: TcpListener,
+    tls: Option<ServerTlsConfig>,
+    auth: &Arc<Authenticator>,
+    raft: RaftService,
+    node: api::grpc::NodeService,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
             .map_err(|e| ServerError::Serve("gRPC", format!("TLS: {e}")))?;
     }
-    let grpc_router = grpc_server
+    let router = server
         .layer(GrpcAuthLayer(auth.clone()))
         .add_service(
-            RaftServer::new(RaftService::new(raft.clone()))
+            RaftServer::new(raft)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            NodeServer::new(api::grpc::NodeService::new(
-                core.clone(),
-                telemetry,
-                stopped.clone(),
-            ))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            NodeServer::new(node)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );
-    let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-    let mut grpc_stop = stopped.clone();
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     servers.spawn(async move {
-        grpc_router
+        router
             .serve_with_incoming_shutdown(incoming, async move {
-                let _ = grpc_stop.wait_for(|s| *s).await;
+                let _ = stopped.wait_for(|s| *s).await;
             })
             .await
             .map_err(|e| ServerError::Serve("gRPC", e.to_string()))
     });
-    let app = api::http::router(core.clone(), flush_stats, auth.clone());
-    let mut http_stop = stopped.clone();
+    Ok(())
+}
+
+/// The HTTP routes, over TLS when the node has it.
+fn serve_http(
+    servers: &mut Servers,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), ServerError> {
     let http_stopped = async move {
-        let _ = http_stop.wait_for(|s| *s).await;
+        let _ = stopped.wait_for(|s| *s).await;
     };
     match tls {
         Some(tls) => {
-            let listener = TlsListener::new(http_listener, tls.http)
+            let listener = TlsListener::new(listener, tls)
                 .map_err(|e| ServerError::Serve("HTTP", e.to_string()))?;
             servers.spawn(async move {
                 axum::serve(listener, app)
@@ -318,26 +455,14 @@ pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode,
         }
         None => {
             servers.spawn(async move {
-                axum::serve(http_listener, app)
+                axum::serve(listener, app)
                     .with_graceful_shutdown(http_stopped)
                     .await
                     .map_err(|e| ServerError::Serve("HTTP", e.to_string()))
             });
         }
     }
-
-    servers.spawn(report_key_use(core.clone(), auth, stopped.clone()));
-
-    tracing::info!(id = config.id, %grpc, %http, data = %config.data_dir.display(), "node started");
-    Ok(RunningNode {
-        core,
-        raft,
-        grpc,
-        http,
-        db: storage.db,
-        servers,
-        stop,
-    })
+    Ok(())
 }
 
 /// How often a node reports which API keys it saw used (`last used` is this coarse).

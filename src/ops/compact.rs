@@ -17,7 +17,7 @@ pub struct NodeOutcome {
 }
 
 /// Space freed by a compact: the bytes of the log entries it deleted. sled reuses that
-/// space for new writes; its file rarely shrinks at once (see opsdeck_node::compact).
+/// space for new writes; its file rarely shrinks at once (see opsdeck_node::raft::compact).
 pub fn reclaimed(r: &CompactReply) -> i64 {
     let (b, a) = figures(r);
     let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);

@@ -62,7 +62,7 @@ impl Filter {
         };
         let since_ms = args
             .since
-            .map(|d| opsdeck_node::telemetry::unix_millis() - d.as_millis() as i64);
+            .map(|d| opsdeck_node::clock::unix_millis() - d.as_millis() as i64);
         Ok(Filter {
             node: args.node,
             level: args.level,

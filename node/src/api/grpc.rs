@@ -8,13 +8,14 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tonic::{Request, Response, Status};
 
-use crate::core::{NodeCore, NodeError};
+use crate::error::NodeError;
 use crate::pb::node_server::Node;
 use crate::pb::*;
-use crate::security::admin::tenant_usage;
 use crate::security::auth::caller_of;
 use crate::security::keys::{KeyRecord, Role};
 use crate::security::quota::Tier;
+use crate::service::admin::tenant_usage;
+use crate::service::NodeCore;
 use crate::telemetry::events::ClusterEvent as ClusterEventData;
 use crate::telemetry::logs::LogRecord as LogRecordData;
 use crate::telemetry::Telemetry;
@@ -500,7 +501,7 @@ impl NodeService {
 fn key_info(k: &KeyRecord) -> ApiKeyInfo {
     let state = if k.revoked_ms.is_some() {
         "revoked"
-    } else if k.refusal(crate::telemetry::unix_millis()).is_some() {
+    } else if k.refusal(crate::clock::unix_millis()).is_some() {
         "expired"
     } else {
         "valid"

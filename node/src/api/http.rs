@@ -12,9 +12,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::core::{NodeCore, NodeError};
+use crate::error::NodeError;
 use crate::security::auth::{http_middleware, Authenticator, Caller};
+use crate::service::NodeCore;
 use crate::store::log_store::LogStats;
+use crate::telemetry;
 
 #[derive(Clone)]
 struct HttpState {
@@ -36,27 +38,6 @@ pub fn router(core: NodeCore, flush: Arc<LogStats>, auth: Arc<Authenticator>) ->
         ))
         .layer(axum::middleware::from_fn_with_state(auth, http_middleware))
         .with_state(HttpState { core, flush })
-}
-
-impl IntoResponse for NodeError {
-    fn into_response(self) -> Response {
-        let code = match &self {
-            NodeError::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            NodeError::Rejected(_) | NodeError::Membership(_) => StatusCode::CONFLICT,
-            NodeError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
-            NodeError::NotFound(_) => StatusCode::NOT_FOUND,
-            NodeError::NoLeader | NodeError::LeaderUnreachable { .. } | NodeError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            NodeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        (
-            code,
-            Json(json!({ "error": self.to_string(), "kind": self.kind() })),
-        )
-            .into_response()
-    }
 }
 
 /// 200 while this node is part of a cluster with a known leader, 503 otherwise; the body
@@ -179,5 +160,9 @@ async fn kv_delete(
 
 async fn metrics(State(s): State<HttpState>) -> Response {
     let text = s.core.metrics().render(&s.core.frame(), &s.flush);
-    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+    (
+        [(header::CONTENT_TYPE, telemetry::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
 }

@@ -1,6 +1,7 @@
 //! The node's client-facing surfaces: gRPC ([`grpc`]) for the CLI, console and peers, and
 //! HTTP ([`http`]) for curl users and Prometheus. Both are thin adapters over
-//! [`crate::core::NodeCore`].
+//! [`crate::service::NodeCore`], and answer errors from one table ([`status`]).
 
 pub mod grpc;
 pub mod http;
+pub mod status;

@@ -21,7 +21,7 @@ use serde_json::json;
 use super::cluster_secret::{ClusterSecret, HEADER as SECRET_HEADER};
 use super::keys::{hash_secret, KeyRegistry, Role};
 use super::quota::tenant_of;
-use crate::telemetry::unix_millis;
+use crate::clock::unix_millis;
 
 /// What a call needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

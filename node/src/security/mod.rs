@@ -2,7 +2,6 @@
 //! per-tenant quotas ([`quota`]), the audit trail ([`audit`]), the secret nodes present to
 //! each other ([`cluster_secret`]), and the check every request passes through ([`auth`]).
 
-pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod cluster_secret;

@@ -22,11 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use super::housekeeping::{Housekeeping, SnapshotRecord};
 use super::{decode, encode, snapshot_file};
+use crate::clock::unix_millis;
 use crate::security::audit::AuditRecord;
 use crate::security::keys::{KeyRecord, KeyRegistry, Role};
 use crate::security::quota::{tenant_of, Quota, Usage};
-use crate::telemetry::events::{ClusterEvent, EventHub};
-use crate::telemetry::unix_millis;
 use crate::types::{
     validate_entry, AdminAction, Command, CommandResult, Entry, LogId, Response, Snapshot,
     SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -212,6 +211,14 @@ fn read_u64(tree: &sled::Tree, key: &[u8]) -> u64 {
     }
 }
 
+/// Where the state machine publishes the events its commands cause (keys created, rotated
+/// or revoked, quota changes and violations, admin actions) once their batch is durable;
+/// telemetry's event hub is one. A trait, so the store needs nothing from telemetry.
+pub trait EventSink: Send + Sync {
+    /// An event of `kind` (see `telemetry::events::ClusterEvent`) caused by entry `at`.
+    fn applied(&self, at: LogId, kind: &'static str, detail: String);
+}
+
 /// The state machine handed to openraft.
 pub struct StateMachine {
     tree: sled::Tree,
@@ -223,7 +230,7 @@ pub struct StateMachine {
     keys: KeyRegistry,
     housekeeping: Arc<Housekeeping>,
     /// Where key, quota and violation events go once applied (every node publishes them).
-    events: Option<Arc<EventHub>>,
+    events: Option<Arc<dyn EventSink>>,
 }
 
 impl StateMachine {
@@ -271,8 +278,8 @@ impl StateMachine {
         Ok(sm)
     }
 
-    pub fn publish_events_to(&mut self, hub: Arc<EventHub>) {
-        self.events = Some(hub);
+    pub fn publish_events_to(&mut self, sink: Arc<dyn EventSink>) {
+        self.events = Some(sink);
     }
 
     /// The API keys the request check uses; kept current as key commands are applied.
@@ -736,15 +743,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if keys_changed {
             self.reload_keys().map_err(|e| sm_err(&e))?;
         }
-        if let Some(hub) = &self.events {
+        if let Some(sink) = &self.events {
             for (at, kind, detail) in events {
-                hub.publish(ClusterEvent {
-                    unix_ms: unix_millis(),
-                    kind,
-                    detail,
-                    term: at.leader_id.term,
-                    leader_id: Some(at.leader_id.node_id),
-                });
+                sink.applied(at, kind, detail);
             }
         }
         Ok(responses)

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use super::hub::Hub;
-use super::unix_millis;
-use crate::types::Raft;
+use crate::clock::unix_millis;
+use crate::store::state_machine::EventSink;
+use crate::types::{LogId, Raft};
 
 /// Events kept for new subscribers.
 pub const EVENT_HISTORY: usize = 256;
@@ -24,6 +25,20 @@ pub struct ClusterEvent {
 }
 
 pub type EventHub = Hub<ClusterEvent>;
+
+/// Events of applied commands, stamped with this node's clock and the term and leader of
+/// the entry that caused them.
+impl EventSink for EventHub {
+    fn applied(&self, at: LogId, kind: &'static str, detail: String) {
+        self.publish(ClusterEvent {
+            unix_ms: unix_millis(),
+            kind,
+            detail,
+            term: at.leader_id.term,
+            leader_id: Some(at.leader_id.node_id),
+        });
+    }
+}
 
 /// Publishes an event for every relevant change of `raft`'s metrics until Raft stops.
 pub fn spawn_watcher(raft: Raft, hub: Arc<EventHub>) {

@@ -12,7 +12,7 @@ use tracing_subscriber::Layer;
 
 use super::hub::Hub;
 use super::log_file::LogFileHandle;
-use super::unix_millis;
+use crate::clock::unix_millis;
 
 /// Records kept per node for new subscribers.
 pub const LOG_HISTORY: usize = 10_000;

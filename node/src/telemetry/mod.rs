@@ -1,23 +1,17 @@
-//! What a node tells observers about itself: recent log records ([`logs`]) and cluster
-//! events ([`events`]), each kept in a bounded [`hub::Hub`] and streamed by the gRPC
-//! `Watch` call together with periodic status frames.
+//! What a node tells observers about itself: recent log records ([`logs`], written to
+//! [`log_file`] too) and cluster events ([`events`]), each kept in a bounded [`hub::Hub`]
+//! and streamed by the gRPC `Watch` call together with periodic status frames; the figures
+//! behind those frames ([`sampler`], [`ops`]); and Prometheus [`metrics`].
 
 pub mod events;
 pub mod hub;
 pub mod log_file;
 pub mod logs;
+pub mod metrics;
 pub mod ops;
 pub mod sampler;
 
 use std::sync::Arc;
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// The node's telemetry hubs, shared by the Watch service.
 #[derive(Clone)]

@@ -11,7 +11,7 @@ use sysinfo::{DiskRefreshKind, Disks, Pid, ProcessRefreshKind, ProcessesToUpdate
 use tokio::sync::{watch, Notify};
 
 use super::ops::OpRecorder;
-use super::unix_millis;
+use crate::clock::unix_millis;
 use crate::pb;
 use crate::store::housekeeping::Housekeeping;
 use crate::store::log_store::LogDisk;

@@ -1,6 +1,8 @@
-//! gRPC transport: the Raft network between nodes ([`raft_network`], [`raft_service`]) and
-//! cached connections to peers for forwarding client calls ([`peers`]).
+//! gRPC transport: the Raft network between nodes ([`raft_network`], [`raft_service`], which
+//! also receives leadership-transfer election hints, [`election_holds`]), cached connections
+//! to peers for forwarding client calls ([`peers`]), and TLS ([`tls`]).
 
+pub mod election_holds;
 pub mod peers;
 pub mod raft_network;
 pub mod raft_service;

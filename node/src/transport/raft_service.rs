@@ -4,9 +4,9 @@
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use super::election_holds::ElectionHolds;
 use crate::pb::raft_server::Raft as RaftRpc;
 use crate::pb::{ElectionHintReply, ElectionHintRequest, RaftPayload};
-use crate::transfer::ElectionHolds;
 use crate::types::Raft;
 
 pub struct RaftService {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::core::NodeError;
+use crate::error::NodeError;
 use crate::pb;
 use crate::store::housekeeping::{CompactRecord, Housekeeping};
 use crate::store::log_store::LogDisk;

@@ -28,7 +28,7 @@ pub const MAX_BATCH_BYTES: usize = 1 << 20;
 pub const MAX_IN_FLIGHT: usize = 4;
 
 /// Error of a proposed batch, shared by every caller in it.
-pub type BatchError = crate::core::NodeError;
+pub type BatchError = crate::error::NodeError;
 
 struct Pending {
     command: Command,

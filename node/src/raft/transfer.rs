@@ -9,7 +9,8 @@
 //!    [`CATCH_UP_WAIT`], else refuse saying how far behind the target is);
 //! 3. stop sending heartbeats, and tell every other voter to hold its own elections off
 //!    for a bounded time (each re-enables elections itself when the hold ends, so a
-//!    transferer that crashes cannot leave a node unable to elect);
+//!    transferer that crashes cannot leave a node unable to elect; the receiving side is
+//!    `transport::election_holds`);
 //! 4. once the lease has passed on the followers, tell the target to campaign: it has the
 //!    longest log and nobody else campaigns, so it wins;
 //! 5. wait until the target is leader (up to [`ELECTION_WAIT`]).
@@ -18,13 +19,16 @@
 //! Writes queued on the old leader then find it a follower and are forwarded to the new one.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 
-use crate::core::{NodeCore, NodeError};
+use super::member_addr;
+use super::proposer::{PauseGate, PauseGuard};
+use crate::error::NodeError;
 use crate::pb;
-use crate::proposer::PauseGuard;
+use crate::transport::peers::Peers;
 use crate::types::{NodeAddr, NodeId, Raft};
 
 /// How long the target may take to match the leader's log once proposals are paused.
@@ -35,8 +39,6 @@ pub const PAUSE_LAG: u64 = 1_000;
 pub const ELECTION_WAIT: Duration = Duration::from_secs(5);
 /// Added to the lease before the target campaigns (scheduling slack).
 const LEASE_MARGIN: Duration = Duration::from_millis(50);
-/// Longest election hold a node accepts from a hint.
-pub const MAX_HOLD: Duration = Duration::from_secs(15);
 
 /// Restores the leader when the transfer ends: heartbeats on, proposals resumed, holds
 /// released.
@@ -44,7 +46,8 @@ struct Restore {
     raft: Raft,
     heartbeats_off: bool,
     holders: Vec<(NodeId, NodeAddr)>,
-    core: NodeCore,
+    peers: Arc<Peers>,
+    from: NodeId,
     term: u64,
     _pause: PauseGuard,
 }
@@ -55,29 +58,31 @@ impl Drop for Restore {
             self.raft.runtime_config().heartbeat(true);
         }
         if !self.holders.is_empty() {
-            let (core, holders, term) = (self.core.clone(), self.holders.clone(), self.term);
+            let (peers, from) = (self.peers.clone(), self.from);
+            let (holders, term) = (self.holders.clone(), self.term);
             tokio::spawn(async move {
-                send_hints(&core, &holders, term, 0, false).await;
+                send_hints(&peers, from, &holders, term, 0, false).await;
             });
         }
     }
 }
 
-/// Sends one election hint to each of `to`; answers the failures as (node, reason).
+/// Sends one election hint from leader `from` to each of `to`; answers the failures as
+/// (node, reason).
 async fn send_hints(
-    core: &NodeCore,
+    peers: &Peers,
+    from: NodeId,
     to: &[(NodeId, NodeAddr)],
     term: u64,
     hold_ms: u64,
     campaign: bool,
 ) -> Vec<(NodeId, String)> {
     let sends = to.iter().map(|(id, addr)| async move {
-        let mut client = core
-            .peers()
+        let mut client = peers
             .raft_client(&addr.grpc)
             .map_err(|s| (*id, s.message().to_string()))?;
         let mut req = tonic::Request::new(pb::ElectionHintRequest {
-            leader_id: core.id(),
+            leader_id: from,
             term,
             hold_ms,
             campaign,
@@ -96,19 +101,40 @@ async fn send_hints(
         .collect()
 }
 
-impl NodeCore {
+/// A node's means to hand its leadership over: its Raft, its peers, the gate its proposals
+/// pass. One per node.
+pub struct Transfer {
+    id: NodeId,
+    raft: Raft,
+    peers: Arc<Peers>,
+    gate: PauseGate,
+    /// One leadership transfer at a time.
+    running: tokio::sync::Mutex<()>,
+}
+
+impl Transfer {
+    pub fn new(id: NodeId, raft: Raft, peers: Arc<Peers>, gate: PauseGate) -> Transfer {
+        Transfer {
+            id,
+            raft,
+            peers,
+            gate,
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
     /// Hands leadership to voter `to` (see the module docs). Only the leader does this; a
     /// follower refuses, naming the leader.
-    pub async fn transfer_leader(&self, to: NodeId) -> Result<pb::TransferLeaderReply, NodeError> {
-        let _one = self.transfer_lock().try_lock().map_err(|_| {
+    pub async fn run(&self, to: NodeId) -> Result<pb::TransferLeaderReply, NodeError> {
+        let _one = self.running.try_lock().map_err(|_| {
             NodeError::Rejected("a leadership transfer is already in progress on this node".into())
         })?;
         let started = Instant::now();
-        let raft = self.raft().clone();
+        let raft = self.raft.clone();
         let m = raft.metrics().borrow().clone();
-        let me = self.id();
+        let me = self.id;
         if m.state != ServerState::Leader {
-            return Err(match m.current_leader.and_then(|l| Some((l, self.addr_of(l)?))) {
+            return Err(match m.current_leader.and_then(|l| Some((l, member_addr(&raft, l)?))) {
                 Some((l, addr)) => NodeError::Rejected(format!(
                     "node {me} is not the leader; transfer-leader goes to the leader, node {l} at {}",
                     addr.grpc
@@ -148,7 +174,7 @@ impl NodeCore {
 
         // 1b. Before writes pause: the target must answer, and be near the end of the log.
         let mut probe = self
-            .peers()
+            .peers
             .node_client(&target.grpc)
             .map_err(|s| NodeError::Rejected(s.message().to_string()))?;
         let mut req = tonic::Request::new(pb::StatusRequest {});
@@ -199,12 +225,13 @@ impl NodeCore {
             raft: raft.clone(),
             heartbeats_off: false,
             holders: Vec::new(),
-            core: self.clone(),
+            peers: self.peers.clone(),
+            from: me,
             term: m.current_term,
-            _pause: self.proposer().gate().pause(),
+            _pause: self.gate.pause(),
         };
         let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
-        let _ = tokio::time::timeout_at(deadline, self.proposer().gate().drained()).await;
+        let _ = tokio::time::timeout_at(deadline, self.gate.drained()).await;
         let caught_up = tokio::time::timeout_at(
             deadline,
             rx.wait_for(|m| {
@@ -239,7 +266,8 @@ impl NodeCore {
         let hold = lease + LEASE_MARGIN + ELECTION_WAIT;
         restore.holders = holders.clone();
         for (id, why) in send_hints(
-            self,
+            &self.peers,
+            me,
             &holders,
             m.current_term,
             hold.as_millis() as u64,
@@ -253,7 +281,15 @@ impl NodeCore {
 
         // 4. Let the lease run out on the followers, then have the target campaign.
         tokio::time::sleep(lease + LEASE_MARGIN).await;
-        let failed = send_hints(self, &[(to, target.clone())], m.current_term, 0, true).await;
+        let failed = send_hints(
+            &self.peers,
+            me,
+            &[(to, target.clone())],
+            m.current_term,
+            0,
+            true,
+        )
+        .await;
         if let Some((_, why)) = failed.first() {
             return Err(NodeError::LeaderUnreachable {
                 leader: to,
@@ -299,61 +335,5 @@ impl NodeCore {
             writes_paused_ms: writes_paused.as_millis() as u64,
             catch_up_ms: catch_up.as_millis() as u64,
         })
-    }
-}
-
-/// The receiving side of election hints: holds this node's elections off for a while, or
-/// campaigns at once.
-#[derive(Clone)]
-pub struct ElectionHolds {
-    raft: Raft,
-    until: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
-}
-
-impl ElectionHolds {
-    pub fn new(raft: Raft) -> ElectionHolds {
-        ElectionHolds {
-            raft,
-            until: Default::default(),
-        }
-    }
-
-    pub async fn apply(&self, hint: &pb::ElectionHintRequest) -> Result<(), NodeError> {
-        if hint.campaign {
-            tracing::info!(
-                leader = hint.leader_id,
-                "transfer: campaigning at the leader's request"
-            );
-            return self
-                .raft
-                .trigger()
-                .elect()
-                .await
-                .map_err(|e| NodeError::Internal(format!("raft stopped: {e}")));
-        }
-        let hold = Duration::from_millis(hint.hold_ms).min(MAX_HOLD);
-        let mut until = self.until.lock().unwrap_or_else(|p| p.into_inner());
-        if hold.is_zero() {
-            *until = None;
-            self.raft.runtime_config().elect(true);
-            return Ok(());
-        }
-        tracing::info!(
-            leader = hint.leader_id,
-            hold_ms = hold.as_millis() as u64,
-            "transfer: holding elections off"
-        );
-        *until = Some(Instant::now() + hold);
-        self.raft.runtime_config().elect(false);
-        let this = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(hold).await;
-            let mut until = this.until.lock().unwrap_or_else(|p| p.into_inner());
-            if until.is_none_or(|u| Instant::now() >= u) {
-                *until = None;
-                this.raft.runtime_config().elect(true);
-            }
-        });
-        Ok(())
     }
 }

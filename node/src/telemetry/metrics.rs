@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::core::NodeError;
+use crate::error::NodeError;
 use crate::pb;
 use crate::store::log_store::LogStats;
 use crate::telemetry::ops::OpRecorder;

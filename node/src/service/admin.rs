@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
-use super::audit::AuditRecord;
-use super::keys::{self, KeyRecord, Role};
-use super::quota::{Quota, Tier};
-use crate::core::{NodeCore, NodeError};
+use crate::clock::unix_millis;
+use crate::error::NodeError;
 use crate::pb;
+use crate::security::audit::AuditRecord;
+use crate::security::keys::{self, KeyRecord, Role};
+use crate::security::quota::{Quota, Tier};
+use crate::service::NodeCore;
 use crate::store::state_machine::TenantInfo;
-use crate::telemetry::unix_millis;
 use crate::types::{AdminAction, Command, CommandResult};
 
 /// Longest rotation grace period or key lifetime accepted (ten years).

@@ -10,7 +10,7 @@ use std::future::Future;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::NodeError;
+use crate::error::NodeError;
 
 type Waiter = oneshot::Sender<Result<u64, NodeError>>;
 

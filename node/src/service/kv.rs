@@ -1,0 +1,122 @@
+//! Client reads and writes: validated puts, deletes and compare-and-sets through group
+//! commit, linearizable or stale gets and scans, and the leader's side of followers'
+//! forwarded batches and read-index requests.
+
+use super::NodeCore;
+use crate::error::NodeError;
+use crate::raft::forward::CLUSTER_TIMEOUT;
+use crate::types::{validate_entry, Command, CommandResult};
+
+impl NodeCore {
+    pub async fn put(&self, key: String, value: Vec<u8>) -> Result<u64, NodeError> {
+        self.observed("put", async {
+            validate_entry(&key, Some(&value)).map_err(NodeError::InvalidInput)?;
+            match self.propose(Command::Put { key, value }).await? {
+                CommandResult::Put { revision } => Ok(revision),
+                other => Err(NodeError::Internal(format!("unexpected result {other:?}"))),
+            }
+        })
+        .await
+    }
+
+    pub async fn delete(&self, key: String) -> Result<bool, NodeError> {
+        self.observed("delete", async {
+            validate_entry(&key, None).map_err(NodeError::InvalidInput)?;
+            match self.propose(Command::Delete { key }).await? {
+                CommandResult::Delete { existed } => Ok(existed),
+                other => Err(NodeError::Internal(format!("unexpected result {other:?}"))),
+            }
+        })
+        .await
+    }
+
+    /// Compare-and-set; returns whether it applied and, if not, the current value.
+    pub async fn cas(
+        &self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> Result<(bool, Option<Vec<u8>>), NodeError> {
+        self.observed("cas", async {
+            validate_entry(&key, new.as_deref()).map_err(NodeError::InvalidInput)?;
+            match self.propose(Command::Cas { key, expected, new }).await? {
+                CommandResult::Cas { succeeded, current } => Ok((succeeded, current)),
+                other => Err(NodeError::Internal(format!("unexpected result {other:?}"))),
+            }
+        })
+        .await
+    }
+
+    pub async fn get(&self, key: String, stale: bool) -> Result<Option<Vec<u8>>, NodeError> {
+        self.observed("get", async {
+            validate_entry(&key, None).map_err(NodeError::InvalidInput)?;
+            self.read_barrier(stale).await?;
+            self.inner
+                .reader
+                .get(&key)
+                .map_err(|e| NodeError::Internal(e.to_string()))
+        })
+        .await
+    }
+
+    pub async fn scan(
+        &self,
+        prefix: String,
+        limit: usize,
+        stale: bool,
+    ) -> Result<(crate::store::state_machine::KeyValues, bool), NodeError> {
+        self.observed("scan", async {
+            self.read_barrier(stale).await?;
+            self.inner
+                .reader
+                .scan(&prefix, limit)
+                .map_err(|e| NodeError::Internal(e.to_string()))
+        })
+        .await
+    }
+
+    /// Applies a batch forwarded by a follower; never forwards again.
+    pub async fn propose_forwarded(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<CommandResult>, NodeError> {
+        // Held back while a leadership transfer has paused proposals, like local ones.
+        let _pass = self.inner.proposer.gate().enter().await;
+        self.inner.sink.write(commands, false).await
+    }
+
+    /// Leader side of a read: the index reads arriving now must see applied. Concurrent
+    /// callers (local reads and followers' forwarded reads) share leadership checks.
+    pub async fn read_index(&self) -> Result<u64, NodeError> {
+        self.inner.leader_reads.read_index().await
+    }
+
+    /// Makes the next local read linearizable: on the leader a read index; on a follower the
+    /// leader's read index, then waiting until this node has applied up to it.
+    pub(crate) async fn read_barrier(&self, stale: bool) -> Result<(), NodeError> {
+        if stale {
+            return Ok(());
+        }
+        let leader = self.inner.raft.metrics().borrow().current_leader;
+        let index = match leader {
+            None => return Err(NodeError::NoLeader),
+            Some(l) if l == self.inner.id => self.read_index().await?,
+            Some(l) => {
+                let node = self.member_addr(l).ok_or_else(|| {
+                    NodeError::Internal(format!("leader {l} is not in the membership"))
+                })?;
+                self.inner.sink.remote_read_index(l, &node).await?
+            }
+        };
+        if self.inner.reader.applied_index() >= index {
+            return Ok(());
+        }
+        self.inner
+            .raft
+            .wait(Some(CLUSTER_TIMEOUT))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|_| NodeError::Timeout(CLUSTER_TIMEOUT))
+    }
+}

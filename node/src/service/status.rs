@@ -1,0 +1,168 @@
+//! What a node reports about itself and the cluster: [`StatusInfo`] (HTTP `/cluster/*`,
+//! membership replies) and the full status frame (gRPC Status and Watch, `/metrics`).
+
+use std::collections::BTreeSet;
+
+use openraft::ServerState;
+use serde::Serialize;
+
+use super::NodeCore;
+use crate::pb;
+use crate::types::NodeId;
+
+/// A member as reported to clients.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: NodeId,
+    pub grpc: String,
+    pub http: String,
+    pub voter: bool,
+}
+
+/// One node's view of itself and the cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusInfo {
+    pub id: NodeId,
+    pub grpc: String,
+    pub http: String,
+    pub role: &'static str,
+    pub term: u64,
+    pub leader_id: Option<NodeId>,
+    pub last_log_index: Option<u64>,
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub members: Vec<MemberInfo>,
+    pub storage_keys: u64,
+    pub storage_bytes: u64,
+    pub cluster_id: String,
+}
+
+impl From<StatusInfo> for pb::NodeStatus {
+    fn from(s: StatusInfo) -> pb::NodeStatus {
+        pb::NodeStatus {
+            id: s.id,
+            grpc: s.grpc,
+            http: s.http,
+            role: s.role.to_string(),
+            term: s.term,
+            leader_id: s.leader_id,
+            last_log_index: s.last_log_index,
+            committed: s.committed,
+            applied: s.applied,
+            snapshot_index: s.snapshot_index,
+            purged_index: s.purged_index,
+            members: s.members.into_iter().map(Into::into).collect(),
+            storage_keys: s.storage_keys,
+            storage_bytes: s.storage_bytes,
+            cluster_id: s.cluster_id,
+            ..Default::default()
+        }
+    }
+}
+
+impl From<MemberInfo> for pb::Member {
+    fn from(m: MemberInfo) -> pb::Member {
+        pb::Member {
+            id: m.id,
+            grpc: m.grpc,
+            http: m.http,
+            voter: m.voter,
+        }
+    }
+}
+
+pub fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Learner => "learner",
+        ServerState::Candidate => "candidate",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+impl NodeCore {
+    pub fn status(&self) -> StatusInfo {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| MemberInfo {
+                id: *id,
+                grpc: node.grpc.clone(),
+                http: node.http.clone(),
+                voter: voters.contains(id),
+            })
+            .collect();
+        let stats = self.inner.reader.stats();
+        let committed = self
+            .inner
+            .committed
+            .load(std::sync::atomic::Ordering::Acquire);
+        StatusInfo {
+            id: self.inner.id,
+            grpc: self.inner.addr.grpc.clone(),
+            http: self.inner.addr.http.clone(),
+            role: role_name(m.state),
+            term: m.current_term,
+            leader_id: m.current_leader,
+            last_log_index: m.last_log_index,
+            committed: (committed > 0).then_some(committed),
+            applied: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            members,
+            storage_keys: stats.keys,
+            storage_bytes: stats.bytes,
+            cluster_id: self.inner.reader.cluster_id(),
+        }
+    }
+
+    /// The full status frame: Raft's state as of now plus the sampler's latest figures.
+    pub fn frame(&self) -> pb::NodeStatus {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let sample = self.inner.sampler.latest();
+        let mut frame: pb::NodeStatus = self.status().into();
+        frame.unix_ms = crate::clock::unix_millis();
+        frame.vote_term = m.vote.leader_id().term;
+        frame.voted_for = m.vote.leader_id().voted_for();
+        let last = m.last_log_index.unwrap_or(0);
+        frame.followers = m
+            .replication
+            .iter()
+            .flatten()
+            .filter(|(id, _)| **id != self.inner.id)
+            .map(|(id, matched)| pb::FollowerProgress {
+                id: *id,
+                matched: matched.map(|l| l.index),
+                lag: last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)),
+            })
+            .collect();
+        frame.millis_since_quorum_ack = m.millis_since_quorum_ack;
+        frame.uptime_ms = sample.uptime_ms;
+        frame.rss_bytes = sample.rss_bytes;
+        frame.cpu_percent = sample.cpu_percent;
+        frame.ops = sample.ops.clone();
+        frame.errors = sample.errors.clone();
+        frame.sled_size_on_disk = sample.sled_size_on_disk;
+        frame.data_dir_bytes = sample.data_dir_bytes;
+        frame.fs_total_bytes = sample.fs_total_bytes;
+        frame.fs_free_bytes = sample.fs_free_bytes;
+        frame.gc = Some(sample.gc);
+        frame.last_backup_unix_ms = self.inner.reader.last_backup_ms();
+        frame.quotas = match self.inner.reader.tenants() {
+            Ok(tenants) => tenants
+                .iter()
+                .map(crate::service::admin::tenant_usage)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read tenant usage for the status frame");
+                Vec::new()
+            }
+        };
+        frame
+    }
+}
