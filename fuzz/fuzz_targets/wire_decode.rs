@@ -21,9 +21,9 @@ use openraft::raft::{
 };
 use opsdeck_node::backup::format::PairReader;
 use opsdeck_node::pb;
-use opsdeck_node::service::admin::validate_tenant;
 use opsdeck_node::security::keys::Role;
 use opsdeck_node::security::quota::{tenant_of, Tier};
+use opsdeck_node::service::admin::validate_tenant;
 use opsdeck_node::types::{validate_entry, Command, CommandResult, NodeId, TypeConfig};
 use prost::Message;
 
