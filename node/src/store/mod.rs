@@ -3,6 +3,7 @@
 
 // openraft's storage traits fix the error type (`StorageError`, over 200 bytes); helpers
 // that feed those traits return it as is.
+pub mod freeze;
 pub mod housekeeping;
 #[allow(clippy::result_large_err)]
 pub mod log_store;

@@ -4,13 +4,13 @@
 //! ([`super::snapshot_file`]). Snapshots (and so backups) hold key hashes, never secrets.
 //!
 //! Committed entries are applied in batches: every command of every entry handed to one
-//! `apply` call is folded into one atomic sled batch. Snapshots are taken as a point-in-time
-//! copy on the state-machine task, then encoded and stored off it. Bulk work (the copy, the
-//! encoding, file I/O) runs on the blocking pool so it never stalls the async workers that
+//! `apply` call is folded into one atomic sled batch. A snapshot is a frozen view of the
+//! tree (copy-on-write, [`super::freeze`]) scanned into a file while applying goes on;
+//! installing one streams the file into the tree. Neither holds more than a few MiB of it
+//! in memory, and both run on the blocking pool so they never stall the async workers that
 //! carry client requests and heartbeats.
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +20,9 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use tokio::fs::File as SnapshotFile;
+
+use super::freeze::{self, Freeze, Freezes};
 use super::housekeeping::{Housekeeping, SnapshotRecord};
 use super::{decode, encode, snapshot_file};
 use crate::clock::unix_millis;
@@ -84,12 +87,17 @@ fn data_key(key: &str) -> Vec<u8> {
     k
 }
 
-/// The encoded body of a snapshot: every pair of the `sm` tree except the applied id and
-/// membership, which travel in the snapshot's meta.
-#[derive(Serialize, Deserialize)]
-struct SnapshotBody {
-    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+/// Whether a key of the `sm` tree stays out of snapshots: the applied id and membership
+/// travel in the snapshot's meta instead.
+fn not_in_snapshots(key: &[u8]) -> bool {
+    key == KEY_APPLIED || key == KEY_MEMBERSHIP
 }
+
+/// Pairs per sled batch when a snapshot is loaded, and per scan step when one is built.
+const SNAPSHOT_BATCH_KEYS: usize = 4096;
+/// Bytes per sled batch when a snapshot is loaded, and per scan step when one is built: the
+/// most of a snapshot in memory at once.
+const SNAPSHOT_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// Key-value pairs in key order.
 pub type KeyValues = Vec<(String, Vec<u8>)>;
@@ -221,7 +229,12 @@ pub trait EventSink: Send + Sync {
 
 /// The state machine handed to openraft.
 pub struct StateMachine {
+    db: sled::Db,
     tree: sled::Tree,
+    /// Snapshots being built: the copy-on-write views applies must respect.
+    freezes: Arc<Freezes>,
+    /// Keys per scan step of a snapshot build (small in tests, to interleave with applies).
+    scan_batch_keys: usize,
     snapshot_path: PathBuf,
     applied: Option<LogId>,
     membership: StoredMembership,
@@ -249,8 +262,22 @@ impl StateMachine {
                 Some(v) => decode(&v)?,
                 None => StoredMembership::default(),
             };
+        let dropped = freeze::drop_leftovers(db)?;
+        if dropped > 0 {
+            tracing::info!(
+                trees = dropped,
+                "dropped the copy-on-write trees of snapshot builds a stop interrupted"
+            );
+        }
+        for side in snapshot_file::leftovers(&snapshot_path) {
+            tracing::info!(file = %side.display(), "removing a snapshot file a stop left half-written");
+            std::fs::remove_file(&side)?;
+        }
         let mut sm = StateMachine {
+            db: db.clone(),
             tree,
+            freezes: Arc::new(Freezes::default()),
+            scan_batch_keys: SNAPSHOT_BATCH_KEYS,
             snapshot_path,
             applied,
             membership,
@@ -262,16 +289,16 @@ impl StateMachine {
         };
         // A crash while installing a snapshot leaves the snapshot stored but the data only
         // partly replaced; finish the install now (openraft does not re-install on start).
-        if let Some((meta, data)) = snapshot_file::read(&sm.snapshot_path)? {
+        if let Some((meta, bytes)) = snapshot_file::read_meta(&sm.snapshot_path)? {
             sm.housekeeping.record_snapshot(SnapshotRecord {
                 index: meta.last_log_id.map(|l| l.index),
-                bytes: data.len() as u64,
+                bytes,
                 millis: 0,
                 unix_ms: file_mtime_ms(&sm.snapshot_path),
             });
             if meta.last_log_id > sm.applied {
                 tracing::warn!(snapshot = ?meta.last_log_id, applied = ?sm.applied, "finishing an interrupted snapshot install");
-                sm.load_snapshot(&meta, decode(&data)?)?;
+                sm.load_snapshot(&meta)?;
             }
         }
         sm.reload_keys()?;
@@ -299,23 +326,23 @@ impl StateMachine {
         }
     }
 
-    /// Replaces all data with the snapshot's. The applied id is written in the same atomic
-    /// batch as the data, so a crash in between is detected and finished by `open`.
-    fn load_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        body: SnapshotBody,
-    ) -> Result<(), std::io::Error> {
-        self.tree.clear().map_err(super::io_error)?;
-        let mut batch = sled::Batch::default();
-        for (k, v) in body.pairs {
-            batch.insert(k, v);
-        }
-        let membership =
-            StoredMembership::new(meta.last_log_id, meta.last_membership.membership().clone());
-        batch.insert(KEY_MEMBERSHIP, encode(&membership)?);
-        batch.insert(KEY_APPLIED, encode(&meta.last_log_id)?);
-        self.tree.apply_batch(batch).map_err(super::io_error)?;
+    /// Keys per scan step of snapshot builds; tests make it small so applies interleave.
+    #[doc(hidden)]
+    pub fn set_snapshot_scan_batch(&mut self, keys: usize) {
+        self.scan_batch_keys = keys.max(1);
+    }
+
+    /// Replaces all data with the stored snapshot's (see [`load_tree`]) and takes its
+    /// applied id and membership. Blocking: `open` calls it directly, `install_snapshot`
+    /// runs the load on the blocking pool first and then [`Self::loaded`].
+    fn load_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), std::io::Error> {
+        self.freezes.wait_idle();
+        load_tree(&self.tree, &self.snapshot_path, meta)?;
+        self.loaded(meta)
+    }
+
+    /// The in-memory state after the tree was loaded from the snapshot `meta` describes.
+    fn loaded(&mut self, meta: &SnapshotMeta) -> Result<(), std::io::Error> {
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.applied_index.store(
@@ -324,6 +351,36 @@ impl StateMachine {
         );
         self.reload_keys()
     }
+}
+
+/// Replaces every pair of `tree` with those of the snapshot file at `path` (already
+/// checked), streamed in bounded batches. The applied id is written last: a crash in
+/// between leaves a tree without one (it is cleared first), which `StateMachine::open`
+/// detects and finishes. No snapshot build may be in progress (their views read `tree`).
+fn load_tree(
+    tree: &sled::Tree,
+    path: &std::path::Path,
+    meta: &SnapshotMeta,
+) -> std::io::Result<()> {
+    tree.clear().map_err(super::io_error)?;
+    let (_, pairs) = snapshot_file::pairs(path)?;
+    let (mut batch, mut bytes, mut keys) = (sled::Batch::default(), 0usize, 0usize);
+    for pair in pairs {
+        let (k, v) = pair?;
+        bytes += k.len() + v.len();
+        keys += 1;
+        batch.insert(k, v);
+        if keys >= SNAPSHOT_BATCH_KEYS || bytes >= SNAPSHOT_BATCH_BYTES {
+            tree.apply_batch(std::mem::take(&mut batch))
+                .map_err(super::io_error)?;
+            (bytes, keys) = (0, 0);
+        }
+    }
+    let membership =
+        StoredMembership::new(meta.last_log_id, meta.last_membership.membership().clone());
+    batch.insert(KEY_MEMBERSHIP, encode(&membership)?);
+    batch.insert(KEY_APPLIED, encode(&meta.last_log_id)?);
+    tree.apply_batch(batch).map_err(super::io_error)
 }
 
 mod restore;
@@ -721,6 +778,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let stats = overlay.stats.clone();
         let keys_changed = overlay.keys_changed;
         let events = std::mem::take(&mut overlay.events);
+        // Snapshots being built must still see the old values of what this batch writes
+        // (the applied id and membership are not in snapshots).
+        let written = overlay.writes.keys().map(Vec::as_slice);
+        let hold = self
+            .freezes
+            .before_write(&self.tree, written.chain([KEY_KEYS, KEY_BYTES]))
+            .map_err(|e| sm_err(&e))?;
         for (k, v) in overlay.writes {
             match v {
                 Some(v) => batch.insert(k, v),
@@ -734,6 +798,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             batch.insert(KEY_MEMBERSHIP, encode(m).map_err(|e| sm_err(&e))?);
         }
         self.tree.apply_batch(batch).map_err(|e| sm_err(&e))?;
+        drop(hold);
         self.applied = applied;
         if let Some(m) = membership {
             self.membership = m;
@@ -752,58 +817,76 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // Copy now, while the state-machine task waits, so the snapshot is one point in time;
-        // applying goes on as soon as the copy is taken.
-        let tree = self.tree.clone();
-        let started = std::time::Instant::now();
-        let copy = tokio::task::spawn_blocking(move || {
-            tree.iter()
-                .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())))
-                .filter(|item| {
-                    !matches!(item, Ok((k, _)) if k.as_slice() == KEY_APPLIED || k.as_slice() == KEY_MEMBERSHIP)
-                })
-                .collect::<Result<Vec<_>, sled::Error>>()
-                .map_err(super::io_error)
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-        tracing::info!(
-            took_ms = started.elapsed().as_millis() as u64,
-            "snapshot copy taken"
-        );
+        // The snapshot is this moment's state: a frozen view begins now, on the
+        // state-machine task, and is read while applying goes on (see `super::freeze`).
         self.snapshot_seq += 1;
+        let freeze = self.freezes.begin(&self.db, self.snapshot_seq);
         SnapshotBuilder {
-            pairs: copy,
+            freeze,
+            tree: self.tree.clone(),
+            scan_batch_keys: self.scan_batch_keys,
             applied: self.applied,
             membership: self.membership.clone(),
             seq: self.snapshot_seq,
             path: self.snapshot_path.clone(),
-            started,
+            started: std::time::Instant::now(),
             housekeeping: self.housekeeping.clone(),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        let side = self
+            .snapshot_path
+            .with_extension(snapshot_file::RECEIVING_SUFFIX);
+        let file = tokio::fs::File::create(&side)
+            .await
+            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, &e)))?;
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        mut snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
         let err = |e: std::io::Error| {
             StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
         };
-        // Decoded before anything is replaced, so a bad snapshot changes nothing.
-        let body: SnapshotBody = decode(&data).map_err(err)?;
-        let (path, stored_meta) = (self.snapshot_path.clone(), meta.clone());
-        let bytes = data.len() as u64;
-        blocking(move || snapshot_file::write(&path, &stored_meta, &data))
-            .await
-            .map_err(err)?;
-        self.load_snapshot(meta, body).map_err(err)?;
+        let side = self
+            .snapshot_path
+            .with_extension(snapshot_file::RECEIVING_SUFFIX);
+        into_side_file(&mut snapshot, &side).await.map_err(err)?;
+        drop(snapshot);
+        let (path, tree, freezes) = (
+            self.snapshot_path.clone(),
+            self.tree.clone(),
+            self.freezes.clone(),
+        );
+        let expected = meta.clone();
+        let bytes = blocking(move || {
+            // Read through and checked before anything is replaced, so a bad snapshot
+            // changes nothing.
+            let (stored, _) = snapshot_file::check(&side)?;
+            if stored.snapshot_id != expected.snapshot_id || stored.last_log_id != expected.last_log_id {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "the snapshot received holds {} (index {:?}), the leader announced {} (index {:?})",
+                        stored.snapshot_id,
+                        stored.last_log_id.map(|l| l.index),
+                        expected.snapshot_id,
+                        expected.last_log_id.map(|l| l.index)
+                    ),
+                ));
+            }
+            freezes.wait_idle();
+            snapshot_file::promote(&side, &path)?;
+            load_tree(&tree, &path, &expected)?;
+            Ok(snapshot_file::size(&path))
+        })
+        .await
+        .map_err(err)?;
+        self.loaded(meta).map_err(err)?;
         self.housekeeping.record_snapshot(SnapshotRecord {
             index: meta.last_log_id.map(|l| l.index),
             bytes,
@@ -814,15 +897,41 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let err = |e: std::io::Error| StorageError::from(StorageIOError::read_snapshot(None, &e));
         let path = self.snapshot_path.clone();
-        let stored = blocking(move || snapshot_file::read(&path))
+        let Some((meta, _)) = blocking(move || snapshot_file::read_meta(&path))
             .await
-            .map_err(|e| StorageError::from(StorageIOError::read_snapshot(None, &e)))?;
-        Ok(stored.map(|(meta, data)| Snapshot {
+            .map_err(err)?
+        else {
+            return Ok(None);
+        };
+        // The open file stays readable if a newer snapshot replaces it while it is sent.
+        let file = tokio::fs::File::open(&self.snapshot_path)
+            .await
+            .map_err(err)?;
+        Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         }))
     }
+}
+
+/// Makes `side` hold the snapshot `file` carries: openraft hands back the file
+/// `begin_receiving_snapshot` made, now filled (it is only made durable), or any other
+/// snapshot file (a test's, another store's), which is copied in as a stream.
+async fn into_side_file(file: &mut SnapshotFile, side: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+    file.flush().await?;
+    let given = file.metadata().await?;
+    let ours = tokio::fs::metadata(side).await.ok();
+    if ours.is_some_and(|m| (m.dev(), m.ino()) == (given.dev(), given.ino())) {
+        return file.sync_all().await;
+    }
+    file.seek(std::io::SeekFrom::Start(0)).await?;
+    let mut copy = tokio::fs::File::create(side).await?;
+    tokio::io::copy(file, &mut copy).await?;
+    copy.sync_all().await
 }
 
 fn file_mtime_ms(path: &std::path::Path) -> i64 {
@@ -843,14 +952,16 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(std::io::Error::other(format!("blocking task failed: {e}"))))
 }
 
-/// Encodes and stores a snapshot from the copy taken by `get_snapshot_builder`.
+/// Writes a snapshot from the frozen view `get_snapshot_builder` began, pair by pair.
 pub struct SnapshotBuilder {
-    pairs: std::io::Result<Vec<(Vec<u8>, Vec<u8>)>>,
+    freeze: std::io::Result<Freeze>,
+    tree: sled::Tree,
+    scan_batch_keys: usize,
     applied: Option<LogId>,
     membership: StoredMembership,
     seq: u64,
     path: PathBuf,
-    /// When the copy began: the snapshot's build time includes it.
+    /// When the view began: the snapshot's build time counts from there.
     started: std::time::Instant,
     housekeeping: Arc<Housekeeping>,
 }
@@ -858,7 +969,11 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let err = |e: std::io::Error| StorageError::from(StorageIOError::write_snapshot(None, &e));
-        let pairs = std::mem::replace(&mut self.pairs, Ok(Vec::new())).map_err(err)?;
+        let freeze = std::mem::replace(
+            &mut self.freeze,
+            Err(std::io::Error::other("this snapshot was built already")),
+        )
+        .map_err(err)?;
         let snapshot_id = match self.applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, self.seq),
             None => format!("none-{}", self.seq),
@@ -868,26 +983,42 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.membership.clone(),
             snapshot_id,
         };
-        let (path, stored_meta) = (self.path.clone(), meta.clone());
-        let started = std::time::Instant::now();
-        // Durable before openraft may purge the log it covers.
-        let data = blocking(move || {
-            let data = encode(&SnapshotBody { pairs })?;
-            snapshot_file::write(&path, &stored_meta, &data)?;
-            Ok(data)
+        let (path, tree, stored_meta) = (self.path.clone(), self.tree.clone(), meta.clone());
+        let batch_keys = self.scan_batch_keys;
+        // Durable before openraft may purge the log it covers. The view ends (and its side
+        // tree goes) only once the file is in place, so an install waiting for it cannot
+        // have its newer snapshot replaced by this one.
+        let bytes = blocking(move || {
+            let side = path.with_extension(snapshot_file::BUILDING_SUFFIX);
+            let mut out = snapshot_file::SnapshotWriter::create(&side, &stored_meta)?;
+            loop {
+                let batch =
+                    freeze.next_batch(&tree, batch_keys, SNAPSHOT_BATCH_BYTES, not_in_snapshots)?;
+                for (k, v) in &batch.pairs {
+                    out.pair(k, v)?;
+                }
+                if batch.done {
+                    break;
+                }
+            }
+            let bytes = out.finish()?;
+            snapshot_file::promote(&side, &path)?;
+            drop(freeze);
+            Ok(bytes)
         })
         .await
         .map_err(err)?;
-        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), took_ms = started.elapsed().as_millis() as u64, "snapshot built");
+        tracing::info!(snapshot = %meta.snapshot_id, bytes, took_ms = self.started.elapsed().as_millis() as u64, "snapshot built");
         self.housekeeping.record_snapshot(SnapshotRecord {
             index: meta.last_log_id.map(|l| l.index),
-            bytes: data.len() as u64,
+            bytes,
             millis: self.started.elapsed().as_millis() as u64,
             unix_ms: unix_millis(),
         });
+        let file = tokio::fs::File::open(&self.path).await.map_err(err)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         })
     }
 }
