@@ -156,3 +156,64 @@ async fn a_restore_counts_keys_from_the_data_not_from_the_backups_bookkeeping() 
     };
     assert_eq!(apply(sm, 20, reset).await, CommandResult::Done);
 }
+
+/// Chunks sent several at a time may be applied in any order; each is staged once (a
+/// retried one is ignored), and a commit with a chunk missing is refused.
+#[tokio::test]
+async fn chunks_stage_in_any_order_and_a_missing_one_refuses_the_commit() {
+    let dir = TempDir::new().unwrap();
+    let mut storage = Storage::open(dir.path(), 1).unwrap();
+    let sm = &mut storage.state_machine;
+    let chunk = |id: &str, seq: u64| Command::RestoreChunk {
+        id: id.into(),
+        seq,
+        pairs: vec![pair(&format!("d/t/{seq}"), format!("v{seq}").as_bytes())],
+    };
+    let begin = |id: &str| Command::RestoreBegin {
+        id: id.into(),
+        actor: "k1".into(),
+        at_ms: 1,
+        source: "test".into(),
+    };
+    let commit = |id: &str, chunks: u64| Command::RestoreCommit {
+        id: id.into(),
+        actor: "k1".into(),
+        at_ms: 1,
+        chunks,
+        pairs: chunks,
+    };
+    let mut index = 0;
+    let mut next = || {
+        index += 1;
+        index
+    };
+
+    // Chunk 1 never arrives: two chunks staged, the commit names two, but not 0 and 1.
+    assert_eq!(apply(sm, next(), begin("a")).await, CommandResult::Done);
+    for seq in [2, 0] {
+        assert_eq!(apply(sm, next(), chunk("a", seq)).await, CommandResult::Done);
+    }
+    let refused = apply(sm, next(), commit("a", 2)).await;
+    assert!(
+        matches!(&refused, CommandResult::Rejected { reason } if reason.contains("nothing was changed")),
+        "{refused:?}"
+    );
+    assert_eq!(sm.reader().get("t/0").unwrap(), None);
+
+    // Out of order, with a retry of chunk 0: all three land, once each.
+    assert_eq!(apply(sm, next(), begin("b")).await, CommandResult::Done);
+    for seq in [2, 0, 1, 0] {
+        assert_eq!(apply(sm, next(), chunk("b", seq)).await, CommandResult::Done);
+    }
+    assert_eq!(
+        apply(sm, next(), commit("b", 3)).await,
+        CommandResult::Restored { keys: 3 }
+    );
+    for seq in 0..3 {
+        assert_eq!(
+            sm.reader().get(&format!("t/{seq}")).unwrap(),
+            Some(format!("v{seq}").into_bytes())
+        );
+    }
+    assert_eq!(sm.reader().stats().keys, 3);
+}

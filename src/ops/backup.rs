@@ -2,10 +2,13 @@
 //! restore` and the console's backup and restore dialogs. Progress goes to a callback so the CLI can
 //! draw a line on stderr and the console a gauge.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{eyre, Result};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use opsdeck_node::backup::format::{self, BackupWriter, Manifest, MemberRecord};
 use opsdeck_node::pb::{self, backup_chunk::Part, restore_request::Step};
 
@@ -37,8 +40,10 @@ impl Progress {
 /// The leader builds a snapshot first; on a big cluster that takes a while.
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(330);
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
-/// Payload bytes per restore chunk (one Raft entry each).
+/// Payload bytes per restore chunk (one command each).
 const RESTORE_CHUNK_BYTES: usize = 1 << 20;
+/// Restore chunks sent at once.
+const RESTORE_IN_FLIGHT: usize = 4;
 
 /// Streams a backup from the leader into `out` (via `out.partial`, renamed when complete and
 /// checked). Writes on the cluster go on meanwhile; they are not in the backup.
@@ -185,7 +190,29 @@ pub async fn restore(
     let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut chunk_bytes = 0usize;
     let mut pairs = pairs.peekable();
-    while pairs.peek().is_some() {
+    // Up to RESTORE_IN_FLIGHT chunks are sent at once (the nodes stage them in any order),
+    // so the leader can group them into fewer log entries and fsyncs; at most that many
+    // chunks of the file are in memory.
+    type Sent<'a> = Pin<Box<dyn Future<Output = (u64, u64, Result<pb::RestoreReply>)> + Send + 'a>>;
+    let mut in_flight: FuturesUnordered<Sent> = FuturesUnordered::new();
+    let chunk_failed = |seq: u64, e: color_eyre::eyre::Report| {
+        e.wrap_err(format!(
+            "restore stopped at chunk {seq}: the cluster still holds its previous data (staged chunks are never visible); run the restore again"
+        ))
+    };
+    while pairs.peek().is_some() || !in_flight.is_empty() {
+        if in_flight.len() >= RESTORE_IN_FLIGHT || pairs.peek().is_none() {
+            if let Some((n, sent, result)) = in_flight.next().await {
+                result.map_err(|e| chunk_failed(n, e))?;
+                done += sent;
+                progress(Progress {
+                    done,
+                    total: manifest.payload_bytes,
+                    started,
+                });
+            }
+            continue;
+        }
         let Some(pair) = pairs.next() else { break };
         let (k, v) =
             pair.map_err(|e| eyre!("{}: reading the payload failed: {e}", file.display()))?;
@@ -194,20 +221,11 @@ pub async fn restore(
         if chunk_bytes >= RESTORE_CHUNK_BYTES || pairs.peek().is_none() {
             let bytes = encode_pairs(&chunk);
             sent_pairs += chunk.len() as u64;
-            send(step(seq, Step::Chunk(bytes))).await.map_err(|e| {
-                e.wrap_err(format!(
-                    "restore stopped at chunk {seq}: the cluster still holds its previous data (staged chunks are never visible); run the restore again"
-                ))
-            })?;
+            let (n, size, req) = (seq, chunk_bytes as u64, step(seq, Step::Chunk(bytes)));
+            in_flight.push(Box::pin(async move { (n, size, send(req).await) }));
             seq += 1;
-            done += chunk_bytes as u64;
             chunk.clear();
             chunk_bytes = 0;
-            progress(Progress {
-                done,
-                total: manifest.payload_bytes,
-                started,
-            });
         }
     }
     let commit = send(step(

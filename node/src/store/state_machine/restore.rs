@@ -1,6 +1,8 @@
 //! Restoring a backup through the log: `RestoreBegin`, then `RestoreChunk`s staging the
 //! backup's pairs under `r/` (invisible to reads), then `RestoreCommit`, which swaps them
 //! in within one apply batch — the same atomic sled batch that records the applied index.
+//! Chunks may arrive in any order (a client keeps several in flight): each is staged once,
+//! marked by its sequence number, and the commit checks that chunks `0..chunks` all came.
 //! Every node applies the same entries, so every node ends with the same state; a leader
 //! that dies mid-restore leaves the staged pairs unused and the old data in place.
 //!
@@ -24,6 +26,8 @@ use crate::types::CommandResult;
 
 const STAGE_PREFIX: &[u8] = b"r/";
 const KEY_RESTORE: &[u8] = b"m/restore";
+/// One marker per staged chunk, by sequence number.
+const CHUNK_MARK_PREFIX: &[u8] = b"m/restore_chunk/";
 /// Prefixes a restore replaces with the backup's.
 const REPLACED: [&[u8]; 3] = [DATA_PREFIX, QUOTA_PREFIX, USAGE_PREFIX];
 
@@ -31,9 +35,14 @@ const REPLACED: [&[u8]; 3] = [DATA_PREFIX, QUOTA_PREFIX, USAGE_PREFIX];
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Staging {
     id: String,
-    next_seq: u64,
+    /// Chunks staged (each sequence number once).
+    chunks: u64,
     pairs: u64,
     source: String,
+}
+
+fn chunk_mark(seq: u64) -> Vec<u8> {
+    [CHUNK_MARK_PREFIX, &seq.to_be_bytes()].concat()
 }
 
 fn staged_key(key: &[u8]) -> Vec<u8> {
@@ -62,15 +71,17 @@ impl Overlay<'_> {
                 return Ok(CommandResult::Done); // a retried begin
             }
         }
-        for (k, _) in self.scan_prefix(STAGE_PREFIX)? {
-            self.writes.insert(k, None);
+        for prefix in [STAGE_PREFIX, CHUNK_MARK_PREFIX] {
+            for (k, _) in self.scan_prefix(prefix)? {
+                self.writes.insert(k, None);
+            }
         }
         self.note("restore_started", source.clone());
         self.put_encoded(
             KEY_RESTORE.to_vec(),
             &Staging {
                 id,
-                next_seq: 0,
+                chunks: 0,
                 pairs: 0,
                 source,
             },
@@ -87,18 +98,11 @@ impl Overlay<'_> {
         let Some(mut s) = self.staging(id)? else {
             return Ok(not_staging(id));
         };
-        if seq < s.next_seq {
+        if self.get(&chunk_mark(seq))?.is_some() {
             return Ok(CommandResult::Done); // a retried chunk, already staged
         }
-        if seq > s.next_seq {
-            return Ok(CommandResult::Rejected {
-                reason: format!(
-                    "restore {id}: chunk {seq} arrived but chunk {} is next; start the restore again",
-                    s.next_seq
-                ),
-            });
-        }
-        s.next_seq += 1;
+        self.writes.insert(chunk_mark(seq), Some(Vec::new()));
+        s.chunks += 1;
         s.pairs += pairs.len() as u64;
         for (k, v) in pairs {
             self.writes.insert(staged_key(&k), Some(v));
@@ -128,9 +132,15 @@ impl Overlay<'_> {
             result: String::new(),
         };
         let staged = self.scan_prefix(STAGE_PREFIX)?;
-        let mut refusal = ((s.next_seq, s.pairs) != (chunks, pairs)).then(|| format!(
+        let marks = self.scan_prefix(CHUNK_MARK_PREFIX)?;
+        let all_came = marks.len() as u64 == chunks
+            && marks
+                .iter()
+                .zip(0..chunks)
+                .all(|((k, _), seq)| *k == chunk_mark(seq));
+        let mut refusal = ((s.chunks, s.pairs) != (chunks, pairs) || !all_came).then(|| format!(
             "restore {id}: {} chunks with {} pairs were staged, the backup has {chunks} with {pairs}; nothing was changed, start the restore again",
-            s.next_seq, s.pairs
+            s.chunks, s.pairs
         ));
         // The backup's records are checked before anything is swapped: its checksums say
         // the file is as written, not that what was written can be read (a forged file, a
@@ -173,6 +183,9 @@ impl Overlay<'_> {
             }
         }
         self.writes.insert(KEY_RESTORE.to_vec(), None);
+        for (k, _) in marks {
+            self.writes.insert(k, None);
+        }
         self.stats.keys = keys;
         self.stats.bytes = bytes;
         self.keys_changed = true;
