@@ -31,7 +31,7 @@ fn check_frame(f: &NodeStatus) {
         f.data_dir_bytes > 0 && f.sled_size_on_disk > 0,
         "disk: {f:?}"
     );
-    let gc = f.gc.expect("gc figures");
+    let gc = f.gc.clone().expect("gc figures");
     match (gc.first_log_index, gc.last_log_index) {
         (Some(first), Some(last)) => assert_eq!(gc.log_entries, last - first + 1, "{gc:?}"),
         _ => assert_eq!(gc.log_entries, 0, "{gc:?}"),

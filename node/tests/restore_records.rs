@@ -191,7 +191,10 @@ async fn chunks_stage_in_any_order_and_a_missing_one_refuses_the_commit() {
     // Chunk 1 never arrives: two chunks staged, the commit names two, but not 0 and 1.
     assert_eq!(apply(sm, next(), begin("a")).await, CommandResult::Done);
     for seq in [2, 0] {
-        assert_eq!(apply(sm, next(), chunk("a", seq)).await, CommandResult::Done);
+        assert_eq!(
+            apply(sm, next(), chunk("a", seq)).await,
+            CommandResult::Done
+        );
     }
     let refused = apply(sm, next(), commit("a", 2)).await;
     assert!(
@@ -203,7 +206,10 @@ async fn chunks_stage_in_any_order_and_a_missing_one_refuses_the_commit() {
     // Out of order, with a retry of chunk 0: all three land, once each.
     assert_eq!(apply(sm, next(), begin("b")).await, CommandResult::Done);
     for seq in [2, 0, 1, 0] {
-        assert_eq!(apply(sm, next(), chunk("b", seq)).await, CommandResult::Done);
+        assert_eq!(
+            apply(sm, next(), chunk("b", seq)).await,
+            CommandResult::Done
+        );
     }
     assert_eq!(
         apply(sm, next(), commit("b", 3)).await,

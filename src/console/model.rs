@@ -686,6 +686,7 @@ pub mod fixture {
                 last_purge_entries: 1_000,
                 sled_bytes_before_compact: 0,
                 sled_bytes_after_compact: 0,
+                ..GcStatus::default()
             }),
             quotas: quotas(),
             ..NodeStatus::default()

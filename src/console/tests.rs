@@ -674,3 +674,31 @@ fn the_rules_file_comes_from_the_flag_and_a_bad_one_is_refused_before_the_termin
     let settings = super::resolve(&mut args).unwrap();
     assert_eq!(settings.rules.origin(), rules.display().to_string());
 }
+
+#[test]
+fn the_gc_pane_shows_a_snapshot_being_built_or_received() {
+    let mut app = app();
+    let mut gc = |node: usize, kind: &str, done: u64, expected: u64| {
+        let status = app.model.nodes[node]
+            .status
+            .as_mut()
+            .expect("fixture status");
+        let g = status.gc.get_or_insert_with(Default::default);
+        g.snapshot_in_progress = kind.into();
+        g.snapshot_progress_bytes = done;
+        g.snapshot_progress_expected = expected;
+    };
+    gc(0, "building", 120 << 20, 256 << 20);
+    gc(1, "receiving", 34 << 20, 0);
+    app.show(PaneKind::Gc);
+    let t = text(&render(&app, 80, 24));
+    assert!(
+        t.contains("n1 building a snapshot: 120 MiB written of about 256 MiB"),
+        "{t}"
+    );
+    assert!(
+        t.contains("n2 receiving a snapshot: 34.0 MiB written"),
+        "{t}"
+    );
+    insta::assert_snapshot!("pane_gc_snapshot_in_progress", t);
+}

@@ -151,7 +151,7 @@ impl NodeCore {
         frame.data_dir_bytes = sample.data_dir_bytes;
         frame.fs_total_bytes = sample.fs_total_bytes;
         frame.fs_free_bytes = sample.fs_free_bytes;
-        frame.gc = Some(sample.gc);
+        frame.gc = Some(sample.gc.clone());
         frame.last_backup_unix_ms = self.inner.reader.last_backup_ms();
         frame.quotas = match self.inner.reader.tenants() {
             Ok(tenants) => tenants

@@ -866,7 +866,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let bytes = blocking(move || {
             // Read through and checked before anything is replaced, so a bad snapshot
             // changes nothing.
-            let (stored, _) = snapshot_file::check(&side)?;
+            let (stored, _) = snapshot_file::check(&side).inspect_err(|_| {
+                // Nothing of it is kept: the leader sends the snapshot again.
+                let _ = std::fs::remove_file(&side);
+            })?;
             if stored.snapshot_id != expected.snapshot_id || stored.last_log_id != expected.last_log_id {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,

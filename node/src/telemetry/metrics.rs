@@ -299,7 +299,7 @@ impl FrameGauges {
         int(&self.data_dir_bytes, f.data_dir_bytes);
         int(&self.fs_total, f.fs_total_bytes);
         int(&self.fs_free, f.fs_free_bytes);
-        let gc = f.gc.unwrap_or_default();
+        let gc = f.gc.clone().unwrap_or_default();
         int(&self.log_entries, gc.log_entries);
         int(&self.first_log_index, gc.first_log_index.unwrap_or(0));
         int(&self.snapshot_bytes, gc.last_snapshot_bytes);

@@ -1,5 +1,6 @@
 //! GC: per node how much Raft log is on disk, where the last snapshot and purge are, how big
-//! and slow the last snapshot was, and sled's size before and after the last compaction.
+//! and slow the last snapshot was, sled's size before and after the last compaction, and a
+//! snapshot being built or received right now.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -53,7 +54,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             rows2.push(Row::new(vec![label, "down".into()]).style(t.style(Role::Down)));
             continue;
         };
-        let gc = s.gc.unwrap_or_default();
+        let gc = s.gc.clone().unwrap_or_default();
         // Until a node reports its GC figures, the log on disk is what lies between the purge
         // point and the last index.
         let on_disk = if gc.log_entries > 0 {
@@ -109,12 +110,35 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         Table::new(rows2, widths2).header(header2).column_spacing(1),
         sled_area,
     );
+    let mut notes: Vec<Line> = app
+        .model
+        .nodes
+        .iter()
+        .filter_map(|view| {
+            let gc = view.status.as_ref()?.gc.as_ref()?;
+            (!gc.snapshot_in_progress.is_empty()).then(|| {
+                let of = match gc.snapshot_progress_expected {
+                    0 => String::new(),
+                    n => format!(" of about {}", bytes(n)),
+                };
+                Line::from(Span::styled(
+                    format!(
+                        "▶ {} {} a snapshot: {} written{of}",
+                        node_label(view),
+                        gc.snapshot_in_progress,
+                        bytes(gc.snapshot_progress_bytes)
+                    ),
+                    t.style(Role::Warn),
+                ))
+            })
+        })
+        .collect();
+    notes.push(Line::from(Span::styled(
+        "Snapshots and purges happen every --snapshot-every entries; '-' = not reported or never happened.",
+        t.style(Role::Dim),
+    )));
     f.render_widget(
-        Paragraph::new(Line::from(Span::styled(
-            "Snapshots and purges happen every --snapshot-every entries; '-' = not reported or never happened.",
-            t.style(Role::Dim),
-        )))
-        .wrap(ratatui::widgets::Wrap { trim: false }),
+        Paragraph::new(notes).wrap(ratatui::widgets::Wrap { trim: false }),
         note_area,
     );
 }
