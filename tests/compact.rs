@@ -12,7 +12,7 @@ use support::*;
 async fn settled_frame(node: &TestNode) -> NodeStatus {
     wait_for("a settled frame", Duration::from_secs(15), || async {
         let f = node.status().await?;
-        let gc = f.gc?;
+        let gc = f.gc.clone()?;
         (gc.last_log_index.or(f.purged_index) == f.last_log_index).then_some(f)
     })
     .await
@@ -73,7 +73,7 @@ async fn compact_after_50k_writes_purges_the_log_and_reclaims_space_on_every_nod
             n.id
         );
         // What compact saw before is what the frames showed.
-        let gc_before = frame_before.gc.unwrap();
+        let gc_before = frame_before.gc.clone().unwrap();
         assert_eq!(entries(b), gc_before.log_entries, "node {}: {r}", n.id);
         // And the frames now show what compact left.
         let f = settled_frame(n).await;
