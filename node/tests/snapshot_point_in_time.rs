@@ -40,6 +40,21 @@ fn replay(model: &mut BTreeMap<String, Vec<u8>>, commands: &[Command]) {
     }
 }
 
+/// Applies `commands` as entry `index`, and to the model.
+async fn apply(
+    storage: &mut Storage,
+    model: &mut BTreeMap<String, Vec<u8>>,
+    index: u64,
+    commands: Vec<Command>,
+) {
+    replay(model, &commands);
+    storage
+        .state_machine
+        .apply(vec![entry(index, commands)])
+        .await
+        .unwrap();
+}
+
 /// The user data a snapshot file holds.
 fn data_in(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
     let (_, pairs) = snapshot_file::pairs(path).unwrap();
@@ -75,12 +90,7 @@ async fn a_snapshot_is_the_state_at_its_index_while_applies_go_on() {
                 )
             })
             .collect();
-        replay(&mut model, &commands);
-        storage
-            .state_machine
-            .apply(vec![entry(index, commands)])
-            .await
-            .unwrap();
+        apply(&mut storage, &mut model, index, commands).await;
     }
     let at_snapshot = model.clone();
     let snapshot_index = index;
@@ -112,12 +122,7 @@ async fn a_snapshot_is_the_state_at_its_index_while_applies_go_on() {
             put(format!("a/{round}"), "before every t/ key".into()),
             put(format!("z/{round}"), "after every t/ key".into()),
         ];
-        replay(&mut model, &commands);
-        storage
-            .state_machine
-            .apply(vec![entry(index, commands)])
-            .await
-            .unwrap();
+        apply(&mut storage, &mut model, index, commands).await;
         during += 1;
         tokio::task::yield_now().await;
     }
