@@ -197,8 +197,8 @@ pub enum KeysAction {
         /// Limit the key to a tenant (repeatable); without it the key reaches every tenant.
         #[arg(long)]
         tenant: Vec<String>,
-        /// Refuse the key after this long, e.g. 30d.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        /// Refuse the key after this long, e.g. 30d; at most 10 years (3650d).
+        #[arg(long, value_parser = parse_key_lifetime)]
         expires: Option<Duration>,
         /// Write the secret to FILE (mode 0600) instead of printing it.
         #[arg(long)]
@@ -211,7 +211,8 @@ pub enum KeysAction {
     Rotate {
         #[arg(long)]
         id: String,
-        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        /// How long the old key keeps working, e.g. 24h, 30d; at most 10 years (3650d).
+        #[arg(long, default_value = "24h", value_parser = parse_grace)]
         grace: Duration,
         /// Write the new secret to FILE (mode 0600) instead of printing it.
         #[arg(long)]
@@ -256,6 +257,22 @@ pub enum QuotaAction {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+}
+
+/// A duration of at most `limits::MAX_KEY_DURATION` (`what` names it in the error).
+fn parse_key_duration(what: &str, s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("bad duration {s:?}: {e} (e.g. 24h, 30d)"))?;
+    opsdeck_node::types::limits::key_duration_ms(what, d)?;
+    Ok(d)
+}
+
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    parse_key_duration("a grace period", s)
+}
+
+fn parse_key_lifetime(s: &str) -> Result<Duration, String> {
+    parse_key_duration("a key lifetime", s)
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {

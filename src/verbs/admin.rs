@@ -6,6 +6,7 @@ use std::path::Path;
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use opsdeck_node::pb::*;
 use opsdeck_node::security::cluster_secret::write_private;
+use opsdeck_node::types::limits::key_duration_ms;
 use serde_json::json;
 
 use super::connect;
@@ -124,7 +125,12 @@ pub async fn keys(action: KeysAction) -> Result<()> {
             let req = CreateKeyRequest {
                 role,
                 tenants: tenant,
-                expires_in_ms: expires.map(|d| d.as_millis() as u64).unwrap_or(0),
+                expires_in_ms: match expires {
+                    Some(d) => {
+                        key_duration_ms("the key's lifetime", d).map_err(|e| eyre!("{e}"))?
+                    }
+                    None => 0,
+                },
             };
             let reply = client
                 .call("keys create", |mut c| {
