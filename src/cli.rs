@@ -156,6 +156,10 @@ pub struct AddNodeArgs {
     /// Give up (leaving it a learner) if it has not caught up by then.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub catch_up_timeout: Duration,
+    /// Remove the new node again (and fail) if it gains no log entry for this long: the
+    /// leader cannot replicate to it (e.g. it runs with another cluster's secret).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub stall_timeout: Duration,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
