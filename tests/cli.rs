@@ -310,3 +310,97 @@ async fn cas_applies_only_when_the_current_value_is_the_expected_one() {
     .await
     .unwrap();
 }
+
+/// Reads a child's stdout lines on a thread: (receiver of each line, handle to all text).
+fn lines_of(
+    child: &mut std::process::Child,
+) -> (
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
+        }
+        all
+    });
+    (rx, reader)
+}
+
+/// One `opsdeck dev` per dir: a second one is refused naming the first one's pid and the
+/// dir; when every node of a dev dies, dev reaps them, says so and exits non-zero, and the
+/// pids it drops from cluster.toml are only those that no longer run.
+#[test]
+fn a_second_dev_on_a_dir_is_refused_and_dev_notices_its_nodes_dying() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev_args = |base: u16| {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "dev",
+            "--headless",
+            "--nodes",
+            "2",
+            "--base-port",
+            &base.to_string(),
+            "--dir",
+        ])
+        .arg(dir.path())
+        .env_remove("OPSDECK_API_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        cmd
+    };
+    let mut first = dev_args(reserve_ports(103)).spawn().unwrap();
+    let (rx, _reader) = lines_of(&mut first);
+    if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = first.kill();
+        panic!(
+            "dev did not start: {}",
+            stderr_of(&first.wait_with_output().unwrap())
+        );
+    }
+
+    // Another port range, so only the lock can refuse it.
+    let second = dev_args(reserve_ports(103)).spawn().unwrap();
+    let out = wait_output(second, Duration::from_secs(20));
+    assert_one_line_error(&out, &format!("pid {}", first.id()));
+    assert!(
+        stderr_of(&out).contains(&dir.path().canonicalize().unwrap().display().to_string()),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let file = dir.path().join("cluster.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let pids: Vec<i32> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("pid = "))
+        .map(|p| p.trim().parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2, "{text}");
+    for pid in &pids {
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    let out = wait_output(first, Duration::from_secs(20));
+    let err = stderr_of(&out);
+    assert!(
+        !out.status.success(),
+        "dev must fail once its nodes died: {err}"
+    );
+    assert!(err.contains("every node of the dev cluster"), "{err}");
+    assert!(
+        err.contains("node 1 exited") && err.contains("node 2 exited"),
+        "{err}"
+    );
+    assert!(!std::fs::read_to_string(&file).unwrap().contains("pid ="));
+}
