@@ -311,7 +311,8 @@ pub struct ClusterArgs {
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
-    /// How long to keep retrying while no node answers or no leader is elected.
+    /// The most a call to the cluster may take, connecting and every retry included (a
+    /// verb retries while no node answers or no leader is elected).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 }

@@ -139,6 +139,51 @@ fn bad_and_unreachable_endpoints_fail_fast_with_a_clear_error() {
     );
 }
 
+/// A loopback port that accepts connections and never answers on them (a hung process, a
+/// firewall that swallows bytes). Connections stay open until the test process ends.
+fn silent_listener() -> String {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", free_port())).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().map_while(Result::ok) {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+/// `--timeout` bounds the whole verb (connecting, every request and every retry): it used
+/// to take about 5× as long (1 s → 5.0 s, 3 s → 19.2 s) against a port that never answers.
+#[test]
+fn timeout_bounds_the_whole_verb_against_a_node_that_never_answers() {
+    let silent = silent_listener();
+    for (timeout, secs) in [("1s", 1.0), ("3s", 3.0)] {
+        for verb in [
+            vec!["get", "k"],
+            vec!["put", "k", "v"],
+            vec!["members"],
+            vec!["transfer-leader", "--to", "2"],
+        ] {
+            let args = [&verb[..], &["--endpoints", &silent, "--timeout", timeout]].concat();
+            let started = std::time::Instant::now();
+            let out = run_cli(&args);
+            let took = started.elapsed().as_secs_f64();
+            assert_one_line_error(&out, "did not answer within");
+            assert!(
+                stderr_of(&out).contains(&format!("timeout of {timeout}")),
+                "{verb:?}: {}",
+                stderr_of(&out)
+            );
+            // The slack covers starting the process.
+            assert!(
+                took < secs + 0.75,
+                "{verb:?} with --timeout {timeout} took {took:.1}s"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_keys_and_values_are_refused_and_nothing_is_written() {
     let cluster = TestCluster::start(1, &[]).await;

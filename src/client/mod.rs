@@ -9,7 +9,7 @@ pub use target::Target;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use color_eyre::eyre::{eyre, Result};
@@ -146,38 +146,65 @@ impl ClusterClient {
     }
 
     /// Runs `call` on the preferred endpoint, failing over to the others, and retrying with
-    /// backoff while every node is unreachable or without a leader.
+    /// backoff while every node is unreachable or without a leader — all of it within the
+    /// client's timeout (`--timeout`): each request gets what is left of it, and the call
+    /// fails when it is spent.
     pub async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T>
     where
         F: Fn(NodeRpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
-        let attempt = || self.try_each(&call);
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
+        let deadline = Instant::now() + self.retry_for;
+        let last = std::sync::Mutex::new(String::new());
+        let attempt = || async {
+            let result = self.try_each(&call, deadline).await;
+            if let Err(e) = &result {
+                *last.lock().unwrap_or_else(|p| p.into_inner()) = e.message.clone();
+            }
+            result
+        };
+        let retried = attempt
+            .retry(self.backoff(Duration::from_millis(50)).with_jitter())
+            .when(|e: &CallError| e.retryable);
+        let outcome = tokio::time::timeout_at(deadline.into(), retried).await;
+        let last = last.into_inner().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if !e.retryable => Err(eyre!("{what}: {}", e.message)),
+            Ok(Err(e)) => Err(self.gave_up(what, &e.message)),
+            Err(_) => Err(self.gave_up(what, &last)),
+        }
+    }
+
+    /// Backoff between attempts: from `min` up to 1 s, the sleeps adding up to at most the
+    /// timeout (the caller also bounds the whole retry by it).
+    fn backoff(&self, min: Duration) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(min)
             .with_max_delay(Duration::from_secs(1))
             .with_total_delay(Some(self.retry_for))
             .without_max_times()
-            .with_jitter();
-        attempt
-            .retry(backoff)
-            .when(|e: &CallError| e.retryable)
-            .await
-            .map_err(|e| {
-                if e.retryable {
-                    eyre!(
-                        "{what}: the cluster did not answer within {:?}: {} \
-                         (is it running? `opsdeck dev` starts one; check --endpoints)",
-                        self.retry_for,
-                        e.message
-                    )
-                } else {
-                    eyre!("{what}: {}", e.message)
-                }
-            })
     }
 
-    async fn try_each<T, F, Fut>(&self, call: &F) -> std::result::Result<T, CallError>
+    /// The error of a call that found no node to answer within the timeout.
+    fn gave_up(&self, what: &str, last: &str) -> color_eyre::Report {
+        let last = if last.is_empty() {
+            "no node answered yet".to_string()
+        } else {
+            last.to_string()
+        };
+        eyre!(
+            "{what}: the cluster did not answer within the timeout of {} (--timeout): {last} \
+             (is it running? `opsdeck dev` starts one; check --endpoints)",
+            humantime::format_duration(self.retry_for)
+        )
+    }
+
+    async fn try_each<T, F, Fut>(
+        &self,
+        call: &F,
+        deadline: Instant,
+    ) -> std::result::Result<T, CallError>
     where
         F: Fn(NodeRpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
@@ -187,7 +214,9 @@ impl ClusterClient {
         for offset in 0..self.endpoints.len() {
             let i = (start + offset) % self.endpoints.len();
             let ep = &self.endpoints[i];
-            let timeout = REQUEST_TIMEOUT.min(self.retry_for.max(Duration::from_secs(1)));
+            let timeout = REQUEST_TIMEOUT
+                .min(self.retry_for)
+                .min(deadline.saturating_duration_since(Instant::now()));
             match tokio::time::timeout(timeout, call(ep.client.clone())).await {
                 Ok(Ok(resp)) => {
                     self.preferred.store(i, Ordering::Relaxed);
@@ -202,7 +231,11 @@ impl ClusterClient {
                         message: describe(&status),
                     })
                 }
-                Err(_) => failures.push(format!("{}: no answer within {timeout:?}", ep.addr)),
+                Err(_) => failures.push(format!(
+                    "{}: the node did not answer within {}",
+                    ep.addr,
+                    humantime::format_duration(timeout)
+                )),
             }
         }
         Err(CallError {
@@ -279,14 +312,23 @@ impl ClusterClient {
             }
             Err(eyre!("no leader found: {}", seen.join("; ")))
         };
-        find.retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_secs(1))
-                .with_total_delay(Some(self.retry_for))
-                .without_max_times(),
-        )
-        .await
+        let deadline = Instant::now() + self.retry_for;
+        let last = std::sync::Mutex::new(String::new());
+        let attempt = || async {
+            let result = find().await;
+            if let Err(e) = &result {
+                *last.lock().unwrap_or_else(|p| p.into_inner()) = format!("{e:#}");
+            }
+            result
+        };
+        let retried = attempt.retry(self.backoff(Duration::from_millis(100)));
+        match tokio::time::timeout_at(deadline.into(), retried).await {
+            Ok(result) => result,
+            Err(_) => Err(self.gave_up(
+                "finding the leader",
+                &last.into_inner().unwrap_or_else(|p| p.into_inner()),
+            )),
+        }
     }
 }
 
