@@ -242,14 +242,17 @@ pub enum QuotaAction {
         cluster: ClusterArgs,
     },
     /// Give a tenant limits: the tier's defaults (free: 10,000 keys / 10 MiB; premium:
-    /// 1,000,000 keys / 1 GiB), each overridable.
+    /// 1,000,000 keys / 1 GiB), each overridable. A limit of 0 means zero: the tenant may
+    /// then write nothing new (deletes still work); `quota reset` drops the limits.
     Set {
         tenant: String,
         #[arg(long, default_value = "free")]
         tier: String,
+        /// Most keys (0: none at all). Default: the tier's.
         #[arg(long)]
         max_keys: Option<u64>,
-        /// e.g. 10MiB, 500kB, 1048576.
+        /// Most key plus value bytes, e.g. 10MiB, 500kB, 1048576 (0: none at all). Default:
+        /// the tier's.
         #[arg(long, value_parser = parse_bytes)]
         max_bytes: Option<u64>,
         #[command(flatten)]

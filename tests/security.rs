@@ -581,3 +581,73 @@ async fn a_grace_period_or_lifetime_past_ten_years_is_refused_by_the_cli_and_the
         "{expires} < {before} + 10y"
     );
 }
+
+/// `quota set --max-keys 0 --max-bytes 0` is a limit of zero (nothing may be written), not
+/// the tier's defaults as it silently was; an absent limit still takes the tier's default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_of_zero_means_nothing_may_be_written() {
+    let cluster = TestCluster::start(1, &[]).await;
+    let endpoints = cluster.endpoints();
+    let set = [
+        "quota",
+        "set",
+        "shut",
+        "--max-keys",
+        "0",
+        "--max-bytes",
+        "0",
+    ];
+    let v = cli_json(args(&set, &endpoints)).await;
+    let t = &v["tenants"][0];
+    assert_eq!(
+        (t["max_keys"].as_u64(), t["max_bytes"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+    let out = tokio::task::spawn_blocking({
+        let e = endpoints.clone();
+        move || run_cli(&["quota", "show", "shut", "--endpoints", &e])
+    })
+    .await
+    .unwrap();
+    assert!(
+        stdout_of(&out).contains("0/0 (no writes)"),
+        "{}",
+        stdout_of(&out)
+    );
+    assert_eq!(
+        put_code(&cluster.nodes[0].grpc, admin_key(), "shut/x").await,
+        Code::ResourceExhausted
+    );
+    assert_eq!(cluster.scan_local(1, "shut/").await, Vec::new());
+
+    // Only one limit given: the other is the tier's default.
+    let v = cli_json(args(
+        &["quota", "set", "half", "--max-keys", "0"],
+        &endpoints,
+    ))
+    .await;
+    let t = &v["tenants"][0];
+    assert_eq!(t["max_keys"].as_u64(), Some(0), "{v}");
+    assert_eq!(t["max_bytes"].as_u64(), Some(10 * 1024 * 1024), "{v}");
+    // A client that sends no limits (as older ones did for "default") gets the defaults.
+    let t = cluster.nodes[0]
+        .client()
+        .set_quota(SetQuotaRequest {
+            tenant: "dflt".into(),
+            tier: "premium".into(),
+            max_keys: None,
+            max_bytes: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((t.max_keys, t.max_bytes), (Some(1_000_000), Some(1 << 30)));
+    // A tenant without a quota reports no limit at all.
+    let v = cli_json(args(&["quota", "reset", "shut"], &endpoints)).await;
+    assert!(v["tenants"][0]["max_keys"].is_null(), "{v}");
+    assert_eq!(
+        put_code(&cluster.nodes[0].grpc, admin_key(), "shut/x").await,
+        Code::Ok
+    );
+}

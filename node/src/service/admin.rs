@@ -126,7 +126,8 @@ impl NodeCore {
             .map_err(|e| NodeError::Internal(e.to_string()))
     }
 
-    /// Sets a tenant's limits: the tier's defaults, each overridden when given.
+    /// Sets a tenant's limits: the tier's defaults, each overridden when given; a limit of
+    /// 0 is zero (every write that adds a key or a byte is refused), not "the default".
     pub async fn set_quota(
         &self,
         actor: &str,
@@ -212,8 +213,8 @@ pub fn tenant_usage(t: &TenantInfo) -> pb::TenantUsage {
             .unwrap_or_default(),
         keys: t.usage.keys,
         bytes: t.usage.bytes,
-        max_keys: t.quota.map(|q| q.max_keys).unwrap_or(0),
-        max_bytes: t.quota.map(|q| q.max_bytes).unwrap_or(0),
+        max_keys: t.quota.map(|q| q.max_keys),
+        max_bytes: t.quota.map(|q| q.max_bytes),
         violations: t.usage.violations,
     }
 }
