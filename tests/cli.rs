@@ -239,21 +239,7 @@ fn dev_forms_a_cluster_answers_verbs_and_stops_its_children() {
         .spawn()
         .unwrap();
     // dev prints its summary once the cluster is formed; read it line by line.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = dev.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            all.push_str(&line);
-            all.push('\n');
-            let _ = tx.send(line);
-        }
-        all
-    });
+    let (rx, reader) = lines_of(&mut dev);
     let Ok(formed) = rx.recv_timeout(Duration::from_secs(30)) else {
         let _ = dev.kill();
         let out = dev.wait_with_output().unwrap();
@@ -299,13 +285,7 @@ fn dev_forms_a_cluster_answers_verbs_and_stops_its_children() {
             assert!(!n[field].is_null(), "status --json lacks {field}: {n}");
         }
     }
-    let text = std::fs::read_to_string(&file).unwrap();
-    let pids: Vec<i32> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("pid = "))
-        .map(|p| p.trim().parse().unwrap())
-        .collect();
-    assert_eq!(pids.len(), 3, "{text}");
+    let pids = recorded_pids(&file, 3);
 
     unsafe { libc::kill(dev.id() as i32, libc::SIGTERM) };
     let out = wait_output(dev, Duration::from_secs(20));
@@ -354,6 +334,18 @@ async fn cas_applies_only_when_the_current_value_is_the_expected_one() {
     })
     .await
     .unwrap();
+}
+
+/// The node pids a dev cluster's cluster.toml records; there must be `count`.
+fn recorded_pids(file: &std::path::Path, count: usize) -> Vec<i32> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let pids: Vec<i32> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("pid = "))
+        .map(|p| p.trim().parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), count, "{text}");
+    pids
 }
 
 /// Reads a child's stdout lines on a thread: (receiver of each line, handle to all text).
@@ -426,13 +418,7 @@ fn a_second_dev_on_a_dir_is_refused_and_dev_notices_its_nodes_dying() {
     );
 
     let file = dir.path().join("cluster.toml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let pids: Vec<i32> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("pid = "))
-        .map(|p| p.trim().parse().unwrap())
-        .collect();
-    assert_eq!(pids.len(), 2, "{text}");
+    let pids = recorded_pids(&file, 2);
     for pid in &pids {
         unsafe { libc::kill(*pid, libc::SIGKILL) };
     }
