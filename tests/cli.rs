@@ -435,3 +435,35 @@ fn a_second_dev_on_a_dir_is_refused_and_dev_notices_its_nodes_dying() {
     );
     assert!(!std::fs::read_to_string(&file).unwrap().contains("pid ="));
 }
+
+/// A verb pointed at a node's HTTP port says so and names the node's gRPC address, instead
+/// of "grpc-status header missing, mapped from HTTP status code 404".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verb_pointed_at_the_http_port_names_the_grpc_port() {
+    let cluster = TestCluster::start(1, &[]).await;
+    let node = cluster.node(1);
+    for verb in [vec!["get", "k"], vec!["put", "k", "v"], vec!["status"]] {
+        let args: Vec<String> = verb
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--endpoints".into(), node.http.clone()])
+            .collect();
+        let out = tokio::task::spawn_blocking(move || {
+            run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .await
+        .unwrap();
+        assert!(!out.status.success(), "{verb:?}: {}", stdout_of(&out));
+        let text = format!("{}{}", stdout_of(&out), stderr_of(&out));
+        let want = format!(
+            "{} is the node's HTTP port, not its gRPC port; use its gRPC port (the node's \
+             status says it: {})",
+            node.http, node.grpc
+        );
+        assert!(text.contains(&want), "{verb:?}: {text}");
+        assert!(
+            !text.contains("grpc-status header missing"),
+            "{verb:?}: {text}"
+        );
+    }
+}

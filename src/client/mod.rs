@@ -96,6 +96,66 @@ fn retryable(status: &Status) -> bool {
 
 pub(crate) use opsdeck_node::transport::describe;
 
+/// Whether a gRPC call got a plain HTTP answer (no gRPC status): it reached an HTTP server,
+/// such as a node's HTTP port.
+fn is_plain_http(status: &Status) -> bool {
+    status.message().starts_with("grpc-status header missing")
+}
+
+/// What to tell a person about `status`, an answer from `addr`: [`describe`], except that a
+/// node's HTTP port given as a gRPC endpoint is named as such, with the node's gRPC address
+/// when its `/health` tells it.
+pub async fn explain(addr: &str, status: &Status) -> String {
+    if !is_plain_http(status) {
+        return describe(status);
+    }
+    match health_grpc_addr(addr).await {
+        Some(grpc) => format!(
+            "{addr} is the node's HTTP port, not its gRPC port; use its gRPC port (the \
+             node's status says it: {grpc})"
+        ),
+        None => format!(
+            "{addr} answered plain HTTP, not gRPC ({}): it is probably a node's HTTP port, \
+             not its gRPC port; use its gRPC port (`GET http://{addr}/health` shows it)",
+            describe(status)
+        ),
+    }
+}
+
+/// The gRPC address in the `/health` answer of the HTTP server at `addr` (None without TLS
+/// support here, or when it does not answer so within 2 s).
+async fn health_grpc_addr(addr: &str) -> Option<String> {
+    use http_body_util::BodyExt;
+    if opsdeck_node::transport::tls::client_tls().is_some() {
+        return None;
+    }
+    let ask = async {
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .ok()?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get("/health")
+            .header(hyper::header::HOST, addr)
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .ok()?;
+        let body = sender.send_request(req).await.ok()?.into_body();
+        // A health answer is a few hundred bytes; read no more than 64 KiB of anything.
+        let body = http_body_util::Limited::new(body, 64 * 1024)
+            .collect()
+            .await
+            .ok()?
+            .to_bytes();
+        let health: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        health["grpc"].as_str().map(str::to_string)
+    };
+    tokio::time::timeout(Duration::from_secs(2), ask)
+        .await
+        .ok()
+        .flatten()
+}
+
 impl ClusterClient {
     /// Checks every endpoint is `host:port`; no connection is made until the first call.
     pub fn new(endpoints: &[String], retry_for: Duration, key: ApiKey) -> Result<ClusterClient> {
@@ -228,7 +288,7 @@ impl ClusterClient {
                 Ok(Err(status)) => {
                     return Err(CallError {
                         retryable: false,
-                        message: describe(&status),
+                        message: explain(&ep.addr, &status).await,
                     })
                 }
                 Err(_) => failures.push(format!(
@@ -255,8 +315,9 @@ impl ClusterClient {
                     match tokio::time::timeout(timeout, client.status(req)).await {
                         Ok(Ok(r)) => (Ok(r.into_inner()), false),
                         Ok(Err(s)) => (
-                            Err(describe(&s)),
-                            matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied),
+                            Err(explain(&ep.addr, &s).await),
+                            matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied)
+                                && !is_plain_http(&s),
                         ),
                         Err(_) => (Err(format!("no answer within {timeout:?}")), false),
                     };

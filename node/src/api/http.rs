@@ -53,6 +53,8 @@ async fn health(State(s): State<HttpState>) -> Response {
     let body = json!({
         "status": if serving { "serving" } else { "no leader" },
         "id": st.id,
+        "grpc": st.grpc,
+        "http": st.http,
         "role": st.role,
         "leader": st.leader_id,
         "term": st.term,
