@@ -197,7 +197,7 @@ async fn oversized_keys_and_values_are_refused_and_nothing_is_written() {
     .unwrap();
     assert_one_line_error(&out, "over the limit of 1024 bytes");
 
-    // Over HTTP, a value over 1 MiB is refused with the numbers.
+    // Over HTTP, a value over 1 MiB is refused with the numbers (tests/http.rs has more).
     let http = &cluster.node(1).http;
     let big = vec![b'x'; 1024 * 1024 + 1];
     let resp = http_client()
@@ -206,7 +206,7 @@ async fn oversized_keys_and_values_are_refused_and_nothing_is_written() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.status(), 413);
     let body = resp.text().await.unwrap();
     assert!(
         body.contains("value is 1048577 bytes, over the limit of 1048576 bytes"),
