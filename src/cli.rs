@@ -30,10 +30,16 @@ pub enum Command {
     Status(ClusterArgs),
     /// List the cluster's members.
     Members(ClusterArgs),
-    /// Write KEY=VALUE.
+    /// Write KEY=VALUE; the value comes from the command line, from --file FILE, or from
+    /// standard input when VALUE is `-`. At most 1 MiB (the node's limit).
     Put {
         key: String,
-        value: String,
+        /// The value (`-`: read it from standard input).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value from FILE (any bytes).
+        #[arg(long)]
+        file: Option<PathBuf>,
         #[command(flatten)]
         cluster: ClusterArgs,
     },

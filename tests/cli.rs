@@ -467,3 +467,133 @@ async fn a_verb_pointed_at_the_http_port_names_the_grpc_port() {
         );
     }
 }
+
+/// `restore DIR` names the mistake once (it used to print "Is a directory (os error 21)"
+/// twice), and a key file others can read is used with a warning naming the fix.
+#[test]
+fn a_directory_for_a_backup_and_a_readable_key_file_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for args in [
+        vec!["restore", d, "--yes", "--endpoints", "127.0.0.1:1"],
+        vec!["verify-backup", d],
+    ] {
+        let out = run_cli(&args);
+        assert_one_line_error(&out, &format!("{d} is a directory; give the backup file"));
+        assert!(!stderr_of(&out).contains("os error"), "{}", stderr_of(&out));
+    }
+
+    let key = dir.path().join("admin.key");
+    std::fs::write(&key, admin_key()).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let k = key.to_str().unwrap();
+    let get_with_key = || {
+        let args = [
+            "get",
+            "x",
+            "--key-file",
+            k,
+            "--endpoints",
+            "127.0.0.1:1",
+            "--timeout",
+            "1s",
+        ];
+        run_cli_as(None, &args)
+    };
+    let out = get_with_key();
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!(
+            "warning: the key file {k} can be read by other users (mode 0644)"
+        )) && err.contains(&format!("chmod 600 {k}")),
+        "{err}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = get_with_key();
+    assert!(!stderr_of(&out).contains("warning"), "{}", stderr_of(&out));
+}
+
+/// Runs `opsdeck ARGS` with `input` on its standard input.
+fn run_with_stdin(args: &[&str], input: Vec<u8>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .env("OPSDECK_API_KEY", admin_key())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The CLI stops reading past the limit, so the writer may see a broken pipe.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = wait_output(child, Duration::from_secs(30));
+    let _ = writer.join();
+    out
+}
+
+/// `put KEY --file F` and `put KEY -` (stdin) write any bytes; a value over the node's limit
+/// is refused before anything is sent, and a huge file is not read at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_reads_a_value_from_a_file_or_stdin_within_the_limit() {
+    let cluster = TestCluster::start(1, &[]).await;
+    let e = cluster.endpoints();
+    let dir = tempfile::tempdir().unwrap();
+    let binary: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    let file = dir.path().join("value.bin");
+    std::fs::write(&file, &binary).unwrap();
+    let f = file.to_str().unwrap().to_string();
+    let (e2, f2, b2) = (e.clone(), f.clone(), binary.clone());
+    tokio::task::spawn_blocking(move || {
+        let out = run_cli(&["put", "t/file", "--file", &f2, "--endpoints", &e2]);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let out = run_with_stdin(&["put", "t/stdin", "-", "--endpoints", &e2], b2.clone());
+        assert!(out.status.success(), "{}", stderr_of(&out));
+
+        // Over the limit: refused naming it, before connecting (the endpoint is closed).
+        let big = vec![b'x'; 1024 * 1024 + 1];
+        let out = run_with_stdin(&["put", "t/big", "-", "--endpoints", "127.0.0.1:1"], big);
+        assert_one_line_error(&out, "over the limit of 1048576 bytes");
+        assert!(
+            stderr_of(&out).contains("standard input"),
+            "{}",
+            stderr_of(&out)
+        );
+        let huge = std::path::Path::new(&f2).with_file_name("huge.bin");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(1 << 40)
+            .unwrap();
+        let started = std::time::Instant::now();
+        let out = run_cli(&[
+            "put",
+            "t/huge",
+            "--file",
+            huge.to_str().unwrap(),
+            "--endpoints",
+            "127.0.0.1:1",
+        ]);
+        assert_one_line_error(
+            &out,
+            "is 1099511627776 bytes, over the value limit of 1048576 bytes",
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let out = run_cli(&["put", "t/x", "v", "--file", &f2, "--endpoints", &e2]);
+        assert!(
+            !out.status.success(),
+            "a VALUE and --file together must be refused"
+        );
+    })
+    .await
+    .unwrap();
+    let pairs = cluster.scan_local(1, "t/").await;
+    assert_eq!(
+        pairs,
+        vec![
+            ("t/file".to_string(), binary.clone()),
+            ("t/stdin".to_string(), binary)
+        ]
+    );
+}
