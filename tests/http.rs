@@ -175,6 +175,21 @@ async fn an_oversize_body_gets_one_json_413_at_once() {
     assert_eq!(json["limit_bytes"], 1024 * 1024);
     assert!(json["claimed_bytes"].is_null(), "{json}");
 
+    // An ordinary client that sends the whole oversize body reads the answer too: the node
+    // drains what it still sends after answering (a lingering close) instead of resetting
+    // the connection under it.
+    for size in [1024 * 1024 + 1, 2 * 1024 * 1024, 16 * 1024 * 1024] {
+        let resp = http_client()
+            .put(format!("http://{addr}/kv/t/big"))
+            .body(vec![b'x'; size])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{size} bytes: no answer read: {e:?}"));
+        assert_eq!(resp.status(), 413, "{size}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["claimed_bytes"], size, "{body}");
+    }
+
     // A value at the limit is still written.
     let resp = http_client()
         .put(format!("http://{addr}/kv/t/max"))

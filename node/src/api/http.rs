@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Extension, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Extension, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::linger::LingerFlag;
 use crate::error::NodeError;
 use crate::security::auth::{http_middleware, Authenticator, Caller};
 use crate::service::NodeCore;
@@ -44,17 +45,29 @@ pub fn router(core: NodeCore, flush: Arc<LogStats>, auth: Arc<Authenticator>) ->
 const MAX_BODY_BYTES: usize = crate::types::limits::MAX_VALUE_BYTES;
 
 /// Answers a request whose `Content-Length` is over [`MAX_BODY_BYTES`] at once, without
-/// reading its body (a client claiming 10^18 bytes used to be held open unanswered).
+/// reading its body (a client claiming 10^18 bytes used to be held open unanswered). A
+/// connection answered 413 (here or by [`read_value`]) closes lingering, so a client still
+/// sending the body reads the answer.
 async fn refuse_oversize(req: Request, next: Next) -> Response {
+    let linger = req
+        .extensions()
+        .get::<ConnectInfo<LingerFlag>>()
+        .map(|c| c.0.clone());
     let claimed = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    match claimed {
+    let response = match claimed {
         Some(n) if n > MAX_BODY_BYTES as u64 => too_large(Some(n)),
         _ => next.run(req).await,
+    };
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(flag) = linger {
+            flag.set();
+        }
     }
+    response
 }
 
 /// The one answer to every oversize body: 413, JSON naming the limit and the size claimed
