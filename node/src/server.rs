@@ -444,30 +444,33 @@ fn serve_http(
     let http_stopped = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
+    /// Serves `app` on `listener` until the node stops; `name` is the surface in errors.
+    async fn run<L>(
+        name: &'static str,
+        listener: L,
+        app: axum::Router,
+        stopped: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError>
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
+        axum::serve(
+            Lingering(listener),
+            app.into_make_service_with_connect_info::<LingerFlag>(),
+        )
+        .with_graceful_shutdown(stopped)
+        .await
+        .map_err(|e| ServerError::Serve(name, e.to_string()))
+    }
     match tls {
         Some(tls) => {
             let listener = TlsListener::new(listener, tls)
                 .map_err(|e| ServerError::Serve("HTTP", e.to_string()))?;
-            servers.spawn(async move {
-                axum::serve(
-                    Lingering(listener),
-                    app.into_make_service_with_connect_info::<LingerFlag>(),
-                )
-                .with_graceful_shutdown(http_stopped)
-                .await
-                .map_err(|e| ServerError::Serve("HTTPS", e.to_string()))
-            });
+            servers.spawn(run("HTTPS", listener, app, http_stopped));
         }
         None => {
-            servers.spawn(async move {
-                axum::serve(
-                    Lingering(listener),
-                    app.into_make_service_with_connect_info::<LingerFlag>(),
-                )
-                .with_graceful_shutdown(http_stopped)
-                .await
-                .map_err(|e| ServerError::Serve("HTTP", e.to_string()))
-            });
+            servers.spawn(run("HTTP", listener, app, http_stopped));
         }
     }
     Ok(())
