@@ -182,6 +182,31 @@ fn timeout_bounds_the_whole_verb_against_a_node_that_never_answers() {
             );
         }
     }
+    // A timeout too long to add to the clock is waited on, not a panic.
+    let mut child = Command::new(BIN)
+        .args([
+            "get",
+            "k",
+            "--endpoints",
+            &silent,
+            "--timeout",
+            "500000000000y",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watched_until = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < watched_until {
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = child.wait_with_output().unwrap();
+            panic!("exited ({status}): {}", stderr_of(&out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -214,7 +214,7 @@ impl ClusterClient {
         F: Fn(NodeRpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
-        let deadline = Instant::now() + self.retry_for;
+        let deadline = self.deadline();
         let last = std::sync::Mutex::new(String::new());
         let attempt = || async {
             let result = self.try_each(&call, deadline).await;
@@ -234,6 +234,15 @@ impl ClusterClient {
             Ok(Err(e)) => Err(self.gave_up(what, &e.message)),
             Err(_) => Err(self.gave_up(what, &last)),
         }
+    }
+
+    /// When a call started now must end: `--timeout` from now (a timeout too long to add to
+    /// the clock, e.g. `500000000000y`, is as good as a year).
+    fn deadline(&self) -> Instant {
+        let now = Instant::now();
+        now.checked_add(self.retry_for)
+            .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+            .unwrap_or(now)
     }
 
     /// Backoff between attempts: from `min` up to 1 s, the sleeps adding up to at most the
@@ -373,7 +382,7 @@ impl ClusterClient {
             }
             Err(eyre!("no leader found: {}", seen.join("; ")))
         };
-        let deadline = Instant::now() + self.retry_for;
+        let deadline = self.deadline();
         let last = std::sync::Mutex::new(String::new());
         let attempt = || async {
             let result = find().await;
