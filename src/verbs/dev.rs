@@ -35,9 +35,10 @@ pub async fn run(args: DevArgs) -> Result<()> {
             _ = super::node::shutdown_signal() => false,
             _ = cluster.until_all_exited(&mut say) => true,
         };
+        let dir = cluster.dir.clone();
         let stopped = cluster.stop().await;
         if all_exited {
-            return Err(every_node_exited(&args));
+            return Err(every_node_exited(&dir));
         }
         return stopped;
     };
@@ -62,15 +63,15 @@ pub async fn run(args: DevArgs) -> Result<()> {
         Err(e) => Err(e),
     };
     // Quitting the console stops the cluster (unless --keep), whatever the console's fate.
+    let dir = cluster.dir.clone();
     let stopped = cluster.stop().await;
     if all_exited {
-        return opened.and(Err(every_node_exited(&args)));
+        return opened.and(Err(every_node_exited(&dir)));
     }
     opened.and(stopped)
 }
 
-fn every_node_exited(args: &DevArgs) -> color_eyre::Report {
-    let dir = args.dir.clone().unwrap_or_else(default_dev_dir);
+fn every_node_exited(dir: &std::path::Path) -> color_eyre::Report {
     color_eyre::eyre::eyre!(
         "every node of the dev cluster in {} exited; see the node logs there (n*.log), \
          then run `opsdeck dev` again to resume it",
