@@ -30,10 +30,16 @@ pub enum Command {
     Status(ClusterArgs),
     /// List the cluster's members.
     Members(ClusterArgs),
-    /// Write KEY=VALUE.
+    /// Write KEY=VALUE; the value comes from the command line, from --file FILE, or from
+    /// standard input when VALUE is `-`. At most 1 MiB (the node's limit).
     Put {
         key: String,
-        value: String,
+        /// The value (`-`: read it from standard input).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value from FILE (any bytes).
+        #[arg(long)]
+        file: Option<PathBuf>,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -156,6 +162,10 @@ pub struct AddNodeArgs {
     /// Give up (leaving it a learner) if it has not caught up by then.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub catch_up_timeout: Duration,
+    /// Remove the new node again (and fail) if it gains no log entry for this long: the
+    /// leader cannot replicate to it (e.g. it runs with another cluster's secret).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub stall_timeout: Duration,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -197,8 +207,8 @@ pub enum KeysAction {
         /// Limit the key to a tenant (repeatable); without it the key reaches every tenant.
         #[arg(long)]
         tenant: Vec<String>,
-        /// Refuse the key after this long, e.g. 30d.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        /// Refuse the key after this long, e.g. 30d; at most 10 years (3650d).
+        #[arg(long, value_parser = parse_key_lifetime)]
         expires: Option<Duration>,
         /// Write the secret to FILE (mode 0600) instead of printing it.
         #[arg(long)]
@@ -211,7 +221,8 @@ pub enum KeysAction {
     Rotate {
         #[arg(long)]
         id: String,
-        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        /// How long the old key keeps working, e.g. 24h, 30d; at most 10 years (3650d).
+        #[arg(long, default_value = "24h", value_parser = parse_grace)]
         grace: Duration,
         /// Write the new secret to FILE (mode 0600) instead of printing it.
         #[arg(long)]
@@ -237,14 +248,17 @@ pub enum QuotaAction {
         cluster: ClusterArgs,
     },
     /// Give a tenant limits: the tier's defaults (free: 10,000 keys / 10 MiB; premium:
-    /// 1,000,000 keys / 1 GiB), each overridable.
+    /// 1,000,000 keys / 1 GiB), each overridable. A limit of 0 means zero: the tenant may
+    /// then write nothing new (deletes still work); `quota reset` drops the limits.
     Set {
         tenant: String,
         #[arg(long, default_value = "free")]
         tier: String,
+        /// Most keys (0: none at all). Default: the tier's.
         #[arg(long)]
         max_keys: Option<u64>,
-        /// e.g. 10MiB, 500kB, 1048576.
+        /// Most key plus value bytes, e.g. 10MiB, 500kB, 1048576 (0: none at all). Default:
+        /// the tier's.
         #[arg(long, value_parser = parse_bytes)]
         max_bytes: Option<u64>,
         #[command(flatten)]
@@ -256,6 +270,22 @@ pub enum QuotaAction {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+}
+
+/// A duration of at most `limits::MAX_KEY_DURATION` (`what` names it in the error).
+fn parse_key_duration(what: &str, s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("bad duration {s:?}: {e} (e.g. 24h, 30d)"))?;
+    opsdeck_node::types::limits::key_duration_ms(what, d)?;
+    Ok(d)
+}
+
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    parse_key_duration("a grace period", s)
+}
+
+fn parse_key_lifetime(s: &str) -> Result<Duration, String> {
+    parse_key_duration("a key lifetime", s)
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {
@@ -290,7 +320,8 @@ pub struct ClusterArgs {
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
-    /// How long to keep retrying while no node answers or no leader is elected.
+    /// The most a call to the cluster may take, connecting and every retry included (a
+    /// verb retries while no node answers or no leader is elected).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 }

@@ -45,8 +45,9 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Put {
             key,
             value,
+            file,
             cluster,
-        } => kv::put(&cluster, key, value).await,
+        } => kv::put(&cluster, key, value, file).await,
         Command::Get {
             key,
             stale,

@@ -139,6 +139,76 @@ fn bad_and_unreachable_endpoints_fail_fast_with_a_clear_error() {
     );
 }
 
+/// A loopback port that accepts connections and never answers on them (a hung process, a
+/// firewall that swallows bytes). Connections stay open until the test process ends.
+fn silent_listener() -> String {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", free_port())).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().map_while(Result::ok) {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+/// `--timeout` bounds the whole verb (connecting, every request and every retry): it used
+/// to take about 5× as long (1 s → 5.0 s, 3 s → 19.2 s) against a port that never answers.
+#[test]
+fn timeout_bounds_the_whole_verb_against_a_node_that_never_answers() {
+    let silent = silent_listener();
+    for (timeout, secs) in [("1s", 1.0), ("3s", 3.0)] {
+        for verb in [
+            vec!["get", "k"],
+            vec!["put", "k", "v"],
+            vec!["members"],
+            vec!["transfer-leader", "--to", "2"],
+        ] {
+            let args = [&verb[..], &["--endpoints", &silent, "--timeout", timeout]].concat();
+            let started = std::time::Instant::now();
+            let out = run_cli(&args);
+            let took = started.elapsed().as_secs_f64();
+            assert_one_line_error(&out, "did not answer within");
+            assert!(
+                stderr_of(&out).contains(&format!("timeout of {timeout}")),
+                "{verb:?}: {}",
+                stderr_of(&out)
+            );
+            // The slack covers starting the process.
+            assert!(
+                took < secs + 0.75,
+                "{verb:?} with --timeout {timeout} took {took:.1}s"
+            );
+        }
+    }
+    // A timeout too long to add to the clock is waited on, not a panic.
+    let mut child = Command::new(BIN)
+        .args([
+            "get",
+            "k",
+            "--endpoints",
+            &silent,
+            "--timeout",
+            "500000000000y",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watched_until = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < watched_until {
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = child.wait_with_output().unwrap();
+            panic!("exited ({status}): {}", stderr_of(&out));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_keys_and_values_are_refused_and_nothing_is_written() {
     let cluster = TestCluster::start(1, &[]).await;
@@ -152,7 +222,7 @@ async fn oversized_keys_and_values_are_refused_and_nothing_is_written() {
     .unwrap();
     assert_one_line_error(&out, "over the limit of 1024 bytes");
 
-    // Over HTTP, a value over 1 MiB is refused with the numbers.
+    // Over HTTP, a value over 1 MiB is refused with the numbers (tests/http.rs has more).
     let http = &cluster.node(1).http;
     let big = vec![b'x'; 1024 * 1024 + 1];
     let resp = http_client()
@@ -161,7 +231,7 @@ async fn oversized_keys_and_values_are_refused_and_nothing_is_written() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.status(), 413);
     let body = resp.text().await.unwrap();
     assert!(
         body.contains("value is 1048577 bytes, over the limit of 1048576 bytes"),
@@ -194,21 +264,7 @@ fn dev_forms_a_cluster_answers_verbs_and_stops_its_children() {
         .spawn()
         .unwrap();
     // dev prints its summary once the cluster is formed; read it line by line.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = dev.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            all.push_str(&line);
-            all.push('\n');
-            let _ = tx.send(line);
-        }
-        all
-    });
+    let (rx, reader) = lines_of(&mut dev);
     let Ok(formed) = rx.recv_timeout(Duration::from_secs(30)) else {
         let _ = dev.kill();
         let out = dev.wait_with_output().unwrap();
@@ -254,13 +310,7 @@ fn dev_forms_a_cluster_answers_verbs_and_stops_its_children() {
             assert!(!n[field].is_null(), "status --json lacks {field}: {n}");
         }
     }
-    let text = std::fs::read_to_string(&file).unwrap();
-    let pids: Vec<i32> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("pid = "))
-        .map(|p| p.trim().parse().unwrap())
-        .collect();
-    assert_eq!(pids.len(), 3, "{text}");
+    let pids = recorded_pids(&file, 3);
 
     unsafe { libc::kill(dev.id() as i32, libc::SIGTERM) };
     let out = wait_output(dev, Duration::from_secs(20));
@@ -309,4 +359,266 @@ async fn cas_applies_only_when_the_current_value_is_the_expected_one() {
     })
     .await
     .unwrap();
+}
+
+/// The node pids a dev cluster's cluster.toml records; there must be `count`.
+fn recorded_pids(file: &std::path::Path, count: usize) -> Vec<i32> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let pids: Vec<i32> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("pid = "))
+        .map(|p| p.trim().parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), count, "{text}");
+    pids
+}
+
+/// Reads a child's stdout lines on a thread: (receiver of each line, handle to all text).
+fn lines_of(
+    child: &mut std::process::Child,
+) -> (
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
+        }
+        all
+    });
+    (rx, reader)
+}
+
+/// One `opsdeck dev` per dir: a second one is refused naming the first one's pid and the
+/// dir; when every node of a dev dies, dev reaps them, says so and exits non-zero, and the
+/// pids it drops from cluster.toml are only those that no longer run.
+#[test]
+fn a_second_dev_on_a_dir_is_refused_and_dev_notices_its_nodes_dying() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev_args = |base: u16| {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "dev",
+            "--headless",
+            "--nodes",
+            "2",
+            "--base-port",
+            &base.to_string(),
+            "--dir",
+        ])
+        .arg(dir.path())
+        .env_remove("OPSDECK_API_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        cmd
+    };
+    let mut first = dev_args(reserve_ports(103)).spawn().unwrap();
+    let (rx, _reader) = lines_of(&mut first);
+    if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = first.kill();
+        panic!(
+            "dev did not start: {}",
+            stderr_of(&first.wait_with_output().unwrap())
+        );
+    }
+
+    // Another port range, so only the lock can refuse it.
+    let second = dev_args(reserve_ports(103)).spawn().unwrap();
+    let out = wait_output(second, Duration::from_secs(20));
+    assert_one_line_error(&out, &format!("pid {}", first.id()));
+    assert!(
+        stderr_of(&out).contains(&dir.path().canonicalize().unwrap().display().to_string()),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let file = dir.path().join("cluster.toml");
+    let pids = recorded_pids(&file, 2);
+    for pid in &pids {
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    let out = wait_output(first, Duration::from_secs(20));
+    let err = stderr_of(&out);
+    assert!(
+        !out.status.success(),
+        "dev must fail once its nodes died: {err}"
+    );
+    assert!(err.contains("every node of the dev cluster"), "{err}");
+    assert!(
+        err.contains("node 1 exited") && err.contains("node 2 exited"),
+        "{err}"
+    );
+    assert!(!std::fs::read_to_string(&file).unwrap().contains("pid ="));
+}
+
+/// A verb pointed at a node's HTTP port says so and names the node's gRPC address, instead
+/// of "grpc-status header missing, mapped from HTTP status code 404".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verb_pointed_at_the_http_port_names_the_grpc_port() {
+    let cluster = TestCluster::start(1, &[]).await;
+    let node = cluster.node(1);
+    for verb in [vec!["get", "k"], vec!["put", "k", "v"], vec!["status"]] {
+        let args: Vec<String> = verb
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--endpoints".into(), node.http.clone()])
+            .collect();
+        let out = tokio::task::spawn_blocking(move || {
+            run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .await
+        .unwrap();
+        assert!(!out.status.success(), "{verb:?}: {}", stdout_of(&out));
+        let text = format!("{}{}", stdout_of(&out), stderr_of(&out));
+        let want = format!(
+            "{} is the node's HTTP port, not its gRPC port; use its gRPC port (the node's \
+             status says it: {})",
+            node.http, node.grpc
+        );
+        assert!(text.contains(&want), "{verb:?}: {text}");
+        assert!(
+            !text.contains("grpc-status header missing"),
+            "{verb:?}: {text}"
+        );
+    }
+}
+
+/// `restore DIR` names the mistake once (it used to print "Is a directory (os error 21)"
+/// twice), and a key file others can read is used with a warning naming the fix.
+#[test]
+fn a_directory_for_a_backup_and_a_readable_key_file_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for args in [
+        vec!["restore", d, "--yes", "--endpoints", "127.0.0.1:1"],
+        vec!["verify-backup", d],
+    ] {
+        let out = run_cli(&args);
+        assert_one_line_error(&out, &format!("{d} is a directory; give the backup file"));
+        assert!(!stderr_of(&out).contains("os error"), "{}", stderr_of(&out));
+    }
+
+    let key = dir.path().join("admin.key");
+    std::fs::write(&key, admin_key()).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let k = key.to_str().unwrap();
+    let get_with_key = || {
+        let args = [
+            "get",
+            "x",
+            "--key-file",
+            k,
+            "--endpoints",
+            "127.0.0.1:1",
+            "--timeout",
+            "1s",
+        ];
+        run_cli_as(None, &args)
+    };
+    let out = get_with_key();
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!(
+            "warning: the key file {k} can be read by other users (mode 0644)"
+        )) && err.contains(&format!("chmod 600 {k}")),
+        "{err}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = get_with_key();
+    assert!(!stderr_of(&out).contains("warning"), "{}", stderr_of(&out));
+}
+
+/// Runs `opsdeck ARGS` with `input` on its standard input.
+fn run_with_stdin(args: &[&str], input: Vec<u8>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .env("OPSDECK_API_KEY", admin_key())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The CLI stops reading past the limit, so the writer may see a broken pipe.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = wait_output(child, Duration::from_secs(30));
+    let _ = writer.join();
+    out
+}
+
+/// `put KEY --file F` and `put KEY -` (stdin) write any bytes; a value over the node's limit
+/// is refused before anything is sent, and a huge file is not read at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_reads_a_value_from_a_file_or_stdin_within_the_limit() {
+    let cluster = TestCluster::start(1, &[]).await;
+    let e = cluster.endpoints();
+    let dir = tempfile::tempdir().unwrap();
+    let binary: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    let file = dir.path().join("value.bin");
+    std::fs::write(&file, &binary).unwrap();
+    let f = file.to_str().unwrap().to_string();
+    let (e2, f2, b2) = (e.clone(), f.clone(), binary.clone());
+    tokio::task::spawn_blocking(move || {
+        let out = run_cli(&["put", "t/file", "--file", &f2, "--endpoints", &e2]);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let out = run_with_stdin(&["put", "t/stdin", "-", "--endpoints", &e2], b2.clone());
+        assert!(out.status.success(), "{}", stderr_of(&out));
+
+        // Over the limit: refused naming it, before connecting (the endpoint is closed).
+        let big = vec![b'x'; 1024 * 1024 + 1];
+        let out = run_with_stdin(&["put", "t/big", "-", "--endpoints", "127.0.0.1:1"], big);
+        assert_one_line_error(&out, "over the limit of 1048576 bytes");
+        assert!(
+            stderr_of(&out).contains("standard input"),
+            "{}",
+            stderr_of(&out)
+        );
+        let huge = std::path::Path::new(&f2).with_file_name("huge.bin");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(1 << 40)
+            .unwrap();
+        let started = std::time::Instant::now();
+        let out = run_cli(&[
+            "put",
+            "t/huge",
+            "--file",
+            huge.to_str().unwrap(),
+            "--endpoints",
+            "127.0.0.1:1",
+        ]);
+        assert_one_line_error(
+            &out,
+            "is 1099511627776 bytes, over the value limit of 1048576 bytes",
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let out = run_cli(&["put", "t/x", "v", "--file", &f2, "--endpoints", &e2]);
+        assert!(
+            !out.status.success(),
+            "a VALUE and --file together must be refused"
+        );
+    })
+    .await
+    .unwrap();
+    let pairs = cluster.scan_local(1, "t/").await;
+    assert_eq!(
+        pairs,
+        vec![
+            ("t/file".to_string(), binary.clone()),
+            ("t/stdin".to_string(), binary)
+        ]
+    );
 }

@@ -605,3 +605,115 @@ async fn add_node_spawn_in_a_dev_cluster_and_dev_stops_it() {
         "{file}"
     );
 }
+
+/// add-node of a live node of another cluster fails at once, naming the cause, and adds
+/// nothing: before, it was added as a learner and add-node waited forever at 0 entries/s
+/// while only the leader's log said "missing or wrong cluster secret".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn add_node_refuses_a_node_of_another_cluster_at_once() {
+    let cluster = TestCluster::start(1, &[]).await;
+    let endpoints = cluster.endpoints();
+    // Another cluster's secret (its own temp dir), and the same secret but its own cluster.
+    let other_dir = tempfile::tempdir().unwrap();
+    let mut foreign_secret = TestNode::new(other_dir.path(), 2, &[]);
+    let mut foreign_cluster = TestNode::new(cluster.dir.path(), 3, &[]);
+    foreign_secret.start(true);
+    foreign_cluster.start(true);
+    for n in [&foreign_secret, &foreign_cluster] {
+        wait_for(
+            "the other node to lead its cluster",
+            Duration::from_secs(15),
+            || async { (n.status().await?.role == "leader").then_some(()) },
+        )
+        .await;
+    }
+    for (node, cause) in [
+        (&foreign_secret, "refuses this cluster's secret"),
+        (&foreign_cluster, "belongs to another cluster"),
+    ] {
+        let id = node.id.to_string();
+        let started = Instant::now();
+        let out = cli(&[
+            "add-node",
+            "--id",
+            &id,
+            "--grpc",
+            &node.grpc,
+            "--http",
+            &node.http,
+            "--endpoints",
+            &endpoints,
+        ])
+        .await;
+        let err = stderr_of(&out);
+        assert!(
+            !out.status.success(),
+            "node {id} was added: {}",
+            stdout_of(&out)
+        );
+        assert!(err.contains(cause), "node {id}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            members_of(cluster.node(1)).await,
+            Some([1].into()),
+            "no learner may be left behind"
+        );
+    }
+}
+
+/// A learner that gains nothing (here: its process is stopped right after the checks) is
+/// removed again once the stall deadline passes, and the error says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn add_node_removes_a_learner_that_makes_no_progress() {
+    use opsdeck::client::{ApiKey, ClusterClient};
+    use opsdeck::ops::membership::{add_node, Deadlines, NewNode, Progress};
+
+    let cluster = TestCluster::start(1, &[]).await;
+    let mut joiner = TestNode::new(cluster.dir.path(), 2, &[]);
+    joiner.start(false);
+    wait_for("node 2 to answer", Duration::from_secs(15), || async {
+        joiner.answers().await.then_some(())
+    })
+    .await;
+    let pid = joiner.pid().expect("running") as i32;
+    let client = ClusterClient::new(
+        &[cluster.node(1).grpc.clone()],
+        Duration::from_secs(10),
+        ApiKey::new(admin_key()).unwrap(),
+    )
+    .unwrap();
+    let node = NewNode {
+        id: 2,
+        grpc: joiner.grpc.clone(),
+        http: joiner.http.clone(),
+    };
+    let mut stop_it = |p: &Progress| {
+        if let Progress::AddingLearner { .. } = p {
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+        }
+    };
+    let deadlines = Deadlines {
+        catch_up: Duration::from_secs(60),
+        stall: Duration::from_secs(3),
+    };
+    let started = Instant::now();
+    let err = add_node(&client, &node, true, deadlines, &mut stop_it)
+        .await
+        .expect_err("a learner that gains nothing cannot be added");
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("gained no log entries") && text.contains("removed from the cluster again"),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(members_of(cluster.node(1)).await, Some([1].into()));
+}

@@ -475,3 +475,179 @@ async fn a_burst_over_the_rate_limit_gets_429s_then_service_resumes() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grace_period_or_lifetime_past_ten_years_is_refused_by_the_cli_and_the_node() {
+    // The CLI refuses before sending anything (the endpoint is closed) and names the figure
+    // asked for and the limit; these two used to wrap to ~99 s and to a wrong figure.
+    for (grace, figure) in [
+        ("18446744073709651s", "213503982334 days"),
+        ("600000000y", "219150000000 days"),
+    ] {
+        let list = ["keys", "rotate", "--id", "k", "--grace", grace];
+        let out = tokio::task::spawn_blocking(move || {
+            run_cli(&[&list[..], &["--endpoints", "127.0.0.1:1"]].concat())
+        })
+        .await
+        .unwrap();
+        let err = stderr_of(&out);
+        assert!(
+            !out.status.success(),
+            "{grace} accepted: {}",
+            stdout_of(&out)
+        );
+        assert!(
+            err.contains(figure) && err.contains("limit of 10 years"),
+            "{grace}: {err}"
+        );
+    }
+    let out = tokio::task::spawn_blocking(|| {
+        run_cli(&["keys", "create", "--role", "read", "--expires", "11y"])
+    })
+    .await
+    .unwrap();
+    assert!(
+        stderr_of(&out).contains("limit of 10 years"),
+        "{}",
+        stderr_of(&out)
+    );
+    let help = tokio::task::spawn_blocking(|| run_cli(&["keys", "rotate", "--help"]))
+        .await
+        .unwrap();
+    assert!(
+        stdout_of(&help).contains("at most 10 years"),
+        "{}",
+        stdout_of(&help)
+    );
+
+    // The node refuses a grace of u64::MAX ms (no overflow into the past) and leaves the key
+    // as it was; the limit itself is accepted.
+    let cluster = TestCluster::start(1, &[]).await;
+    let n = &cluster.nodes[0];
+    let (id, _) = create_key(&n.grpc, "read", None).await;
+    let err = n
+        .client()
+        .rotate_key(RotateKeyRequest {
+            id: id.clone(),
+            grace_ms: u64::MAX,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("limit of 10 years"),
+        "{}",
+        err.message()
+    );
+    let err = n
+        .client()
+        .create_key(CreateKeyRequest {
+            role: "read".into(),
+            tenants: Vec::new(),
+            expires_in_ms: u64::MAX,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let keys = n
+        .client()
+        .list_keys(ListKeysRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    let key = keys.iter().find(|k| k.id == id).expect("the key is listed");
+    assert_eq!(key.state, "valid");
+    assert_eq!((key.expires_unix_ms, &key.successor), (None, &None));
+    assert_eq!(keys.len(), 2, "nothing was created: {keys:?}");
+
+    let ten_years_ms = 10 * 365 * 24 * 3600 * 1000_i64;
+    let before = opsdeck_node::clock::unix_millis();
+    let reply = n
+        .client()
+        .rotate_key(RotateKeyRequest {
+            id: id.clone(),
+            grace_ms: ten_years_ms as u64,
+        })
+        .await
+        .expect("a grace of exactly ten years is accepted")
+        .into_inner();
+    let expires = reply
+        .replaced
+        .and_then(|k| k.expires_unix_ms)
+        .expect("an expiry");
+    assert!(
+        expires >= before + ten_years_ms,
+        "{expires} < {before} + 10y"
+    );
+}
+
+/// `quota set --max-keys 0 --max-bytes 0` is a limit of zero (nothing may be written), not
+/// the tier's defaults as it silently was; an absent limit still takes the tier's default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_of_zero_means_nothing_may_be_written() {
+    let cluster = TestCluster::start(1, &[]).await;
+    let endpoints = cluster.endpoints();
+    let set = [
+        "quota",
+        "set",
+        "shut",
+        "--max-keys",
+        "0",
+        "--max-bytes",
+        "0",
+    ];
+    let v = cli_json(args(&set, &endpoints)).await;
+    let t = &v["tenants"][0];
+    assert_eq!(
+        (t["max_keys"].as_u64(), t["max_bytes"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+    let out = tokio::task::spawn_blocking({
+        let e = endpoints.clone();
+        move || run_cli(&["quota", "show", "shut", "--endpoints", &e])
+    })
+    .await
+    .unwrap();
+    assert!(
+        stdout_of(&out).contains("0/0 (no writes)"),
+        "{}",
+        stdout_of(&out)
+    );
+    assert_eq!(
+        put_code(&cluster.nodes[0].grpc, admin_key(), "shut/x").await,
+        Code::ResourceExhausted
+    );
+    assert_eq!(cluster.scan_local(1, "shut/").await, Vec::new());
+
+    // Only one limit given: the other is the tier's default.
+    let v = cli_json(args(
+        &["quota", "set", "half", "--max-keys", "0"],
+        &endpoints,
+    ))
+    .await;
+    let t = &v["tenants"][0];
+    assert_eq!(t["max_keys"].as_u64(), Some(0), "{v}");
+    assert_eq!(t["max_bytes"].as_u64(), Some(10 * 1024 * 1024), "{v}");
+    // A client that sends no limits (as older ones did for "default") gets the defaults.
+    let t = cluster.nodes[0]
+        .client()
+        .set_quota(SetQuotaRequest {
+            tenant: "dflt".into(),
+            tier: "premium".into(),
+            max_keys: None,
+            max_bytes: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((t.max_keys, t.max_bytes), (Some(1_000_000), Some(1 << 30)));
+    // A tenant without a quota reports no limit at all.
+    let v = cli_json(args(&["quota", "reset", "shut"], &endpoints)).await;
+    assert!(v["tenants"][0]["max_keys"].is_null(), "{v}");
+    assert_eq!(
+        put_code(&cluster.nodes[0].grpc, admin_key(), "shut/x").await,
+        Code::Ok
+    );
+}

@@ -14,6 +14,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::ServerTlsConfig;
 
 use crate::api;
+use crate::api::linger::{LingerFlag, Lingering};
 use crate::clock::unix_millis;
 use crate::pb::node_server::NodeServer;
 use crate::pb::raft_server::RaftServer;
@@ -431,7 +432,8 @@ fn serve_grpc(
     Ok(())
 }
 
-/// The HTTP routes, over TLS when the node has it.
+/// The HTTP routes, over TLS when the node has it; connections close lingering (see
+/// [`Lingering`]), so a client still sending a refused body reads its answer.
 fn serve_http(
     servers: &mut Servers,
     listener: TcpListener,
@@ -442,24 +444,33 @@ fn serve_http(
     let http_stopped = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
+    /// Serves `app` on `listener` until the node stops; `name` is the surface in errors.
+    async fn run<L>(
+        name: &'static str,
+        listener: L,
+        app: axum::Router,
+        stopped: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError>
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
+        axum::serve(
+            Lingering(listener),
+            app.into_make_service_with_connect_info::<LingerFlag>(),
+        )
+        .with_graceful_shutdown(stopped)
+        .await
+        .map_err(|e| ServerError::Serve(name, e.to_string()))
+    }
     match tls {
         Some(tls) => {
             let listener = TlsListener::new(listener, tls)
                 .map_err(|e| ServerError::Serve("HTTP", e.to_string()))?;
-            servers.spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(http_stopped)
-                    .await
-                    .map_err(|e| ServerError::Serve("HTTPS", e.to_string()))
-            });
+            servers.spawn(run("HTTPS", listener, app, http_stopped));
         }
         None => {
-            servers.spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(http_stopped)
-                    .await
-                    .map_err(|e| ServerError::Serve("HTTP", e.to_string()))
-            });
+            servers.spawn(run("HTTP", listener, app, http_stopped));
         }
     }
     Ok(())

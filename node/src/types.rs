@@ -268,6 +268,26 @@ pub mod limits {
     pub const MAX_KEY_BYTES: usize = 1024;
     /// Largest value, in bytes.
     pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+
+    use std::time::Duration;
+
+    /// Longest key lifetime or rotation grace period: ten years of 365 days.
+    pub const MAX_KEY_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+    /// [`MAX_KEY_DURATION`] as people read it.
+    pub const MAX_KEY_DURATION_TEXT: &str = "10 years (3650 days)";
+
+    /// `d` in milliseconds when it is at most [`MAX_KEY_DURATION`]; otherwise an error
+    /// naming `what` (e.g. "the grace period"), the figure asked for and the limit.
+    pub fn key_duration_ms(what: &str, d: Duration) -> Result<u64, String> {
+        if d > MAX_KEY_DURATION {
+            return Err(format!(
+                "{what} of {} days is longer than the limit of {MAX_KEY_DURATION_TEXT}; give at most 3650d",
+                d.as_secs() / 86_400
+            ));
+        }
+        // At most ten years in milliseconds, far below u64::MAX.
+        Ok(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
 }
 
 /// Checks a key and an optional value against [`limits`]; the error names the limit.

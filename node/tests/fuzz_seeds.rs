@@ -368,8 +368,8 @@ fn wire_seeds(payload: &[u8]) -> Vec<(String, Vec<u8>)> {
         pb::SetQuotaRequest {
             tenant: "acme".into(),
             tier: "free".into(),
-            max_keys: 5,
-            max_bytes: 1000,
+            max_keys: Some(5),
+            max_bytes: Some(1000),
         }
         .encode_to_vec(),
     );
@@ -468,8 +468,8 @@ fn node_status() -> pb::NodeStatus {
             tier: "free".into(),
             keys: 9_500,
             bytes: 100,
-            max_keys: 10_000,
-            max_bytes: 10_485_760,
+            max_keys: Some(10_000),
+            max_bytes: Some(10_485_760),
             violations: 2,
         }],
         last_backup_unix_ms: Some(1_700_000_000_000),

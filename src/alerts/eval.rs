@@ -759,9 +759,9 @@ mod tests {
                 TenantUsage {
                     tenant: "acme".into(),
                     keys: 85,
-                    max_keys: 100,
+                    max_keys: Some(100),
                     bytes: 10,
-                    max_bytes: 1000,
+                    max_bytes: Some(1000),
                     ..Default::default()
                 },
                 TenantUsage {

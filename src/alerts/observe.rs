@@ -89,10 +89,11 @@ impl History {
                     (q.keys, q.max_keys, "keys"),
                     (q.bytes, q.max_bytes, "bytes"),
                 ];
+                // A limit of 0 (the tenant may write nothing) is a choice, not fullness.
                 let fullest = pcts
                     .iter()
-                    .filter(|(_, max, _)| *max > 0)
-                    .map(|(used, max, what)| (*used as f64 * 100.0 / *max as f64, used, max, what))
+                    .filter_map(|(used, max, what)| Some((used, (*max).filter(|m| *m > 0)?, what)))
+                    .map(|(used, max, what)| (*used as f64 * 100.0 / max as f64, used, max, what))
                     .max_by(|a, b| a.0.total_cmp(&b.0));
                 if let Some((pct, used, max, what)) = fullest {
                     out.entry(Subject::Tenant(q.tenant.clone()))

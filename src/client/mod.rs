@@ -9,7 +9,7 @@ pub use target::Target;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use color_eyre::eyre::{eyre, Result};
@@ -96,6 +96,66 @@ fn retryable(status: &Status) -> bool {
 
 pub(crate) use opsdeck_node::transport::describe;
 
+/// Whether a gRPC call got a plain HTTP answer (no gRPC status): it reached an HTTP server,
+/// such as a node's HTTP port.
+fn is_plain_http(status: &Status) -> bool {
+    status.message().starts_with("grpc-status header missing")
+}
+
+/// What to tell a person about `status`, an answer from `addr`: [`describe`], except that a
+/// node's HTTP port given as a gRPC endpoint is named as such, with the node's gRPC address
+/// when its `/health` tells it.
+pub async fn explain(addr: &str, status: &Status) -> String {
+    if !is_plain_http(status) {
+        return describe(status);
+    }
+    match health_grpc_addr(addr).await {
+        Some(grpc) => format!(
+            "{addr} is the node's HTTP port, not its gRPC port; use its gRPC port (the \
+             node's status says it: {grpc})"
+        ),
+        None => format!(
+            "{addr} answered plain HTTP, not gRPC ({}): it is probably a node's HTTP port, \
+             not its gRPC port; use its gRPC port (`GET http://{addr}/health` shows it)",
+            describe(status)
+        ),
+    }
+}
+
+/// The gRPC address in the `/health` answer of the HTTP server at `addr` (None without TLS
+/// support here, or when it does not answer so within 2 s).
+async fn health_grpc_addr(addr: &str) -> Option<String> {
+    use http_body_util::BodyExt;
+    if opsdeck_node::transport::tls::client_tls().is_some() {
+        return None;
+    }
+    let ask = async {
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .ok()?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get("/health")
+            .header(hyper::header::HOST, addr)
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .ok()?;
+        let body = sender.send_request(req).await.ok()?.into_body();
+        // A health answer is a few hundred bytes; read no more than 64 KiB of anything.
+        let body = http_body_util::Limited::new(body, 64 * 1024)
+            .collect()
+            .await
+            .ok()?
+            .to_bytes();
+        let health: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        health["grpc"].as_str().map(str::to_string)
+    };
+    tokio::time::timeout(Duration::from_secs(2), ask)
+        .await
+        .ok()
+        .flatten()
+}
+
 impl ClusterClient {
     /// Checks every endpoint is `host:port`; no connection is made until the first call.
     pub fn new(endpoints: &[String], retry_for: Duration, key: ApiKey) -> Result<ClusterClient> {
@@ -146,38 +206,74 @@ impl ClusterClient {
     }
 
     /// Runs `call` on the preferred endpoint, failing over to the others, and retrying with
-    /// backoff while every node is unreachable or without a leader.
+    /// backoff while every node is unreachable or without a leader — all of it within the
+    /// client's timeout (`--timeout`): each request gets what is left of it, and the call
+    /// fails when it is spent.
     pub async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T>
     where
         F: Fn(NodeRpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
-        let attempt = || self.try_each(&call);
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
+        let deadline = self.deadline();
+        let last = std::sync::Mutex::new(String::new());
+        let attempt = || async {
+            let result = self.try_each(&call, deadline).await;
+            if let Err(e) = &result {
+                *last.lock().unwrap_or_else(|p| p.into_inner()) = e.message.clone();
+            }
+            result
+        };
+        let retried = attempt
+            .retry(self.backoff(Duration::from_millis(50)).with_jitter())
+            .when(|e: &CallError| e.retryable);
+        let outcome = tokio::time::timeout_at(deadline.into(), retried).await;
+        let last = last.into_inner().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if !e.retryable => Err(eyre!("{what}: {}", e.message)),
+            Ok(Err(e)) => Err(self.gave_up(what, &e.message)),
+            Err(_) => Err(self.gave_up(what, &last)),
+        }
+    }
+
+    /// When a call started now must end: `--timeout` from now (a timeout too long to add to
+    /// the clock, e.g. `500000000000y`, is as good as a year).
+    fn deadline(&self) -> Instant {
+        let now = Instant::now();
+        now.checked_add(self.retry_for)
+            .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+            .unwrap_or(now)
+    }
+
+    /// Backoff between attempts: from `min` up to 1 s, the sleeps adding up to at most the
+    /// timeout (the caller also bounds the whole retry by it).
+    fn backoff(&self, min: Duration) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(min)
             .with_max_delay(Duration::from_secs(1))
             .with_total_delay(Some(self.retry_for))
             .without_max_times()
-            .with_jitter();
-        attempt
-            .retry(backoff)
-            .when(|e: &CallError| e.retryable)
-            .await
-            .map_err(|e| {
-                if e.retryable {
-                    eyre!(
-                        "{what}: the cluster did not answer within {:?}: {} \
-                         (is it running? `opsdeck dev` starts one; check --endpoints)",
-                        self.retry_for,
-                        e.message
-                    )
-                } else {
-                    eyre!("{what}: {}", e.message)
-                }
-            })
     }
 
-    async fn try_each<T, F, Fut>(&self, call: &F) -> std::result::Result<T, CallError>
+    /// The error of a call that found no node to answer within the timeout.
+    fn gave_up(&self, what: &str, last: &str) -> color_eyre::Report {
+        let last = if last.is_empty() {
+            "no node answered yet".to_string()
+        } else {
+            last.to_string()
+        };
+        eyre!(
+            "{what}: the cluster did not answer within the timeout of {} (--timeout): {last} \
+             (is it running? `opsdeck dev` starts one; check --endpoints)",
+            humantime::format_duration(self.retry_for)
+        )
+    }
+
+    async fn try_each<T, F, Fut>(
+        &self,
+        call: &F,
+        deadline: Instant,
+    ) -> std::result::Result<T, CallError>
     where
         F: Fn(NodeRpc) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, Status>>,
@@ -187,7 +283,9 @@ impl ClusterClient {
         for offset in 0..self.endpoints.len() {
             let i = (start + offset) % self.endpoints.len();
             let ep = &self.endpoints[i];
-            let timeout = REQUEST_TIMEOUT.min(self.retry_for.max(Duration::from_secs(1)));
+            let timeout = REQUEST_TIMEOUT
+                .min(self.retry_for)
+                .min(deadline.saturating_duration_since(Instant::now()));
             match tokio::time::timeout(timeout, call(ep.client.clone())).await {
                 Ok(Ok(resp)) => {
                     self.preferred.store(i, Ordering::Relaxed);
@@ -199,10 +297,14 @@ impl ClusterClient {
                 Ok(Err(status)) => {
                     return Err(CallError {
                         retryable: false,
-                        message: describe(&status),
+                        message: explain(&ep.addr, &status).await,
                     })
                 }
-                Err(_) => failures.push(format!("{}: no answer within {timeout:?}", ep.addr)),
+                Err(_) => failures.push(format!(
+                    "{}: the node did not answer within {}",
+                    ep.addr,
+                    humantime::format_duration(timeout)
+                )),
             }
         }
         Err(CallError {
@@ -222,8 +324,9 @@ impl ClusterClient {
                     match tokio::time::timeout(timeout, client.status(req)).await {
                         Ok(Ok(r)) => (Ok(r.into_inner()), false),
                         Ok(Err(s)) => (
-                            Err(describe(&s)),
-                            matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied),
+                            Err(explain(&ep.addr, &s).await),
+                            matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied)
+                                && !is_plain_http(&s),
                         ),
                         Err(_) => (Err(format!("no answer within {timeout:?}")), false),
                     };
@@ -279,14 +382,23 @@ impl ClusterClient {
             }
             Err(eyre!("no leader found: {}", seen.join("; ")))
         };
-        find.retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_secs(1))
-                .with_total_delay(Some(self.retry_for))
-                .without_max_times(),
-        )
-        .await
+        let deadline = self.deadline();
+        let last = std::sync::Mutex::new(String::new());
+        let attempt = || async {
+            let result = find().await;
+            if let Err(e) = &result {
+                *last.lock().unwrap_or_else(|p| p.into_inner()) = format!("{e:#}");
+            }
+            result
+        };
+        let retried = attempt.retry(self.backoff(Duration::from_millis(100)));
+        match tokio::time::timeout_at(deadline.into(), retried).await {
+            Ok(result) => result,
+            Err(_) => Err(self.gave_up(
+                "finding the leader",
+                &last.into_inner().unwrap_or_else(|p| p.into_inner()),
+            )),
+        }
     }
 }
 

@@ -25,6 +25,21 @@ pub struct Target {
     pub timeout: Duration,
 }
 
+/// A warning when the key file at `path` can be read by its group or by others (the key
+/// is a password: only its owner should read it). Refusing such a file is a later step.
+pub fn readable_by_others(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "warning: the key file {} can be read by other users (mode {mode:04o}); \
+             run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
 impl Target {
     fn dir(&self) -> PathBuf {
         self.cluster_dir.clone().unwrap_or_else(default_dev_dir)
@@ -43,9 +58,14 @@ impl Target {
     pub fn key(&self) -> Result<ApiKey> {
         let read = |path: &Path| -> Result<Option<ApiKey>> {
             match std::fs::read_to_string(path) {
-                Ok(secret) => ApiKey::new(&secret)
-                    .map(Some)
-                    .wrap_err_with(|| format!("bad key file {}", path.display())),
+                Ok(secret) => {
+                    if let Some(warning) = readable_by_others(path) {
+                        eprintln!("{warning}");
+                    }
+                    ApiKey::new(&secret)
+                        .map(Some)
+                        .wrap_err_with(|| format!("bad key file {}", path.display()))
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.key_file.is_none() => {
                     Ok(None)
                 }

@@ -588,8 +588,8 @@ pub mod fixture {
                 tier: "pro".into(),
                 keys: 850,
                 bytes: 70 << 20,
-                max_keys: 1000,
-                max_bytes: 100 << 20,
+                max_keys: Some(1000),
+                max_bytes: Some(100 << 20),
                 violations: 0,
             },
             TenantUsage {
@@ -597,8 +597,8 @@ pub mod fixture {
                 tier: "free".into(),
                 keys: 12,
                 bytes: 30 << 10,
-                max_keys: 100,
-                max_bytes: 1 << 20,
+                max_keys: Some(100),
+                max_bytes: Some(1 << 20),
                 violations: 3,
             },
             TenantUsage {
@@ -606,8 +606,8 @@ pub mod fixture {
                 tier: String::new(),
                 keys: 5_000,
                 bytes: 2 << 30,
-                max_keys: 0,
-                max_bytes: 0,
+                max_keys: None,
+                max_bytes: None,
                 violations: 0,
             },
         ]

@@ -337,7 +337,7 @@ async fn add_node(
         client,
         &node,
         true,
-        membership::DEFAULT_CATCH_UP_TIMEOUT,
+        membership::Deadlines::default(),
         &mut progress,
     )
     .await

@@ -31,12 +31,81 @@ use crate::client::{self, ApiKey};
 use opsdeck_node::security::cluster_secret::{self, write_private, ClusterSecret};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// The file one `opsdeck dev` holds locked (and writes its pid into) while it runs on a dir.
+pub const LOCK_FILE: &str = "dev.lock";
 
 pub struct DevCluster {
     pub dir: PathBuf,
     pub file: ClusterFile,
     children: Vec<(u64, Child)>,
     keep: bool,
+    /// Held for the life of `opsdeck dev` (None for a node spawned by add-node).
+    _lock: Option<DirLock>,
+}
+
+/// An exclusive `flock` on `DIR/dev.lock`: the kernel drops it when this process ends, so
+/// a killed `dev` never leaves a stale lock. The file is opened close-on-exec, so the
+/// nodes it starts do not inherit it.
+pub struct DirLock {
+    _file: File,
+}
+
+/// Locks `dir` for this `opsdeck dev`, or fails naming the pid of the `dev` holding it.
+pub fn lock_dir(dir: &Path) -> Result<DirLock> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .wrap_err_with(|| format!("cannot open the lock file {}", path.display()))?;
+    // SAFETY: flock on a descriptor this File owns; no memory is shared.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = match holder.trim() {
+                "" => "unknown pid".to_string(),
+                pid => format!("pid {pid}"),
+            };
+            return Err(eyre!(
+                "another `opsdeck dev` ({holder}) is running on {}; stop it first (Ctrl-C in \
+                 its terminal), or pass --dir for another cluster",
+                dir.display()
+            ));
+        }
+        return Err(eyre!("cannot lock {}: {err}", path.display()));
+    }
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+    Ok(DirLock { _file: file })
+}
+
+/// A node process of this `dev` that ended on its own.
+#[derive(Debug, Clone)]
+pub struct NodeExit {
+    pub id: u64,
+    pub status: std::process::ExitStatus,
+    /// Where its log is, and how it ends.
+    pub log: PathBuf,
+    pub log_tail: String,
+}
+
+impl std::fmt::Display for NodeExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "node {} exited ({}); its log {} ends with:\n{}",
+            self.id,
+            self.status,
+            self.log.display(),
+            self.log_tail
+        )
+    }
 }
 
 /// Fails naming the port if anything already listens on it.
@@ -172,6 +241,7 @@ pub async fn spawn_member(dir: &Path, taken: &[u64]) -> Result<NodeEntry> {
         file,
         children: vec![(id, child)],
         keep: true,
+        _lock: None,
     };
     let serving = cluster.wait_until_serving(&entry).await;
     // Dropping the handle leaves the process running (tokio does not kill on drop).
@@ -227,6 +297,7 @@ impl DevCluster {
         let dir = dir
             .canonicalize()
             .wrap_err_with(|| format!("cannot resolve {}", dir.display()))?;
+        let lock = lock_dir(&dir)?;
 
         let resume = dir.join(FILE_NAME).exists();
         let mut file = if resume {
@@ -257,6 +328,7 @@ impl DevCluster {
             file: file.clone(),
             children: Vec::new(),
             keep: args.keep,
+            _lock: Some(lock),
         };
         for n in &mut file.nodes {
             let init = !resume && n.id == 1;
@@ -385,6 +457,41 @@ impl DevCluster {
         }
     }
 
+    /// Reaps node processes as they end (so none stays a zombie), calling `on_exit` for
+    /// each, and returns once every node this `dev` started has ended and no other node
+    /// recorded in `cluster.toml` (add-node --spawn) runs either.
+    pub async fn until_all_exited(&mut self, on_exit: &mut (dyn FnMut(&NodeExit) + Send)) {
+        let mut ended: BTreeSet<u64> = BTreeSet::new();
+        loop {
+            for (id, child) in &mut self.children {
+                if ended.contains(id) {
+                    continue;
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    ended.insert(*id);
+                    let log = log_path(&self.dir, *id);
+                    on_exit(&NodeExit {
+                        id: *id,
+                        status,
+                        log_tail: log_tail(&log, 8),
+                        log,
+                    });
+                }
+            }
+            if ended.len() == self.children.len() {
+                let others_run = ClusterFile::load(&self.dir).is_ok_and(|f| {
+                    f.nodes
+                        .iter()
+                        .any(|n| !ended.contains(&n.id) && n.pid.is_some_and(process_alive))
+                });
+                if !others_run {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Stops the children (SIGTERM, then SIGKILL after 5 s) unless `--keep`, and records
     /// that they are stopped.
     pub async fn stop(mut self) -> Result<()> {
@@ -406,8 +513,9 @@ impl DevCluster {
                 }
             }
         }
+        // Only pids that no longer run are dropped: a node that is still up stays findable.
         for n in &mut file.nodes {
-            n.pid = None;
+            n.pid = n.pid.filter(|p| process_alive(*p));
         }
         file.save(&self.dir)
     }

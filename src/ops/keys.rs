@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use color_eyre::eyre::Result;
+use color_eyre::eyre::{eyre, Result};
 use opsdeck_node::pb::{NewKeyReply, RotateKeyRequest};
+use opsdeck_node::types::limits::key_duration_ms;
 
 use crate::client::ClusterClient;
 
 /// Rotates key `id`: a successor with the same role and tenants; the old key stays valid
-/// for `grace`. The reply holds the new secret, shown once.
+/// for `grace` (at most `limits::MAX_KEY_DURATION`, else refused before anything is sent).
+/// The reply holds the new secret, shown once.
 pub async fn rotate_key(
     client: &ClusterClient,
     id: String,
@@ -16,7 +18,7 @@ pub async fn rotate_key(
 ) -> Result<NewKeyReply> {
     let req = RotateKeyRequest {
         id,
-        grace_ms: grace.as_millis() as u64,
+        grace_ms: key_duration_ms("the grace period", grace).map_err(|e| eyre!("{e}"))?,
     };
     client
         .call("keys rotate", |mut c| {

@@ -20,6 +20,27 @@ use crate::client::{describe, ClusterClient, NodeRpc};
 pub const CAUGHT_UP_LAG: u64 = 64;
 /// How long add-node waits for a learner to catch up unless told otherwise.
 pub const DEFAULT_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long add-node waits for a new learner to gain any entry before it removes it again
+/// unless told otherwise.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long add-node waits: for the whole catch-up, and for any progress at all.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// Past this the node stays a learner and add-node fails.
+    pub catch_up: Duration,
+    /// A learner this call added that gains no entry for this long is removed again.
+    pub stall: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            catch_up: DEFAULT_CATCH_UP_TIMEOUT,
+            stall: DEFAULT_STALL_TIMEOUT,
+        }
+    }
+}
 /// How often catch-up is measured and reported.
 pub const POLL: Duration = Duration::from_millis(250);
 /// Deadline of one membership call (the node answers within its own 10 s).
@@ -336,6 +357,48 @@ pub async fn transfer_leader(
     Ok(outcome)
 }
 
+/// Removes a learner that gained nothing for `stall` and says why it was added and removed.
+async fn remove_stalled(
+    client: &ClusterClient,
+    node: &NewNode,
+    stall: Duration,
+    c: &CatchUp,
+) -> color_eyre::Report {
+    let removed = leader_call(
+        client,
+        &format!("remove the stalled learner {}", node.id),
+        |mut rpc, _| {
+            let mut req = tonic::Request::new(ChangeMembershipRequest {
+                voters: Vec::new(),
+                retain: false,
+                remove: vec![node.id],
+            });
+            req.set_timeout(MEMBERSHIP_CALL);
+            async move { rpc.change_membership(req).await }
+        },
+    )
+    .await;
+    let what = match removed {
+        Ok(_) => "it was removed from the cluster again".to_string(),
+        Err(e) => format!(
+            "removing it again failed too ({e:#}): run `opsdeck remove-node --id {}`",
+            node.id
+        ),
+    };
+    eyre!(
+        "node {} at {} gained no log entries in {stall:?} (it holds index {} of the leader's \
+         {}): the leader cannot replicate to it; {what}. Check that it runs with this \
+         cluster's secret (--cluster-secret-file) and an empty data dir, and the leader's \
+         log, then add it again",
+        node.id,
+        node.grpc,
+        c.matched
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "none".into()),
+        c.leader_last
+    )
+}
+
 /// Measures catch-up from successive looks at the leader.
 struct Pace {
     samples: Vec<(Instant, u64, u64)>,
@@ -373,18 +436,21 @@ impl Pace {
 
 /// Adds `node` as a learner, reports its catch-up, and (unless `!promote`) makes it a
 /// voter once it is within [`CAUGHT_UP_LAG`] entries of the leader. Gives up after
-/// `catch_up_timeout`, leaving it a learner.
+/// `deadlines.catch_up`, leaving it a learner; a learner this call added that gains nothing
+/// for `deadlines.stall` is removed again (the leader cannot replicate to it at all).
 pub async fn add_node(
     client: &ClusterClient,
     node: &NewNode,
     promote: bool,
-    catch_up_timeout: Duration,
+    deadlines: Deadlines,
     progress: OnProgress<'_>,
 ) -> Result<AddOutcome> {
+    let catch_up_timeout = deadlines.catch_up;
     if node.id == 0 {
         return Err(eyre!("node ids start at 1"));
     }
     let (_, leader) = client.leader().await?;
+    let already_member = leader.members.iter().any(|m| m.id == node.id);
     if let Some(m) = leader.members.iter().find(|m| m.id == node.id) {
         if m.grpc != node.grpc {
             return Err(eyre!(
@@ -454,6 +520,7 @@ pub async fn add_node(
         samples: Vec::new(),
     };
     let mut leader_rpc: Option<NodeRpc> = None;
+    let mut gained: (Option<u64>, Instant) = (None, started);
     loop {
         let status = match &mut leader_rpc {
             Some(rpc) => {
@@ -485,6 +552,12 @@ pub async fn add_node(
         progress(&Progress::CatchingUp(c.clone()));
         if caught_up {
             break;
+        }
+        if matched > gained.0 {
+            gained = (matched, Instant::now());
+        }
+        if !already_member && gained.1.elapsed() > deadlines.stall {
+            return Err(remove_stalled(client, node, deadlines.stall, &c).await);
         }
         if started.elapsed() > catch_up_timeout {
             return Err(eyre!(

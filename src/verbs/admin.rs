@@ -6,6 +6,7 @@ use std::path::Path;
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use opsdeck_node::pb::*;
 use opsdeck_node::security::cluster_secret::write_private;
+use opsdeck_node::types::limits::key_duration_ms;
 use serde_json::json;
 
 use super::connect;
@@ -124,7 +125,12 @@ pub async fn keys(action: KeysAction) -> Result<()> {
             let req = CreateKeyRequest {
                 role,
                 tenants: tenant,
-                expires_in_ms: expires.map(|d| d.as_millis() as u64).unwrap_or(0),
+                expires_in_ms: match expires {
+                    Some(d) => {
+                        key_duration_ms("the key's lifetime", d).map_err(|e| eyre!("{e}"))?
+                    }
+                    None => 0,
+                },
             };
             let reply = client
                 .call("keys create", |mut c| {
@@ -170,10 +176,10 @@ pub fn usage_json(t: &TenantUsage) -> serde_json::Value {
     json!({
         "tenant": t.tenant,
         "tier": (!t.tier.is_empty()).then_some(&t.tier),
-        "keys": t.keys, "max_keys": (t.max_keys > 0).then_some(t.max_keys),
-        "bytes": t.bytes, "max_bytes": (t.max_bytes > 0).then_some(t.max_bytes),
-        "keys_used_pct": fmt::percent(t.keys, t.max_keys),
-        "bytes_used_pct": fmt::percent(t.bytes, t.max_bytes),
+        "keys": t.keys, "max_keys": t.max_keys,
+        "bytes": t.bytes, "max_bytes": t.max_bytes,
+        "keys_used_pct": t.max_keys.and_then(|max| fmt::percent(t.keys, max)),
+        "bytes_used_pct": t.max_bytes.and_then(|max| fmt::percent(t.bytes, max)),
         "violations": t.violations,
     })
 }
@@ -184,9 +190,12 @@ fn print_usage(tenants: &[TenantUsage], json_out: bool) -> Result<()> {
         super::print_json(&json!({ "tenants": list }))?;
         return Ok(());
     }
-    let of = |used: u64, max: u64| match fmt::percent(used, max) {
-        Some(p) => format!("{used}/{max} ({p:.0}%)"),
+    let of = |used: u64, max: Option<u64>| match max {
         None => format!("{used} (no limit)"),
+        Some(max) => match fmt::percent(used, max) {
+            Some(p) => format!("{used}/{max} ({p:.0}%)"),
+            None => format!("{used}/0 (no writes)"),
+        },
     };
     let rows: Vec<Vec<String>> = tenants
         .iter()
@@ -239,8 +248,8 @@ pub async fn quota(action: QuotaAction) -> Result<()> {
             let req = SetQuotaRequest {
                 tenant,
                 tier,
-                max_keys: max_keys.unwrap_or(0),
-                max_bytes: max_bytes.unwrap_or(0),
+                max_keys,
+                max_bytes,
             };
             let t = client
                 .call("quota set", |mut c| {

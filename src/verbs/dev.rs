@@ -7,7 +7,7 @@ use color_eyre::eyre::Result;
 
 use crate::cli::{ClusterArgs, ConsoleArgs, DevArgs};
 use crate::client::cluster_file::default_dev_dir;
-use crate::ops::dev_cluster::DevCluster;
+use crate::ops::dev_cluster::{DevCluster, NodeExit};
 
 pub async fn run(args: DevArgs) -> Result<()> {
     // A bad keymap or theme is refused before any node starts.
@@ -27,19 +27,54 @@ pub async fn run(args: DevArgs) -> Result<()> {
         crate::console::require_terminal("pass --headless to run the cluster without it")?;
         Some(crate::console::resolve(&mut console_args)?)
     };
-    let cluster = DevCluster::start(&args).await?;
+    let mut cluster = DevCluster::start(&args).await?;
     cluster.print_summary();
     let Some(mut settings) = settings else {
-        super::node::shutdown_signal().await;
-        return cluster.stop().await;
+        let mut say = |exit: &NodeExit| eprintln!("{exit}");
+        let all_exited = tokio::select! {
+            _ = super::node::shutdown_signal() => false,
+            _ = cluster.until_all_exited(&mut say) => true,
+        };
+        let dir = cluster.dir.clone();
+        let stopped = cluster.stop().await;
+        if all_exited {
+            return Err(every_node_exited(&dir));
+        }
+        return stopped;
     };
     console_args.cluster.cluster = Some(cluster.dir.clone());
     settings.dev_dir = Some(cluster.dir.clone());
-    let opened = match super::connect(&console_args.cluster) {
-        Ok(client) => crate::console::open(client, settings).await,
+    let client = super::connect(&console_args.cluster);
+    let mut all_exited = false;
+    let opened = match client {
+        Ok(client) => {
+            // The console shows nodes that died as down; meanwhile their processes are
+            // reaped here, so none stays a zombie.
+            let console = crate::console::open(client, settings);
+            tokio::pin!(console);
+            let mut quiet = |_: &NodeExit| {};
+            loop {
+                tokio::select! {
+                    result = &mut console => break result,
+                    _ = cluster.until_all_exited(&mut quiet), if !all_exited => all_exited = true,
+                }
+            }
+        }
         Err(e) => Err(e),
     };
     // Quitting the console stops the cluster (unless --keep), whatever the console's fate.
+    let dir = cluster.dir.clone();
     let stopped = cluster.stop().await;
+    if all_exited {
+        return opened.and(Err(every_node_exited(&dir)));
+    }
     opened.and(stopped)
+}
+
+fn every_node_exited(dir: &std::path::Path) -> color_eyre::Report {
+    color_eyre::eyre::eyre!(
+        "every node of the dev cluster in {} exited; see the node logs there (n*.log), \
+         then run `opsdeck dev` again to resume it",
+        dir.display()
+    )
 }

@@ -1,5 +1,7 @@
 //! One-shot CLI verbs over a cluster: status, members, put, get, del, scan.
 
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use color_eyre::eyre::{eyre, Result};
@@ -144,11 +146,66 @@ pub async fn members(args: &ClusterArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn put(args: &ClusterArgs, key: String, value: String) -> Result<()> {
-    opsdeck_node::types::validate_entry(&key, Some(value.as_bytes()))
+/// Reads at most `limit` bytes of a value from `from` (named `what` in errors): one byte
+/// more means it is too big, and nothing past that is read.
+fn read_bounded(what: &str, from: impl Read, limit: usize) -> Result<Vec<u8>> {
+    let mut value = Vec::new();
+    from.take(limit as u64 + 1)
+        .read_to_end(&mut value)
+        .map_err(|e| eyre!("cannot read the value from {what}: {e}"))?;
+    if value.len() > limit {
+        return Err(eyre!(
+            "the value from {what} is over the limit of {limit} bytes (stopped reading at \
+             {} bytes); a value must be at most {limit} bytes",
+            value.len()
+        ));
+    }
+    Ok(value)
+}
+
+/// The value of `put`: VALUE itself, standard input for `-`, or the contents of `file`.
+fn put_value(value: Option<String>, file: Option<&Path>) -> Result<Vec<u8>> {
+    let limit = opsdeck_node::types::limits::MAX_VALUE_BYTES;
+    match (value, file) {
+        (_, Some(path)) => {
+            let what = path.display().to_string();
+            let meta = std::fs::metadata(path)
+                .map_err(|e| eyre!("cannot read the value from {what}: {e}"))?;
+            if meta.is_dir() {
+                return Err(eyre!(
+                    "{what} is a directory; give a file to read the value from"
+                ));
+            }
+            if meta.is_file() && meta.len() > limit as u64 {
+                return Err(eyre!(
+                    "{what} is {} bytes, over the value limit of {limit} bytes",
+                    meta.len()
+                ));
+            }
+            let file = std::fs::File::open(path)
+                .map_err(|e| eyre!("cannot read the value from {what}: {e}"))?;
+            read_bounded(&what, file, limit)
+        }
+        (Some(v), None) if v == "-" => {
+            read_bounded("standard input", std::io::stdin().lock(), limit)
+        }
+        (Some(v), None) => Ok(v.into_bytes()),
+        (None, None) => Err(eyre!(
+            "give a VALUE, `-` for standard input, or --file FILE"
+        )),
+    }
+}
+
+pub async fn put(
+    args: &ClusterArgs,
+    key: String,
+    value: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<()> {
+    let value = put_value(value, file.as_deref()).map_err(|e| eyre!("put {}: {e}", short(&key)))?;
+    opsdeck_node::types::validate_entry(&key, Some(&value))
         .map_err(|e| eyre!("put {}: {e}", short(&key)))?;
     let client = connect(args)?;
-    let value = value.into_bytes();
     let reply = client
         .call("put", |mut c| {
             let req = PutRequest {

@@ -73,7 +73,10 @@ pub async fn add_node(args: AddNodeArgs) -> Result<()> {
         &client,
         &node,
         !args.no_promote,
-        args.catch_up_timeout,
+        membership::Deadlines {
+            catch_up: args.catch_up_timeout,
+            stall: args.stall_timeout,
+        },
         &mut progress,
     )
     .await;

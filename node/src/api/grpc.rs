@@ -406,16 +406,9 @@ impl Node for NodeService {
         let r = req.into_inner();
         let tier = Tier::parse(if r.tier.is_empty() { "free" } else { &r.tier })
             .map_err(Status::invalid_argument)?;
-        let nonzero = |v: u64| (v > 0).then_some(v);
         let info = self
             .core
-            .set_quota(
-                &actor,
-                &r.tenant,
-                tier,
-                nonzero(r.max_keys),
-                nonzero(r.max_bytes),
-            )
+            .set_quota(&actor, &r.tenant, tier, r.max_keys, r.max_bytes)
             .await?;
         Ok(Response::new(tenant_usage(&info)))
     }

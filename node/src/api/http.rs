@@ -3,15 +3,17 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Extension, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::linger::LingerFlag;
 use crate::error::NodeError;
 use crate::security::auth::{http_middleware, Authenticator, Caller};
 use crate::service::NodeCore;
@@ -32,16 +34,91 @@ pub fn router(core: NodeCore, flush: Arc<LogStats>, auth: Arc<Authenticator>) ->
         .route("/cluster/leader", get(cluster_leader))
         .route("/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
         .route("/metrics", get(metrics))
-        // Leaves room for the largest value plus framing.
-        .layer(axum::extract::DefaultBodyLimit::max(
-            crate::types::limits::MAX_VALUE_BYTES + 4096,
-        ))
         .layer(axum::middleware::from_fn_with_state(auth, http_middleware))
+        // Outermost: an oversize request is answered before its key is checked or any of
+        // its body is read.
+        .layer(axum::middleware::from_fn(refuse_oversize))
         .with_state(HttpState { core, flush })
 }
 
+/// Largest request body: one value (a PUT's body is the value).
+const MAX_BODY_BYTES: usize = crate::types::limits::MAX_VALUE_BYTES;
+
+/// Answers a request whose `Content-Length` is over [`MAX_BODY_BYTES`] at once, without
+/// reading its body (a client claiming 10^18 bytes used to be held open unanswered). A
+/// connection answered 413 (here or by [`read_value`]) closes lingering, so a client still
+/// sending the body reads the answer.
+async fn refuse_oversize(req: Request, next: Next) -> Response {
+    let linger = req
+        .extensions()
+        .get::<ConnectInfo<LingerFlag>>()
+        .map(|c| c.0.clone());
+    let claimed = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let response = match claimed {
+        Some(n) if n > MAX_BODY_BYTES as u64 => too_large(Some(n)),
+        _ => next.run(req).await,
+    };
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(flag) = linger {
+            flag.set();
+        }
+    }
+    response
+}
+
+/// The one answer to every oversize body: 413, JSON naming the limit and the size claimed
+/// (None: a chunked body, refused once it passed the limit). The connection is closed, so
+/// the rest of the body is never read.
+fn too_large(claimed: Option<u64>) -> Response {
+    let error = match claimed {
+        Some(n) => format!(
+            "value is {n} bytes, over the limit of {MAX_BODY_BYTES} bytes (as its \
+             Content-Length says; nothing was read or written)"
+        ),
+        None => format!(
+            "value is over the limit of {MAX_BODY_BYTES} bytes (the chunked body passed it); \
+             nothing was written"
+        ),
+    };
+    let body = json!({
+        "error": error,
+        "kind": "too_large",
+        "limit_bytes": MAX_BODY_BYTES,
+        "claimed_bytes": claimed,
+    });
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [(header::CONNECTION, "close")],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// The body as one value, read up to [`MAX_BODY_BYTES`] and no further.
+async fn read_value(body: Body) -> Result<Vec<u8>, Response> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(None)),
+        Err(e) => Err((
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({ "error": format!("cannot read the request body: {e}"), "kind": "invalid" }),
+            ),
+        )
+            .into_response()),
+    }
+}
+
 /// 200 while this node is part of a cluster with a known leader, 503 otherwise; the body
-/// always says who the node is and what it sees.
+/// always says who the node is (id, gRPC and HTTP addresses) and what it sees.
 async fn health(State(s): State<HttpState>) -> Response {
     let st = s.core.status();
     let serving = st.leader_id.is_some();
@@ -53,6 +130,8 @@ async fn health(State(s): State<HttpState>) -> Response {
     let body = json!({
         "status": if serving { "serving" } else { "no leader" },
         "id": st.id,
+        "grpc": st.grpc,
+        "http": st.http,
         "role": st.role,
         "leader": st.leader_id,
         "term": st.term,
@@ -133,12 +212,16 @@ async fn kv_put(
     State(s): State<HttpState>,
     Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if let Err(e) = caller.check_tenant(&key) {
         return e.into_response();
     }
-    match s.core.put(key, body.to_vec()).await {
+    let value = match read_value(body).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
+    match s.core.put(key, value).await {
         Ok(revision) => Json(json!({ "revision": revision })).into_response(),
         Err(e) => e.into_response(),
     }

@@ -1,7 +1,9 @@
 //! The node's client-facing surfaces: gRPC ([`grpc`]) for the CLI, console and peers, and
 //! HTTP ([`http`]) for curl users and Prometheus. Both are thin adapters over
-//! [`crate::service::NodeCore`], and answer errors from one table ([`status`]).
+//! [`crate::service::NodeCore`], and answer errors from one table ([`status`]). HTTP
+//! connections close lingering ([`linger`]).
 
 pub mod grpc;
 pub mod http;
+pub mod linger;
 pub mod status;

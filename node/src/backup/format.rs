@@ -66,12 +66,10 @@ pub struct MemberRecord {
 /// Why a file is not a usable backup. The message names the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("{path}: cannot read it: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
+    /// The cause is in the message, and deliberately not a `source` too: printed with its
+    /// chain (`{:#}`), it would be said twice.
+    #[error("{path}: cannot read it: {cause}")]
+    Io { path: String, cause: io::Error },
     #[error("{0}")]
     Invalid(String),
 }
@@ -81,9 +79,9 @@ fn invalid(path: &Path, what: impl std::fmt::Display) -> BackupError {
 }
 
 fn io_err(path: &Path) -> impl Fn(io::Error) -> BackupError + '_ {
-    move |source| BackupError::Io {
+    move |cause| BackupError::Io {
         path: path.display().to_string(),
-        source,
+        cause,
     }
 }
 
@@ -255,6 +253,12 @@ pub fn open_verified(path: &Path) -> Result<(Manifest, Payload), BackupError> {
 
 /// Reads and checks everything but the payload.
 fn read_manifest(path: &Path) -> Result<(Manifest, File), BackupError> {
+    if path.is_dir() {
+        return Err(BackupError::Invalid(format!(
+            "{} is a directory; give the backup file (the one `opsdeck backup --out FILE` wrote)",
+            path.display()
+        )));
+    }
     let mut file = File::open(path).map_err(io_err(path))?;
     let len = file.metadata().map_err(io_err(path))?.len();
     if len == 0 {

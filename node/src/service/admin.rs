@@ -12,19 +12,13 @@ use crate::security::keys::{self, KeyRecord, Role};
 use crate::security::quota::{Quota, Tier};
 use crate::service::NodeCore;
 use crate::store::state_machine::TenantInfo;
-use crate::types::{AdminAction, Command, CommandResult};
+use crate::types::{limits, AdminAction, Command, CommandResult};
 
-/// Longest rotation grace period or key lifetime accepted (ten years).
-const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-
-fn millis(d: Duration) -> Result<i64, NodeError> {
-    if d > MAX_DURATION {
-        return Err(NodeError::InvalidInput(format!(
-            "{}s is longer than ten years",
-            d.as_secs()
-        )));
-    }
-    Ok(d.as_millis() as i64)
+/// `now` plus `d` (a key lifetime or grace period, `what`), refused past
+/// [`limits::MAX_KEY_DURATION`] and never overflowing.
+fn later_by(now: i64, what: &str, d: Duration) -> Result<i64, NodeError> {
+    let ms = limits::key_duration_ms(what, d).map_err(NodeError::InvalidInput)?;
+    Ok(now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)))
 }
 
 /// A tenant name: the first segment of its keys, so no `/` and nothing invisible.
@@ -76,7 +70,9 @@ impl NodeCore {
             validate_tenant(t)?;
         }
         let now = unix_millis();
-        let expires_ms = expires_in.map(millis).transpose()?.map(|d| now + d);
+        let expires_ms = expires_in
+            .map(|d| later_by(now, "the key's lifetime", d))
+            .transpose()?;
         let new = keys::generate();
         let record = KeyRecord {
             id: new.id.clone(),
@@ -109,7 +105,7 @@ impl NodeCore {
             old_id: id.to_string(),
             new_id: new.id.clone(),
             new_hash: new.hash,
-            grace_until_ms: now + millis(grace)?,
+            grace_until_ms: later_by(now, "the grace period", grace)?,
         };
         self.admin(actor, now, action).await?;
         self.read_barrier(false).await?;
@@ -130,7 +126,8 @@ impl NodeCore {
             .map_err(|e| NodeError::Internal(e.to_string()))
     }
 
-    /// Sets a tenant's limits: the tier's defaults, each overridden when given.
+    /// Sets a tenant's limits: the tier's defaults, each overridden when given; a limit of
+    /// 0 is zero (every write that adds a key or a byte is refused), not "the default".
     pub async fn set_quota(
         &self,
         actor: &str,
@@ -216,8 +213,8 @@ pub fn tenant_usage(t: &TenantInfo) -> pb::TenantUsage {
             .unwrap_or_default(),
         keys: t.usage.keys,
         bytes: t.usage.bytes,
-        max_keys: t.quota.map(|q| q.max_keys).unwrap_or(0),
-        max_bytes: t.quota.map(|q| q.max_bytes).unwrap_or(0),
+        max_keys: t.quota.map(|q| q.max_keys),
+        max_bytes: t.quota.map(|q| q.max_bytes),
         violations: t.usage.violations,
     }
 }

@@ -14,6 +14,8 @@ use crate::types::{NodeAddr, NodeId};
 /// How long a membership change may wait for its commit before the caller is answered (the
 /// change itself goes on).
 pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a node about to be added has to answer the check that it can join.
+const JOIN_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl NodeCore {
     /// Adds (or re-adds) a learner; with `blocking`, answers once it has caught up.
@@ -29,10 +31,62 @@ impl NodeCore {
                     "a new member needs both a gRPC and an HTTP address".into(),
                 ));
             }
+            self.check_can_join(id, &addr.grpc).await?;
             let result = self.inner.raft.add_learner(id, addr, blocking).await;
             self.membership_result(result)
         })
         .await
+    }
+
+    /// Asks the node at `grpc`, with the cluster secret, who it is before it is added:
+    /// replication to a node that refuses the secret, is another id, or belongs to another
+    /// cluster would fail forever with the cause only in this node's log. A node that does
+    /// not answer is let through (it may not be started yet); replication waits for it.
+    async fn check_can_join(&self, id: NodeId, grpc: &str) -> Result<(), NodeError> {
+        let mut client = self
+            .inner
+            .peers
+            .node_client(grpc)
+            .map_err(|s| NodeError::InvalidInput(s.message().to_string()))?;
+        let mut req = tonic::Request::new(pb::StatusRequest {});
+        req.set_timeout(JOIN_CHECK_TIMEOUT);
+        let status = match tokio::time::timeout(JOIN_CHECK_TIMEOUT, client.status(req)).await {
+            Ok(Ok(reply)) => reply.into_inner(),
+            Ok(Err(s)) if s.code() == tonic::Code::Unauthenticated => {
+                return Err(NodeError::Membership(format!(
+                    "node {id} at {grpc} refuses this cluster's secret ({}): it belongs to \
+                     another cluster or was started with another cluster secret. Start it \
+                     with an empty data dir and --cluster-secret-file naming a copy of this \
+                     cluster's cluster.secret, then add it again",
+                    s.message()
+                )))
+            }
+            Ok(Err(s)) => {
+                tracing::warn!(node = id, %grpc, error = %s.message(), "could not check a new member before adding it");
+                return Ok(());
+            }
+            Err(_) => {
+                tracing::warn!(node = id, %grpc, "a new member did not answer the join check in time");
+                return Ok(());
+            }
+        };
+        if status.id != id {
+            return Err(NodeError::InvalidInput(format!(
+                "the node at {grpc} is node {}, not node {id}; give its own id",
+                status.id
+            )));
+        }
+        let ours = self.inner.reader.cluster_id();
+        if !status.cluster_id.is_empty() && status.cluster_id != ours {
+            return Err(NodeError::Membership(format!(
+                "node {id} at {grpc} belongs to another cluster (cluster id {}, this one is \
+                 {ours}; its members: {:?}). Stop it and start it again with an empty data \
+                 dir to join this cluster",
+                status.cluster_id,
+                status.members.iter().map(|m| m.id).collect::<Vec<_>>()
+            )));
+        }
+        Ok(())
     }
 
     /// Sets the voters to exactly `voters`; with `retain`, removed voters stay as learners.

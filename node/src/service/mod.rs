@@ -45,6 +45,8 @@ struct Inner {
     sampler: Sampler,
     compactor: Compactor,
     transfer: Transfer,
+    /// Clients of other nodes presenting the cluster secret (e.g. to check a new member).
+    peers: Arc<Peers>,
 }
 
 /// The status sampler and the compactor: what keeps the node measured and its disk in check.
@@ -71,7 +73,7 @@ impl NodeCore {
         let sink = Arc::new(RaftSink::new(raft.clone(), peers.clone()));
         let batch_metrics = metrics.clone();
         let proposer = Proposer::start(sink.clone(), move |n| batch_metrics.observe_batch(n));
-        let transfer = Transfer::new(id, raft.clone(), peers, proposer.gate().clone());
+        let transfer = Transfer::new(id, raft.clone(), peers.clone(), proposer.gate().clone());
         let round_raft = raft.clone();
         let leader_reads = ReadBatcher::start(move || leader_read_index(round_raft.clone()));
         NodeCore {
@@ -88,6 +90,7 @@ impl NodeCore {
                 sampler: upkeep.sampler,
                 compactor: upkeep.compactor,
                 transfer,
+                peers,
             }),
         }
     }

@@ -255,16 +255,19 @@ impl FrameGauges {
                 ("keys", q.keys, q.max_keys),
                 ("bytes", q.bytes, q.max_bytes),
             ] {
-                if max == 0 {
+                let Some(max) = max else {
                     continue;
-                }
+                };
                 let labels = QuotaLabels {
                     tenant: q.tenant.clone(),
                     resource,
                 };
-                self.quota_used
-                    .get_or_create(&labels)
-                    .set(used as f64 / max as f64);
+                // A limit of 0 has no fraction used; its limit is still exported.
+                if max > 0 {
+                    self.quota_used
+                        .get_or_create(&labels)
+                        .set(used as f64 / max as f64);
+                }
                 int(&self.quota_limit.get_or_create(&labels), max);
             }
             int(

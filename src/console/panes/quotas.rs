@@ -66,17 +66,21 @@ fn usage_row(app: &App, f: &mut Frame, row: Rect, q: &TenantUsage) {
         (keys, q.keys, q.max_keys, count as fn(u64) -> String),
         (size, q.bytes, q.max_bytes, bytes),
     ] {
-        if max > 0 {
-            f.render_widget(gauge(t, used, max, show), area);
-        } else {
-            f.render_widget(
-                Paragraph::new(Line::from(vec![
-                    Span::styled(show(used), t.style(Role::Text)),
-                    Span::styled(" (no limit)", t.style(Role::Dim)),
-                ])),
-                area,
-            );
-        }
+        let note = match max {
+            Some(max) if max > 0 => {
+                f.render_widget(gauge(t, used, max, show), area);
+                continue;
+            }
+            Some(_) => " (limit 0: no writes)",
+            None => " (no limit)",
+        };
+        f.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::styled(show(used), t.style(Role::Text)),
+                Span::styled(note, t.style(Role::Dim)),
+            ])),
+            area,
+        );
     }
     let role = if q.violations > 0 {
         Role::Warn
