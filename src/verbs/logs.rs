@@ -60,9 +60,11 @@ impl Filter {
             })?),
             None => None,
         };
-        let since_ms = args
-            .since
-            .map(|d| opsdeck_node::clock::unix_millis() - d.as_millis() as i64);
+        // A --since longer than the clock can count back means "everything".
+        let since_ms = args.since.map(|d| {
+            let back = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            opsdeck_node::clock::unix_millis().saturating_sub(back)
+        });
         Ok(Filter {
             node: args.node,
             level: args.level,
@@ -322,5 +324,21 @@ mod tests {
             line(&rec("INFO", "node started"), Some(20)).chars().count(),
             20
         );
+    }
+
+    #[test]
+    fn a_since_longer_than_the_clock_keeps_everything() {
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
+            "opsdeck",
+            "logs",
+            "--since",
+            "500000000000y",
+        ])
+        .expect("parses");
+        let crate::cli::Command::Logs(args) = cli.command else {
+            panic!("not the logs verb");
+        };
+        let f = Filter::new(&args).expect("a filter");
+        assert!(f.keeps(&rec("INFO", "x")));
     }
 }
