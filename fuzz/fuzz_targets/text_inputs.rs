@@ -73,6 +73,7 @@ fn sample_status() -> NodeStatus {
             id: 2,
             matched: Some(100),
             lag: 800,
+            ..Default::default()
         }],
         millis_since_quorum_ack: Some(20),
         ops: vec![OpStats {

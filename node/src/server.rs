@@ -30,7 +30,7 @@ use crate::telemetry::logs::LogHub;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::sampler::{Sampler, Sources};
 use crate::telemetry::Telemetry;
-use crate::transport::raft_network::NetworkFactory;
+use crate::transport::raft_network::{NetworkFactory, SnapshotSends};
 use crate::transport::raft_service::RaftService;
 use crate::transport::tls::{ServerTls, TlsError, TlsFiles, TlsListener};
 use crate::types::{AdminAction, Command, NodeAddr, NodeId, Raft};
@@ -283,10 +283,11 @@ async fn build(
         secret.clone(),
         config.rate_limit,
     ));
+    let snapshot_sends = Arc::new(SnapshotSends::default());
     let raft = Raft::new(
         config.id,
         Arc::new(raft_config),
-        NetworkFactory::new(secret.clone()),
+        NetworkFactory::new(secret.clone(), snapshot_sends.clone()),
         storage.log,
         storage.state_machine,
     )
@@ -329,7 +330,11 @@ async fn build(
         metrics,
         committed,
         secret,
-        Upkeep { sampler, compactor },
+        Upkeep {
+            sampler,
+            compactor,
+            snapshot_sends,
+        },
     );
     let telemetry = Telemetry {
         logs,

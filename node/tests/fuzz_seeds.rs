@@ -450,6 +450,7 @@ fn node_status() -> pb::NodeStatus {
             id: 2,
             matched: Some(100),
             lag: 20,
+            ..Default::default()
         }],
         ops: vec![pb::OpStats {
             op: "put".into(),

@@ -754,6 +754,7 @@ mod tests {
                 id: 2,
                 matched: Some(1),
                 lag: 20_000,
+                ..Default::default()
             }],
             quotas: vec![
                 TenantUsage {

@@ -664,11 +664,13 @@ pub mod fixture {
                         id: 2,
                         matched: Some(last - 3),
                         lag: 3,
+                        ..Default::default()
                     },
                     FollowerProgress {
                         id: 3,
                         matched: Some(last - 1500),
                         lag: 1500,
+                        ..Default::default()
                     },
                 ]
             } else {

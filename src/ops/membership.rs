@@ -60,6 +60,17 @@ pub struct CatchUp {
     pub entries_per_sec: f64,
     /// At the current pace (None: not closing in yet).
     pub eta: Option<Duration>,
+    /// A snapshot the leader is sending it: bytes acknowledged, of the snapshot's size.
+    pub snapshot: Option<SnapshotSend>,
+}
+
+/// A snapshot on its way to a node that is catching up.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct SnapshotSend {
+    pub sent_bytes: u64,
+    pub total_bytes: u64,
+    /// Bytes per second, recently (0 until measured).
+    pub bytes_per_sec: f64,
 }
 
 /// One step of an action, for a progress display.
@@ -113,6 +124,15 @@ impl fmt::Display for Progress {
                     c.behind,
                     c.entries_per_sec
                 )?;
+                if let Some(s) = &c.snapshot {
+                    write!(
+                        f,
+                        "; receiving a snapshot: {} of {}, {}/s",
+                        crate::format::bytes(s.sent_bytes),
+                        crate::format::bytes(s.total_bytes),
+                        crate::format::bytes(s.bytes_per_sec as u64)
+                    )?;
+                }
                 match c.eta {
                     Some(eta) => write!(f, ", ETA {}s", eta.as_secs()),
                     None => Ok(()),
@@ -401,18 +421,25 @@ async fn remove_stalled(
 
 /// Measures catch-up from successive looks at the leader.
 struct Pace {
-    samples: Vec<(Instant, u64, u64)>,
+    samples: Vec<(Instant, u64, u64, u64)>,
 }
 
 impl Pace {
-    fn look(&mut self, id: u64, matched: Option<u64>, last: u64) -> CatchUp {
+    fn look(
+        &mut self,
+        id: u64,
+        matched: Option<u64>,
+        last: u64,
+        snapshot: Option<(u64, u64)>,
+    ) -> CatchUp {
         let now = Instant::now();
         let m = matched.unwrap_or(0);
-        self.samples.push((now, m, last));
+        let sent = snapshot.map(|(sent, _)| sent).unwrap_or(0);
+        self.samples.push((now, m, last, sent));
         // Pace over the last ~5 s.
         self.samples
-            .retain(|(t, _, _)| now.duration_since(*t) <= Duration::from_secs(5));
-        let (t0, m0, l0) = self.samples[0];
+            .retain(|(t, ..)| now.duration_since(*t) <= Duration::from_secs(5));
+        let (t0, m0, l0, s0) = self.samples[0];
         let secs = now.duration_since(t0).as_secs_f64();
         let (rate, closing) = if secs > 0.2 {
             (
@@ -423,13 +450,34 @@ impl Pace {
             (0.0, 0.0)
         };
         let behind = last.saturating_sub(m);
+        let snapshot = snapshot.map(|(sent_bytes, total_bytes)| {
+            let bytes_per_sec = if secs > 0.2 && sent >= s0 {
+                (sent - s0) as f64 / secs
+            } else {
+                0.0
+            };
+            SnapshotSend {
+                sent_bytes,
+                total_bytes,
+                bytes_per_sec,
+            }
+        });
+        // While a snapshot is on its way, entries do not move: its bytes tell the pace.
+        let eta = match snapshot {
+            Some(s) if s.bytes_per_sec > 0.0 => Some(Duration::from_secs_f64(
+                s.total_bytes.saturating_sub(s.sent_bytes) as f64 / s.bytes_per_sec,
+            )),
+            Some(_) => None,
+            None => (closing > 0.0).then(|| Duration::from_secs_f64(behind as f64 / closing)),
+        };
         CatchUp {
             id,
             matched,
             leader_last: last,
             behind,
             entries_per_sec: rate,
-            eta: (closing > 0.0).then(|| Duration::from_secs_f64(behind as f64 / closing)),
+            eta,
+            snapshot,
         }
     }
 }
@@ -542,12 +590,10 @@ pub async fn add_node(
             }
         };
         let last = status.last_log_index.unwrap_or(0);
-        let matched = status
-            .followers
-            .iter()
-            .find(|f| f.id == node.id)
-            .and_then(|f| f.matched);
-        let c = pace.look(node.id, matched, last);
+        let follower = status.followers.iter().find(|f| f.id == node.id);
+        let matched = follower.and_then(|f| f.matched);
+        let snapshot = follower.and_then(|f| f.snapshot_sent_bytes.zip(f.snapshot_bytes));
+        let c = pace.look(node.id, matched, last, snapshot);
         let caught_up = matched.is_some() && c.behind <= CAUGHT_UP_LAG;
         progress(&Progress::CatchingUp(c.clone()));
         if caught_up {
@@ -736,6 +782,28 @@ mod tests {
                 Err("connection refused".into())
             },
         }
+    }
+
+    #[test]
+    fn catch_up_by_snapshot_shows_bytes_and_an_eta_from_them() {
+        let mut pace = Pace {
+            samples: Vec::new(),
+        };
+        let t0 = Instant::now() - Duration::from_secs(2);
+        pace.samples.push((t0, 0, 500, 0));
+        let c = pace.look(4, None, 500, Some((40 << 20, 100 << 20)));
+        let s = c.snapshot.expect("a snapshot on its way");
+        assert!(
+            (s.bytes_per_sec - 20.0 * 1024.0 * 1024.0).abs() < 2.0 * 1024.0 * 1024.0,
+            "{s:?}"
+        );
+        let eta = c.eta.expect("an ETA from the bytes").as_secs_f64();
+        assert!((2.5..3.5).contains(&eta), "{eta}");
+        let line = Progress::CatchingUp(c).to_string();
+        assert!(
+            line.contains("receiving a snapshot: 40.0 MiB of 100 MiB"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::store::KvReader;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::sampler::Sampler;
 use crate::transport::peers::Peers;
+use crate::transport::raft_network::SnapshotSends;
 use crate::types::{Command, CommandResult, NodeAddr, NodeId, Raft};
 
 /// Everything a request handler needs; cheap to clone.
@@ -44,6 +45,7 @@ struct Inner {
     committed: Arc<std::sync::atomic::AtomicU64>,
     sampler: Sampler,
     compactor: Compactor,
+    snapshot_sends: Arc<SnapshotSends>,
     transfer: Transfer,
     /// Clients of other nodes presenting the cluster secret (e.g. to check a new member).
     peers: Arc<Peers>,
@@ -53,6 +55,8 @@ struct Inner {
 pub struct Upkeep {
     pub sampler: Sampler,
     pub compactor: Compactor,
+    /// How far snapshots being sent to followers got (for the status frame).
+    pub snapshot_sends: Arc<SnapshotSends>,
 }
 
 impl NodeCore {
@@ -89,6 +93,7 @@ impl NodeCore {
                 committed,
                 sampler: upkeep.sampler,
                 compactor: upkeep.compactor,
+                snapshot_sends: upkeep.snapshot_sends,
                 transfer,
                 peers,
             }),

@@ -135,10 +135,16 @@ impl NodeCore {
             .iter()
             .flatten()
             .filter(|(id, _)| **id != self.inner.id)
-            .map(|(id, matched)| pb::FollowerProgress {
-                id: *id,
-                matched: matched.map(|l| l.index),
-                lag: last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)),
+            .map(|(id, matched)| {
+                let send = self.inner.snapshot_sends.in_progress(*id);
+                pb::FollowerProgress {
+                    id: *id,
+                    matched: matched.map(|l| l.index),
+                    lag: last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)),
+                    snapshot_sent_bytes: send.map(|s| s.sent),
+                    // The snapshot being sent is the last one this node built or installed.
+                    snapshot_bytes: send.map(|_| sample.gc.last_snapshot_bytes),
+                }
             })
             .collect();
         frame.millis_since_quorum_ack = m.millis_since_quorum_ack;

@@ -1,7 +1,8 @@
 //! The openraft network over gRPC: each Raft RPC is one unary call whose request and reply
 //! are bincode-encoded openraft messages.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -27,14 +28,44 @@ use crate::types::{NodeAddr, NodeId, TypeConfig};
 pub struct NetworkFactory {
     channels: HashMap<String, Channel>,
     secret: ClusterSecret,
+    sends: Arc<SnapshotSends>,
 }
 
 impl NetworkFactory {
-    pub fn new(secret: ClusterSecret) -> NetworkFactory {
+    /// `sends` is where snapshots being sent report how far they got.
+    pub fn new(secret: ClusterSecret, sends: Arc<SnapshotSends>) -> NetworkFactory {
         NetworkFactory {
             channels: HashMap::new(),
             secret,
+            sends,
         }
+    }
+}
+
+/// How far the snapshot being sent to each peer got: bytes acknowledged, whether the
+/// last chunk went, and when (unix ms). Read for the status frame's follower progress.
+#[derive(Default)]
+pub struct SnapshotSends(Mutex<BTreeMap<NodeId, SnapshotSend>>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotSend {
+    pub sent: u64,
+    pub done: bool,
+    pub unix_ms: i64,
+}
+
+impl SnapshotSends {
+    fn record(&self, target: NodeId, send: SnapshotSend) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(target, send);
+    }
+
+    /// The snapshot being sent to `target`, if one is in progress.
+    pub fn in_progress(&self, target: NodeId) -> Option<SnapshotSend> {
+        let sends = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        sends.get(&target).copied().filter(|s| !s.done)
     }
 }
 
@@ -54,6 +85,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         };
         Network {
             target,
+            sends: self.sends.clone(),
             client: channel.map(|c| {
                 RaftClient::with_interceptor(c, SecretInterceptor(self.secret.clone()))
                     .max_decoding_message_size(256 * 1024 * 1024)
@@ -66,6 +98,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
 pub struct Network {
     target: NodeId,
+    sends: Arc<SnapshotSends>,
     addr: String,
     client: Option<RaftClient<InterceptedService<Channel, SecretInterceptor>>>,
 }
@@ -181,7 +214,19 @@ impl RaftNetwork<TypeConfig> for Network {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> CallResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
-        self.call(RpcKind::Snapshot, &rpc, &option).await
+        let sent = rpc.offset.saturating_add(rpc.data.len() as u64);
+        let reply = self.call(RpcKind::Snapshot, &rpc, &option).await;
+        if reply.is_ok() {
+            self.sends.record(
+                self.target,
+                SnapshotSend {
+                    sent,
+                    done: rpc.done,
+                    unix_ms: crate::clock::unix_millis(),
+                },
+            );
+        }
+        reply
     }
 
     async fn vote(
