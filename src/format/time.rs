@@ -15,12 +15,9 @@ pub fn local_utc_offset() -> i64 {
     }
 }
 
-pub fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch: the node's clock, so the console and the nodes read
+/// time the same way.
+pub use opsdeck_node::clock::unix_millis as unix_ms;
 
 /// `HH:MM:SS` of a unix time in milliseconds.
 pub fn clock(unix_ms: i64, offset_secs: i64) -> String {

@@ -63,7 +63,7 @@ impl Filter {
         // A --since longer than the clock can count back means "everything".
         let since_ms = args.since.map(|d| {
             let back = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-            opsdeck_node::clock::unix_millis().saturating_sub(back)
+            crate::format::unix_ms().saturating_sub(back)
         });
         Ok(Filter {
             node: args.node,

@@ -89,10 +89,6 @@ impl Freezes {
         }
     }
 
-    pub fn is_idle(&self) -> bool {
-        lock(&self.active).is_empty()
-    }
-
     /// Saves, for every freeze whose scan has not passed them yet, the current values of
     /// `keys` (which the caller is about to write in `tree`). The guard holds every scan
     /// where it is until the caller's batch is written and the guard dropped.

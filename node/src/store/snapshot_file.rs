@@ -73,11 +73,6 @@ impl SnapshotWriter {
         Ok(())
     }
 
-    /// Bytes written so far.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     /// Fills in the pair count and fsyncs; answers the file's size.
     pub fn finish(self) -> io::Result<u64> {
         let mut file = self.out.into_inner().map_err(|e| e.into_error())?;
