@@ -386,6 +386,13 @@ pub struct NodeArgs {
     /// With --init: use the API key in FILE as the first admin key instead of a new one.
     #[arg(long)]
     pub admin_key_file: Option<PathBuf>,
+    /// Free space the data dir's filesystem must keep. Below it the node is "storage
+    /// full": writes are refused (HTTP 507, kind storage_full), a follower takes no new log
+    /// entries, reads and elections go on; it clears by itself once space is freed. A
+    /// quarter of it (at most 64 MiB) is kept as the file DATA/ballast, released when the
+    /// disk fills. 0 turns this off.
+    #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]
+    pub storage_reserve: u64,
     /// Requests per read/write key, as N/DURATION (e.g. 2000/60s), or `off`. Admin keys
     /// are never limited.
     #[arg(long, default_value = "2000/60s", value_parser = parse_rate)]

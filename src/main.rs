@@ -31,7 +31,20 @@ fn main() {
     };
     if let Err(e) = runtime.block_on(dispatch(cli.command)) {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(exit_code(&e));
+    }
+}
+
+/// The exit status of a failed command: 7 when a node refused for a full disk (a script
+/// can wait for space and retry), else 1.
+fn exit_code(e: &color_eyre::Report) -> i32 {
+    let kind = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<opsdeck::client::Refused>())
+        .and_then(|r| r.kind.as_deref());
+    match kind {
+        Some("storage_full") => 7,
+        _ => 1,
     }
 }
 

@@ -23,6 +23,7 @@ use crate::security::auth::{Authenticator, GrpcAuthLayer, RateLimit};
 use crate::security::cluster_secret::{write_private, ClusterSecret, SecretError};
 use crate::security::keys::{self, KeyRecord, Role};
 use crate::service::{NodeCore, Upkeep};
+use crate::store::disk_guard::DiskGuard;
 use crate::store::log_store::LogStats;
 use crate::store::{OpenError, Storage};
 use crate::telemetry::events::{self, EventHub, EVENT_HISTORY};
@@ -30,6 +31,7 @@ use crate::telemetry::logs::LogHub;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::sampler::{Sampler, Sources};
 use crate::telemetry::Telemetry;
+use crate::transport::peer_storage::PeerStorage;
 use crate::transport::raft_network::{NetworkFactory, SnapshotSends};
 use crate::transport::raft_service::RaftService;
 use crate::transport::tls::{ServerTls, TlsError, TlsFiles, TlsListener};
@@ -64,6 +66,9 @@ pub struct NodeConfig {
     /// With `init`: the first admin key's secret comes from this file instead of being
     /// generated (for automation that provisions it from a secret store).
     pub admin_key_file: Option<PathBuf>,
+    /// Free space the data dir's filesystem must keep; below it the node is storage full
+    /// (see `store::disk_guard`). 0 turns the guard off.
+    pub storage_reserve: u64,
 }
 
 impl NodeConfig {
@@ -83,6 +88,7 @@ impl NodeConfig {
             rate_limit: Some(RateLimit::default()),
             admin_key_file: None,
             tls: None,
+            storage_reserve: crate::store::disk_guard::DEFAULT_RESERVE,
         }
     }
 }
@@ -128,8 +134,14 @@ impl RunningNode {
         mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ServerError> {
+        let raft = self.raft.clone();
         let outcome = tokio::select! {
             _ = shutdown => Ok(()),
+            reason = raft_fatal(raft) => Err(ServerError::Raft(format!(
+                "raft stopped on this node: {reason}. Exiting, so that the node is started \
+                 again from what is durable in its data dir (under systemd, Restart=on-failure \
+                 does it)"
+            ))),
             Some(done) = self.servers.join_next() => match done {
                 Ok(Ok(())) => Err(ServerError::Serve("node", "a server stopped unexpectedly".into())),
                 Ok(Err(e)) => Err(e),
@@ -159,6 +171,21 @@ impl RunningNode {
     }
 }
 
+/// Resolves with the reason once openraft stops Raft on this node for good (it does on a
+/// storage error: after a failed write or fsync nothing it holds in memory can be trusted
+/// to match the disk, so the only way on is a restart from what is durable).
+async fn raft_fatal(raft: Raft) -> String {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow().running_state {
+            return fatal.to_string();
+        }
+        if metrics.changed().await.is_err() {
+            return "raft's metrics channel closed".into();
+        }
+    }
+}
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
@@ -169,7 +196,7 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 /// nothing), opens its storage, starts Raft and both servers.
 pub async fn start(config: NodeConfig, logs: Arc<LogHub>) -> Result<RunningNode, ServerError> {
     let ports = bind_ports(&config).await?;
-    let opened = open(&config, &logs)?;
+    let opened = open_waiting_for_space(&config, &logs).await?;
     let node = build(&config, opened, logs, &ports).await?;
     // Bootstrap before serving, so a client that reaches this node finds it initialized.
     if config.init {
@@ -212,11 +239,33 @@ async fn bind_ports(config: &NodeConfig) -> Result<Ports, ServerError> {
 /// The data dir, opened as this node's, and the checked Raft settings.
 struct Opened {
     storage: Storage,
+    guard: Arc<DiskGuard>,
     secret: ClusterSecret,
     raft_config: Config,
 }
 
-fn open(config: &NodeConfig, logs: &LogHub) -> Result<Opened, ServerError> {
+/// Opens the data dir; on a disk too full for the database to open, says so and tries
+/// again every second until space is freed (the ports stay bound meanwhile, so nothing
+/// else takes them), instead of exiting for an operator to start it again.
+async fn open_waiting_for_space(config: &NodeConfig, logs: &LogHub) -> Result<Opened, ServerError> {
+    let guard = Arc::new(DiskGuard::new(&config.data_dir, config.storage_reserve));
+    let mut told = false;
+    loop {
+        guard.before_open();
+        match open(config, logs, guard.clone()) {
+            Err(ServerError::Open(e)) if e.is_no_space() => {
+                if !told {
+                    tracing::error!(error = %e, "waiting for free space to open the data dir");
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn open(config: &NodeConfig, logs: &LogHub, guard: Arc<DiskGuard>) -> Result<Opened, ServerError> {
     let storage = Storage::open(&config.data_dir, config.id)?;
     let secret = ClusterSecret::load_or_create(
         &config.data_dir,
@@ -240,6 +289,7 @@ fn open(config: &NodeConfig, logs: &LogHub) -> Result<Opened, ServerError> {
     .map_err(|e| ServerError::Config(e.to_string()))?;
     Ok(Opened {
         storage,
+        guard,
         secret,
         raft_config,
     })
@@ -255,6 +305,7 @@ struct Built {
     telemetry: Telemetry,
     flush_stats: Arc<LogStats>,
     db: sled::Db,
+    heartbeat: Duration,
     stop: watch::Sender<bool>,
     stopped: watch::Receiver<bool>,
 }
@@ -269,6 +320,7 @@ async fn build(
 ) -> Result<Built, ServerError> {
     let Opened {
         mut storage,
+        guard,
         secret,
         raft_config,
     } = opened;
@@ -284,10 +336,17 @@ async fn build(
         config.rate_limit,
     ));
     let snapshot_sends = Arc::new(SnapshotSends::default());
+    let peer_storage = Arc::new(PeerStorage::default());
+    let heartbeat = Duration::from_millis(config.heartbeat_ms);
     let raft = Raft::new(
         config.id,
         Arc::new(raft_config),
-        NetworkFactory::new(secret.clone(), snapshot_sends.clone()),
+        NetworkFactory::new(
+            secret.clone(),
+            snapshot_sends.clone(),
+            peer_storage.clone(),
+            heartbeat,
+        ),
         storage.log,
         storage.state_machine,
     )
@@ -303,6 +362,7 @@ async fn build(
     };
     let metrics = Arc::new(Metrics::new());
     let (stop, stopped) = watch::channel(false);
+    guard.clone().spawn_watch(stopped.clone());
     let sampler = Sampler::start(
         Sources {
             db: storage.db.clone(),
@@ -334,6 +394,8 @@ async fn build(
             sampler,
             compactor,
             snapshot_sends,
+            guard: guard.clone(),
+            peer_storage,
         },
     );
     let telemetry = Telemetry {
@@ -341,6 +403,7 @@ async fn build(
         events: event_hub,
     };
     events::spawn_watcher(raft.clone(), telemetry.events.clone());
+    core.spawn_storage_handoff(stopped.clone());
     Ok(Built {
         core,
         raft,
@@ -349,6 +412,7 @@ async fn build(
         telemetry,
         flush_stats,
         db: storage.db,
+        heartbeat,
         stop,
         stopped,
     })
@@ -365,6 +429,7 @@ fn serve(ports: Ports, node: Built) -> Result<RunningNode, ServerError> {
         telemetry,
         flush_stats,
         db,
+        heartbeat,
         stop,
         stopped,
         ..
@@ -379,7 +444,12 @@ fn serve(ports: Ports, node: Built) -> Result<RunningNode, ServerError> {
         ports.grpc,
         grpc_tls,
         &auth,
-        RaftService::new(raft.clone()),
+        RaftService::new(
+            core.id(),
+            raft.clone(),
+            core.disk_guard().clone(),
+            heartbeat,
+        ),
         api::grpc::NodeService::new(core.clone(), telemetry, stopped.clone()),
         stopped.clone(),
     )?;

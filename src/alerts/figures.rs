@@ -63,6 +63,7 @@ pub enum Figure {
     ErrorRatePct,
     DiskUsedPct,
     StorageUsedPct,
+    StorageFull,
     StorageKeys,
     StorageBytes,
     FollowerLag,
@@ -73,12 +74,13 @@ pub enum Figure {
 }
 
 impl Figure {
-    pub const ALL: [Figure; 12] = [
+    pub const ALL: [Figure; 13] = [
         Figure::NodeUp,
         Figure::P99LatencyMs,
         Figure::ErrorRatePct,
         Figure::DiskUsedPct,
         Figure::StorageUsedPct,
+        Figure::StorageFull,
         Figure::StorageKeys,
         Figure::StorageBytes,
         Figure::FollowerLag,
@@ -96,6 +98,7 @@ impl Figure {
             Figure::ErrorRatePct => "error_rate_pct",
             Figure::DiskUsedPct => "disk_used_pct",
             Figure::StorageUsedPct => "storage_used_pct",
+            Figure::StorageFull => "storage_full",
             Figure::StorageKeys => "storage_keys",
             Figure::StorageBytes => "storage_bytes",
             Figure::FollowerLag => "follower_lag",
@@ -142,6 +145,9 @@ Figures (scope: one alert per cluster, per node or per tenant):
   disk_used_pct     node     used share of the filesystem holding the data dir
   storage_used_pct  node     data dir / (data dir + free space): how much of the
                              room the ledger could grow into it already fills
+  storage_full      node     1 if the node's free space is below its reserve
+                             (--storage-reserve): it refuses writes and new log
+                             entries until space is freed, else 0
   storage_keys      node     keys in the ledger (no built-in capacity: compare with
                              your own limit; per-tenant limits are quota_used_pct)
   storage_bytes     node     bytes of keys and values in the ledger

@@ -7,6 +7,7 @@ use opsdeck_node::pb::NodeStatus;
 
 use super::figures::{Figure, Reading, Subject};
 use crate::client::NodeReport;
+use crate::format::bytes;
 
 /// Error rates are computed over this much history.
 pub const ERROR_WINDOW_MS: i64 = 60_000;
@@ -125,6 +126,21 @@ impl History {
                     Reading::pct(s.data_dir_bytes as f64 * 100.0 / room as f64),
                 );
             }
+        }
+        if let Some(st) = &s.storage {
+            let text = if st.full {
+                format!(
+                    "{} free, reserve {}",
+                    bytes(st.free_bytes),
+                    bytes(st.reserve_bytes)
+                )
+            } else {
+                "no".to_string()
+            };
+            out.insert(
+                Figure::StorageFull,
+                Reading::new(f64::from(u8::from(st.full)), text),
+            );
         }
         out.insert(Figure::StorageKeys, Reading::count(s.storage_keys));
         out.insert(Figure::StorageBytes, Reading::count(s.storage_bytes));

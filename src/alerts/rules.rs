@@ -255,6 +255,7 @@ mod tests {
                 "error_rate_critical",
                 "disk_usage_high",
                 "storage_near_capacity",
+                "storage_full",
                 "quota_usage_high",
                 "term_churn",
                 "follower_lag_high",

@@ -85,6 +85,32 @@ pub struct NodeReport {
 struct CallError {
     retryable: bool,
     message: String,
+    /// The node's error kind (`NodeError::kind`), when a node refused the call.
+    kind: Option<String>,
+}
+
+/// A call a node answered with an error: what it said, and the node's kind of error
+/// (`storage_full`, `quota`, ...) for the exit code (`main.rs`).
+#[derive(Debug)]
+pub struct Refused {
+    pub kind: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The error kind a node put on a status (its `opsdeck-error-kind` metadata).
+fn error_kind(status: &Status) -> Option<String> {
+    let value = status
+        .metadata()
+        .get(opsdeck_node::api::status::KIND_HEADER)?;
+    value.to_str().ok().map(str::to_string)
 }
 
 fn retryable(status: &Status) -> bool {
@@ -230,7 +256,11 @@ impl ClusterClient {
         let last = last.into_inner().unwrap_or_else(|p| p.into_inner());
         match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) if !e.retryable => Err(eyre!("{what}: {}", e.message)),
+            Ok(Err(e)) if !e.retryable => Err(Refused {
+                kind: e.kind,
+                message: format!("{what}: {}", e.message),
+            }
+            .into()),
             Ok(Err(e)) => Err(self.gave_up(what, &e.message)),
             Err(_) => Err(self.gave_up(what, &last)),
         }
@@ -297,6 +327,7 @@ impl ClusterClient {
                 Ok(Err(status)) => {
                     return Err(CallError {
                         retryable: false,
+                        kind: error_kind(&status),
                         message: explain(&ep.addr, &status).await,
                     })
                 }
@@ -309,6 +340,7 @@ impl ClusterClient {
         }
         Err(CallError {
             retryable: true,
+            kind: None,
             message: failures.join("; "),
         })
     }

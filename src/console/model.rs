@@ -541,9 +541,20 @@ impl Model {
             .filter_map(|n| n.status.as_ref())
             .filter(|s| self.lag(s).is_some_and(|l| l > LAG_WARN))
             .count();
+        let full: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.link == Link::Up)
+            .filter_map(|n| n.status.as_ref())
+            .filter(|s| s.storage.as_ref().is_some_and(|st| st.full))
+            .map(|s| s.id.to_string())
+            .collect();
         let mut problems = Vec::new();
         if down > 0 {
             problems.push(format!("{down} down"));
+        }
+        if !full.is_empty() {
+            problems.push(format!("disk full on node {}", full.join(", ")));
         }
         if lagging > 0 {
             problems.push(format!("{lagging} lagging"));

@@ -23,6 +23,7 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     config.election_timeout_ms = args.timing.election_timeout_ms;
     config.cluster_secret_file = args.cluster_secret_file;
     config.admin_key_file = args.admin_key_file;
+    config.storage_reserve = args.storage_reserve;
     if let (Some(cert), Some(key), Some(ca)) = (args.tls_cert, args.tls_key, args.tls_ca) {
         config.tls = Some(TlsFiles { cert, key, ca });
     }

@@ -292,7 +292,12 @@ impl Drop for TestCluster {
 impl TestCluster {
     /// Starts `n` nodes: node 1 bootstraps, the rest join as learners and become voters.
     pub async fn start(n: u64, extra: &[&str]) -> TestCluster {
-        let dir = tempfile::tempdir().expect("temp dir");
+        TestCluster::start_in(tempfile::tempdir().expect("temp dir"), n, extra).await
+    }
+
+    /// `start` in `dir`, where node N's data dir is `dir/nN` (which the test may have
+    /// prepared, e.g. as a mount point).
+    pub async fn start_in(dir: tempfile::TempDir, n: u64, extra: &[&str]) -> TestCluster {
         let mut nodes: Vec<TestNode> = (1..=n)
             .map(|id| TestNode::new(dir.path(), id, extra))
             .collect();

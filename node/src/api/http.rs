@@ -121,20 +121,30 @@ async fn read_value(body: Body) -> Result<Vec<u8>, Response> {
 /// always says who the node is (id, gRPC and HTTP addresses) and what it sees.
 async fn health(State(s): State<HttpState>) -> Response {
     let st = s.core.status();
-    let serving = st.leader_id.is_some();
-    let code = if serving {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let stopped = s.core.raft_stopped();
+    let full = s.core.disk_guard().pressure();
+    // Never "serving" for a node whose Raft stopped: it can neither read nor write.
+    let (code, status) = match (&stopped, st.leader_id, full) {
+        (Some(_), _, _) => (StatusCode::SERVICE_UNAVAILABLE, "raft stopped"),
+        (None, None, _) => (StatusCode::SERVICE_UNAVAILABLE, "no leader"),
+        // Reads go on; writes are refused while the disk is below the reserve.
+        (None, Some(_), Some(_)) => (StatusCode::OK, "storage full"),
+        (None, Some(_), None) => (StatusCode::OK, "serving"),
     };
     let body = json!({
-        "status": if serving { "serving" } else { "no leader" },
+        "status": status,
         "id": st.id,
         "grpc": st.grpc,
         "http": st.http,
         "role": st.role,
         "leader": st.leader_id,
         "term": st.term,
+        "raft_stopped": stopped,
+        "storage_full": full.map(|p| json!({
+            "free_bytes": p.free,
+            "reserve_bytes": p.need,
+            "message": p.to_string(),
+        })),
     });
     (code, Json(body)).into_response()
 }

@@ -17,7 +17,9 @@ fn codes(e: &NodeError) -> (Code, StatusCode) {
         NodeError::Rejected(_) | NodeError::Membership(_) => {
             (Code::FailedPrecondition, StatusCode::CONFLICT)
         }
-        NodeError::QuotaExceeded(_) => (Code::ResourceExhausted, StatusCode::INSUFFICIENT_STORAGE),
+        NodeError::QuotaExceeded(_) | NodeError::StorageFull { .. } => {
+            (Code::ResourceExhausted, StatusCode::INSUFFICIENT_STORAGE)
+        }
         NodeError::NotFound(_) => (Code::NotFound, StatusCode::NOT_FOUND),
         NodeError::NoLeader | NodeError::LeaderUnreachable { .. } | NodeError::ShuttingDown => {
             (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE)
@@ -27,9 +29,18 @@ fn codes(e: &NodeError) -> (Code, StatusCode) {
     }
 }
 
+/// The gRPC metadata key carrying [`NodeError::kind`], so that a client can tell errors
+/// that share a code apart (a quota breach and a full disk are both RESOURCE_EXHAUSTED).
+pub const KIND_HEADER: &str = "opsdeck-error-kind";
+
 impl From<NodeError> for tonic::Status {
     fn from(e: NodeError) -> tonic::Status {
-        tonic::Status::new(codes(&e).0, e.to_string())
+        let mut status = tonic::Status::new(codes(&e).0, e.to_string());
+        status.metadata_mut().insert(
+            KIND_HEADER,
+            tonic::metadata::MetadataValue::from_static(e.kind()),
+        );
+        status
     }
 }
 

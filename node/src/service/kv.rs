@@ -3,7 +3,7 @@
 //! forwarded batches and read-index requests.
 
 use super::NodeCore;
-use crate::error::NodeError;
+use crate::error::{FullNode, NodeError};
 use crate::raft::forward::CLUSTER_TIMEOUT;
 use crate::types::{validate_entry, Command, CommandResult};
 
@@ -80,6 +80,7 @@ impl NodeCore {
         &self,
         commands: Vec<Command>,
     ) -> Result<Vec<CommandResult>, NodeError> {
+        self.check_storage()?;
         // Held back while a leadership transfer has paused proposals, like local ones.
         let _pass = self.inner.proposer.gate().enter().await;
         self.inner.sink.write(commands, false).await
@@ -110,6 +111,25 @@ impl NodeCore {
         };
         if self.inner.reader.applied_index() >= index {
             return Ok(());
+        }
+        // A node whose storage is full keeps no new entries: it would wait in vain.
+        if let Some(pressure) = self.inner.guard.pressure() {
+            let logged = self
+                .inner
+                .raft
+                .metrics()
+                .borrow()
+                .last_log_index
+                .unwrap_or(0);
+            if logged < index {
+                return Err(NodeError::StorageFull {
+                    nodes: vec![FullNode {
+                        id: self.inner.id,
+                        pressure,
+                    }],
+                    reading: true,
+                });
+            }
         }
         self.inner
             .raft

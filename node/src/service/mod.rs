@@ -8,6 +8,7 @@ pub mod backup;
 pub mod kv;
 pub mod membership;
 pub mod status;
+pub mod storage;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,9 +21,11 @@ use crate::raft::proposer::Proposer;
 use crate::raft::read_index::ReadBatcher;
 use crate::raft::transfer::Transfer;
 use crate::security::cluster_secret::ClusterSecret;
+use crate::store::disk_guard::DiskGuard;
 use crate::store::KvReader;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::sampler::Sampler;
+use crate::transport::peer_storage::PeerStorage;
 use crate::transport::peers::Peers;
 use crate::transport::raft_network::SnapshotSends;
 use crate::types::{Command, CommandResult, NodeAddr, NodeId, Raft};
@@ -49,6 +52,9 @@ struct Inner {
     transfer: Transfer,
     /// Clients of other nodes presenting the cluster secret (e.g. to check a new member).
     peers: Arc<Peers>,
+    /// This node's free space against its reserve, and what its peers report of theirs.
+    guard: Arc<DiskGuard>,
+    peer_storage: Arc<PeerStorage>,
 }
 
 /// The status sampler and the compactor: what keeps the node measured and its disk in check.
@@ -57,6 +63,8 @@ pub struct Upkeep {
     pub compactor: Compactor,
     /// How far snapshots being sent to followers got (for the status frame).
     pub snapshot_sends: Arc<SnapshotSends>,
+    pub guard: Arc<DiskGuard>,
+    pub peer_storage: Arc<PeerStorage>,
 }
 
 impl NodeCore {
@@ -96,6 +104,8 @@ impl NodeCore {
                 snapshot_sends: upkeep.snapshot_sends,
                 transfer,
                 peers,
+                guard: upkeep.guard,
+                peer_storage: upkeep.peer_storage,
             }),
         }
     }
@@ -110,6 +120,10 @@ impl NodeCore {
 
     pub fn reader(&self) -> &KvReader {
         &self.inner.reader
+    }
+
+    pub fn disk_guard(&self) -> &Arc<DiskGuard> {
+        &self.inner.guard
     }
 
     pub fn data_dir(&self) -> &std::path::Path {
@@ -148,6 +162,7 @@ impl NodeCore {
         if matches!(command, Command::Put { .. }) {
             return Ok(self.ack_before_commit(command));
         }
+        self.check_storage()?;
         match self.inner.proposer.propose(command).await? {
             CommandResult::Rejected { reason } => Err(NodeError::Rejected(reason)),
             CommandResult::QuotaExceeded { reason } => Err(NodeError::QuotaExceeded(reason)),

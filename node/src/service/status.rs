@@ -84,6 +84,16 @@ pub fn role_name(state: ServerState) -> &'static str {
 }
 
 impl NodeCore {
+    /// Why Raft stopped on this node, if it did (openraft stops on a fatal storage error).
+    pub fn raft_stopped(&self) -> Option<String> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        match m.running_state {
+            Err(fatal) => Some(fatal.to_string()),
+            Ok(()) if m.state == ServerState::Shutdown => Some("raft was shut down".into()),
+            Ok(()) => None,
+        }
+    }
+
     pub fn status(&self) -> StatusInfo {
         let m = self.inner.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
@@ -144,6 +154,7 @@ impl NodeCore {
                     snapshot_sent_bytes: send.map(|s| s.sent),
                     // The snapshot being sent is the last one this node built or installed.
                     snapshot_bytes: send.map(|_| sample.gc.last_snapshot_bytes),
+                    storage_full: self.inner.peer_storage.full(*id).is_some(),
                 }
             })
             .collect();
@@ -159,6 +170,17 @@ impl NodeCore {
         frame.fs_free_bytes = sample.fs_free_bytes;
         frame.gc = Some(sample.gc.clone());
         frame.last_backup_unix_ms = self.inner.reader.last_backup_ms();
+        let guard = &self.inner.guard;
+        frame.storage = Some(pb::StorageState {
+            full: guard.pressure().is_some(),
+            free_bytes: if guard.reserve() == 0 {
+                sample.fs_free_bytes
+            } else {
+                guard.free()
+            },
+            reserve_bytes: guard.reserve(),
+        });
+        frame.raft_stopped = self.raft_stopped();
         frame.quotas = match self.inner.reader.tenants() {
             Ok(tenants) => tenants
                 .iter()

@@ -3,6 +3,7 @@
 
 // openraft's storage traits fix the error type (`StorageError`, over 200 bytes); helpers
 // that feed those traits return it as is.
+pub mod disk_guard;
 pub mod freeze;
 pub mod housekeeping;
 #[allow(clippy::result_large_err)]
@@ -52,8 +53,22 @@ pub enum OpenError {
     },
     #[error("data dir {path} has format version {found}, this build reads version {DATA_FORMAT}")]
     WrongFormat { path: PathBuf, found: u32 },
-    #[error("data dir {path}: cannot open the database: {reason} (is another node using this directory?)")]
+    #[error(
+        "data dir {path}: another process holds the database lock ({reason}); stop the other \
+         node using this directory, or point --data elsewhere"
+    )]
+    Locked { path: PathBuf, reason: String },
+    #[error(
+        "data dir {path}: cannot open the database: {reason}. If it is corrupt, rebuild this \
+         node: move the data dir aside and add the node back to the cluster (it catches up \
+         from the others), or restore a backup"
+    )]
     Db { path: PathBuf, reason: String },
+    #[error(
+        "data dir {path}: no space left on the device to open the database ({reason}); \
+         free space or grow the volume"
+    )]
+    NoSpace { path: PathBuf, reason: String },
 }
 
 /// The identity file written on first start and checked on every later one.
@@ -120,17 +135,20 @@ impl Storage {
             Err(e) => return Err(io_err(e)),
         };
 
+        repair_leftovers(&path.join(DB_DIR));
         let db = sled::Config::new()
             .path(path.join(DB_DIR))
             .cache_capacity(64 * 1024 * 1024)
             .open()
-            .map_err(|e| OpenError::Db {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        let db_err = |e: io::Error| OpenError::Db {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+            .map_err(|e| open_failure(path, e))?;
+        let db_err = |e: io::Error| {
+            let reason = e.to_string();
+            let path = path.to_path_buf();
+            if e.raw_os_error() == Some(28) || reason.contains(NO_SPACE) {
+                OpenError::NoSpace { path, reason }
+            } else {
+                OpenError::Db { path, reason }
+            }
         };
         let housekeeping = Arc::new(housekeeping::Housekeeping::default());
         let log = LogStore::open(&db, housekeeping.clone()).map_err(db_err)?;
@@ -161,6 +179,55 @@ impl Storage {
             fresh,
             housekeeping,
         })
+    }
+}
+
+/// Removes what an interrupted sled snapshot write leaves: sled writes `snap.N.generating`,
+/// syncs it, then renames it to `snap.N`, so a `.generating` file is never complete. sled
+/// itself would pick the newest one at the next start and refuse it as corrupt (a full
+/// disk leaves them empty).
+fn repair_leftovers(db_dir: &Path) {
+    let Ok(entries) = fs::read_dir(db_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            match fs::remove_file(entry.path()) {
+                Ok(()) => tracing::warn!(file = %entry.path().display(), bytes = len,
+                    "repaired: removed a half-written database snapshot left by a crash or a full disk"),
+                Err(e) => tracing::warn!(file = %entry.path().display(), error = %e,
+                    "cannot remove a half-written database snapshot"),
+            }
+        }
+    }
+}
+
+/// How the OS words ENOSPC, for errors that lost their code on the way through sled.
+const NO_SPACE: &str = "No space left on device";
+
+/// Names why sled could not open: the lock, a full disk, or the database itself.
+fn open_failure(path: &Path, e: sled::Error) -> OpenError {
+    let reason = e.to_string();
+    let path = path.to_path_buf();
+    match &e {
+        sled::Error::Io(io) if io.raw_os_error() == Some(28) || reason.contains(NO_SPACE) => {
+            OpenError::NoSpace { path, reason }
+        }
+        sled::Error::Io(_) if reason.contains("could not acquire lock") => {
+            OpenError::Locked { path, reason }
+        }
+        _ => OpenError::Db { path, reason },
+    }
+}
+
+impl OpenError {
+    /// True when the open failed only for want of space (the node may wait and retry).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, OpenError::NoSpace { .. })
+            || matches!(self, OpenError::Io { source, .. } if source.raw_os_error() == Some(28))
     }
 }
 

@@ -3,6 +3,7 @@
 //! to peers for forwarding client calls ([`peers`]), and TLS ([`tls`]).
 
 pub mod election_holds;
+pub mod peer_storage;
 pub mod peers;
 pub mod raft_network;
 pub mod raft_service;

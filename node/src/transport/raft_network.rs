@@ -17,6 +17,7 @@ use serde::Serialize;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use super::peer_storage::{self, PeerStorage};
 use crate::pb::raft_client::RaftClient;
 use crate::pb::RaftPayload;
 use crate::security::cluster_secret::{ClusterSecret, SecretInterceptor};
@@ -29,15 +30,26 @@ pub struct NetworkFactory {
     channels: HashMap<String, Channel>,
     secret: ClusterSecret,
     sends: Arc<SnapshotSends>,
+    storage: Arc<PeerStorage>,
+    pace: std::time::Duration,
 }
 
 impl NetworkFactory {
-    /// `sends` is where snapshots being sent report how far they got.
-    pub fn new(secret: ClusterSecret, sends: Arc<SnapshotSends>) -> NetworkFactory {
+    /// `sends` is where snapshots being sent report how far they got, `storage` where
+    /// peers' storage-full reports go; `heartbeat` paces the heartbeats sent in place of
+    /// entries to a full peer.
+    pub fn new(
+        secret: ClusterSecret,
+        sends: Arc<SnapshotSends>,
+        storage: Arc<PeerStorage>,
+        heartbeat: std::time::Duration,
+    ) -> NetworkFactory {
         NetworkFactory {
             channels: HashMap::new(),
             secret,
             sends,
+            storage,
+            pace: heartbeat / 2,
         }
     }
 }
@@ -86,6 +98,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         Network {
             target,
             sends: self.sends.clone(),
+            storage: self.storage.clone(),
+            pace: self.pace,
             client: channel.map(|c| {
                 RaftClient::with_interceptor(c, SecretInterceptor(self.secret.clone()))
                     .max_decoding_message_size(256 * 1024 * 1024)
@@ -99,6 +113,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct Network {
     target: NodeId,
     sends: Arc<SnapshotSends>,
+    storage: Arc<PeerStorage>,
+    pace: std::time::Duration,
     addr: String,
     client: Option<RaftClient<InterceptedService<Channel, SecretInterceptor>>>,
 }
@@ -146,7 +162,19 @@ impl Network {
             RpcKind::Snapshot => client.install_snapshot(request).await,
         };
         let reply = match reply {
-            Ok(r) => r.into_inner(),
+            Ok(r) => {
+                self.storage
+                    .record(self.target, peer_storage::read(r.metadata()));
+                r.into_inner()
+            }
+            // A full peer refusing a snapshot: back off as from an unreachable one.
+            Err(status) if peer_storage::read(status.metadata()).is_some() => {
+                self.storage
+                    .record(self.target, peer_storage::read(status.metadata()));
+                return Err(RPCError::Unreachable(Unreachable::new(&fail(
+                    status.message().to_string(),
+                ))));
+            }
             Err(status) if status.code() == tonic::Code::Unavailable => {
                 return Err(RPCError::Unreachable(Unreachable::new(&fail(
                     status.message().to_string(),
@@ -197,6 +225,19 @@ impl RaftNetwork<TypeConfig> for Network {
         // carries; a follower catching up on big entries (restore chunks, large batches)
         // would time out forever. Send a prefix that fits the byte budget and report it as
         // a partial success: openraft sends the rest next.
+        // A peer whose storage is full keeps no entries (see `raft_service`): send it the
+        // heartbeat part only, paced, and report what it matched.
+        if !rpc.entries.is_empty() && self.storage.full(self.target).is_some() {
+            tokio::time::sleep(self.pace).await;
+            rpc.entries.clear();
+            let matched = rpc.prev_log_id;
+            return match self.call(RpcKind::Append, &rpc, &option).await? {
+                AppendEntriesResponse::Success => {
+                    Ok(AppendEntriesResponse::PartialSuccess(matched))
+                }
+                other => Ok(other),
+            };
+        }
         let keep = prefix_within(&rpc.entries, APPEND_BYTES_BUDGET);
         if keep == rpc.entries.len() {
             return self.call(RpcKind::Append, &rpc, &option).await;

@@ -1,25 +1,57 @@
 //! The server side of the Raft network: decodes each payload, hands it to the local Raft,
 //! and encodes openraft's full `Result` so the caller sees remote errors as such.
+//!
+//! While this node's storage is full ([`DiskGuard`]) it keeps no new log entries: an
+//! AppendEntries is handed to Raft without its entries (so the leader's term, commit index
+//! and heartbeat still count, and no election starts) and answered as a partial success up
+//! to where it matched, which is exactly what was kept; snapshots are refused. Every reply
+//! then carries the storage-full header ([`peer_storage`]).
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use super::election_holds::ElectionHolds;
+use super::peer_storage;
+use crate::error::{FullNode, NodeError, Pressure};
 use crate::pb::raft_server::Raft as RaftRpc;
 use crate::pb::{ElectionHintReply, ElectionHintRequest, RaftPayload};
-use crate::types::Raft;
+use crate::store::disk_guard::DiskGuard;
+use crate::types::{NodeId, Raft, TypeConfig};
 
 pub struct RaftService {
+    id: NodeId,
     raft: Raft,
     holds: ElectionHolds,
+    guard: Arc<DiskGuard>,
+    /// How long an AppendEntries refused for a full disk waits before answering, so that
+    /// a leader retrying at once does not spin (under openraft's one-heartbeat timeout).
+    pace: Duration,
 }
 
 impl RaftService {
-    pub fn new(raft: Raft) -> Self {
+    pub fn new(id: NodeId, raft: Raft, guard: Arc<DiskGuard>, heartbeat: Duration) -> Self {
         RaftService {
+            id,
             holds: ElectionHolds::new(raft.clone()),
             raft,
+            guard,
+            pace: heartbeat / 2,
         }
+    }
+
+    fn reply(
+        &self,
+        reply: Result<Response<RaftPayload>, Status>,
+        pressure: Option<Pressure>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        reply.map(|mut r| {
+            peer_storage::mark(r.metadata_mut(), pressure);
+            r
+        })
     }
 }
 
@@ -40,17 +72,45 @@ impl RaftRpc for RaftService {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        encode(&self.raft.append_entries(decode(req)?).await)
+        let mut rpc: AppendEntriesRequest<TypeConfig> = decode(req)?;
+        let pressure = self.guard.check();
+        let reply = if pressure.is_some() && !rpc.entries.is_empty() {
+            tokio::time::sleep(self.pace).await;
+            rpc.entries.clear();
+            let matched = rpc.prev_log_id;
+            match self.raft.append_entries(rpc).await {
+                Ok(AppendEntriesResponse::Success) => {
+                    Ok(AppendEntriesResponse::PartialSuccess(matched))
+                }
+                other => other,
+            }
+        } else {
+            self.raft.append_entries(rpc).await
+        };
+        self.reply(encode(&reply), pressure)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        encode(&self.raft.vote(decode(req)?).await)
+        let pressure = self.guard.pressure();
+        self.reply(encode(&self.raft.vote(decode(req)?).await), pressure)
     }
 
     async fn install_snapshot(
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        if let Some(pressure) = self.guard.check() {
+            let refusal = NodeError::StorageFull {
+                nodes: vec![FullNode {
+                    id: self.id,
+                    pressure,
+                }],
+                reading: false,
+            };
+            let mut status = Status::resource_exhausted(refusal.to_string());
+            peer_storage::mark(status.metadata_mut(), Some(pressure));
+            return Err(status);
+        }
         encode(&self.raft.install_snapshot(decode(req)?).await)
     }
 

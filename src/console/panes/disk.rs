@@ -1,6 +1,6 @@
 //! Disk: per node the data dir and sled sizes, how full its filesystem is, how fast the data
-//! dir grows (over the frames of the last 5 minutes) and when the filesystem would be full
-//! at that rate.
+//! dir grows (over the frames of the last 5 minutes) and when, at that rate, the free space
+//! would reach the node's reserve (`--storage-reserve`), where it starts refusing writes.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -61,9 +61,12 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         };
         let known = |v: u64| if v > 0 { bytes(v) } else { "-".into() };
         let growth = growth_per_sec(view);
+        // Writes stop at the node's reserve, not at the last byte.
+        let reserve = s.storage.as_ref().map_or(0, |st| st.reserve_bytes);
         let full_in = match growth {
+            _ if s.storage.as_ref().is_some_and(|st| st.full) => "FULL: writes refused".into(),
             Some(g) if g > 0.0 && s.fs_total_bytes > 0 => {
-                duration_secs((s.fs_free_bytes as f64 / g) as u64)
+                duration_secs((s.fs_free_bytes.saturating_sub(reserve) as f64 / g) as u64)
             }
             Some(_) if s.fs_total_bytes > 0 => "not growing".into(),
             _ => "-".into(),

@@ -111,7 +111,12 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                     other => (other.to_string(), Role::Follower),
                 };
                 let lag = model.lag(s);
-                let (health, hrole) = if s.leader_id.is_none() {
+                let storage_full = s.storage.as_ref().is_some_and(|st| st.full);
+                let (health, hrole) = if s.raft_stopped.is_some() {
+                    ("✖ raft stopped", Role::Critical)
+                } else if storage_full {
+                    ("✖ disk full", Role::Critical)
+                } else if s.leader_id.is_none() {
                     ("no leader", Role::Critical)
                 } else if lag.is_some_and(|l| l > LAG_WARN) {
                     ("lagging", Role::Warn)

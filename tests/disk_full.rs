@@ -1,0 +1,341 @@
+//! A full disk, the way an operator meets it: each node's data dir on its own small tmpfs,
+//! one follower's filesystem filled by another process, then the leader's. Writers get the
+//! clear storage-full error (gRPC RESOURCE_EXHAUSTED, HTTP 507, CLI exit 7), never a 500;
+//! reads go on; freeing space resumes writes without a restart; a node killed and started
+//! again on a full disk (with the half-written sled snapshot a full disk leaves behind)
+//! comes up by itself; no acknowledged write is lost. Needs root (tmpfs mounts): skipped,
+//! with a message, where mounting fails.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use opsdeck_node::pb::{GetRequest, PutRequest, ScanRequest};
+use support::*;
+
+const FS_MIB: u64 = 96;
+const RESERVE: &str = "16MiB";
+const MIB: u64 = 1024 * 1024;
+
+/// The tmpfs mounts of one test, unmounted (and their parent removed) when it ends.
+struct Mounts {
+    root: PathBuf,
+    points: Vec<PathBuf>,
+}
+
+impl Mounts {
+    /// Mounts a tmpfs at `root/nN` for each node; Err says why it cannot here.
+    fn new(root: &Path, nodes: u64) -> Result<Mounts, String> {
+        let mut mounts = Mounts {
+            root: root.to_path_buf(),
+            points: Vec::new(),
+        };
+        for id in 1..=nodes {
+            let point = root.join(format!("n{id}"));
+            std::fs::create_dir_all(&point).map_err(|e| e.to_string())?;
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={FS_MIB}m"), "tmpfs"])
+                .arg(&point)
+                .output()
+                .map_err(|e| format!("cannot run mount: {e}"))?;
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+            }
+            mounts.points.push(point);
+        }
+        Ok(mounts)
+    }
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        for p in &self.points {
+            let _ = Command::new("umount").arg("-l").arg(p).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn free_bytes(dir: &Path) -> u64 {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).expect("path");
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::statvfs(path.as_ptr(), &mut st) },
+        0,
+        "statvfs"
+    );
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
+/// Fills the filesystem of `dir` until `leave` bytes are free (or it is full), the way
+/// another process on the host would.
+fn fill(dir: &Path, leave: u64) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).expect("filler");
+    let chunk = vec![0u8; MIB as usize];
+    loop {
+        let free = free_bytes(dir);
+        if free <= leave {
+            break;
+        }
+        let n = (free - leave).min(MIB) as usize;
+        if f.write_all(&chunk[..n]).is_err() {
+            break; // full
+        }
+    }
+    let _ = f.sync_all();
+}
+
+fn unfill(dir: &Path) {
+    std::fs::remove_file(dir.join("filler")).expect("remove filler");
+}
+
+async fn storage_full(node: &TestNode) -> Option<bool> {
+    Some(node.status().await?.storage?.full)
+}
+
+async fn wait_full(node: &TestNode, full: bool) {
+    let what = format!("node {} storage full = {full}", node.id);
+    wait_for(&what, Duration::from_secs(20), || async {
+        (storage_full(node).await? == full).then_some(())
+    })
+    .await;
+}
+
+async fn put(node: &TestNode, key: &str) -> Result<(), tonic::Status> {
+    node.client()
+        .put(PutRequest {
+            key: key.into(),
+            value: vec![b'x'; 8 * 1024],
+        })
+        .await
+        .map(|_| ())
+}
+
+async fn scan_all(node: &TestNode) -> Vec<(String, Vec<u8>)> {
+    let reply = node
+        .client()
+        .scan(ScanRequest {
+            prefix: "disk/".into(),
+            limit: 10_000,
+            stale: true,
+        })
+        .await
+        .expect("scan")
+        .into_inner();
+    reply
+        .items
+        .into_iter()
+        .map(|kv| (kv.key, kv.value))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_refuses_writes_clearly_and_recovers_by_itself() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mounts = match Mounts::new(dir.path(), 3) {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("SKIPPED: cannot mount a tmpfs here ({why}); this test needs root");
+            return;
+        }
+    };
+    let mut cluster = TestCluster::start_in(dir, 3, &["--storage-reserve", RESERVE]).await;
+    let (leader, _) = cluster.wait_leader(Duration::from_secs(15)).await;
+    let follower = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|&id| id != leader)
+        .expect("a follower");
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let key = format!("disk/a/{i}");
+        put(cluster.node(leader), &key)
+            .await
+            .expect("put with room");
+        acked.push(key);
+    }
+
+    // One follower's disk fills: writes go on (two voters of three take them).
+    fill(&cluster.node(follower).data, 8 * MIB);
+    wait_full(cluster.node(follower), true).await;
+    for i in 0..20 {
+        let key = format!("disk/b/{i}");
+        put(cluster.node(leader), &key)
+            .await
+            .expect("put with one follower full");
+        acked.push(key);
+    }
+    let f = cluster.node(follower);
+    wait_for(
+        "the leader to see the follower full",
+        Duration::from_secs(10),
+        || async {
+            let s = cluster.node(leader).status().await?;
+            s.followers
+                .iter()
+                .any(|p| p.id == follower && p.storage_full)
+                .then_some(())
+        },
+    )
+    .await;
+    // A linearizable read on the full follower, which cannot apply the new writes, says so
+    // at once; a stale read there and any read elsewhere go on.
+    let err = f
+        .client()
+        .get(GetRequest {
+            key: "disk/b/19".into(),
+            stale: false,
+        })
+        .await
+        .expect_err("the full follower cannot serve the newest write");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message()
+            .contains(&format!("storage full on node {follower}"))
+            && err.message().contains("read from another node"),
+        "{}",
+        err.message()
+    );
+    f.client()
+        .get(GetRequest {
+            key: "disk/a/0".into(),
+            stale: true,
+        })
+        .await
+        .expect("stale read on the full follower");
+    let health = http_client()
+        .get(format!("http://{}/health", f.http))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200);
+    let body: serde_json::Value = health.json().await.expect("health json");
+    assert_eq!(body["status"], "storage full", "{body}");
+
+    // Then the leader's: writes are refused with the clear error on every surface.
+    fill(&cluster.node(leader).data, 8 * MIB);
+    wait_full(cluster.node(leader), true).await;
+    let err = put(cluster.node(leader), "disk/refused")
+        .await
+        .expect_err("the full leader refuses writes");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message()
+            .contains(&format!("storage full on node {leader}"))
+            && err.message().contains("free space or grow the volume"),
+        "{}",
+        err.message()
+    );
+    let http = http_client()
+        .put(format!(
+            "http://{}/kv/disk/refused",
+            cluster.node(leader).http
+        ))
+        .body("v")
+        .send()
+        .await
+        .expect("http put");
+    assert_eq!(http.status(), 507);
+    let body: serde_json::Value = http.json().await.expect("json error");
+    assert_eq!(body["kind"], "storage_full", "{body}");
+    let endpoints = cluster.endpoints();
+    let out = run_cli(&["put", "disk/refused", "v", "--endpoints", &endpoints]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("storage full on node"),
+        "{}",
+        stderr_of(&out)
+    );
+    cluster
+        .node(leader)
+        .client()
+        .get(GetRequest {
+            key: "disk/b/19".into(),
+            stale: false,
+        })
+        .await
+        .expect("reads go on on the full leader");
+
+    // Space freed: writes resume, no restart.
+    unfill(&cluster.node(leader).data);
+    wait_full(cluster.node(leader), false).await;
+    put(cluster.node(leader), "disk/c/0")
+        .await
+        .expect("put after freeing the leader's disk");
+    acked.push("disk/c/0".into());
+    unfill(&cluster.node(follower).data);
+    wait_full(cluster.node(follower), false).await;
+    let want = scan_all(cluster.node(leader)).await;
+    wait_for(
+        "the follower to catch up",
+        Duration::from_secs(20),
+        || async { (scan_all(cluster.node(follower)).await == want).then_some(()) },
+    )
+    .await;
+
+    // kill -9 on a full disk, with the empty sled snapshot file a failed start leaves:
+    // it starts again by itself, storage full, and catches up once space is freed.
+    cluster.node_mut(follower).kill9();
+    let data = cluster.node(follower).data.clone();
+    fill(&data, 0);
+    std::fs::write(data.join("db/snap.00000000000FFFFF.generating"), b"").ok();
+    cluster.node_mut(follower).start(false);
+    wait_full(cluster.node(follower), true).await;
+    assert!(
+        cluster.node(follower).log_text().contains("repaired"),
+        "the start names what it repaired"
+    );
+    put(cluster.node(leader), "disk/d/0")
+        .await
+        .expect("put while the follower restarts full");
+    acked.push("disk/d/0".into());
+    unfill(&data);
+    wait_full(cluster.node(follower), false).await;
+
+    // Only the leader's disk fills: it hands its leadership to a voter with room, and the
+    // cluster takes writes again without anything being freed.
+    let (full_leader, _) = cluster.wait_leader(Duration::from_secs(15)).await;
+    let other = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|&id| id != full_leader)
+        .expect("other");
+    fill(&cluster.node(full_leader).data, 8 * MIB);
+    wait_full(cluster.node(full_leader), true).await;
+    wait_for(
+        "writes to resume under a new leader",
+        Duration::from_secs(30),
+        || async { put(cluster.node(other), "disk/e/0").await.ok() },
+    )
+    .await;
+    acked.push("disk/e/0".into());
+    let (new_leader, _) = cluster.wait_leader(Duration::from_secs(15)).await;
+    assert_ne!(
+        new_leader, full_leader,
+        "the full leader handed its leadership over"
+    );
+    unfill(&cluster.node(full_leader).data);
+    wait_full(cluster.node(full_leader), false).await;
+
+    let (leader, _) = cluster.wait_leader(Duration::from_secs(15)).await;
+    let want = scan_all(cluster.node(leader)).await;
+    for n in &cluster.nodes {
+        wait_for(
+            "every node to hold the same data",
+            Duration::from_secs(20),
+            || async { (scan_all(n).await == want).then_some(()) },
+        )
+        .await;
+    }
+    let keys: Vec<&String> = want.iter().map(|(k, _)| k).collect();
+    for k in &acked {
+        assert!(keys.contains(&k), "acknowledged write {k} lost");
+    }
+    drop(cluster);
+    drop(mounts);
+}
