@@ -11,7 +11,8 @@ use crate::client::Target;
 #[command(
     name = "opsdeck",
     version,
-    about = "Raft ledger node, dev cluster and operations console"
+    about = "Raft ledger node, dev cluster and operations console",
+    after_help = crate::client::failure::EXIT_STATUS_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -35,17 +35,9 @@ fn main() {
     }
 }
 
-/// The exit status of a failed command: 7 when a node refused for a full disk (a script
-/// can wait for space and retry), else 1.
+/// The exit status of a failed command (the table is `client::failure::EXIT_STATUS_HELP`).
 fn exit_code(e: &color_eyre::Report) -> i32 {
-    let kind = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<opsdeck::client::Refused>())
-        .and_then(|r| r.kind.as_deref());
-    match kind {
-        Some("storage_full") => 7,
-        _ => 1,
-    }
+    opsdeck::client::failure::class_of(e).exit_code()
 }
 
 async fn dispatch(command: Command) -> Result<()> {

@@ -118,12 +118,17 @@ fn a_port_in_use_is_named() {
 fn bad_and_unreachable_endpoints_fail_fast_with_a_clear_error() {
     let out = run_cli(&["get", "k", "--endpoints", "not-an-endpoint"]);
     assert_one_line_error(&out, "bad endpoint \"not-an-endpoint\"");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad endpoint is a usage error"
+    );
 
     let nobody = format!("127.0.0.1:{}", free_port());
     let started = std::time::Instant::now();
     let out = run_cli(&["put", "k", "v", "--endpoints", &nobody, "--timeout", "1s"]);
     assert_one_line_error(&out, "did not answer");
-    assert!(out.status.code() == Some(1));
+    assert_eq!(out.status.code(), Some(4), "an unreachable cluster exits 4");
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",
@@ -348,6 +353,7 @@ async fn cas_applies_only_when_the_current_value_is_the_expected_one() {
         assert!(cas(&["t/k", "v1", "--absent"]).status.success());
         let out = cas(&["t/k", "v2", "--absent"]);
         assert_one_line_error(&out, "current value is \"v1\"");
+        assert_eq!(out.status.code(), Some(3), "a lost compare-and-set exits 3");
         let out = cas(&["t/k", "v2", "--expect", "other"]);
         assert_one_line_error(&out, "not applied");
         assert_eq!(get("t/k").trim(), "v1");
@@ -356,6 +362,36 @@ async fn cas_applies_only_when_the_current_value_is_the_expected_one() {
         assert!(cas(&["t/k", "--delete", "--expect", "v2"]).status.success());
         let out = cas(&["t/k", "v3", "--expect", "v2"]);
         assert_one_line_error(&out, "absent (no such key)");
+    })
+    .await
+    .unwrap();
+}
+
+/// The exit statuses of `opsdeck --help`, each from a real failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_kind_of_failure_has_its_exit_status() {
+    let cluster = TestCluster::start(1, &[]).await;
+    let e = cluster.endpoints();
+    tokio::task::spawn_blocking(move || {
+        let code = |key: Option<&str>, args: &[&str]| {
+            let mut all = args.to_vec();
+            all.extend_from_slice(&["--endpoints", &e]);
+            let out = run_cli_as(key, &all);
+            (out.status.code(), stderr_of(&out))
+        };
+        let admin = Some(admin_key());
+        assert_eq!(code(admin, &["put", "x/k", "v"]).0, Some(0));
+        let (c, err) = code(admin, &["get", "x/missing"]);
+        assert_eq!(c, Some(3), "not found: {err}");
+        let (c, err) = code(admin, &["put", "bad key with spaces\u{7}", "v"]);
+        assert_eq!(c, Some(2), "invalid key: {err}");
+        let (c, err) = code(
+            Some("odk_not_a_real_key_at_all_0000000000"),
+            &["get", "x/k"],
+        );
+        assert_eq!(c, Some(5), "refused key: {err}");
+        let (c, err) = code(admin, &["get"]);
+        assert_eq!(c, Some(2), "clap usage error: {err}");
     })
     .await
     .unwrap();

@@ -3,8 +3,10 @@
 //! linearizable reads to the leader themselves, so any reachable node will do.
 
 pub mod cluster_file;
+pub mod failure;
 mod target;
 
+pub use failure::{Class, Failure};
 pub use target::Target;
 
 use std::future::Future;
@@ -85,32 +87,8 @@ pub struct NodeReport {
 struct CallError {
     retryable: bool,
     message: String,
-    /// The node's error kind (`NodeError::kind`), when a node refused the call.
-    kind: Option<String>,
-}
-
-/// A call a node answered with an error: what it said, and the node's kind of error
-/// (`storage_full`, `quota`, ...) for the exit code (`main.rs`).
-#[derive(Debug)]
-pub struct Refused {
-    pub kind: Option<String>,
-    pub message: String,
-}
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Refused {}
-
-/// The error kind a node put on a status (its `opsdeck-error-kind` metadata).
-fn error_kind(status: &Status) -> Option<String> {
-    let value = status
-        .metadata()
-        .get(opsdeck_node::api::status::KIND_HEADER)?;
-    value.to_str().ok().map(str::to_string)
+    /// The class of the node's refusal, when a node refused the call.
+    class: Class,
 }
 
 fn retryable(status: &Status) -> bool {
@@ -186,9 +164,11 @@ impl ClusterClient {
     /// Checks every endpoint is `host:port`; no connection is made until the first call.
     pub fn new(endpoints: &[String], retry_for: Duration, key: ApiKey) -> Result<ClusterClient> {
         if endpoints.is_empty() {
-            return Err(eyre!(
-                "no endpoints given: pass --endpoints HOST:PORT,... or --cluster DIR"
-            ));
+            return Err(Failure::new(
+                Class::Usage,
+                "no endpoints given: pass --endpoints HOST:PORT,... or --cluster DIR",
+            )
+            .into());
         }
         let mut parsed = Vec::new();
         for addr in endpoints {
@@ -197,9 +177,11 @@ impl ClusterClient {
                 .rsplit_once(':')
                 .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if !valid {
-                return Err(eyre!(
-                    "bad endpoint {addr:?}: expected HOST:PORT, e.g. 127.0.0.1:7101"
-                ));
+                return Err(Failure::new(
+                    Class::Usage,
+                    format!("bad endpoint {addr:?}: expected HOST:PORT, e.g. 127.0.0.1:7101"),
+                )
+                .into());
             }
             let client = connect(&addr, &key).map_err(|e| eyre!("bad endpoint {addr:?}: {e}"))?;
             parsed.push(Endpoint { addr, client });
@@ -256,11 +238,9 @@ impl ClusterClient {
         let last = last.into_inner().unwrap_or_else(|p| p.into_inner());
         match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) if !e.retryable => Err(Refused {
-                kind: e.kind,
-                message: format!("{what}: {}", e.message),
+            Ok(Err(e)) if !e.retryable => {
+                Err(Failure::new(e.class, format!("{what}: {}", e.message)).into())
             }
-            .into()),
             Ok(Err(e)) => Err(self.gave_up(what, &e.message)),
             Err(_) => Err(self.gave_up(what, &last)),
         }
@@ -292,11 +272,15 @@ impl ClusterClient {
         } else {
             last.to_string()
         };
-        eyre!(
-            "{what}: the cluster did not answer within the timeout of {} (--timeout): {last} \
-             (is it running? `opsdeck dev` starts one; check --endpoints)",
-            humantime::format_duration(self.retry_for)
+        Failure::new(
+            Class::Unavailable,
+            format!(
+                "{what}: the cluster did not answer within the timeout of {} (--timeout): \
+                 {last} (is it running? `opsdeck dev` starts one; check --endpoints)",
+                humantime::format_duration(self.retry_for)
+            ),
         )
+        .into()
     }
 
     async fn try_each<T, F, Fut>(
@@ -327,7 +311,7 @@ impl ClusterClient {
                 Ok(Err(status)) => {
                     return Err(CallError {
                         retryable: false,
-                        kind: error_kind(&status),
+                        class: Class::of(&status),
                         message: explain(&ep.addr, &status).await,
                     })
                 }
@@ -340,7 +324,7 @@ impl ClusterClient {
         }
         Err(CallError {
             retryable: true,
-            kind: None,
+            class: Class::Unavailable,
             message: failures.join("; "),
         })
     }
@@ -412,7 +396,11 @@ impl ClusterClient {
                     Err(e) => seen.push(format!("{}: {e}", r.endpoint)),
                 }
             }
-            Err(eyre!("no leader found: {}", seen.join("; ")))
+            Err(Failure::new(
+                Class::Unavailable,
+                format!("no leader found: {}", seen.join("; ")),
+            )
+            .into())
         };
         let deadline = self.deadline();
         let last = std::sync::Mutex::new(String::new());

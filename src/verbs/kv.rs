@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::connect;
 use crate::cli::ClusterArgs;
+use crate::client::{Class, Failure};
 use crate::format::table::{self, opt};
 
 /// A key as quoted in messages, cut short so a huge key cannot flood the terminal.
@@ -204,7 +205,7 @@ pub async fn put(
 ) -> Result<()> {
     let value = put_value(value, file.as_deref()).map_err(|e| eyre!("put {}: {e}", short(&key)))?;
     opsdeck_node::types::validate_entry(&key, Some(&value))
-        .map_err(|e| eyre!("put {}: {e}", short(&key)))?;
+        .map_err(|e| Failure::new(Class::Usage, format!("put {}: {e}", short(&key))))?;
     let client = connect(args)?;
     let reply = client
         .call("put", |mut c| {
@@ -225,7 +226,7 @@ pub async fn put(
 
 pub async fn get(args: &ClusterArgs, key: String, stale: bool) -> Result<()> {
     opsdeck_node::types::validate_entry(&key, None)
-        .map_err(|e| eyre!("get {}: {e}", short(&key)))?;
+        .map_err(|e| Failure::new(Class::Usage, format!("get {}: {e}", short(&key))))?;
     let client = connect(args)?;
     let reply = client
         .call("get", |mut c| {
@@ -246,14 +247,14 @@ pub async fn get(args: &ClusterArgs, key: String, stale: bool) -> Result<()> {
         println!("{value}");
     }
     if !reply.found {
-        return Err(eyre!("key {} not found", short(&key)));
+        return Err(Failure::new(Class::NotFound, format!("key {} not found", short(&key))).into());
     }
     Ok(())
 }
 
 pub async fn del(args: &ClusterArgs, key: String) -> Result<()> {
     opsdeck_node::types::validate_entry(&key, None)
-        .map_err(|e| eyre!("del {}: {e}", short(&key)))?;
+        .map_err(|e| Failure::new(Class::Usage, format!("del {}: {e}", short(&key))))?;
     let client = connect(args)?;
     let reply = client
         .call("del", |mut c| {
@@ -284,7 +285,7 @@ pub async fn cas(
     new: Option<String>,
 ) -> Result<()> {
     opsdeck_node::types::validate_entry(&key, new.as_deref().map(str::as_bytes))
-        .map_err(|e| eyre!("cas {}: {e}", short(&key)))?;
+        .map_err(|e| Failure::new(Class::Usage, format!("cas {}: {e}", short(&key))))?;
     let client = connect(args)?;
     let req = CasRequest {
         key: key.clone(),
@@ -310,11 +311,15 @@ pub async fn cas(
         println!("OK");
     }
     if !reply.succeeded {
-        return Err(eyre!(
-            "cas {}: not applied, the current value is {}",
-            short(&key),
-            current.map_or("absent (no such key)".to_string(), |v| format!("{v:?}"))
-        ));
+        let current = current.map_or("absent (no such key)".to_string(), |v| format!("{v:?}"));
+        return Err(Failure::new(
+            Class::NotFound,
+            format!(
+                "cas {}: not applied, the current value is {current}",
+                short(&key)
+            ),
+        )
+        .into());
     }
     Ok(())
 }
