@@ -140,6 +140,21 @@ pub enum Command {
     RemoveNode(RemoveNodeArgs),
     /// Hand leadership to another up-to-date voter.
     TransferLeader(TransferLeaderArgs),
+    /// Print a shell completion script, e.g. `opsdeck completions bash >
+    /// /etc/bash_completion.d/opsdeck` or `opsdeck completions zsh > ~/.zfunc/_opsdeck`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), or write one page per verb into --dir DIR
+    /// (`opsdeck man | man -l -`).
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print every path opsdeck uses here: the config file, the dev dir, the key file and
+    /// where the API key comes from, the keymap and theme in effect.
+    Info {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]

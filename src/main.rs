@@ -4,7 +4,7 @@ use clap::Parser;
 use color_eyre::eyre::Result;
 use opsdeck::cli::{Cli, Command};
 use opsdeck::console;
-use opsdeck::verbs::{admin, alerts, backup, bench, compact, dev, kv, logs, members, node};
+use opsdeck::verbs::{admin, alerts, backup, bench, compact, dev, kit, kv, logs, members, node};
 
 fn main() {
     // The console adds a panic hook that restores the terminal before this report is
@@ -85,5 +85,8 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::AddNode(args) => members::add_node(args).await,
         Command::RemoveNode(args) => members::remove_node(args).await,
         Command::TransferLeader(args) => members::transfer_leader(args).await,
+        Command::Completions { shell } => kit::completions(shell),
+        Command::Man { dir } => kit::man(dir.as_deref()),
+        Command::Info { json } => kit::info(json),
     }
 }

@@ -658,3 +658,72 @@ async fn put_reads_a_value_from_a_file_or_stdin_within_the_limit() {
         ]
     );
 }
+
+#[test]
+fn completions_man_page_and_info_describe_this_binary() {
+    // `output()` reads while the child writes: a completion script is bigger than a pipe.
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().expect("run opsdeck");
+    let out = run(&["completions", "bash"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let script = stdout_of(&out);
+    assert!(
+        script.contains("_opsdeck()") && script.contains("restore"),
+        "bash completion"
+    );
+    for shell in ["zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert!(
+            out.status.success() && stdout_of(&out).contains("opsdeck"),
+            "{shell}"
+        );
+    }
+    let out = run(&["completions", "tcsh"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+
+    let out = run(&["man"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let page = stdout_of(&out);
+    assert!(
+        page.contains(".TH opsdeck") && page.contains("Exit status"),
+        "man page"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("man");
+    let out = run(&["man", "--dir", pages.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(pages.join("opsdeck-put.1").exists(), "one page per verb");
+
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["info", "--json"])
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env_remove("OPSDECK_API_KEY");
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info --json");
+    assert_eq!(
+        info["config_file"]["path"],
+        home.path()
+            .join("config/opsdeck/config.toml")
+            .display()
+            .to_string()
+    );
+    assert_eq!(info["config_file"]["state"], "absent");
+    assert_eq!(
+        info["dev_cluster_dir"]["path"],
+        home.path().join("data/opsdeck/dev").display().to_string()
+    );
+    assert!(
+        info["api_key_from"]
+            .as_str()
+            .unwrap()
+            .contains("none found"),
+        "{info}"
+    );
+}

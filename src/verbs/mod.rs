@@ -7,6 +7,7 @@ pub mod backup;
 pub mod bench;
 pub mod compact;
 pub mod dev;
+pub mod kit;
 pub mod kv;
 pub mod logs;
 pub mod members;
