@@ -130,6 +130,10 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Restore a backup taken on another cluster (or one whose manifest names no
+        /// cluster): its data replaces this cluster's; its API keys are never imported.
+        #[arg(long)]
+        allow_foreign_cluster: bool,
         #[command(flatten)]
         cluster: ClusterArgs,
     },

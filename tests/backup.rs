@@ -7,7 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use opsdeck_node::backup::format;
-use opsdeck_node::pb::{DeleteRequest, ListAuditRequest, PutRequest};
+use opsdeck_node::pb::{
+    restore_request::Step, DeleteRequest, ListAuditRequest, ListKeysRequest, PutRequest,
+    RestoreBegin, RestoreRequest,
+};
 use sha2::Digest;
 use support::*;
 
@@ -347,4 +350,254 @@ async fn killing_the_leader_mid_restore_leaves_old_or_new_data_everywhere() {
             "a finished restore must hold the backup"
         );
     }
+}
+
+/// Creates a key with the CLI on the cluster at `endpoints`; returns (id, secret).
+fn create_key(endpoints: &str, role: &str) -> (String, String) {
+    let out = run_cli(&[
+        "keys",
+        "create",
+        "--role",
+        role,
+        "--json",
+        "--endpoints",
+        endpoints,
+    ]);
+    assert!(out.status.success(), "keys create: {}", stderr_of(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout_of(&out)).expect("json");
+    let field = |name: &str| v[name].as_str().map(str::to_string);
+    let id = v["key"]["id"].as_str().expect("key id").to_string();
+    (id, field("secret").expect("secret"))
+}
+
+/// The gRPC code an admin call (listing keys) made with `key` gets from the node at `addr`.
+async fn admin_call_code(addr: &str, key: &str) -> tonic::Code {
+    match client_with_key(addr, Some(key))
+        .list_keys(ListKeysRequest {})
+        .await
+    {
+        Ok(_) => tonic::Code::Ok,
+        Err(s) => s.code(),
+    }
+}
+
+/// Waits until an admin call with `key` gets `want` on every running node of `cluster`.
+async fn wait_admin_code(cluster: &TestCluster, key: &str, want: tonic::Code, what: &str) {
+    for n in cluster.nodes.iter().filter(|n| n.running()) {
+        wait_for(
+            &format!("{what} on node {}", n.id),
+            Duration::from_secs(15),
+            || async { (admin_call_code(&n.grpc, key).await == want).then_some(()) },
+        )
+        .await;
+    }
+}
+
+async fn cluster_id(cluster: &TestCluster) -> String {
+    cluster.nodes[0].status().await.expect("status").cluster_id
+}
+
+fn backup_to(cluster: &TestCluster, name: &str) -> std::path::PathBuf {
+    let file = cluster.dir.path().join(name);
+    let out = run_cli(&[
+        "backup",
+        "--out",
+        file.to_str().expect("utf-8 path"),
+        "--endpoints",
+        &cluster.endpoints(),
+    ]);
+    assert!(out.status.success(), "backup: {}", stderr_of(&out));
+    file
+}
+
+/// Issue 15, defect 3: restoring another cluster's backup is refused unless asked for
+/// explicitly, by the CLI and by the nodes themselves, and it never brings that cluster's
+/// API keys in; restoring the cluster's own older backup does not bring a revoked key back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_foreign_backup_needs_the_flag_and_no_restore_ever_changes_who_has_access() {
+    let one = TestCluster::start(3, &[]).await;
+    let two = TestCluster::start(1, &[]).await;
+    let (leader, _) = one.wait_leader(Duration::from_secs(10)).await;
+    two.wait_leader(Duration::from_secs(10)).await;
+    let (e1, e2) = (one.endpoints(), two.endpoints());
+    let (id1, id2) = (cluster_id(&one).await, cluster_id(&two).await);
+    assert!(
+        !id1.is_empty() && !id2.is_empty() && id1 != id2,
+        "{id1} / {id2}"
+    );
+
+    // Cluster 2: its own data and an admin key of its own.
+    write_load(&two.nodes[0].grpc, 2, 20).await;
+    let (_, theirs_admin) = create_key(&e2, "admin");
+    assert_eq!(
+        admin_call_code(&two.nodes[0].grpc, &theirs_admin).await,
+        tonic::Code::Ok
+    );
+    let foreign_file = backup_to(&two, "two.odb");
+    let foreign_data = backup_pairs(&foreign_file);
+
+    // Cluster 1: a key that is in its backup and revoked after it, and one created after.
+    let mut c = one.node(leader).client();
+    for i in 0..30 {
+        c.put(PutRequest {
+            key: format!("ours/{i}"),
+            value: b"1".to_vec(),
+        })
+        .await
+        .expect("put");
+    }
+    let (revoked_id, revoked_secret) = create_key(&e1, "admin");
+    let own_file = backup_to(&one, "one.odb");
+    let own_data = backup_pairs(&own_file);
+    let out = run_cli(&["keys", "revoke", "--id", &revoked_id, "--endpoints", &e1]);
+    assert!(out.status.success(), "revoke: {}", stderr_of(&out));
+    let (_, new_secret) = create_key(&e1, "admin");
+    wait_admin_code(
+        &one,
+        &revoked_secret,
+        tonic::Code::Unauthenticated,
+        "the revoked key refused",
+    )
+    .await;
+    wait_admin_code(
+        &one,
+        &theirs_admin,
+        tonic::Code::Unauthenticated,
+        "cluster 2's key refused",
+    )
+    .await;
+    let before = settled_scans(&one).await;
+
+    // Without the flag: refused, naming both clusters and what to do; nothing changed.
+    let foreign_arg = foreign_file.to_str().expect("path");
+    let out = run_cli(&["restore", foreign_arg, "--yes", "--endpoints", &e1]);
+    assert!(
+        !out.status.success(),
+        "a foreign backup was restored without the flag"
+    );
+    let err = stderr_of(&out);
+    for needed in [
+        format!("backup {foreign_arg} was taken on cluster {id2}; this is cluster {id1}"),
+        "its API keys are never imported".to_string(),
+        "rerun with --allow-foreign-cluster".to_string(),
+    ] {
+        assert!(err.contains(&needed), "missing {needed:?} in: {err}");
+    }
+    // The nodes refuse it too, whatever the client: a begin naming the other cluster...
+    let begin = |backup_cluster_id: &str| RestoreRequest {
+        restore_id: "by-hand".into(),
+        seq: 0,
+        step: Some(Step::Begin(RestoreBegin {
+            source: "test".into(),
+            backup_cluster_id: backup_cluster_id.into(),
+            allow_foreign_cluster: false,
+        })),
+    };
+    let refused = c
+        .restore(begin(&id2))
+        .await
+        .expect_err("a foreign begin was accepted");
+    assert!(
+        refused
+            .message()
+            .contains(&format!("taken on cluster {id2}")),
+        "{refused:?}"
+    );
+    // ...and a client that says nothing is stopped by the backup's own cluster id.
+    c.restore(begin(""))
+        .await
+        .expect("a begin naming no cluster");
+    let (_, pairs) = format::open_verified(&foreign_file).expect("valid backup");
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = pairs.map(|p| p.expect("pair")).collect();
+    let mut chunk = (pairs.len() as u64).to_le_bytes().to_vec();
+    for (k, v) in &pairs {
+        for item in [k, v] {
+            chunk.extend_from_slice(&(item.len() as u64).to_le_bytes());
+            chunk.extend_from_slice(item);
+        }
+    }
+    let refused = c
+        .restore(RestoreRequest {
+            restore_id: "by-hand".into(),
+            seq: 0,
+            step: Some(Step::Chunk(chunk)),
+        })
+        .await
+        .expect_err("a foreign chunk was staged");
+    assert!(
+        refused
+            .message()
+            .contains(&format!("taken on cluster {id2}; this is cluster {id1}")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        settled_scans(&one).await,
+        before,
+        "a refused restore changed the data"
+    );
+    assert_eq!(restore_audits(&one, leader).await, 0);
+
+    // With the flag: cluster 2's data on every node of cluster 1, and cluster 1's keys only.
+    let out = run_cli(&[
+        "restore",
+        foreign_arg,
+        "--yes",
+        "--allow-foreign-cluster",
+        "--json",
+        "--endpoints",
+        &e1,
+    ]);
+    assert!(
+        out.status.success(),
+        "restore --allow-foreign-cluster: {}",
+        stderr_of(&out)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout_of(&out)).expect("json");
+    assert_eq!(report["foreign"], true);
+    assert_eq!(report["backup_cluster_id"], id2.as_str());
+    assert_eq!(report["cluster_id"], id1.as_str());
+    let scans = settled_scans(&one).await;
+    assert_eq!(scans.len(), 3);
+    assert_all_equal(&scans, &foreign_data, "cluster 2's data");
+    for n in &one.nodes {
+        assert_eq!(
+            admin_call_code(&n.grpc, &theirs_admin).await,
+            tonic::Code::Unauthenticated,
+            "cluster 2's admin key works on node {} of cluster 1",
+            n.id
+        );
+        assert_eq!(admin_call_code(&n.grpc, &new_secret).await, tonic::Code::Ok);
+        assert_eq!(admin_call_code(&n.grpc, admin_key()).await, tonic::Code::Ok);
+    }
+    assert_eq!(
+        cluster_id(&one).await,
+        id1,
+        "the restore changed the cluster id"
+    );
+
+    // Cluster 1's own older backup, from before the revocation: no flag needed, its data
+    // comes back, the revoked key stays revoked and the newer key keeps working.
+    let own_arg = own_file.to_str().expect("path");
+    let out = run_cli(&["restore", own_arg, "--yes", "--endpoints", &e1]);
+    assert!(
+        out.status.success(),
+        "restoring our own backup: {}",
+        stderr_of(&out)
+    );
+    let scans = settled_scans(&one).await;
+    assert_all_equal(&scans, &own_data, "cluster 1's own backup");
+    for n in &one.nodes {
+        assert_eq!(
+            admin_call_code(&n.grpc, &revoked_secret).await,
+            tonic::Code::Unauthenticated,
+            "a key revoked after the backup works again on node {}",
+            n.id
+        );
+        assert_eq!(admin_call_code(&n.grpc, &new_secret).await, tonic::Code::Ok);
+        assert_eq!(
+            admin_call_code(&n.grpc, &theirs_admin).await,
+            tonic::Code::Unauthenticated
+        );
+    }
+    assert_eq!(restore_audits(&one, leader).await, 2);
 }

@@ -75,6 +75,10 @@ pub enum Command {
         at_ms: i64,
         /// What is being restored, for the audit trail (file, cluster, index, keys).
         source: String,
+        /// The cluster the backup's manifest names ("" when it names none).
+        backup_cluster: String,
+        /// Whether a backup of another (or an unknown) cluster may be restored.
+        allow_foreign: bool,
     },
     /// The next batch of a backup's state-machine pairs, staged out of sight.
     RestoreChunk {

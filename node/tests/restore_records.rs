@@ -7,6 +7,7 @@
 
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use opsdeck_node::security::keys::{KeyRecord, Role};
 use opsdeck_node::security::quota::{Tier, Usage};
 use opsdeck_node::store::{StateMachine, Storage};
 use opsdeck_node::types::{AdminAction, Command, CommandResult, Request, TypeConfig};
@@ -39,6 +40,9 @@ async fn restore(
         actor: "k1".into(),
         at_ms: 1,
         source: "fuzz".into(),
+        backup_cluster: String::new(),
+        // These state machines have no cluster id: every backup is foreign to them.
+        allow_foreign: true,
     };
     assert_eq!(apply(sm, first, begin).await, CommandResult::Done);
     let chunk = Command::RestoreChunk {
@@ -174,6 +178,8 @@ async fn chunks_stage_in_any_order_and_a_missing_one_refuses_the_commit() {
         actor: "k1".into(),
         at_ms: 1,
         source: "test".into(),
+        backup_cluster: String::new(),
+        allow_foreign: true,
     };
     let commit = |id: &str, chunks: u64| Command::RestoreCommit {
         id: id.into(),
@@ -222,4 +228,171 @@ async fn chunks_stage_in_any_order_and_a_missing_one_refuses_the_commit() {
         );
     }
     assert_eq!(sm.reader().stats().keys, 3);
+}
+
+fn key(id: &str, role: Role, revoked_ms: Option<i64>) -> KeyRecord {
+    KeyRecord {
+        id: id.into(),
+        hash: [id.as_bytes()[1]; 32],
+        role,
+        tenants: vec![],
+        created_ms: 1,
+        expires_ms: None,
+        revoked_ms,
+        last_used_ms: None,
+        successor: None,
+    }
+}
+
+fn admin(action: AdminAction) -> Command {
+    Command::Admin {
+        actor: "k1".into(),
+        at_ms: 10,
+        action,
+    }
+}
+
+/// Issue 15, defect 3: a restore never changes who can reach the cluster. Key records are
+/// never taken from a backup (not a key of another cluster, not a key revoked since), and a
+/// backup of another cluster, by its manifest or by its own `m/cluster_id` pair, is refused
+/// unless the restore was begun with `allow_foreign`.
+#[tokio::test]
+async fn a_restore_never_touches_api_keys_and_refuses_a_foreign_backup_without_the_flag() {
+    let dir = TempDir::new().unwrap();
+    let mut storage = Storage::open(dir.path(), 1).unwrap();
+    let sm = &mut storage.state_machine;
+    let init = Command::InitCluster {
+        cluster_id: "c1".into(),
+    };
+    assert_eq!(apply(sm, 1, init).await, CommandResult::Done);
+    for (i, action) in [
+        AdminAction::CreateKey(key("k1", Role::Admin, None)),
+        AdminAction::CreateKey(key("k2", Role::Admin, None)),
+        AdminAction::RevokeKey { id: "k2".into() },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(
+            apply(sm, 2 + i as u64, admin(action)).await,
+            CommandResult::Done
+        );
+    }
+    assert!(matches!(
+        apply(sm, 5, put("t/old", "1")).await,
+        CommandResult::Put { .. }
+    ));
+    let keys_before = sm.reader().api_keys().unwrap();
+    let enc = |k: &KeyRecord| bincode::serialize(k).unwrap();
+    // Another cluster's backup: its own admin key, and k2 not revoked there.
+    let theirs = vec![
+        pair("d/t/new", b"2"),
+        pair("k/k2", &enc(&key("k2", Role::Admin, None))),
+        pair("k/kx", &enc(&key("kx", Role::Admin, None))),
+        pair("m/cluster_id", b"c2"),
+    ];
+    let begin = |id: &str, backup_cluster: &str, allow_foreign| Command::RestoreBegin {
+        id: id.into(),
+        actor: "k1".into(),
+        at_ms: 10,
+        source: "test".into(),
+        backup_cluster: backup_cluster.into(),
+        allow_foreign,
+    };
+    let chunk = |id: &str, pairs: &Vec<(Vec<u8>, Vec<u8>)>| Command::RestoreChunk {
+        id: id.into(),
+        seq: 0,
+        pairs: pairs.clone(),
+    };
+    let commit = |id: &str, pairs: usize| Command::RestoreCommit {
+        id: id.into(),
+        actor: "k1".into(),
+        at_ms: 10,
+        chunks: 1,
+        pairs: pairs as u64,
+    };
+    let refused = |r: &CommandResult| {
+        matches!(r, CommandResult::Rejected { reason }
+            if reason.contains("taken on cluster c2") && reason.contains("this is cluster c1")
+                && reason.contains("--allow-foreign-cluster"))
+    };
+    // Named foreign by the manifest: refused at begin.
+    let r = apply(sm, 10, begin("a", "c2", false)).await;
+    assert!(refused(&r), "{r:?}");
+    // A client that says nothing (or claims it is ours): the backup's own pair decides.
+    for (i, claimed) in ["", "c1"].into_iter().enumerate() {
+        let id = format!("b{i}");
+        let at = 20 + 10 * i as u64;
+        assert_eq!(
+            apply(sm, at, begin(&id, claimed, false)).await,
+            CommandResult::Done
+        );
+        let r = apply(sm, at + 1, chunk(&id, &theirs)).await;
+        assert!(refused(&r), "{r:?}");
+        let r = apply(sm, at + 2, commit(&id, theirs.len())).await;
+        assert!(matches!(r, CommandResult::Rejected { .. }), "{r:?}");
+    }
+    // A backup that names no cluster at all counts as foreign.
+    let anonymous = vec![pair("d/t/new", b"2")];
+    assert_eq!(
+        apply(sm, 40, begin("n", "", false)).await,
+        CommandResult::Done
+    );
+    assert_eq!(
+        apply(sm, 41, chunk("n", &anonymous)).await,
+        CommandResult::Done
+    );
+    let r = apply(sm, 42, commit("n", 1)).await;
+    assert!(
+        matches!(&r, CommandResult::Rejected { reason } if reason.contains("does not say which cluster")),
+        "{r:?}"
+    );
+    assert_eq!(sm.reader().get("t/old").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(sm.reader().get("t/new").unwrap(), None);
+
+    // With the flag: the other cluster's data, and exactly this cluster's keys.
+    assert_eq!(
+        apply(sm, 50, begin("f", "c2", true)).await,
+        CommandResult::Done
+    );
+    assert_eq!(
+        apply(sm, 51, chunk("f", &theirs)).await,
+        CommandResult::Done
+    );
+    assert_eq!(
+        apply(sm, 52, commit("f", theirs.len())).await,
+        CommandResult::Restored { keys: 1 }
+    );
+    let reader = sm.reader();
+    assert_eq!(reader.get("t/new").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(reader.get("t/old").unwrap(), None);
+    assert_eq!(reader.api_keys().unwrap(), keys_before);
+    assert_eq!(reader.cluster_id(), "c1");
+    let registry = sm.key_registry();
+    assert!(
+        registry.lookup(&[b'x'; 32]).is_none(),
+        "the foreign key was imported"
+    );
+    assert!(registry
+        .lookup(&[b'2'; 32])
+        .is_some_and(|k| k.revoked_ms.is_some()));
+
+    // This cluster's own older backup, where k2 was not revoked yet: restored without the
+    // flag, and k2 stays revoked.
+    let ours = vec![
+        pair("d/t/old", b"1"),
+        pair("k/k2", &enc(&key("k2", Role::Admin, None))),
+        pair("m/cluster_id", b"c1"),
+    ];
+    assert_eq!(
+        apply(sm, 60, begin("o", "c1", false)).await,
+        CommandResult::Done
+    );
+    assert_eq!(apply(sm, 61, chunk("o", &ours)).await, CommandResult::Done);
+    assert_eq!(
+        apply(sm, 62, commit("o", ours.len())).await,
+        CommandResult::Restored { keys: 1 }
+    );
+    assert_eq!(sm.reader().get("t/old").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(sm.reader().api_keys().unwrap(), keys_before);
 }

@@ -152,14 +152,76 @@ pub struct Restored {
 /// A backup file checked whole (see `format::verify`), ready to restore.
 pub type Verified = (Manifest, format::Payload);
 
+/// Whose data a restore brings in, next to the cluster it goes into: what the
+/// confirmation shows, and what decides whether `--allow-foreign-cluster` is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The cluster the backup was taken on; None when its manifest does not say.
+    pub backup_cluster: Option<String>,
+    /// The cluster being restored into (as its leader reports it).
+    pub this_cluster: String,
+}
+
+impl Plan {
+    pub fn new(manifest: &Manifest, this_cluster: &str) -> Plan {
+        Plan {
+            backup_cluster: Some(manifest.cluster_id.clone()).filter(|c| !c.is_empty()),
+            this_cluster: this_cluster.to_string(),
+        }
+    }
+
+    /// Whether the backup is not provably this cluster's own.
+    pub fn foreign(&self) -> bool {
+        self.this_cluster.is_empty() || self.backup_cluster.as_deref() != Some(&self.this_cluster)
+    }
+
+    /// The backup's cluster for people: its id, or that it is unknown.
+    pub fn backup_cluster_text(&self) -> &str {
+        self.backup_cluster
+            .as_deref()
+            .unwrap_or("unknown (the manifest does not say)")
+    }
+
+    /// Why a restore of `file` is refused without `--allow-foreign-cluster`.
+    pub fn refusal(&self, file: &Path) -> String {
+        let this = if self.this_cluster.is_empty() {
+            "this cluster reports no id".to_string()
+        } else {
+            format!("this is cluster {}", self.this_cluster)
+        };
+        match &self.backup_cluster {
+            Some(theirs) => format!(
+                "backup {} was taken on cluster {theirs}; {this}. Restoring it replaces this cluster's data with the other cluster's (its API keys are never imported); rerun with --allow-foreign-cluster if that is what you want",
+                file.display()
+            ),
+            None => format!(
+                "backup {} does not say which cluster it was taken on (its manifest has no cluster id); {this}. Restoring it replaces this cluster's data with the backup's, which may be another cluster's (its API keys are never imported); rerun with --allow-foreign-cluster if that is what you want",
+                file.display()
+            ),
+        }
+    }
+}
+
+/// The plan of restoring `manifest`'s backup into the cluster `client` reaches.
+pub async fn plan(client: &ClusterClient, manifest: &Manifest) -> Result<Plan> {
+    let (_, status) = client.leader().await?;
+    Ok(Plan::new(manifest, &status.cluster_id))
+}
+
 /// Restores a verified backup into the cluster: stages it through the log chunk by chunk
-/// and swaps it in with one commit.
+/// and swaps it in with one commit. A backup of another cluster (or one whose manifest
+/// names none) is refused unless `allow_foreign`; the nodes check that again themselves.
 pub async fn restore(
     client: &ClusterClient,
     file: &Path,
     (manifest, pairs): Verified,
+    allow_foreign: bool,
     mut progress: impl FnMut(Progress),
 ) -> Result<Restored> {
+    let plan = plan(client, &manifest).await?;
+    if plan.foreign() && !allow_foreign {
+        return Err(eyre!("{}; nothing was changed", plan.refusal(file)));
+    }
     let id = format!("{:016x}", rand::random::<u64>());
     let started = Instant::now();
     let step = |seq: u64, step: Step| pb::RestoreRequest {
@@ -185,7 +247,15 @@ pub async fn restore(
         manifest.key_count,
         &manifest.payload_sha256[..16.min(manifest.payload_sha256.len())]
     );
-    send(step(0, Step::Begin(pb::RestoreBegin { source }))).await?;
+    send(step(
+        0,
+        Step::Begin(pb::RestoreBegin {
+            source,
+            backup_cluster_id: manifest.cluster_id.clone(),
+            allow_foreign_cluster: allow_foreign,
+        }),
+    ))
+    .await?;
     let (mut seq, mut sent_pairs, mut done) = (0u64, 0u64, 8u64);
     let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut chunk_bytes = 0usize;
@@ -305,7 +375,11 @@ pub(crate) fn encode_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
 pub fn describe_manifest(m: &Manifest) -> String {
     format!(
         "cluster {}, index {} (term {}), {} keys, {} of data, {} payload, taken {}",
-        m.cluster_id,
+        if m.cluster_id.is_empty() {
+            "unknown"
+        } else {
+            &m.cluster_id
+        },
         m.applied_index,
         m.applied_term,
         m.key_count,

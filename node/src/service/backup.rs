@@ -144,6 +144,8 @@ impl NodeCore {
                 actor: actor.into(),
                 at_ms,
                 source: b.source,
+                backup_cluster: b.backup_cluster_id,
+                allow_foreign: b.allow_foreign_cluster,
             },
             Some(Step::Chunk(bytes)) => {
                 let pairs = format::PairReader::new(bytes.as_slice())

@@ -603,7 +603,9 @@ impl Overlay<'_> {
                 actor: _,
                 at_ms: _,
                 source,
-            } => self.restore_begin(id, source)?,
+                backup_cluster,
+                allow_foreign,
+            } => self.restore_begin(id, source, backup_cluster, allow_foreign)?,
             Command::RestoreChunk { id, seq, pairs } => self.restore_chunk(&id, seq, pairs)?,
             Command::RestoreCommit {
                 id,

@@ -8,18 +8,26 @@
 //!
 //! What the swap takes from the backup and what it keeps:
 //! - user data (`d/`), tenant quotas (`q/`) and usage (`u/`), and the key/byte counts: the
-//!   backup's, exactly;
-//! - API keys (`k/`): the current records win, keys only in the backup are added back. So a
-//!   key revoked or rotated since the backup stays revoked, and the admin key running the
-//!   restore keeps working;
+//!   backup's, exactly (quotas and usage describe the data, so they travel with it);
+//! - API keys (`k/`): never taken from the backup; the cluster's key records stay exactly
+//!   as they are. Access is not data: a restore brings back what was stored, never who may
+//!   reach it. So keys created since the backup keep working, keys revoked since stay
+//!   revoked, and no key of another cluster (whose admin key would otherwise become an
+//!   admin key here) is ever imported;
 //! - the audit trail, cluster id and membership: the current ones (a restore is audited,
 //!   not undone by itself).
+//!
+//! A backup of another cluster is refused unless the restore was begun with
+//! `allow_foreign`: the cluster it came from is the one its manifest names (carried by
+//! `RestoreBegin`) and, whatever a client says, the `m/cluster_id` pair of its own payload;
+//! a backup that names no cluster at all counts as foreign. The check is made at apply time,
+//! so every node refuses alike and no client (an older one, one that skips its own check)
+//! can get around it.
 
 use serde::{Deserialize, Serialize};
 
-use super::{IoResult, Overlay, APIKEY_PREFIX, DATA_PREFIX, QUOTA_PREFIX, USAGE_PREFIX};
+use super::{IoResult, Overlay, DATA_PREFIX, KEY_CLUSTER_ID, QUOTA_PREFIX, USAGE_PREFIX};
 use crate::security::audit::AuditRecord;
-use crate::security::keys::KeyRecord;
 use crate::security::quota::{Quota, Usage};
 use crate::store::decode;
 use crate::types::CommandResult;
@@ -39,6 +47,9 @@ struct Staging {
     chunks: u64,
     pairs: u64,
     source: String,
+    /// The cluster the backup's manifest names ("" when none).
+    backup_cluster: String,
+    allow_foreign: bool,
 }
 
 fn chunk_mark(seq: u64) -> Vec<u8> {
@@ -52,9 +63,7 @@ fn staged_key(key: &[u8]) -> Vec<u8> {
 /// Why a staged record could not be swapped in: the state machine could not read it back,
 /// and an apply that fails to read a record stops Raft on every node. None: it reads.
 fn unreadable(key: &[u8], value: &[u8]) -> Option<String> {
-    let err = if key.starts_with(APIKEY_PREFIX) {
-        decode::<KeyRecord>(value).err()
-    } else if key.starts_with(QUOTA_PREFIX) {
+    let err = if key.starts_with(QUOTA_PREFIX) {
         decode::<Quota>(value).err()
     } else if key.starts_with(USAGE_PREFIX) {
         decode::<Usage>(value).err()
@@ -65,10 +74,23 @@ fn unreadable(key: &[u8], value: &[u8]) -> Option<String> {
 }
 
 impl Overlay<'_> {
-    pub(super) fn restore_begin(&mut self, id: String, source: String) -> IoResult<CommandResult> {
+    pub(super) fn restore_begin(
+        &mut self,
+        id: String,
+        source: String,
+        backup_cluster: String,
+        allow_foreign: bool,
+    ) -> IoResult<CommandResult> {
         if let Some(s) = self.get_decoded::<Staging>(KEY_RESTORE)? {
             if s.id == id {
                 return Ok(CommandResult::Done); // a retried begin
+            }
+        }
+        // A client that names no cluster (an older one) is checked by the backup's own
+        // `m/cluster_id` pair as its chunks arrive, and at the commit.
+        if !allow_foreign && !backup_cluster.is_empty() {
+            if let Some(reason) = self.foreign(&id, &backup_cluster)? {
+                return Ok(CommandResult::Rejected { reason });
             }
         }
         for prefix in [STAGE_PREFIX, CHUNK_MARK_PREFIX] {
@@ -84,6 +106,8 @@ impl Overlay<'_> {
                 chunks: 0,
                 pairs: 0,
                 source,
+                backup_cluster,
+                allow_foreign,
             },
         )?;
         Ok(CommandResult::Done)
@@ -100,6 +124,15 @@ impl Overlay<'_> {
         };
         if self.get(&chunk_mark(seq))?.is_some() {
             return Ok(CommandResult::Done); // a retried chunk, already staged
+        }
+        // The backup's own record of its cluster, whatever the client declared: refused
+        // here already, so a client that did not check stops early.
+        if !s.allow_foreign {
+            if let Some((_, origin)) = pairs.iter().find(|(k, _)| k.as_slice() == KEY_CLUSTER_ID) {
+                if let Some(reason) = self.foreign(id, &String::from_utf8_lossy(origin))? {
+                    return Ok(CommandResult::Rejected { reason });
+                }
+            }
         }
         self.writes.insert(chunk_mark(seq), Some(Vec::new()));
         s.chunks += 1;
@@ -145,6 +178,14 @@ impl Overlay<'_> {
         // The backup's records are checked before anything is swapped: its checksums say
         // the file is as written, not that what was written can be read (a forged file, a
         // chunk sent by hand, another release's format).
+        if refusal.is_none() && !s.allow_foreign {
+            let key = staged_key(KEY_CLUSTER_ID);
+            let origin = match staged.iter().find(|(k, _)| *k == key) {
+                Some((_, v)) => String::from_utf8_lossy(v).into_owned(),
+                None => s.backup_cluster.clone(),
+            };
+            refusal = self.foreign(id, &origin)?;
+        }
         if refusal.is_none() {
             if let Some(why) = staged
                 .iter()
@@ -176,9 +217,8 @@ impl Overlay<'_> {
                 keys += 1;
                 bytes += (user_key.len() + v.len()) as u64;
             }
-            if REPLACED.iter().any(|p| k.starts_with(p))
-                || (k.starts_with(APIKEY_PREFIX) && self.get(&k)?.is_none())
-            {
+            // API keys (and everything else not listed) are never taken from a backup.
+            if REPLACED.iter().any(|p| k.starts_with(p)) {
                 self.writes.insert(k, Some(v));
             }
         }
@@ -193,6 +233,31 @@ impl Overlay<'_> {
         audit.result = format!("ok: {keys} keys, {bytes} bytes");
         self.append_audit(audit)?;
         Ok(CommandResult::Restored { keys })
+    }
+
+    /// Why a backup of cluster `origin` ("": it names none) may not be restored here
+    /// without `allow_foreign`; None when it is this cluster's own.
+    fn foreign(&self, id: &str, origin: &str) -> IoResult<Option<String>> {
+        let ours = self
+            .get(KEY_CLUSTER_ID)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default();
+        if !origin.is_empty() && origin == ours {
+            return Ok(None);
+        }
+        let here = if ours.is_empty() {
+            "this cluster has no id".to_string()
+        } else {
+            format!("this is cluster {ours}")
+        };
+        let taken = if origin.is_empty() {
+            "does not say which cluster it was taken on".to_string()
+        } else {
+            format!("was taken on cluster {origin}")
+        };
+        Ok(Some(format!(
+            "restore {id}: the backup {taken}; {here}. Restoring it replaces this cluster's data with the other cluster's (its API keys are never imported); nothing was changed, start the restore again with --allow-foreign-cluster if that is what you want"
+        )))
     }
 
     fn staging(&self, id: &str) -> IoResult<Option<Staging>> {
