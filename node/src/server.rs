@@ -64,6 +64,10 @@ pub struct NodeConfig {
     /// With `init`: the first admin key's secret comes from this file instead of being
     /// generated (for automation that provisions it from a secret store).
     pub admin_key_file: Option<PathBuf>,
+    /// Keys per step of the state machine's cleanup of replaced data generations, and a
+    /// pause after each (tests make them small and slow, to stop a node while it cleans
+    /// up); None: the default (4,096 keys, no pause).
+    pub cleanup_steps: Option<(usize, Duration)>,
 }
 
 impl NodeConfig {
@@ -83,6 +87,7 @@ impl NodeConfig {
             rate_limit: Some(RateLimit::default()),
             admin_key_file: None,
             tls: None,
+            cleanup_steps: None,
         }
     }
 }
@@ -218,6 +223,9 @@ struct Opened {
 
 fn open(config: &NodeConfig, logs: &LogHub) -> Result<Opened, ServerError> {
     let storage = Storage::open(&config.data_dir, config.id)?;
+    if let Some((keys, pause)) = config.cleanup_steps {
+        storage.state_machine.set_cleanup_steps(keys, pause);
+    }
     let secret = ClusterSecret::load_or_create(
         &config.data_dir,
         config.cluster_secret_file.as_deref(),

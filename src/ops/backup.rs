@@ -147,6 +147,8 @@ pub struct Restored {
     pub keys: u64,
     pub chunks: u64,
     pub took: Duration,
+    /// Of which the commit (the swap on every node).
+    pub commit: Duration,
 }
 
 /// A backup file checked whole (see `format::verify`), ready to restore.
@@ -298,6 +300,7 @@ pub async fn restore(
             chunk_bytes = 0;
         }
     }
+    let commit_started = Instant::now();
     let commit = send(step(
         seq,
         Step::Commit(pb::RestoreCommit {
@@ -320,6 +323,7 @@ pub async fn restore(
         keys,
         chunks: seq,
         took: started.elapsed(),
+        commit: commit_started.elapsed(),
     })
 }
 

@@ -136,6 +136,7 @@ pub async fn restore(
             "keys": r.keys,
             "chunks": r.chunks,
             "took_ms": r.took.as_millis() as u64,
+            "commit_ms": r.commit.as_millis() as u64,
             "backup": manifest_json(&m)?,
             "backup_cluster_id": plan.backup_cluster,
             "cluster_id": plan.this_cluster,
