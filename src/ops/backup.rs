@@ -311,8 +311,9 @@ pub async fn restore(
     .await;
     let keys = match commit {
         Ok(reply) => reply.keys,
-        // A big swap can outlast the call's deadline; the commit is in the log all the
-        // same, and its audit record tells how it ended.
+        // The commit only switches generations on each node, so it answers within the
+        // call whatever the size; but the answer can be lost (the leader changed or died
+        // after proposing it), and then its audit record tells how it ended.
         Err(e) => committed_keys(client, &id).await.map_err(|wait| {
             e.wrap_err(format!(
                 "the restore's commit did not go through ({wait}): the cluster holds either its previous data or the backup's, never a mix; check with `opsdeck audit`, and run the restore again if it is not there"
@@ -328,7 +329,7 @@ pub async fn restore(
 }
 
 /// How long to look for the outcome of a commit whose call timed out.
-const COMMIT_OUTCOME_WAIT: Duration = Duration::from_secs(600);
+const COMMIT_OUTCOME_WAIT: Duration = Duration::from_secs(60);
 
 /// Waits for restore `id`'s audit record: the key count it reports, or its refusal.
 async fn committed_keys(client: &ClusterClient, id: &str) -> Result<u64> {

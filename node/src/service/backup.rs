@@ -3,7 +3,7 @@
 //! A backup is a Raft snapshot of the state machine (one applied index, built without
 //! stopping writes: applying waits only while the tree is copied in memory) streamed by the
 //! leader in chunks; the client wraps it in a file with a manifest ([`crate::backup::format`]). A restore
-//! goes back through the log as staged chunks and one atomic swap
+//! goes back through the log as staged chunks and one atomic switch of data generations
 //! (`store::state_machine::restore`), so every node ends with the backup's data.
 
 use std::time::Duration;
