@@ -228,6 +228,16 @@ async fn chunks_stage_in_any_order_and_a_missing_one_refuses_the_commit() {
         );
     }
     assert_eq!(sm.reader().stats().keys, 3);
+    // What restore "a" staged (abandoned when "b" began) and the data "b" replaced are
+    // deleted in the background; only "b"'s three keys are left.
+    eventually(
+        "the abandoned and the replaced generations to be deleted",
+        || {
+            raw_keys(&storage, b"d/") + raw_keys(&storage, b"g/") == 3
+                && raw_keys(&storage, b"x/") == 0
+        },
+    )
+    .await;
 }
 
 fn key(id: &str, role: Role, revoked_ms: Option<i64>) -> KeyRecord {
