@@ -3,7 +3,8 @@
 # beside `tar -czf` of one node's paused data dir (the seed runbook's backup), and the
 # write latency clients see with and without a backup running.
 #
-# Usage: benches/backup-restore.sh            (needs target/release/opsdeck)
+# Usage: benches/backup-restore.sh            (needs target/release/opsdeck, or the one
+#                                            under $CARGO_TARGET_DIR, or $OPSDECK_BIN)
 #   SIZE_MIB=256 benches/backup-restore.sh    a smaller run
 # Steps: start `opsdeck dev --headless`; prefill SIZE_MIB with 64 KiB values (opsdeck bench's
 # prefill, which --reads triggers); tar -czf node 1's data dir while it is SIGSTOPped; a 20 s write bench alone
@@ -13,7 +14,7 @@
 # Everything runs under one temp dir, removed at the end, as are the processes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=$root/target/release/opsdeck
+bin=${OPSDECK_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/opsdeck}
 size_mib=${SIZE_MIB:-1024}
 work=$(mktemp -d /tmp/opsdeck-backup-bench.XXXX)
 dev_pid=
@@ -94,7 +95,8 @@ echo "verify-backup: ${verify_ms} ms, $(( payload / 1048576 * 1000 / verify_ms )
 
 rss_reset
 t0=$(now_ms)
-"$bin" restore "$work/b.odb" --yes "${c[@]}" --timeout 60s >/dev/null
+"$bin" restore "$work/b.odb" --yes "${c[@]}" --timeout 60s --json >"$work/restore.json"
 restore_ms=$(( $(now_ms) - t0 ))
-echo "restore: ${restore_ms} ms, $(( payload / 1048576 * 1000 / restore_ms )) MiB/s (through the Raft log, on all 3 nodes)"
+commit_ms=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("commit_ms", "?"))' "$work/restore.json")
+echo "restore: ${restore_ms} ms, $(( payload / 1048576 * 1000 / restore_ms )) MiB/s (through the Raft log, on all 3 nodes); its commit took ${commit_ms} ms"
 rss_report restore

@@ -131,6 +131,10 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Restore a backup taken on another cluster (or one whose manifest names no
+        /// cluster): its data replaces this cluster's; its API keys are never imported.
+        #[arg(long)]
+        allow_foreign_cluster: bool,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -386,6 +390,12 @@ pub struct NodeArgs {
     /// Log entries kept behind the latest snapshot.
     #[arg(long, default_value_t = 1_000)]
     pub keep_logs: u64,
+    /// Keys per step of the cleanup of data a restore replaced (for tests).
+    #[arg(long, hide = true)]
+    pub cleanup_step_keys: Option<usize>,
+    /// Pause after each cleanup step, in ms (for tests).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub cleanup_step_pause_ms: u64,
     /// Copy the cluster secret from FILE if the data dir has none (joining a cluster).
     #[arg(long)]
     pub cluster_secret_file: Option<PathBuf>,

@@ -81,7 +81,12 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Logs(args) => logs::run(args).await,
         Command::Backup { out, cluster } => backup::backup(&cluster, &out).await,
         Command::VerifyBackup { file, json } => backup::verify(&file, json),
-        Command::Restore { file, yes, cluster } => backup::restore(&cluster, &file, yes).await,
+        Command::Restore {
+            file,
+            yes,
+            allow_foreign_cluster,
+            cluster,
+        } => backup::restore(&cluster, &file, yes, allow_foreign_cluster).await,
         Command::AddNode(args) => members::add_node(args).await,
         Command::RemoveNode(args) => members::remove_node(args).await,
         Command::TransferLeader(args) => members::transfer_leader(args).await,

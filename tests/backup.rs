@@ -7,7 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use opsdeck_node::backup::format;
-use opsdeck_node::pb::{DeleteRequest, ListAuditRequest, PutRequest};
+use opsdeck_node::pb::{
+    restore_request::Step, DeleteRequest, ListAuditRequest, ListKeysRequest, PutRequest,
+    RestoreBegin, RestoreRequest,
+};
 use sha2::Digest;
 use support::*;
 
@@ -347,4 +350,495 @@ async fn killing_the_leader_mid_restore_leaves_old_or_new_data_everywhere() {
             "a finished restore must hold the backup"
         );
     }
+}
+
+/// Creates a key with the CLI on the cluster at `endpoints`; returns (id, secret).
+fn create_key(endpoints: &str, role: &str) -> (String, String) {
+    let out = run_cli(&[
+        "keys",
+        "create",
+        "--role",
+        role,
+        "--json",
+        "--endpoints",
+        endpoints,
+    ]);
+    assert!(out.status.success(), "keys create: {}", stderr_of(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout_of(&out)).expect("json");
+    let field = |name: &str| v[name].as_str().map(str::to_string);
+    let id = v["key"]["id"].as_str().expect("key id").to_string();
+    (id, field("secret").expect("secret"))
+}
+
+/// The gRPC code an admin call (listing keys) made with `key` gets from the node at `addr`.
+async fn admin_call_code(addr: &str, key: &str) -> tonic::Code {
+    match client_with_key(addr, Some(key))
+        .list_keys(ListKeysRequest {})
+        .await
+    {
+        Ok(_) => tonic::Code::Ok,
+        Err(s) => s.code(),
+    }
+}
+
+/// Waits until an admin call with `key` gets `want` on every running node of `cluster`.
+async fn wait_admin_code(cluster: &TestCluster, key: &str, want: tonic::Code, what: &str) {
+    for n in cluster.nodes.iter().filter(|n| n.running()) {
+        wait_for(
+            &format!("{what} on node {}", n.id),
+            Duration::from_secs(15),
+            || async { (admin_call_code(&n.grpc, key).await == want).then_some(()) },
+        )
+        .await;
+    }
+}
+
+async fn cluster_id(cluster: &TestCluster) -> String {
+    cluster.nodes[0].status().await.expect("status").cluster_id
+}
+
+fn backup_to(cluster: &TestCluster, name: &str) -> std::path::PathBuf {
+    let file = cluster.dir.path().join(name);
+    let out = run_cli(&[
+        "backup",
+        "--out",
+        file.to_str().expect("utf-8 path"),
+        "--endpoints",
+        &cluster.endpoints(),
+    ]);
+    assert!(out.status.success(), "backup: {}", stderr_of(&out));
+    file
+}
+
+/// Issue 15, defect 3: restoring another cluster's backup is refused unless asked for
+/// explicitly, by the CLI and by the nodes themselves, and it never brings that cluster's
+/// API keys in; restoring the cluster's own older backup does not bring a revoked key back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_foreign_backup_needs_the_flag_and_no_restore_ever_changes_who_has_access() {
+    let one = TestCluster::start(3, &[]).await;
+    let two = TestCluster::start(1, &[]).await;
+    let (leader, _) = one.wait_leader(Duration::from_secs(10)).await;
+    two.wait_leader(Duration::from_secs(10)).await;
+    let (e1, e2) = (one.endpoints(), two.endpoints());
+    let (id1, id2) = (cluster_id(&one).await, cluster_id(&two).await);
+    assert!(
+        !id1.is_empty() && !id2.is_empty() && id1 != id2,
+        "{id1} / {id2}"
+    );
+
+    // Cluster 2: its own data and an admin key of its own.
+    write_load(&two.nodes[0].grpc, 2, 20).await;
+    let (_, theirs_admin) = create_key(&e2, "admin");
+    assert_eq!(
+        admin_call_code(&two.nodes[0].grpc, &theirs_admin).await,
+        tonic::Code::Ok
+    );
+    let foreign_file = backup_to(&two, "two.odb");
+    let foreign_data = backup_pairs(&foreign_file);
+
+    // Cluster 1: a key that is in its backup and revoked after it, and one created after.
+    let mut c = one.node(leader).client();
+    for i in 0..30 {
+        c.put(PutRequest {
+            key: format!("ours/{i}"),
+            value: b"1".to_vec(),
+        })
+        .await
+        .expect("put");
+    }
+    let (revoked_id, revoked_secret) = create_key(&e1, "admin");
+    let own_file = backup_to(&one, "one.odb");
+    let own_data = backup_pairs(&own_file);
+    let out = run_cli(&["keys", "revoke", "--id", &revoked_id, "--endpoints", &e1]);
+    assert!(out.status.success(), "revoke: {}", stderr_of(&out));
+    let (_, new_secret) = create_key(&e1, "admin");
+    wait_admin_code(
+        &one,
+        &revoked_secret,
+        tonic::Code::Unauthenticated,
+        "the revoked key refused",
+    )
+    .await;
+    wait_admin_code(
+        &one,
+        &theirs_admin,
+        tonic::Code::Unauthenticated,
+        "cluster 2's key refused",
+    )
+    .await;
+    let before = settled_scans(&one).await;
+
+    // Without the flag: refused, naming both clusters and what to do; nothing changed.
+    let foreign_arg = foreign_file.to_str().expect("path");
+    let out = run_cli(&["restore", foreign_arg, "--yes", "--endpoints", &e1]);
+    assert!(
+        !out.status.success(),
+        "a foreign backup was restored without the flag"
+    );
+    let err = stderr_of(&out);
+    for needed in [
+        format!("backup {foreign_arg} was taken on cluster {id2}; this is cluster {id1}"),
+        "its API keys are never imported".to_string(),
+        "rerun with --allow-foreign-cluster".to_string(),
+    ] {
+        assert!(err.contains(&needed), "missing {needed:?} in: {err}");
+    }
+    // The nodes refuse it too, whatever the client: a begin naming the other cluster...
+    let begin = |backup_cluster_id: &str| RestoreRequest {
+        restore_id: "by-hand".into(),
+        seq: 0,
+        step: Some(Step::Begin(RestoreBegin {
+            source: "test".into(),
+            backup_cluster_id: backup_cluster_id.into(),
+            allow_foreign_cluster: false,
+        })),
+    };
+    let refused = c
+        .restore(begin(&id2))
+        .await
+        .expect_err("a foreign begin was accepted");
+    assert!(
+        refused
+            .message()
+            .contains(&format!("taken on cluster {id2}")),
+        "{refused:?}"
+    );
+    // ...and a client that says nothing is stopped by the backup's own cluster id.
+    c.restore(begin(""))
+        .await
+        .expect("a begin naming no cluster");
+    let (_, pairs) = format::open_verified(&foreign_file).expect("valid backup");
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = pairs.map(|p| p.expect("pair")).collect();
+    let mut chunk = (pairs.len() as u64).to_le_bytes().to_vec();
+    for (k, v) in &pairs {
+        for item in [k, v] {
+            chunk.extend_from_slice(&(item.len() as u64).to_le_bytes());
+            chunk.extend_from_slice(item);
+        }
+    }
+    let refused = c
+        .restore(RestoreRequest {
+            restore_id: "by-hand".into(),
+            seq: 0,
+            step: Some(Step::Chunk(chunk)),
+        })
+        .await
+        .expect_err("a foreign chunk was staged");
+    assert!(
+        refused
+            .message()
+            .contains(&format!("taken on cluster {id2}; this is cluster {id1}")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        settled_scans(&one).await,
+        before,
+        "a refused restore changed the data"
+    );
+    assert_eq!(restore_audits(&one, leader).await, 0);
+
+    // With the flag: cluster 2's data on every node of cluster 1, and cluster 1's keys only.
+    let out = run_cli(&[
+        "restore",
+        foreign_arg,
+        "--yes",
+        "--allow-foreign-cluster",
+        "--json",
+        "--endpoints",
+        &e1,
+    ]);
+    assert!(
+        out.status.success(),
+        "restore --allow-foreign-cluster: {}",
+        stderr_of(&out)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout_of(&out)).expect("json");
+    assert_eq!(report["foreign"], true);
+    assert_eq!(report["backup_cluster_id"], id2.as_str());
+    assert_eq!(report["cluster_id"], id1.as_str());
+    let scans = settled_scans(&one).await;
+    assert_eq!(scans.len(), 3);
+    assert_all_equal(&scans, &foreign_data, "cluster 2's data");
+    for n in &one.nodes {
+        assert_eq!(
+            admin_call_code(&n.grpc, &theirs_admin).await,
+            tonic::Code::Unauthenticated,
+            "cluster 2's admin key works on node {} of cluster 1",
+            n.id
+        );
+        assert_eq!(admin_call_code(&n.grpc, &new_secret).await, tonic::Code::Ok);
+        assert_eq!(admin_call_code(&n.grpc, admin_key()).await, tonic::Code::Ok);
+    }
+    assert_eq!(
+        cluster_id(&one).await,
+        id1,
+        "the restore changed the cluster id"
+    );
+
+    // Cluster 1's own older backup, from before the revocation: no flag needed, its data
+    // comes back, the revoked key stays revoked and the newer key keeps working.
+    let own_arg = own_file.to_str().expect("path");
+    let out = run_cli(&["restore", own_arg, "--yes", "--endpoints", &e1]);
+    assert!(
+        out.status.success(),
+        "restoring our own backup: {}",
+        stderr_of(&out)
+    );
+    let scans = settled_scans(&one).await;
+    assert_all_equal(&scans, &own_data, "cluster 1's own backup");
+    for n in &one.nodes {
+        assert_eq!(
+            admin_call_code(&n.grpc, &revoked_secret).await,
+            tonic::Code::Unauthenticated,
+            "a key revoked after the backup works again on node {}",
+            n.id
+        );
+        assert_eq!(admin_call_code(&n.grpc, &new_secret).await, tonic::Code::Ok);
+        assert_eq!(
+            admin_call_code(&n.grpc, &theirs_admin).await,
+            tonic::Code::Unauthenticated
+        );
+    }
+    assert_eq!(restore_audits(&one, leader).await, 2);
+}
+
+/// Cleanup steps small and slow enough that a node can be stopped in the middle of one.
+const SLOW_CLEANUP: &[&str] = &["--cleanup-step-keys", "10", "--cleanup-step-pause-ms", "5"];
+const CLEANUP_STARTED: &str = "cleanup: deleting data generation 0";
+const CLEANUP_DONE: &str = "cleanup: deleted data generation 0";
+
+/// Issue 14: the commit is a switch of data generations and the replaced one is deleted
+/// afterwards in bounded steps. A node killed before the commit (it applies it after its
+/// restart) and one killed while it deletes the replaced generation (it carries on after
+/// its restart) end with exactly the backup's data, like the node that ran through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_killed_around_the_commit_and_during_the_cleanup_end_with_the_backup() {
+    let mut cluster = TestCluster::start(3, SLOW_CLEANUP).await;
+    let (leader, _) = cluster.wait_leader(Duration::from_secs(10)).await;
+    // 2,000 keys: the cleanup of the replaced generation takes 200 steps.
+    write_load_sized(&cluster.node(leader).grpc, 20, 100, 1024).await;
+    let endpoints = cluster.endpoints();
+    let file = backup_to(&cluster, "gen.odb");
+    let file_arg = file.to_str().expect("path").to_string();
+    let backed_up = backup_pairs(&file);
+    let mut c = cluster.node(leader).client();
+    for i in 0..100 {
+        c.delete(DeleteRequest {
+            key: format!("load/0/{i}"),
+        })
+        .await
+        .expect("delete");
+        c.put(PutRequest {
+            key: format!("b/{i}"),
+            value: b"diverged".to_vec(),
+        })
+        .await
+        .expect("put");
+    }
+    let followers: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| *id != leader)
+        .collect();
+    let (early, cleaning) = (followers[0], followers[1]);
+    let start_index = cluster
+        .node(leader)
+        .status()
+        .await
+        .expect("status")
+        .last_log_index
+        .unwrap_or(0);
+
+    let restore = std::process::Command::new(BIN)
+        .env("OPSDECK_API_KEY", admin_key())
+        .args(["restore", &file_arg, "--yes", "--timeout", "20s"])
+        .args(["--endpoints", &endpoints])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn restore");
+    let node = cluster.node(leader);
+    wait_for("the restore to begin", Duration::from_secs(30), || async {
+        let s = node.status().await?;
+        (s.last_log_index.unwrap_or(0) > start_index).then_some(())
+    })
+    .await;
+    cluster.node_mut(early).kill9();
+    let out = wait_output(restore, Duration::from_secs(90));
+    assert!(out.status.success(), "restore: {}", stderr_of(&out));
+
+    // The other follower applies the commit and starts deleting generation 0: kill it then.
+    let node = cluster.node(cleaning);
+    wait_for(
+        "the follower to start its cleanup",
+        Duration::from_secs(30),
+        || async { node.log_text().contains(CLEANUP_STARTED).then_some(()) },
+    )
+    .await;
+    let done_before_kill = cluster.node(cleaning).log_text().contains(CLEANUP_DONE);
+    cluster.node_mut(cleaning).kill9();
+    println!(
+        "node {cleaning} killed {} its cleanup",
+        if done_before_kill {
+            "after"
+        } else {
+            "in the middle of"
+        }
+    );
+    let log_at_kill = cluster.node(cleaning).log_text().len();
+
+    cluster.node_mut(early).start(false);
+    cluster.node_mut(cleaning).start(false);
+    let scans = settled_scans(&cluster).await;
+    assert_eq!(scans.len(), 3);
+    assert_all_equal(&scans, &backed_up, "exactly the backup's pairs");
+    // Both restarted nodes finish deleting the replaced generation: the one killed
+    // mid-way after its restart, the early one once it has applied the commit.
+    for (id, since) in [
+        (cleaning, if done_before_kill { 0 } else { log_at_kill }),
+        (early, 0),
+    ] {
+        let node = cluster.node(id);
+        wait_for(
+            &format!("node {id} to finish its cleanup"),
+            Duration::from_secs(60),
+            || async {
+                node.log_text()[since..]
+                    .contains(CLEANUP_DONE)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    let scans = settled_scans(&cluster).await;
+    assert_all_equal(
+        &scans,
+        &backed_up,
+        "exactly the backup's pairs, after the cleanup",
+    );
+    let out = run_cli(&["put", "after/restore", "x", "--endpoints", &endpoints]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// What 8 writers that never retry saw: each acknowledged write with the log index of its
+/// entry, and the keys whose write failed (it may or may not have been applied).
+#[derive(Default)]
+struct History {
+    acked: Vec<(String, Vec<u8>, u64)>,
+    unknown: std::collections::BTreeSet<String>,
+}
+
+/// Issue 14 (b): with 8 writers running while the backup is taken, the restored data is
+/// exactly the state at the backup's applied index: every acknowledged write at or below
+/// it (the last one for each overwritten key), none above it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_under_8_writers_restores_exactly_the_state_at_its_index() {
+    let cluster = TestCluster::start(3, &[]).await;
+    cluster.wait_leader(Duration::from_secs(10)).await;
+    let endpoints: Vec<String> = cluster.nodes.iter().map(|n| n.grpc.clone()).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let history = std::sync::Arc::new(std::sync::Mutex::new(History::default()));
+    let writers: Vec<_> = (0..8usize)
+        .map(|w| {
+            let (endpoints, stop, history) = (endpoints.clone(), stop.clone(), history.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // Half the writes overwrite one of 8 registers per writer, the others
+                    // are new keys.
+                    let key = if i % 2 == 0 {
+                        format!("reg/{w}/{}", (i / 2) % 8)
+                    } else {
+                        format!("new/{w}/{i}")
+                    };
+                    let value = format!("{w}-{i}").into_bytes();
+                    let mut req = tonic::Request::new(PutRequest {
+                        key: key.clone(),
+                        value: value.clone(),
+                    });
+                    req.set_timeout(Duration::from_secs(5));
+                    let addr = &endpoints[(w + i as usize) % endpoints.len()];
+                    let result = client(addr).put(req).await;
+                    let mut h = history.lock().expect("history");
+                    match result {
+                        Ok(r) => h.acked.push((key, value, r.into_inner().revision)),
+                        Err(_) => {
+                            h.unknown.insert(key);
+                        }
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    wait_for("the writers to run", Duration::from_secs(10), || async {
+        (history.lock().expect("history").acked.len() >= 400).then_some(())
+    })
+    .await;
+    let file = backup_to(&cluster, "busy.odb");
+    // Writes go on after the backup too, so the restore has something to undo.
+    let after = history.lock().expect("history").acked.len();
+    wait_for(
+        "writes after the backup",
+        Duration::from_secs(10),
+        || async { (history.lock().expect("history").acked.len() >= after + 200).then_some(()) },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let history = std::mem::take(&mut *history.lock().expect("history"));
+    let manifest = format::verify(&file).expect("valid backup");
+    let at = manifest.applied_index;
+
+    // The state at index `at`, rebuilt from the acknowledged writes (in log order).
+    let mut acked = history.acked.clone();
+    acked.sort_by_key(|(_, _, revision)| *revision);
+    let mut expected = Pairs::new();
+    for (key, value, _) in acked.iter().filter(|(_, _, r)| *r <= at) {
+        expected.insert(key.clone(), value.clone());
+    }
+    let above = acked.iter().filter(|(_, _, r)| *r > at).count();
+    assert!(above > 0, "no write landed after the backup's index {at}");
+    let backed_up = backup_pairs(&file);
+    for (key, value) in &expected {
+        if history.unknown.contains(key) {
+            continue; // a write whose answer was lost may have changed it since
+        }
+        assert_eq!(
+            backed_up.get(key),
+            Some(value),
+            "{key}: the backup at index {at} does not hold its last write at or below it"
+        );
+    }
+    for key in backed_up.keys() {
+        assert!(
+            expected.contains_key(key) || history.unknown.contains(key),
+            "{key} is in the backup at index {at} but was only written above it"
+        );
+    }
+
+    let out = run_cli(&[
+        "restore",
+        file.to_str().expect("path"),
+        "--yes",
+        "--endpoints",
+        &cluster.endpoints(),
+    ]);
+    assert!(out.status.success(), "restore: {}", stderr_of(&out));
+    let scans = settled_scans(&cluster).await;
+    assert_eq!(scans.len(), 3);
+    assert_all_equal(&scans, &backed_up, "the backup's pairs");
+    if history.unknown.is_empty() {
+        assert_all_equal(&scans, &expected, "the state at the backup's index");
+    }
+    println!(
+        "backup at index {at}: {} keys; {} writes acknowledged ({above} above the index), {} unknown",
+        backed_up.len(),
+        acked.len(),
+        history.unknown.len()
+    );
 }

@@ -69,6 +69,10 @@ pub struct NodeConfig {
     /// Free space the data dir's filesystem must keep; below it the node is storage full
     /// (see `store::disk_guard`). 0 turns the guard off.
     pub storage_reserve: u64,
+    /// Keys per step of the state machine's cleanup of replaced data generations, and a
+    /// pause after each (tests make them small and slow, to stop a node while it cleans
+    /// up); None: the default (4,096 keys, no pause).
+    pub cleanup_steps: Option<(usize, Duration)>,
 }
 
 impl NodeConfig {
@@ -89,6 +93,7 @@ impl NodeConfig {
             admin_key_file: None,
             tls: None,
             storage_reserve: crate::store::disk_guard::DEFAULT_RESERVE,
+            cleanup_steps: None,
         }
     }
 }
@@ -267,6 +272,9 @@ async fn open_waiting_for_space(config: &NodeConfig, logs: &LogHub) -> Result<Op
 
 fn open(config: &NodeConfig, logs: &LogHub, guard: Arc<DiskGuard>) -> Result<Opened, ServerError> {
     let storage = Storage::open(&config.data_dir, config.id)?;
+    if let Some((keys, pause)) = config.cleanup_steps {
+        storage.state_machine.set_cleanup_steps(keys, pause);
+    }
     let secret = ClusterSecret::load_or_create(
         &config.data_dir,
         config.cluster_secret_file.as_deref(),

@@ -67,14 +67,19 @@ pub enum Command {
     TouchKeys {
         used: Vec<(String, i64)>,
     },
-    /// Starts staging a restore (see `store::state_machine::restore`): drops anything a
-    /// previous, unfinished restore staged.
+    /// Starts staging a restore into a fresh data generation (see
+    /// `store::state_machine::restore`); what a previous, unfinished restore staged is
+    /// abandoned.
     RestoreBegin {
         id: String,
         actor: String,
         at_ms: i64,
         /// What is being restored, for the audit trail (file, cluster, index, keys).
         source: String,
+        /// The cluster the backup's manifest names ("" when it names none).
+        backup_cluster: String,
+        /// Whether a backup of another (or an unknown) cluster may be restored.
+        allow_foreign: bool,
     },
     /// The next batch of a backup's state-machine pairs, staged out of sight.
     RestoreChunk {
@@ -82,8 +87,8 @@ pub enum Command {
         seq: u64,
         pairs: Vec<(Vec<u8>, Vec<u8>)>,
     },
-    /// Swaps the staged pairs in, in one atomic batch, if exactly `chunks` chunks holding
-    /// `pairs` pairs were staged.
+    /// Makes the staged data current (a switch of generations, in one atomic batch), if
+    /// exactly `chunks` chunks holding `pairs` pairs were staged.
     RestoreCommit {
         id: String,
         actor: String,

@@ -140,6 +140,8 @@ fn commands() -> Vec<Command> {
             actor: "k1".into(),
             at_ms: 1,
             source: "nightly.odb".into(),
+            backup_cluster: "c1".into(),
+            allow_foreign: false,
         },
         Command::RestoreChunk {
             id: "r1".into(),
@@ -615,6 +617,8 @@ fn node_api_seeds(wire: &[(String, Vec<u8>)]) {
             seq: 0,
             step: Some(pb::restore_request::Step::Begin(pb::RestoreBegin {
                 source: "seed".into(),
+                backup_cluster_id: String::new(),
+                allow_foreign_cluster: true,
             })),
         }
         .encode_to_vec(),

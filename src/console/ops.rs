@@ -33,11 +33,13 @@ pub enum OpEvent {
     Progress { ratio: Option<f64>, detail: String },
     /// A node was added: watch it too.
     Watch { grpc: String },
-    /// A restore's file checked out: ask for the typed confirmation.
+    /// A restore's file checked out: show whose data it is and ask for the typed
+    /// confirmation.
     Verified {
         path: PathBuf,
         keys: u64,
         index: u64,
+        plan: backup::Plan,
     },
     Done {
         ok: bool,
@@ -66,6 +68,8 @@ pub enum Op {
     },
     Restore {
         path: PathBuf,
+        /// The operator confirmed restoring another cluster's backup.
+        allow_foreign: bool,
     },
     Compact,
     /// `given: None` starts a new node in the dev cluster.
@@ -111,28 +115,42 @@ impl Ops {
                 });
             }
             Op::CheckRestore { path } => {
-                tokio::task::spawn_blocking(move || {
-                    let event = match opsdeck_node::backup::format::verify(&path) {
-                        Ok(m) => OpEvent::Verified {
-                            keys: m.key_count,
-                            index: m.applied_index,
-                            path,
+                tokio::spawn(async move {
+                    let file = path.clone();
+                    let checked = tokio::task::spawn_blocking(move || {
+                        opsdeck_node::backup::format::verify(&file)
+                    })
+                    .await;
+                    let refused = |text: String| OpEvent::Done {
+                        ok: false,
+                        text: format!("restore refused, nothing was changed: {text}"),
+                        secret: None,
+                    };
+                    let event = match checked {
+                        Ok(Ok(m)) => match backup::plan(&client, &m).await {
+                            Ok(plan) => OpEvent::Verified {
+                                keys: m.key_count,
+                                index: m.applied_index,
+                                path,
+                                plan,
+                            },
+                            Err(e) => refused(format!("cannot ask the cluster for its id: {e:#}")),
                         },
-                        Err(e) => OpEvent::Done {
-                            ok: false,
-                            text: format!("restore refused, nothing was changed: {e}"),
-                            secret: None,
-                        },
+                        Ok(Err(e)) => refused(e.to_string()),
+                        Err(e) => refused(format!("checking the file failed: {e}")),
                     };
                     let _ = tx.send(event);
                 });
             }
-            Op::Restore { path } => {
+            Op::Restore {
+                path,
+                allow_foreign,
+            } => {
                 tokio::spawn(async move {
                     let progress_tx = tx.clone();
                     let result = async {
                         let verified = opsdeck_node::backup::format::open_verified(&path)?;
-                        backup::restore(&client, &path, verified, move |p| {
+                        backup::restore(&client, &path, verified, allow_foreign, move |p| {
                             let _ = progress_tx.send(progress_event(p));
                         })
                         .await

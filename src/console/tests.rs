@@ -235,6 +235,91 @@ fn action_dialogs_show_progress_and_a_secret_once() {
     assert!(!text(&render(&app, 80, 24)).contains("odk_0123"));
 }
 
+/// Restoring another cluster's backup: both cluster ids on screen, a warning, and an answer
+/// that differs from the usual key count (typing the count by habit restores nothing).
+#[test]
+fn a_foreign_restore_shows_both_clusters_and_needs_its_own_answer() {
+    use super::state::{Dialog, InputKind, Pending};
+    use crate::ops::backup::Plan;
+    let mut app = app();
+    let foreign = Plan {
+        backup_cluster: Some("c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2".into()),
+        this_cluster: "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1".into(),
+    };
+    app.confirm_restore("/backups/nightly.odb".into(), 1200, 4711, &foreign);
+    let screen = text(&render(&app, 80, 24));
+    insta::assert_snapshot!("dialog_foreign_restore", screen);
+    assert!(
+        screen.contains("c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1"),
+        "{screen}"
+    );
+    let Some(InputKind::Ask(ask)) = app.input.as_ref().map(|i| i.kind.clone()) else {
+        panic!("{:?}", app.input);
+    };
+    assert_eq!(ask.expect.as_deref(), Some("foreign 1200"));
+    assert!(
+        matches!(
+            &ask.then,
+            Pending::ConfirmRestore {
+                allow_foreign: true,
+                ..
+            }
+        ),
+        "{ask:?}"
+    );
+    // The usual answer is refused; the distinct one goes on (here: to "no connection").
+    let effect = app.answer(ask.clone(), "1200".into());
+    assert!(
+        matches!(&effect, super::effect::Effect::Message { text, error: true }
+            if text.contains("not confirmed") && text.contains("nothing was changed")),
+        "{effect:?}"
+    );
+    let effect = app.answer(ask, "foreign 1200".into());
+    assert!(
+        matches!(&effect, super::effect::Effect::Message { text, .. }
+            if text == "no cluster connection to act on"),
+        "{effect:?}"
+    );
+    // Esc on the question closes the explanation with it.
+    press(&mut app, KeyCode::Esc);
+    assert!(
+        app.input.is_none() && app.dialog.is_none(),
+        "{:?}",
+        app.dialog
+    );
+
+    // The cluster's own backup: the usual count, both ids shown all the same.
+    let own = Plan {
+        backup_cluster: Some(foreign.this_cluster.clone()),
+        this_cluster: foreign.this_cluster.clone(),
+    };
+    app.confirm_restore("/backups/nightly.odb".into(), 1200, 4711, &own);
+    let screen = text(&render(&app, 80, 24));
+    assert!(
+        screen.contains("own backup") && !screen.contains("FOREIGN"),
+        "{screen}"
+    );
+    assert!(matches!(
+        &app.dialog,
+        Some(Dialog::Confirm { warn: false, .. })
+    ));
+    let Some(InputKind::Ask(ask)) = app.input.as_ref().map(|i| i.kind.clone()) else {
+        panic!("{:?}", app.input);
+    };
+    assert_eq!(ask.expect.as_deref(), Some("1200"));
+    assert!(matches!(
+        &ask.then,
+        Pending::ConfirmRestore {
+            allow_foreign: false,
+            ..
+        }
+    ));
+}
+
 #[test]
 fn a_pane_returns_its_effect_and_only_the_app_applies_it() {
     use super::action::Action;

@@ -147,19 +147,83 @@ pub struct Restored {
     pub keys: u64,
     pub chunks: u64,
     pub took: Duration,
+    /// Of which the commit (the swap on every node).
+    pub commit: Duration,
 }
 
 /// A backup file checked whole (see `format::verify`), ready to restore.
 pub type Verified = (Manifest, format::Payload);
 
+/// Whose data a restore brings in, next to the cluster it goes into: what the
+/// confirmation shows, and what decides whether `--allow-foreign-cluster` is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The cluster the backup was taken on; None when its manifest does not say.
+    pub backup_cluster: Option<String>,
+    /// The cluster being restored into (as its leader reports it).
+    pub this_cluster: String,
+}
+
+impl Plan {
+    pub fn new(manifest: &Manifest, this_cluster: &str) -> Plan {
+        Plan {
+            backup_cluster: Some(manifest.cluster_id.clone()).filter(|c| !c.is_empty()),
+            this_cluster: this_cluster.to_string(),
+        }
+    }
+
+    /// Whether the backup is not provably this cluster's own.
+    pub fn foreign(&self) -> bool {
+        self.this_cluster.is_empty() || self.backup_cluster.as_deref() != Some(&self.this_cluster)
+    }
+
+    /// The backup's cluster for people: its id, or that it is unknown.
+    pub fn backup_cluster_text(&self) -> &str {
+        self.backup_cluster
+            .as_deref()
+            .unwrap_or("unknown (the manifest does not say)")
+    }
+
+    /// Why a restore of `file` is refused without `--allow-foreign-cluster`.
+    pub fn refusal(&self, file: &Path) -> String {
+        let this = if self.this_cluster.is_empty() {
+            "this cluster reports no id".to_string()
+        } else {
+            format!("this is cluster {}", self.this_cluster)
+        };
+        match &self.backup_cluster {
+            Some(theirs) => format!(
+                "backup {} was taken on cluster {theirs}; {this}. Restoring it replaces this cluster's data with the other cluster's (its API keys are never imported); rerun with --allow-foreign-cluster if that is what you want",
+                file.display()
+            ),
+            None => format!(
+                "backup {} does not say which cluster it was taken on (its manifest has no cluster id); {this}. Restoring it replaces this cluster's data with the backup's, which may be another cluster's (its API keys are never imported); rerun with --allow-foreign-cluster if that is what you want",
+                file.display()
+            ),
+        }
+    }
+}
+
+/// The plan of restoring `manifest`'s backup into the cluster `client` reaches.
+pub async fn plan(client: &ClusterClient, manifest: &Manifest) -> Result<Plan> {
+    let (_, status) = client.leader().await?;
+    Ok(Plan::new(manifest, &status.cluster_id))
+}
+
 /// Restores a verified backup into the cluster: stages it through the log chunk by chunk
-/// and swaps it in with one commit.
+/// and swaps it in with one commit. A backup of another cluster (or one whose manifest
+/// names none) is refused unless `allow_foreign`; the nodes check that again themselves.
 pub async fn restore(
     client: &ClusterClient,
     file: &Path,
     (manifest, pairs): Verified,
+    allow_foreign: bool,
     mut progress: impl FnMut(Progress),
 ) -> Result<Restored> {
+    let plan = plan(client, &manifest).await?;
+    if plan.foreign() && !allow_foreign {
+        return Err(eyre!("{}; nothing was changed", plan.refusal(file)));
+    }
     let id = format!("{:016x}", rand::random::<u64>());
     let started = Instant::now();
     let step = |seq: u64, step: Step| pb::RestoreRequest {
@@ -185,7 +249,15 @@ pub async fn restore(
         manifest.key_count,
         &manifest.payload_sha256[..16.min(manifest.payload_sha256.len())]
     );
-    send(step(0, Step::Begin(pb::RestoreBegin { source }))).await?;
+    send(step(
+        0,
+        Step::Begin(pb::RestoreBegin {
+            source,
+            backup_cluster_id: manifest.cluster_id.clone(),
+            allow_foreign_cluster: allow_foreign,
+        }),
+    ))
+    .await?;
     let (mut seq, mut sent_pairs, mut done) = (0u64, 0u64, 8u64);
     let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut chunk_bytes = 0usize;
@@ -228,6 +300,7 @@ pub async fn restore(
             chunk_bytes = 0;
         }
     }
+    let commit_started = Instant::now();
     let commit = send(step(
         seq,
         Step::Commit(pb::RestoreCommit {
@@ -238,8 +311,9 @@ pub async fn restore(
     .await;
     let keys = match commit {
         Ok(reply) => reply.keys,
-        // A big swap can outlast the call's deadline; the commit is in the log all the
-        // same, and its audit record tells how it ended.
+        // The commit only switches generations on each node, so it answers within the
+        // call whatever the size; but the answer can be lost (the leader changed or died
+        // after proposing it), and then its audit record tells how it ended.
         Err(e) => committed_keys(client, &id).await.map_err(|wait| {
             e.wrap_err(format!(
                 "the restore's commit did not go through ({wait}): the cluster holds either its previous data or the backup's, never a mix; check with `opsdeck audit`, and run the restore again if it is not there"
@@ -250,11 +324,12 @@ pub async fn restore(
         keys,
         chunks: seq,
         took: started.elapsed(),
+        commit: commit_started.elapsed(),
     })
 }
 
 /// How long to look for the outcome of a commit whose call timed out.
-const COMMIT_OUTCOME_WAIT: Duration = Duration::from_secs(600);
+const COMMIT_OUTCOME_WAIT: Duration = Duration::from_secs(60);
 
 /// Waits for restore `id`'s audit record: the key count it reports, or its refusal.
 async fn committed_keys(client: &ClusterClient, id: &str) -> Result<u64> {
@@ -305,7 +380,11 @@ pub(crate) fn encode_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
 pub fn describe_manifest(m: &Manifest) -> String {
     format!(
         "cluster {}, index {} (term {}), {} keys, {} of data, {} payload, taken {}",
-        m.cluster_id,
+        if m.cluster_id.is_empty() {
+            "unknown"
+        } else {
+            &m.cluster_id
+        },
         m.applied_index,
         m.applied_term,
         m.key_count,

@@ -75,11 +75,20 @@ pub fn verify(file: &Path, json_out: bool) -> Result<()> {
     Ok(())
 }
 
-/// `opsdeck restore FILE [--yes]`
-pub async fn restore(args: &ClusterArgs, file: &Path, yes: bool) -> Result<()> {
+/// `opsdeck restore FILE [--yes] [--allow-foreign-cluster]`
+pub async fn restore(
+    args: &ClusterArgs,
+    file: &Path,
+    yes: bool,
+    allow_foreign: bool,
+) -> Result<()> {
     let verified = format::open_verified(file)?;
     let client = connect(args)?;
     let m = verified.0.clone();
+    let plan = crate::ops::backup::plan(&client, &m).await?;
+    if plan.foreign() && !allow_foreign {
+        return Err(eyre!("{}; nothing was changed", plan.refusal(file)));
+    }
     if !yes {
         if !std::io::stdin().is_terminal() {
             return Err(eyre!(
@@ -87,36 +96,60 @@ pub async fn restore(args: &ClusterArgs, file: &Path, yes: bool) -> Result<()> {
                 file.display()
             ));
         }
-        eprint!(
-            "Restore {} ({}) into the cluster at {}? It replaces every key. Type {} to confirm: ",
+        eprintln!(
+            "Restore {} into the cluster at {}:",
             file.display(),
-            describe_manifest(&m),
-            client.endpoints().join(","),
-            m.key_count
+            client.endpoints().join(",")
         );
+        eprintln!("  backup:       {}", describe_manifest(&m));
+        eprintln!("  taken on:     cluster {}", plan.backup_cluster_text());
+        eprintln!(
+            "  restoring to: cluster {}{}",
+            plan.this_cluster,
+            if plan.foreign() {
+                "  (ANOTHER CLUSTER: --allow-foreign-cluster given)"
+            } else {
+                "  (the same cluster)"
+            }
+        );
+        eprintln!(
+            "  It replaces every key; API keys stay as they are (none are taken from the backup)."
+        );
+        eprint!("Type {} to confirm: ", m.key_count);
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if answer.trim() != m.key_count.to_string() {
             return Err(eyre!("not confirmed; nothing was changed"));
         }
     }
-    let r =
-        crate::ops::backup::restore(&client, file, verified, stderr_progress("restore")).await?;
+    let r = crate::ops::backup::restore(
+        &client,
+        file,
+        verified,
+        allow_foreign,
+        stderr_progress("restore"),
+    )
+    .await?;
     if args.json {
         super::print_json(&json!({
             "file": file.display().to_string(),
             "keys": r.keys,
             "chunks": r.chunks,
             "took_ms": r.took.as_millis() as u64,
+            "commit_ms": r.commit.as_millis() as u64,
             "backup": manifest_json(&m)?,
+            "backup_cluster_id": plan.backup_cluster,
+            "cluster_id": plan.this_cluster,
+            "foreign": plan.foreign(),
         }))?;
     } else {
         println!(
-            "restored {} into the cluster in {:.1}s: it now holds {} keys (backup of cluster {} at index {})",
+            "restored {} into cluster {} in {:.1}s: it now holds {} keys (backup of cluster {} at index {})",
             file.display(),
+            plan.this_cluster,
             r.took.as_secs_f64(),
             r.keys,
-            m.cluster_id,
+            plan.backup_cluster_text(),
             m.applied_index
         );
     }

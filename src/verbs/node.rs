@@ -19,6 +19,12 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     }
     config.snapshot_every = args.snapshot_every.max(1);
     config.keep_logs = args.keep_logs;
+    config.cleanup_steps = args.cleanup_step_keys.map(|keys| {
+        (
+            keys,
+            std::time::Duration::from_millis(args.cleanup_step_pause_ms),
+        )
+    });
     config.heartbeat_ms = args.timing.heartbeat_ms;
     config.election_timeout_ms = args.timing.election_timeout_ms;
     config.cluster_secret_file = args.cluster_secret_file;

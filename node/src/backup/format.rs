@@ -38,6 +38,8 @@ const DATA_PREFIX: &[u8] = b"d/";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
+    /// The cluster the backup was taken on; "" when unknown (a manifest without it).
+    #[serde(default)]
     pub cluster_id: String,
     /// The log id the state machine had applied when the snapshot was taken.
     pub applied_term: u64,

@@ -3,7 +3,7 @@
 //! A backup is a Raft snapshot of the state machine (one applied index, built without
 //! stopping writes: applying waits only while the tree is copied in memory) streamed by the
 //! leader in chunks; the client wraps it in a file with a manifest ([`crate::backup::format`]). A restore
-//! goes back through the log as staged chunks and one atomic swap
+//! goes back through the log as staged chunks and one atomic switch of data generations
 //! (`store::state_machine::restore`), so every node ends with the backup's data.
 
 use std::time::Duration;
@@ -144,6 +144,8 @@ impl NodeCore {
                 actor: actor.into(),
                 at_ms,
                 source: b.source,
+                backup_cluster: b.backup_cluster_id,
+                allow_foreign: b.allow_foreign_cluster,
             },
             Some(Step::Chunk(bytes)) => {
                 let pairs = format::PairReader::new(bytes.as_slice())

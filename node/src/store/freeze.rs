@@ -12,6 +12,12 @@
 //! saving the old values to writing its own batch. Neither waits for more than one batch
 //! of the other. Only keys an apply touches are copied, so the cost is proportional to the
 //! writes made during the scan, never to the size of the data.
+//!
+//! A freeze also has a *view*, fixed when it begins: which keys of the tree its snapshot
+//! holds and under which names (the state machine keeps its data in generations and names
+//! the current one `d/` in snapshots, see `state_machine`). Keys outside the view are
+//! neither copied nor emitted, and a freeze names the generations its view reads so the
+//! state machine's janitor leaves them alone while it lasts ([`Freezes::protected`]).
 
 use std::ops::Bound;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -39,6 +45,18 @@ struct Frozen {
     side: sled::Tree,
     /// The last key the scan has passed; None before the first batch.
     passed: Option<Vec<u8>>,
+    view: View,
+}
+
+/// A key's name in a snapshot (None: the snapshot leaves it out).
+pub type Naming = Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
+
+/// What a freeze's snapshot holds: the name each key of the tree has in it, and the data
+/// generations that naming reads.
+#[derive(Clone)]
+pub struct View {
+    pub name: Naming,
+    pub generations: Vec<u64>,
 }
 
 /// A snapshot's frozen view, as its builder holds it.
@@ -66,13 +84,14 @@ fn side_name(id: u64) -> String {
 impl Freezes {
     /// Starts a frozen view of the tree as it is now. Must be called where no apply runs
     /// concurrently (on the state-machine task), so "now" is one applied index.
-    pub fn begin(self: &Arc<Self>, db: &sled::Db, id: u64) -> IoResult<Freeze> {
+    pub fn begin(self: &Arc<Self>, db: &sled::Db, id: u64, view: View) -> IoResult<Freeze> {
         let side = db.open_tree(side_name(id)).map_err(io_error)?;
         side.clear().map_err(io_error)?;
         lock(&self.active).push(Frozen {
             id,
             side,
             passed: None,
+            view,
         });
         Ok(Freeze {
             freezes: self.clone(),
@@ -89,6 +108,14 @@ impl Freezes {
         }
     }
 
+    /// The data generations some freeze in progress still reads.
+    pub fn protected(&self) -> Vec<u64> {
+        lock(&self.active)
+            .iter()
+            .flat_map(|f| f.view.generations.iter().copied())
+            .collect()
+    }
+
     /// Saves, for every freeze whose scan has not passed them yet, the current values of
     /// `keys` (which the caller is about to write in `tree`). The guard holds every scan
     /// where it is until the caller's batch is written and the guard dropped.
@@ -101,7 +128,11 @@ impl Freezes {
         for frozen in active.iter() {
             for key in keys.clone() {
                 let ahead = frozen.passed.as_deref().is_none_or(|p| key > p);
-                if ahead && !frozen.side.contains_key(key).map_err(io_error)? {
+                // A key outside the view is never read by the scan: nothing to keep.
+                if ahead
+                    && (frozen.view.name)(key).is_some()
+                    && !frozen.side.contains_key(key).map_err(io_error)?
+                {
                     let marker = match tree.get(key).map_err(io_error)? {
                         Some(old) => [&[PRESENT], old.as_ref()].concat(),
                         None => vec![ABSENT],
@@ -119,13 +150,12 @@ pub struct WriteHold<'a>(#[allow(dead_code)] MutexGuard<'a, Vec<Frozen>>);
 
 impl Freeze {
     /// The next keys of the frozen view, at most `max_keys` and about `max_bytes` read,
-    /// leaving out the keys `skip` names.
+    /// named as the view names them (so not in key order when it renames).
     pub fn next_batch(
         &self,
         tree: &sled::Tree,
         max_keys: usize,
         max_bytes: usize,
-        skip: impl Fn(&[u8]) -> bool,
     ) -> IoResult<Batch> {
         let mut active = lock(&self.freezes.active);
         let Some(frozen) = active.iter_mut().find(|f| f.id == self.id) else {
@@ -183,8 +213,8 @@ impl Freeze {
             if !within(&key) {
                 break;
             }
-            if let Some(v) = value.filter(|_| !skip(&key)) {
-                pairs.push((key.clone(), v));
+            if let (Some(v), Some(name)) = (value, (frozen.view.name)(&key)) {
+                pairs.push((name, v));
             }
             last = Some(key);
         }

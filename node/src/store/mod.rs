@@ -24,7 +24,12 @@ pub use state_machine::{KvReader, StateMachine};
 use crate::types::NodeId;
 
 /// Version of the on-disk layout; a directory written by another version is refused.
-pub const DATA_FORMAT: u32 = 1;
+/// Version 2 keeps data in generations (`state_machine::generations`), so a restore's
+/// commit is a switch; an older build would read an empty or stale `d/` there.
+pub const DATA_FORMAT: u32 = 2;
+/// Older layouts this build opens and upgrades in place: version 1 kept all data under
+/// `d/`, which is generation 0 of version 2, so the upgrade only rewrites the identity file.
+const UPGRADES_FROM: &[u32] = &[1];
 const IDENTITY_FILE: &str = "node.toml";
 const DB_DIR: &str = "db";
 /// The node's own log file (and its rotated copies `node.log.1`, ...).
@@ -97,13 +102,16 @@ impl Storage {
         };
         fs::create_dir_all(path).map_err(io_err)?;
         let identity_path = path.join(IDENTITY_FILE);
+        let mut upgrade_from = None;
         let fresh = match fs::read_to_string(&identity_path) {
             Ok(text) => {
                 let id: Identity = toml::from_str(&text).map_err(|e| OpenError::BadIdentity {
                     path: path.to_path_buf(),
                     reason: e.message().to_string(),
                 })?;
-                if id.format != DATA_FORMAT {
+                if UPGRADES_FROM.contains(&id.format) {
+                    upgrade_from = Some(id.format);
+                } else if id.format != DATA_FORMAT {
                     return Err(OpenError::WrongFormat {
                         path: path.to_path_buf(),
                         found: id.format,
@@ -159,7 +167,14 @@ impl Storage {
         )
         .map_err(db_err)?;
 
-        if fresh {
+        if let Some(from) = upgrade_from {
+            tracing::info!(
+                from,
+                to = DATA_FORMAT,
+                "upgrading the data dir's format (in place: only its identity file changes)"
+            );
+        }
+        if fresh || upgrade_from.is_some() {
             // Written last, so a crash before this point leaves a directory that is
             // retried as fresh rather than one that claims an identity it never finished.
             let text = toml::to_string(&Identity {

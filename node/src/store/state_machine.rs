@@ -1,7 +1,9 @@
-//! The replicated state machine on sled: tree `sm` holds the ledger's data under `d/`, API
-//! keys under `k/`, tenant quotas under `q/` and their usage under `u/`, the audit trail
-//! under `a/`, and bookkeeping under `m/`; the last built or installed snapshot is a file
+//! The replicated state machine on sled: tree `sm` holds the ledger's data (in
+//! generations, [`generations`]: `d/` or `g/N…`; snapshots call it `d/`), API keys under
+//! `k/`, tenant quotas under `q/` and their usage under `u/`, the audit trail under `a/`, and
+//! bookkeeping under `m/`; the last built or installed snapshot is a file
 //! ([`super::snapshot_file`]). Snapshots (and so backups) hold key hashes, never secrets.
+//! A thread of its own ([`janitor`]) deletes data generations nothing uses any more.
 //!
 //! Committed entries are applied in batches: every command of every entry handed to one
 //! `apply` call is folded into one atomic sled batch. A snapshot is a frozen view of the
@@ -12,8 +14,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
@@ -34,7 +36,6 @@ use crate::types::{
     SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 
-const DATA_PREFIX: &[u8] = b"d/";
 const KEY_APPLIED: &[u8] = b"m/applied";
 const KEY_MEMBERSHIP: &[u8] = b"m/membership";
 const KEY_KEYS: &[u8] = b"m/keys";
@@ -43,6 +44,8 @@ const KEY_CLUSTER_ID: &[u8] = b"m/cluster_id";
 const KEY_AUDIT_SEQ: &[u8] = b"m/audit_seq";
 /// When the last backup was streamed out (from its `backup` audit record).
 const KEY_LAST_BACKUP: &[u8] = b"m/last_backup";
+/// The restore being staged (see [`restore`]).
+const KEY_RESTORE: &[u8] = b"m/restore";
 const APIKEY_PREFIX: &[u8] = b"k/";
 const QUOTA_PREFIX: &[u8] = b"q/";
 const USAGE_PREFIX: &[u8] = b"u/";
@@ -80,17 +83,11 @@ pub struct TenantInfo {
     pub usage: Usage,
 }
 
-fn data_key(key: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(DATA_PREFIX.len() + key.len());
-    k.extend_from_slice(DATA_PREFIX);
+fn data_key(prefix: &[u8], key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + key.len());
+    k.extend_from_slice(prefix);
     k.extend_from_slice(key.as_bytes());
     k
-}
-
-/// Whether a key of the `sm` tree stays out of snapshots: the applied id and membership
-/// travel in the snapshot's meta instead.
-fn not_in_snapshots(key: &[u8]) -> bool {
-    key == KEY_APPLIED || key == KEY_MEMBERSHIP
 }
 
 /// Pairs per sled batch when a snapshot is loaded, and per scan step when one is built.
@@ -114,23 +111,30 @@ pub struct DataStats {
 pub struct KvReader {
     tree: sled::Tree,
     applied_index: Arc<AtomicU64>,
+    /// The data generation reads use; each read holds it to its end.
+    current: Arc<Current>,
 }
 
 impl KvReader {
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, sled::Error> {
-        Ok(self.tree.get(data_key(key))?.map(|v| v.to_vec()))
+        let slot = self.current.get();
+        Ok(self
+            .tree
+            .get(data_key(&slot.prefix, key))?
+            .map(|v| v.to_vec()))
     }
 
     /// Up to `limit` pairs whose key starts with `prefix`, in key order; the flag says
     /// whether more were left out.
     pub fn scan(&self, prefix: &str, limit: usize) -> Result<(KeyValues, bool), sled::Error> {
+        let slot = self.current.get();
         let mut items = Vec::new();
-        for item in self.tree.scan_prefix(data_key(prefix)) {
+        for item in self.tree.scan_prefix(data_key(&slot.prefix, prefix)) {
             let (k, v) = item?;
             if items.len() == limit {
                 return Ok((items, true));
             }
-            let key = String::from_utf8_lossy(&k[DATA_PREFIX.len()..]).into_owned();
+            let key = String::from_utf8_lossy(&k[slot.prefix.len()..]).into_owned();
             items.push((key, v.to_vec()));
         }
         Ok((items, false))
@@ -244,6 +248,15 @@ pub struct StateMachine {
     housekeeping: Arc<Housekeeping>,
     /// Where key, quota and violation events go once applied (every node publishes them).
     events: Option<Arc<dyn EventSink>>,
+    gens: Generations,
+    current: Arc<Current>,
+    /// Held by a janitor step, by a snapshot install, and by an apply that switches
+    /// generations (taken before the freezes' lock, always in that order).
+    exclusive: Arc<Mutex<()>>,
+    cleanup_step_keys: Arc<AtomicUsize>,
+    cleanup_step_pause_ms: Arc<AtomicU64>,
+    /// Started once the tree is consistent (after an interrupted install is finished).
+    janitor: Option<Janitor>,
 }
 
 impl StateMachine {
@@ -273,8 +286,15 @@ impl StateMachine {
             tracing::info!(file = %side.display(), "removing a snapshot file a stop left half-written");
             std::fs::remove_file(&side)?;
         }
+        let gens = Generations::load(&tree)?;
         let mut sm = StateMachine {
             db: db.clone(),
+            current: Arc::new(Current::new(gens.current)),
+            gens,
+            exclusive: Arc::new(Mutex::new(())),
+            cleanup_step_keys: Arc::new(AtomicUsize::new(janitor::STEP_KEYS)),
+            cleanup_step_pause_ms: Arc::new(AtomicU64::new(0)),
+            janitor: None,
             tree,
             freezes: Arc::new(Freezes::default()),
             scan_batch_keys: SNAPSHOT_BATCH_KEYS,
@@ -302,7 +322,24 @@ impl StateMachine {
             }
         }
         sm.reload_keys()?;
+        sm.janitor = Some(Janitor::start(janitor::Context {
+            tree: sm.tree.clone(),
+            freezes: sm.freezes.clone(),
+            current: sm.current.clone(),
+            exclusive: sm.exclusive.clone(),
+            step_keys: sm.cleanup_step_keys.clone(),
+            step_pause_ms: sm.cleanup_step_pause_ms.clone(),
+        })?);
         Ok(sm)
+    }
+
+    /// Keys per cleanup step of the janitor, and a pause after each; tests make the steps
+    /// small and slow to stop a node mid-way.
+    #[doc(hidden)]
+    pub fn set_cleanup_steps(&self, keys: usize, pause: std::time::Duration) {
+        self.cleanup_step_keys.store(keys.max(1), Ordering::Relaxed);
+        let ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
+        self.cleanup_step_pause_ms.store(ms, Ordering::Relaxed);
     }
 
     pub fn publish_events_to(&mut self, sink: Arc<dyn EventSink>) {
@@ -323,6 +360,7 @@ impl StateMachine {
         KvReader {
             tree: self.tree.clone(),
             applied_index: self.applied_index.clone(),
+            current: self.current.clone(),
         }
     }
 
@@ -336,8 +374,12 @@ impl StateMachine {
     /// applied id and membership. Blocking: `open` calls it directly, `install_snapshot`
     /// runs the load on the blocking pool first and then [`Self::loaded`].
     fn load_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), std::io::Error> {
-        self.freezes.wait_idle();
-        load_tree(&self.tree, &self.snapshot_path, meta)?;
+        {
+            let exclusive = self.exclusive.clone();
+            let _exclusive = lock(&exclusive);
+            self.freezes.wait_idle();
+            load_tree(&self.tree, &self.snapshot_path, meta)?;
+        }
         self.loaded(meta)
     }
 
@@ -349,14 +391,24 @@ impl StateMachine {
             meta.last_log_id.map(|l| l.index).unwrap_or(0),
             Ordering::Release,
         );
+        self.gens = Generations::load(&self.tree)?;
+        self.current.switch(self.gens.current);
+        if let Some(j) = &self.janitor {
+            j.wake();
+        }
         self.reload_keys()
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Replaces every pair of `tree` with those of the snapshot file at `path` (already
-/// checked), streamed in bounded batches. The applied id is written last: a crash in
-/// between leaves a tree without one (it is cleared first), which `StateMachine::open`
-/// detects and finishes. No snapshot build may be in progress (their views read `tree`).
+/// checked), streamed in bounded batches, in the layout of [`Generations::installed`]. The
+/// applied id is written last: a crash in between leaves a tree without one (it is cleared
+/// first), which `StateMachine::open` detects and finishes. No snapshot build may be in
+/// progress (their views read `tree`), nor a janitor step (the caller holds `exclusive`).
 fn load_tree(
     tree: &sled::Tree,
     path: &std::path::Path,
@@ -365,8 +417,15 @@ fn load_tree(
     tree.clear().map_err(super::io_error)?;
     let (_, pairs) = snapshot_file::pairs(path)?;
     let (mut batch, mut bytes, mut keys) = (sled::Batch::default(), 0usize, 0usize);
+    let mut staged = false;
     for pair in pairs {
         let (k, v) = pair?;
+        if k == KEY_RESTORE {
+            staged = restore::readable_staging(&v);
+        }
+        let Some(k) = generations::installed_name(&k) else {
+            continue;
+        };
         bytes += k.len() + v.len();
         keys += 1;
         batch.insert(k, v);
@@ -378,12 +437,23 @@ fn load_tree(
     }
     let membership =
         StoredMembership::new(meta.last_log_id, meta.last_membership.membership().clone());
+    for (k, v) in Generations::installed(staged).records() {
+        match v {
+            Some(v) => batch.insert(k, v),
+            None => batch.remove(k),
+        }
+    }
     batch.insert(KEY_MEMBERSHIP, encode(&membership)?);
     batch.insert(KEY_APPLIED, encode(&meta.last_log_id)?);
     tree.apply_batch(batch).map_err(super::io_error)
 }
 
+mod generations;
+mod janitor;
 mod restore;
+
+use generations::{Current, Generations, DATA_PREFIX};
+use janitor::Janitor;
 
 /// Pending writes of one `apply` call, read through before the tree so later commands in
 /// the batch see earlier ones.
@@ -397,11 +467,29 @@ struct Overlay<'a> {
     /// is durable).
     entry: Option<LogId>,
     events: Vec<(LogId, &'static str, String)>,
+    /// The data generations as this batch has them (a restore's commit switches them), and
+    /// the current one's key prefix.
+    gens: Generations,
+    data_prefix: Vec<u8>,
 }
 
 type IoResult<T> = Result<T, std::io::Error>;
 
 impl Overlay<'_> {
+    /// Where user key `key` lives now.
+    fn data_key(&self, key: &str) -> Vec<u8> {
+        data_key(&self.data_prefix, key)
+    }
+
+    /// Switches the generations from here on in this batch, and records them.
+    fn set_generations(&mut self, gens: Generations) {
+        self.gens = gens;
+        self.data_prefix = generations::data_prefix(gens.current);
+        for (k, v) in gens.records() {
+            self.writes.insert(k.to_vec(), v);
+        }
+    }
+
     fn get(&self, key: &[u8]) -> IoResult<Option<Vec<u8>>> {
         match self.writes.get(key) {
             Some(v) => Ok(v.clone()),
@@ -426,7 +514,7 @@ impl Overlay<'_> {
         key: &str,
         value: Option<Vec<u8>>,
     ) -> IoResult<Result<Option<Vec<u8>>, String>> {
-        let k = data_key(key);
+        let k = self.data_key(key);
         let old = self.get(&k)?;
         let size = |v: &Option<Vec<u8>>| v.as_ref().map(|v| (key.len() + v.len()) as u64);
         let (old_size, new_size) = (size(&old), size(&value));
@@ -513,7 +601,7 @@ impl Overlay<'_> {
                 if let Err(reason) = validate_entry(&key, new.as_deref()) {
                     return Ok(CommandResult::Rejected { reason });
                 }
-                let current = self.get(&data_key(&key))?;
+                let current = self.get(&self.data_key(&key))?;
                 if current != expected {
                     return Ok(CommandResult::Cas {
                         succeeded: false,
@@ -603,7 +691,9 @@ impl Overlay<'_> {
                 actor: _,
                 at_ms: _,
                 source,
-            } => self.restore_begin(id, source)?,
+                backup_cluster,
+                allow_foreign,
+            } => self.restore_begin(id, source, backup_cluster, allow_foreign)?,
             Command::RestoreChunk { id, seq, pairs } => self.restore_chunk(&id, seq, pairs)?,
             Command::RestoreCommit {
                 id,
@@ -746,6 +836,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             keys_changed: false,
             entry: None,
             events: Vec::new(),
+            gens: self.gens,
+            data_prefix: generations::data_prefix(self.gens.current),
         };
         let mut responses = Vec::new();
         let mut applied = self.applied;
@@ -778,6 +870,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let stats = overlay.stats.clone();
         let keys_changed = overlay.keys_changed;
         let events = std::mem::take(&mut overlay.events);
+        let gens = overlay.gens;
+        // A switch of generations is written and published with no janitor step in
+        // between: a step sees either the old generations or the new ones with the
+        // replaced one retired (so reads that still hold it are waited for).
+        let exclusive = (gens != self.gens).then(|| lock(&self.exclusive));
         // Snapshots being built must still see the old values of what this batch writes
         // (the applied id and membership are not in snapshots).
         let written = overlay.writes.keys().map(Vec::as_slice);
@@ -799,6 +896,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         self.tree.apply_batch(batch).map_err(|e| sm_err(&e))?;
         drop(hold);
+        if let Some(exclusive) = exclusive {
+            self.current.switch(gens.current);
+            self.gens = gens;
+            drop(exclusive);
+            if let Some(j) = &self.janitor {
+                j.wake();
+            }
+        }
         self.applied = applied;
         if let Some(m) = membership {
             self.membership = m;
@@ -820,7 +925,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // The snapshot is this moment's state: a frozen view begins now, on the
         // state-machine task, and is read while applying goes on (see `super::freeze`).
         self.snapshot_seq += 1;
-        let freeze = self.freezes.begin(&self.db, self.snapshot_seq);
+        let freeze = self
+            .freezes
+            .begin(&self.db, self.snapshot_seq, self.gens.snapshot_view());
         SnapshotBuilder {
             freeze,
             tree: self.tree.clone(),
@@ -857,10 +964,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .with_extension(snapshot_file::RECEIVING_SUFFIX);
         into_side_file(&mut snapshot, &side).await.map_err(err)?;
         drop(snapshot);
-        let (path, tree, freezes) = (
+        let (path, tree, freezes, exclusive) = (
             self.snapshot_path.clone(),
             self.tree.clone(),
             self.freezes.clone(),
+            self.exclusive.clone(),
         );
         let expected = meta.clone();
         let bytes = blocking(move || {
@@ -882,6 +990,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     ),
                 ));
             }
+            // The install renumbers generations: no janitor step may run meanwhile.
+            let _exclusive = lock(&exclusive);
             freezes.wait_idle();
             snapshot_file::promote(&side, &path)?;
             load_tree(&tree, &path, &expected)?;
@@ -995,8 +1105,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let side = path.with_extension(snapshot_file::BUILDING_SUFFIX);
             let mut out = snapshot_file::SnapshotWriter::create(&side, &stored_meta)?;
             loop {
-                let batch =
-                    freeze.next_batch(&tree, batch_keys, SNAPSHOT_BATCH_BYTES, not_in_snapshots)?;
+                let batch = freeze.next_batch(&tree, batch_keys, SNAPSHOT_BATCH_BYTES)?;
                 for (k, v) in &batch.pairs {
                     out.pair(k, v)?;
                 }

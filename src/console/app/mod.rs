@@ -227,6 +227,7 @@ impl App {
             Action::Cancel => {
                 if self.input.is_some() {
                     self.input = None;
+                    self.close_confirmation();
                 } else if self.help.is_some() {
                     self.help = None;
                 } else {
@@ -241,6 +242,7 @@ impl App {
                 if let Some(input) = self.input.take() {
                     match input.kind {
                         InputKind::Ask(ask) => {
+                            self.close_confirmation();
                             let effect = self.answer(ask, input.text);
                             self.apply(effect);
                         }
@@ -269,6 +271,13 @@ impl App {
             other => return Some(other),
         }
         None
+    }
+
+    /// Closes the dialog that explained a question once the question is gone.
+    fn close_confirmation(&mut self) {
+        if matches!(self.dialog, Some(Dialog::Confirm { .. })) {
+            self.dialog = None;
+        }
     }
 
     /// Carries out what a pane (or the app itself) asked for.

@@ -91,9 +91,15 @@ impl App {
                 let path = PathBuf::from(&text);
                 (format!("checking {text}"), Op::CheckRestore { path })
             }
-            Pending::ConfirmRestore { path } => (
+            Pending::ConfirmRestore {
+                path,
+                allow_foreign,
+            } => (
                 format!("restore from {}", path.display()),
-                Op::Restore { path },
+                Op::Restore {
+                    path,
+                    allow_foreign,
+                },
             ),
             Pending::ConfirmCompact => ("compact all nodes".into(), Op::Compact),
             Pending::AddNode => match parse_new_node(&text, dev) {
@@ -148,22 +154,12 @@ impl App {
                 }
             }
             OpEvent::Watch { grpc } => self.watch_node(grpc),
-            OpEvent::Verified { path, keys, index } => {
-                self.dialog = None;
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                // Short enough for 80 columns: the typed answer must stay in view.
-                self.apply(Effect::Ask {
-                    question: format!(
-                        "Replace ALL data with {name} ({keys} keys, index {index})? type {keys} to confirm: "
-                    ),
-                    text: String::new(),
-                    expect: Some(keys.to_string()),
-                    then: Pending::ConfirmRestore { path },
-                });
-            }
+            OpEvent::Verified {
+                path,
+                keys,
+                index,
+                plan,
+            } => self.confirm_restore(path, keys, index, &plan),
             OpEvent::Done { ok, text, secret } => {
                 let title = match &self.dialog {
                     Some(Dialog::Running { title, .. }) => title.clone(),
@@ -186,6 +182,72 @@ impl App {
                 });
             }
         }
+    }
+
+    /// Shows whose data a restore brings in and asks for the typed confirmation: the key
+    /// count for the cluster's own backup, `foreign KEYS` for another cluster's (or one that
+    /// names none), so the usual answer never restores a foreign backup by habit.
+    pub fn confirm_restore(
+        &mut self,
+        path: PathBuf,
+        keys: u64,
+        index: u64,
+        plan: &crate::ops::backup::Plan,
+    ) {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let foreign = plan.foreign();
+        let this = if plan.this_cluster.is_empty() {
+            "unknown (the cluster reports none)"
+        } else {
+            &plan.this_cluster
+        };
+        let mut lines = vec![
+            format!("backup       {name}: {keys} keys, index {index}"),
+            format!("taken on     cluster {}", plan.backup_cluster_text()),
+            format!("restoring to cluster {this}"),
+            String::new(),
+        ];
+        if foreign {
+            lines.push("ANOTHER CLUSTER'S BACKUP: its data replaces ALL of this cluster's.".into());
+        } else {
+            lines.push("This cluster's own backup: it replaces ALL current data.".into());
+        }
+        lines.push(
+            "API keys are never taken from a backup: this cluster's stay as they are.".into(),
+        );
+        self.dialog = Some(Dialog::Confirm {
+            title: if foreign {
+                format!("restore {name}: FOREIGN CLUSTER")
+            } else {
+                format!("restore {name}")
+            },
+            lines,
+            warn: foreign,
+        });
+        // Short enough for 80 columns: the typed answer must stay in view.
+        let (question, expect) = if foreign {
+            (
+                format!("Restore ANOTHER cluster's data? type foreign {keys} to confirm: "),
+                format!("foreign {keys}"),
+            )
+        } else {
+            (
+                format!("Replace ALL data with {name}? type {keys} to confirm: "),
+                keys.to_string(),
+            )
+        };
+        self.apply(Effect::Ask {
+            question,
+            text: String::new(),
+            expect: Some(expect),
+            then: Pending::ConfirmRestore {
+                path,
+                allow_foreign: foreign,
+            },
+        });
     }
 
     /// Enter in a finished dialog: saves a shown secret to a file (mode 0600).

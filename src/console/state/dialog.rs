@@ -13,6 +13,13 @@ pub enum Dialog {
         ratio: Option<f64>,
         detail: String,
     },
+    /// What a question on the command line is about to do (a restore's source and target),
+    /// shown above it until it is answered; `warn` for a dangerous one.
+    Confirm {
+        title: String,
+        lines: Vec<String>,
+        warn: bool,
+    },
     Finished {
         title: String,
         ok: bool,

@@ -21,7 +21,7 @@ pub struct Input {
 pub enum Pending {
     BackupTo,
     RestoreFrom,
-    ConfirmRestore { path: PathBuf },
+    ConfirmRestore { path: PathBuf, allow_foreign: bool },
     ConfirmCompact,
     RotateGrace { id: String },
     AddNode,

@@ -30,6 +30,10 @@ pub fn draw(app: &App, dialog: &Dialog, f: &mut Frame, body: Rect) {
     };
     let (title, role) = match dialog {
         Dialog::Running { title, .. } => (format!(" {title} "), Role::Title),
+        Dialog::Confirm {
+            title, warn: true, ..
+        } => (format!(" {title} "), Role::Critical),
+        Dialog::Confirm { title, .. } => (format!(" {title} "), Role::Title),
         Dialog::Finished {
             title, ok: true, ..
         } => (format!(" {title}: done "), Role::Ok),
@@ -59,6 +63,9 @@ pub fn draw(app: &App, dialog: &Dialog, f: &mut Frame, body: Rect) {
             key(Action::Cancel)
         ),
         Dialog::Finished { .. } => format!("{} closes", key(Action::Cancel)),
+        Dialog::Confirm { .. } => {
+            "answer on the command line below · esc there cancels, nothing is changed".into()
+        }
     };
     f.render_widget(
         Paragraph::new(Span::styled(hint_text, t.style(Role::Dim))),
@@ -90,6 +97,26 @@ pub fn draw(app: &App, dialog: &Dialog, f: &mut Frame, body: Rect) {
                     .style(t.style(Role::Text))
                     .wrap(Wrap { trim: true }),
                 middle,
+            );
+        }
+        Dialog::Confirm { lines, warn, .. } => {
+            let lines: Vec<Line> = lines
+                .iter()
+                .map(|l| {
+                    let role = if *warn && l.starts_with("ANOTHER") {
+                        Role::Critical
+                    } else {
+                        Role::Text
+                    };
+                    Line::from(Span::styled(l.clone(), t.style(role)))
+                })
+                .collect();
+            f.render_widget(
+                Paragraph::new(lines).wrap(Wrap { trim: true }),
+                Rect {
+                    height: top.height + middle.height,
+                    ..top
+                },
             );
         }
         Dialog::Finished {
