@@ -35,7 +35,7 @@ const CONSOLE_LAYERS: &[&[&str]] = &[
 ];
 
 const NODE_LAYERS: &[&[&str]] = &[
-    &["pb", "clock"],
+    &["pb", "clock", "failpoint"],
     &["security"],
     &["types"],
     &["error"],

@@ -3,7 +3,8 @@
 //! Layout, lowest layer first; a module imports only from the layers before it (and
 //! [`pb`], the generated protocol code, which every layer may use):
 //!
-//! - [`clock`]: the wall clock (`unix_millis`);
+//! - [`clock`]: the wall clock (`unix_millis`); [`failpoint`]: the storage failpoints
+//!   (test builds only);
 //! - [`security`]: API keys, quotas, the audit record, the cluster secret, the request check;
 //! - [`types`]: the Raft type configuration and the replicated commands (which carry
 //!   security's key and quota records);
@@ -22,6 +23,7 @@ pub mod api;
 pub mod backup;
 pub mod clock;
 pub mod error;
+pub mod failpoint;
 pub mod raft;
 pub mod security;
 pub mod server;

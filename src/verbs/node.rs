@@ -11,6 +11,10 @@ use crate::cli::{NodeArgs, Rate};
 pub async fn run(args: NodeArgs) -> Result<()> {
     let logs = LogHub::new();
     init_logging(&logs);
+    // Before the data dir is opened, so a failpoint can fire from the first write on.
+    for (name, actions) in opsdeck_node::failpoint::configure_from_env().map_err(|e| eyre!(e))? {
+        tracing::warn!(failpoint = %name, %actions, "failpoint set from FAILPOINTS");
+    }
     let mut config = NodeConfig::new(args.id, args.grpc, args.http, args.data);
     config.init = args.init;
     config.advertise_grpc = args.advertise_grpc;

@@ -31,6 +31,9 @@ use workload::{Clients, Shape};
 /// Steps of the search per key before the checker gives up (and the run fails).
 const CHECK_BUDGET: u64 = 50_000_000;
 
+/// How to run the disk faults a build without failpoints skips.
+const NO_FAILPOINTS_FIX: &str = "cargo test --release --features failpoints --test chaos";
+
 fn short_profile() -> Profile {
     Profile {
         name: "short",
@@ -45,6 +48,8 @@ fn short_profile() -> Profile {
             (Fault::Slow, 1),
             (Fault::CompactDuringPartition, 1),
             (Fault::MembershipDuringKill, 1),
+            (Fault::FsyncErrorFollower, 1),
+            (Fault::StallDisk, 1),
         ],
         clients: 8,
     }
@@ -64,6 +69,10 @@ fn long_profile() -> Profile {
             (Fault::Slow, 5),
             (Fault::CompactDuringPartition, 5),
             (Fault::MembershipDuringKill, 5),
+            (Fault::FsyncErrorFollower, 5),
+            (Fault::FsyncErrorLeader, 5),
+            (Fault::StallDisk, 5),
+            (Fault::AppendError, 5),
         ],
         clients: 8,
     }
@@ -113,8 +122,10 @@ impl Run {
         let unknown = count(|e| e.outcome == Outcome::Unknown);
         let writes_acked = count(|e| e.op != Op::Get && e.outcome != Outcome::Unknown);
         let mut faults: BTreeMap<String, usize> = BTreeMap::new();
+        let mut skipped: BTreeMap<String, usize> = BTreeMap::new();
         for i in &self.injected {
-            *faults.entry(format!("{:?}", i.fault)).or_default() += 1;
+            let into = if i.skipped { &mut skipped } else { &mut faults };
+            *into.entry(format!("{:?}", i.fault)).or_default() += 1;
         }
         let installs: u32 = self.injected.iter().map(|i| i.snapshot_installs).sum();
         let longest_recovery = self
@@ -150,6 +161,16 @@ impl Run {
         row("faults injected", total_faults.to_string());
         for (kind, n) in &faults {
             row(&format!("  {kind}"), n.to_string());
+        }
+        if !skipped.is_empty() {
+            let total: usize = skipped.values().sum();
+            row(
+                "faults SKIPPED",
+                format!("{total}: no failpoints in this build ({NO_FAILPOINTS_FIX})"),
+            );
+            for (kind, n) in &skipped {
+                row(&format!("  {kind}"), n.to_string());
+            }
         }
         row("restarts that needed a snapshot", installs.to_string());
         row(
@@ -212,6 +233,16 @@ async fn run(profile: &Profile, seed: u64) -> Run {
         schedule.len()
     );
     let mut chaos = Chaos::start(start).await;
+    let disk_faults = schedule
+        .iter()
+        .filter(|s| s.fault.needs_failpoints())
+        .count();
+    if disk_faults > 0 && !chaos.failpoints {
+        eprintln!(
+            "chaos: SKIPPING the {disk_faults} disk faults of this schedule: the nodes were built \
+             without failpoints (`{NO_FAILPOINTS_FIX}` runs them)"
+        );
+    }
     let shape = Shape {
         clients: profile.clients,
         registers: 16,
@@ -223,6 +254,16 @@ async fn run(profile: &Profile, seed: u64) -> Run {
     let mut injected = Vec::new();
     for (i, step) in schedule.iter().enumerate() {
         let done = chaos.inject(*step).await;
+        if done.skipped {
+            eprintln!(
+                "chaos: {}/{} {:?}: SKIPPED (no failpoints in this build)",
+                i + 1,
+                schedule.len(),
+                done.fault
+            );
+            injected.push(done);
+            continue;
+        }
         eprintln!(
             "chaos: {}/{} {:?} on {:?}: healed after {:.2} s, recovered {:.2} s later",
             i + 1,

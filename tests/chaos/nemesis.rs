@@ -1,6 +1,8 @@
 //! The cluster under test, and the faults injected into it: kill -9 and restart from the
 //! data dir, partitions and delays through the proxies, SIGSTOP/SIGCONT, a log compaction
-//! and a membership change while a fault is active.
+//! and a membership change while a fault is active, and disk faults through the nodes'
+//! failpoints (a build with `--features failpoints`; without it they are skipped, and the
+//! run says so).
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +50,31 @@ pub enum Fault {
     CompactDuringPartition,
     /// A node added (learner, then voter) and removed again while a follower is down.
     MembershipDuringKill,
+    /// A follower's log fsync fails (EIO): its Raft stops; healed as a supervisor would, by
+    /// restarting the process from its data dir.
+    FsyncErrorFollower,
+    /// The leader's log fsync fails (ENOSPC): its Raft stops, the others elect a leader;
+    /// healed by restarting it.
+    FsyncErrorLeader,
+    /// Every log fsync (or, by the step's variant, every append) of the leader or a follower
+    /// takes 2 s longer while the fault is held; healed by clearing the failpoint.
+    StallDisk,
+    /// Appending to the log fails (EIO) on the leader or a follower: its Raft stops; healed
+    /// by restarting it.
+    AppendError,
+}
+
+impl Fault {
+    /// Injected through the nodes' failpoints (`/debug/failpoints`).
+    pub fn needs_failpoints(self) -> bool {
+        matches!(
+            self,
+            Fault::FsyncErrorFollower
+                | Fault::FsyncErrorLeader
+                | Fault::StallDisk
+                | Fault::AppendError
+        )
+    }
 }
 
 /// How many of each fault a run injects.
@@ -73,6 +100,7 @@ impl Profile {
                 fault,
                 hold_ms: rng.random_range(700..1600),
                 pick: rng.random_range(0..VOTERS as usize),
+                variant: rng.random_range(0..4),
             })
             .collect()
     }
@@ -85,6 +113,10 @@ pub struct Step {
     pub hold_ms: u64,
     /// Which of the running followers the fault picks, modulo their number.
     pub pick: usize,
+    /// For the disk faults: bit 0 picks the leader (0) or the follower (1) where either
+    /// can be hit, bit 1 the fsync (0) or the append (1) for a stall.
+    #[serde(default)]
+    pub variant: u8,
 }
 
 /// One injected fault, as it happened (times in ns since the run started).
@@ -98,6 +130,9 @@ pub struct Injected {
     /// Restarted nodes that had to be sent a snapshot: every running voter had purged its
     /// log past what that node held.
     pub snapshot_installs: u32,
+    /// Not injected: the nodes of this build have no failpoints.
+    #[serde(default)]
+    pub skipped: bool,
 }
 
 pub struct Chaos {
@@ -106,6 +141,9 @@ pub struct Chaos {
     /// Each node's advertised (proxied) gRPC address.
     advertised: Vec<(Id, String)>,
     start: Instant,
+    /// Whether the nodes have failpoints (`/debug/failpoints` answers): the disk faults
+    /// need them.
+    pub failpoints: bool,
 }
 
 impl Chaos {
@@ -133,6 +171,7 @@ impl Chaos {
             net,
             advertised,
             start,
+            failpoints: false,
         };
         for id in 1..=VOTERS {
             chaos.cluster.node_mut(id).start(id == 1);
@@ -147,6 +186,17 @@ impl Chaos {
             chaos.add_learner(id, Some(1)).await;
         }
         chaos.set_voters((1..=VOTERS).collect()).await;
+        // Clearing a failpoint that is not set changes nothing; 404 means no such route.
+        let (code, body) = chaos
+            .cluster
+            .node(1)
+            .failpoint("log_store::flush", "off")
+            .await;
+        chaos.failpoints = match code {
+            200 => true,
+            404 => false,
+            _ => panic!("asking node 1 for its failpoints answered {code}: {body}"),
+        };
         chaos
     }
 
@@ -257,7 +307,28 @@ impl Chaos {
         let follower = followers[step.pick % followers.len()];
         let others = |x: Id| -> Vec<Id> { (1..=VOTERS).filter(|&i| i != x).collect() };
         let started = self.now();
+        if fault.needs_failpoints() && !self.failpoints {
+            return Injected {
+                fault,
+                nodes: Vec::new(),
+                started,
+                healed: started,
+                recovered: started,
+                snapshot_installs: 0,
+                skipped: true,
+            };
+        }
+        // The leader or the follower, as the step's variant says.
+        let either = if step.variant & 1 == 0 {
+            leader
+        } else {
+            follower
+        };
         let mut killed: Vec<(Id, u64)> = Vec::new();
+        // Nodes whose Raft a disk fault stopped, to restart at the heal; failpoints to
+        // clear at the heal.
+        let mut broken: Vec<Id> = Vec::new();
+        let mut stalled: Vec<(Id, &str)> = Vec::new();
         let nodes = match fault {
             Fault::KillLeader => {
                 killed.push(self.kill(leader).await);
@@ -305,11 +376,54 @@ impl Chaos {
                 self.add_and_remove_spare().await;
                 vec![follower, SPARE]
             }
+            Fault::FsyncErrorFollower => {
+                self.break_disk(follower, "log_store::flush", "return(EIO)")
+                    .await;
+                broken.push(follower);
+                vec![follower]
+            }
+            Fault::FsyncErrorLeader => {
+                self.break_disk(leader, "log_store::flush", "return(ENOSPC)")
+                    .await;
+                broken.push(leader);
+                vec![leader]
+            }
+            Fault::AppendError => {
+                self.break_disk(either, "log_store::append", "return(EIO)")
+                    .await;
+                broken.push(either);
+                vec![either]
+            }
+            Fault::StallDisk => {
+                let name = if step.variant & 2 == 0 {
+                    "log_store::flush"
+                } else {
+                    "log_store::append"
+                };
+                self.set_failpoint(either, name, "sleep(2000)").await;
+                stalled.push((either, name));
+                vec![either]
+            }
         };
         tokio::time::sleep(Duration::from_millis(step.hold_ms)).await;
         self.net.heal();
         if fault == Fault::PauseLeader {
             self.signal(leader, libc::SIGCONT);
+        }
+        for &(id, name) in &stalled {
+            self.set_failpoint(id, name, "off").await;
+        }
+        // A node whose Raft stopped is restarted the way a supervisor would: SIGTERM, and
+        // started again from its data dir (its failpoints are gone with the process).
+        for &id in &broken {
+            let last = self.index(id, |s| s.last_log_index).await;
+            let node = self.cluster.node_mut(id);
+            if !node.terminate(Duration::from_secs(10)).await {
+                panic!(
+                    "node {id}, its Raft stopped by {fault:?}, did not exit within 10 s of SIGTERM"
+                );
+            }
+            killed.push((id, last));
         }
         let healed = self.now();
         let purged_everywhere = self.purged_everywhere().await;
@@ -328,7 +442,31 @@ impl Chaos {
             healed,
             recovered: self.now(),
             snapshot_installs,
+            skipped: false,
         }
+    }
+
+    /// Sets a failpoint on node `id`; the harness's own mistake (a name or action the node
+    /// refuses) fails the run.
+    async fn set_failpoint(&self, id: Id, name: &str, actions: &str) {
+        let (code, body) = self.cluster.node(id).failpoint(name, actions).await;
+        assert_eq!(
+            code, 200,
+            "setting failpoint {name}={actions} on node {id}: {body}"
+        );
+    }
+
+    /// Makes failpoint `name` of node `id` fail with `actions` and waits until the node's
+    /// Raft has stopped on it (status role `shutdown`: openraft stops on a storage error).
+    async fn break_disk(&self, id: Id, name: &str, actions: &str) {
+        self.set_failpoint(id, name, actions).await;
+        let node = self.cluster.node(id);
+        let what = format!("node {id}'s Raft to stop after {name}={actions}");
+        wait_for(&what, Duration::from_secs(20), || async {
+            (node.status().await?.role == "shutdown").then_some(())
+        })
+        .await;
+        eprintln!("chaos: node {id}: {name}={actions}: its Raft stopped");
     }
 
     /// kill -9; returns the node's last log index as last seen, to tell afterwards whether

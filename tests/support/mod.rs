@@ -222,6 +222,42 @@ impl TestNode {
         }
     }
 
+    /// SIGTERM, as a supervisor restarting the node would send, and wait up to `timeout`
+    /// for the process to exit; then kill -9. True if it exited on its own.
+    pub async fn terminate(&mut self, timeout: Duration) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        // SAFETY: a plain kill(2) on a child process this harness started.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    /// Sets failpoint `name` of this node to `actions` (`off` clears it) over its HTTP
+    /// route; the route's status and body. 404: the node was built without failpoints.
+    pub async fn failpoint(&self, name: &str, actions: &str) -> (u16, String) {
+        let url = format!("http://{}/debug/failpoints/{name}", self.http);
+        match http_client()
+            .put(url)
+            .body(actions.to_string())
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+        {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
     pub fn running(&self) -> bool {
         self.child.is_some()
     }

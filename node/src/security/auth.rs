@@ -54,6 +54,9 @@ pub fn grpc_need(path: &str) -> Need {
 pub fn http_need(method: &Method, path: &str) -> Need {
     if path == "/health" {
         Need::Open
+    } else if path.starts_with("/debug/") {
+        // Failpoints (test builds) and whatever debug route comes next.
+        Need::Role(Role::Admin)
     } else if path.starts_with("/kv/") && !matches!(*method, Method::GET | Method::HEAD) {
         Need::Role(Role::Write)
     } else {
@@ -514,5 +517,9 @@ mod tests {
         assert_eq!(http_need(&Method::PUT, "/kv/a"), Need::Role(Role::Write));
         assert_eq!(http_need(&Method::GET, "/metrics"), Need::Role(Role::Read));
         assert_eq!(http_need(&Method::GET, "/health"), Need::Open);
+        assert_eq!(
+            http_need(&Method::GET, "/debug/failpoints"),
+            Need::Role(Role::Admin)
+        );
     }
 }

@@ -205,7 +205,7 @@ fn flush_loop(db: sled::Db, queue: mpsc::Receiver<LogFlushed<TypeConfig>>, stats
     while let Ok(first) = queue.recv() {
         let mut waiting = vec![first];
         waiting.extend(queue.try_iter());
-        let result = db.flush();
+        let result = crate::fail_io_or!("log_store::flush", e => sled::Error::Io(e); db.flush());
         stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         stats
             .appends
@@ -341,6 +341,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.write_meta(KEY_VOTE, vote)?;
+        crate::fail_io!("log_store::flush", e => StorageIOError::write_vote(&e).into());
         // A vote must be durable before it is acted on.
         self.db
             .flush_async()
@@ -373,6 +374,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        crate::fail_io!("log_store::append", e => StorageIOError::write_logs(&e).into());
         let mut batch = sled::Batch::default();
         for entry in entries {
             let bytes = encode(&entry).map_err(|e| StorageIOError::write_logs(&e))?;

@@ -64,6 +64,7 @@ impl SnapshotWriter {
     }
 
     pub fn pair(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        crate::fail_io!("snapshot::write", e => e);
         for item in [key, value] {
             self.out.write_all(&(item.len() as u64).to_le_bytes())?;
             self.out.write_all(item)?;

@@ -823,6 +823,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        crate::fail_io!("state_machine::apply", e => StorageIOError::write_state_machine(&e).into());
         let sm_err = |e: &dyn std::fmt::Display| {
             StorageError::from(StorageIOError::write_state_machine(&super::io_error(e)))
         };
@@ -956,6 +957,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         mut snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
+        crate::fail_io!("snapshot::install", e => StorageIOError::write_snapshot(Some(meta.signature()), &e).into());
         let err = |e: std::io::Error| {
             StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
         };
