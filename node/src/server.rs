@@ -139,14 +139,8 @@ impl RunningNode {
         mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ServerError> {
-        let raft = self.raft.clone();
         let outcome = tokio::select! {
             _ = shutdown => Ok(()),
-            reason = raft_fatal(raft) => Err(ServerError::Raft(format!(
-                "raft stopped on this node: {reason}. Exiting, so that the node is started \
-                 again from what is durable in its data dir (under systemd, Restart=on-failure \
-                 does it)"
-            ))),
             Some(done) = self.servers.join_next() => match done {
                 Ok(Ok(())) => Err(ServerError::Serve("node", "a server stopped unexpectedly".into())),
                 Ok(Err(e)) => Err(e),
@@ -172,21 +166,6 @@ impl RunningNode {
         while self.servers.join_next().await.is_some() {}
         if let Err(e) = self.db.flush_async().await {
             tracing::error!(error = %e, "final flush failed");
-        }
-    }
-}
-
-/// Resolves with the reason once openraft stops Raft on this node for good (it does on a
-/// storage error: after a failed write or fsync nothing it holds in memory can be trusted
-/// to match the disk, so the only way on is a restart from what is durable).
-async fn raft_fatal(raft: Raft) -> String {
-    let mut metrics = raft.metrics();
-    loop {
-        if let Err(fatal) = &metrics.borrow().running_state {
-            return fatal.to_string();
-        }
-        if metrics.changed().await.is_err() {
-            return "raft's metrics channel closed".into();
         }
     }
 }
