@@ -35,9 +35,6 @@ pub const NAMES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Whether this build has failpoints (the `failpoints` feature).
-pub const ENABLED: bool = cfg!(feature = "failpoints");
-
 /// Returns early from the enclosing function with `Err(ERR)` when failpoint `NAME` fires
 /// with `return(ERRNO)`; `ident` is the `std::io::Error` it made, for `ERR` to wrap:
 /// `fail_io!("log_store::append", e => StorageIOError::write_logs(&e).into());`.
@@ -236,18 +233,10 @@ pub fn set(name: &str, actions: &str) -> Result<(), String> {
     Ok(())
 }
 
-#[cfg(not(feature = "failpoints"))]
-pub fn set(name: &str, _actions: &str) -> Result<(), String> {
-    known(name)?;
-    Err("this build has no failpoints (build with `--features failpoints`)".into())
-}
-
 /// Every failpoint with its configured actions (`off` when none) and where it is.
+#[cfg(feature = "failpoints")]
 pub fn list() -> Vec<(&'static str, String, &'static str)> {
-    #[cfg(feature = "failpoints")]
-    let set: Vec<(String, String)> = fail::list();
-    #[cfg(not(feature = "failpoints"))]
-    let set: Vec<(String, String)> = Vec::new();
+    let set = fail::list();
     NAMES
         .iter()
         .map(|&(name, at)| {
