@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use opsdeck_node::pb::{GetRequest, PutRequest, ScanRequest};
+use opsdeck_node::pb::{GetRequest, PutRequest};
 use support::*;
 
 const FS_MIB: u64 = 96;
@@ -112,24 +112,6 @@ async fn put(node: &TestNode, key: &str) -> Result<(), tonic::Status> {
         })
         .await
         .map(|_| ())
-}
-
-async fn scan_all(node: &TestNode) -> Vec<(String, Vec<u8>)> {
-    let reply = node
-        .client()
-        .scan(ScanRequest {
-            prefix: "disk/".into(),
-            limit: 10_000,
-            stale: true,
-        })
-        .await
-        .expect("scan")
-        .into_inner();
-    reply
-        .items
-        .into_iter()
-        .map(|kv| (kv.key, kv.value))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -269,11 +251,11 @@ async fn a_full_disk_refuses_writes_clearly_and_recovers_by_itself() {
     acked.push("disk/c/0".into());
     unfill(&cluster.node(follower).data);
     wait_full(cluster.node(follower), false).await;
-    let want = scan_all(cluster.node(leader)).await;
+    let want = cluster.scan_local(leader, "disk/").await;
     wait_for(
         "the follower to catch up",
         Duration::from_secs(20),
-        || async { (scan_all(cluster.node(follower)).await == want).then_some(()) },
+        || async { (cluster.scan_local(follower, "disk/").await == want).then_some(()) },
     )
     .await;
 
@@ -323,12 +305,12 @@ async fn a_full_disk_refuses_writes_clearly_and_recovers_by_itself() {
     wait_full(cluster.node(full_leader), false).await;
 
     let (leader, _) = cluster.wait_leader(Duration::from_secs(15)).await;
-    let want = scan_all(cluster.node(leader)).await;
+    let want = cluster.scan_local(leader, "disk/").await;
     for n in &cluster.nodes {
         wait_for(
             "every node to hold the same data",
             Duration::from_secs(20),
-            || async { (scan_all(n).await == want).then_some(()) },
+            || async { (cluster.scan_local(n.id, "disk/").await == want).then_some(()) },
         )
         .await;
     }
