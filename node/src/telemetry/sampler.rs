@@ -238,7 +238,9 @@ fn snapshot_in_progress(data_dir: &Path, expected: u64) -> pb::GcStatus {
     pb::GcStatus::default()
 }
 
-/// Bytes of every file under `dir` (files vanishing during the walk are skipped).
+/// Bytes of every file under `dir` (files vanishing during the walk are skipped), but the
+/// disk guard's ballast: room held in reserve, not data (counting it would show the data
+/// dir growing by the ballast's size when it is allocated).
 pub fn dir_bytes(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
@@ -247,6 +249,9 @@ pub fn dir_bytes(dir: &Path) -> u64 {
             continue;
         };
         for entry in entries.flatten() {
+            if d == dir && entry.file_name() == crate::store::disk_guard::BALLAST_FILE {
+                continue;
+            }
             match entry.metadata() {
                 Ok(m) if m.is_dir() => stack.push(entry.path()),
                 Ok(m) => total += m.len(),
