@@ -201,7 +201,8 @@ pub enum KeysAction {
     },
     /// Create a key and print its secret once.
     Create {
-        /// read, write or admin.
+        /// metrics (GET /metrics and /sd/prometheus only: for Prometheus), read, write or
+        /// admin.
         #[arg(long)]
         role: String,
         /// Limit the key to a tenant (repeatable); without it the key reaches every tenant.
