@@ -10,7 +10,7 @@ use crate::client::Target;
 #[derive(Parser, Debug)]
 #[command(
     name = "opsdeck",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("OPSDECK_GIT_SHA"), ")"),
     about = "Raft ledger node, dev cluster and operations console"
 )]
 pub struct Cli {

@@ -28,7 +28,7 @@ use crate::store::log_store::LogStats;
 use crate::store::{OpenError, Storage};
 use crate::telemetry::events::{self, EventHub, EVENT_HISTORY};
 use crate::telemetry::logs::LogHub;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{BuildInfo, Metrics};
 use crate::telemetry::sampler::{Sampler, Sources};
 use crate::telemetry::Telemetry;
 use crate::transport::peer_storage::PeerStorage;
@@ -69,6 +69,8 @@ pub struct NodeConfig {
     /// Free space the data dir's filesystem must keep; below it the node is storage full
     /// (see `store::disk_guard`). 0 turns the guard off.
     pub storage_reserve: u64,
+    /// What `opsdeck_build_info` reports (the binary knows its commit; this crate does not).
+    pub build: BuildInfo,
 }
 
 impl NodeConfig {
@@ -89,6 +91,7 @@ impl NodeConfig {
             admin_key_file: None,
             tls: None,
             storage_reserve: crate::store::disk_guard::DEFAULT_RESERVE,
+            build: BuildInfo::default(),
         }
     }
 }
@@ -360,7 +363,7 @@ async fn build(
             .unwrap_or_else(|| ports.grpc_addr.to_string()),
         http: ports.http_addr.to_string(),
     };
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new(&config.build));
     let (stop, stopped) = watch::channel(false);
     guard.clone().spawn_watch(stopped.clone());
     let sampler = Sampler::start(
