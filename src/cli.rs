@@ -605,8 +605,15 @@ pub struct BenchArgs {
     pub cluster: ClusterArgs,
 }
 
+/// What `opsdeck alerts --export` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// A Prometheus rules file (YAML `groups:`), for `rule_files` of prometheus.yml.
+    Prometheus,
+}
+
 #[derive(Args, Debug)]
-#[command(after_long_help = crate::alerts::FIGURES_HELP)]
+#[command(after_long_help = crate::alerts::alerts_help())]
 pub struct AlertsArgs {
     /// Rules file (TOML `[[rule]]` tables, see --print-rules); replaces the built-in rules.
     #[arg(long)]
@@ -614,6 +621,13 @@ pub struct AlertsArgs {
     /// Print the rules in effect (the built-in file unless --rules) and exit.
     #[arg(long)]
     pub print_rules: bool,
+    /// Print the rules in effect as FORMAT and exit, contacting no node:
+    /// `--export prometheus > opsdeck-rules.yml` (see below for how each figure is measured).
+    #[arg(long, value_name = "FORMAT", conflicts_with_all = ["print_rules", "follow"])]
+    pub export: Option<ExportFormat>,
+    /// With --export prometheus: the job_name of the scrape config that scrapes the nodes.
+    #[arg(long, default_value = "opsdeck", requires = "export")]
+    pub job: String,
     /// Keep watching and print each state change as it happens (one line, or one JSON
     /// object per line with --json) until Ctrl-C.
     #[arg(long)]
