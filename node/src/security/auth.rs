@@ -288,10 +288,15 @@ impl Authenticator {
     }
 }
 
-/// The API key of a request: `authorization: Bearer KEY` or `x-api-key: KEY`.
+/// The API key of a request: `authorization: Bearer KEY` or `x-api-key: KEY`. A bare
+/// `authorization: odk_...` passes too: Prometheus 2.42 sends that from `http_sd_configs`
+/// whose `authorization` names no `type` (it leaves out its own `Bearer` default there).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?.trim();
+        if v.starts_with(super::keys::SECRET_PREFIX) && !v.contains(' ') {
+            return Some(v);
+        }
         let (scheme, token) = v.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
@@ -443,6 +448,13 @@ mod tests {
                 need: Role::Write,
                 ..
             })
+        ));
+        // Without a scheme, as Prometheus' service discovery may send it.
+        let bare = headers("authorization", &keys[0].0);
+        assert_eq!(auth.check(&bare, read).unwrap().role, Role::Read);
+        assert!(matches!(
+            auth.check(&headers("authorization", "Basic abc"), read),
+            Err(AuthError::Missing)
         ));
         let writer = headers("x-api-key", &keys[1].0);
         let caller = auth.check(&writer, Need::Role(Role::Write)).unwrap();

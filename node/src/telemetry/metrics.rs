@@ -788,7 +788,10 @@ mod tests {
         }
         let om = m.render(&status, &flush, Format::OpenMetrics);
         assert!(om.contains("# TYPE opsdeck_build info\n"), "{om}");
-        assert!(om.contains("# TYPE opsdeck_requests counter\n"), "{om}");
+        assert!(
+            om.contains("# TYPE opsdeck_raft_log_fsyncs counter\n"),
+            "{om}"
+        );
         assert!(om.ends_with("# EOF\n"), "{om}");
     }
 
