@@ -380,7 +380,7 @@ impl FrameGauges {
         int(&self.purge_entries, gc.last_purge_entries);
         int(&self.compact_before, gc.sled_bytes_before_compact);
         int(&self.compact_after, gc.sled_bytes_after_compact);
-        let storage = f.storage.clone().unwrap_or_default();
+        let storage = f.storage.unwrap_or_default();
         int(&self.storage_full, u64::from(storage.full));
         int(&self.storage_reserve, storage.reserve_bytes);
         self.last_backup
