@@ -10,7 +10,7 @@ use crate::client::Target;
 #[derive(Parser, Debug)]
 #[command(
     name = "opsdeck",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("OPSDECK_GIT_SHA"), ")"),
     about = "Raft ledger node, dev cluster and operations console",
     after_help = crate::client::failure::EXIT_STATUS_HELP
 )]
@@ -221,7 +221,8 @@ pub enum KeysAction {
     },
     /// Create a key and print its secret once.
     Create {
-        /// read, write or admin.
+        /// metrics (GET /metrics and /sd/prometheus only: for Prometheus), read, write or
+        /// admin.
         #[arg(long)]
         role: String,
         /// Limit the key to a tenant (repeatable); without it the key reaches every tenant.
@@ -630,8 +631,15 @@ pub struct BenchArgs {
     pub cluster: ClusterArgs,
 }
 
+/// What `opsdeck alerts --export` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// A Prometheus rules file (YAML `groups:`), for `rule_files` of prometheus.yml.
+    Prometheus,
+}
+
 #[derive(Args, Debug)]
-#[command(after_long_help = crate::alerts::FIGURES_HELP)]
+#[command(after_long_help = crate::alerts::alerts_help())]
 pub struct AlertsArgs {
     /// Rules file (TOML `[[rule]]` tables, see --print-rules); replaces the built-in rules.
     #[arg(long)]
@@ -639,6 +647,13 @@ pub struct AlertsArgs {
     /// Print the rules in effect (the built-in file unless --rules) and exit.
     #[arg(long)]
     pub print_rules: bool,
+    /// Print the rules in effect as FORMAT and exit, contacting no node:
+    /// `--export prometheus > opsdeck-rules.yml` (see below for how each figure is measured).
+    #[arg(long, value_name = "FORMAT", conflicts_with_all = ["print_rules", "follow"])]
+    pub export: Option<ExportFormat>,
+    /// With --export prometheus: the job_name of the scrape config that scrapes the nodes.
+    #[arg(long, default_value = "opsdeck", requires = "export")]
+    pub job: String,
     /// Keep watching and print each state change as it happens (one line, or one JSON
     /// object per line with --json) until Ctrl-C.
     #[arg(long)]

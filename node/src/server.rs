@@ -28,7 +28,7 @@ use crate::store::log_store::LogStats;
 use crate::store::{OpenError, Storage};
 use crate::telemetry::events::{self, EventHub, EVENT_HISTORY};
 use crate::telemetry::logs::LogHub;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{BuildInfo, Metrics};
 use crate::telemetry::sampler::{Sampler, Sources};
 use crate::telemetry::Telemetry;
 use crate::transport::peer_storage::PeerStorage;
@@ -73,6 +73,8 @@ pub struct NodeConfig {
     /// pause after each (tests make them small and slow, to stop a node while it cleans
     /// up); None: the default (4,096 keys, no pause).
     pub cleanup_steps: Option<(usize, Duration)>,
+    /// What `opsdeck_build_info` reports (the binary knows its commit; this crate does not).
+    pub build: BuildInfo,
 }
 
 impl NodeConfig {
@@ -94,6 +96,7 @@ impl NodeConfig {
             tls: None,
             storage_reserve: crate::store::disk_guard::DEFAULT_RESERVE,
             cleanup_steps: None,
+            build: BuildInfo::default(),
         }
     }
 }
@@ -347,7 +350,7 @@ async fn build(
             .unwrap_or_else(|| ports.grpc_addr.to_string()),
         http: ports.http_addr.to_string(),
     };
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new(&config.build));
     let (stop, stopped) = watch::channel(false);
     guard.clone().spawn_watch(stopped.clone());
     let sampler = Sampler::start(

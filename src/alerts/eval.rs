@@ -66,6 +66,8 @@ pub struct AlertState {
     /// Evaluated as usual but marked silenced until then (unix ms).
     pub silenced_until: Option<i64>,
     summary: Option<String>,
+    /// The rule's runbook step, if it has one.
+    pub runbook: Option<String>,
 }
 
 impl AlertState {
@@ -272,6 +274,7 @@ impl Evaluator {
                     acked: false,
                     silenced_until: None,
                     summary: rule.summary.clone(),
+                    runbook: rule.runbook.clone(),
                 });
                 let last = alerts.len() - 1;
                 &mut alerts[last]

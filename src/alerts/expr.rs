@@ -39,7 +39,7 @@ impl Op {
         }
     }
 
-    fn symbol(self) -> &'static str {
+    pub fn symbol(self) -> &'static str {
         Op::ALL
             .iter()
             .find(|(_, op)| *op == self)

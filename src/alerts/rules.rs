@@ -46,6 +46,8 @@ pub struct Rule {
     pub severity: Severity,
     /// Free text; `{subject}` and `{value}` are replaced when an alert is shown.
     pub summary: Option<String>,
+    /// What to do first: the runbook step (free text, shown as is).
+    pub runbook: Option<String>,
 }
 
 impl Rule {
@@ -98,6 +100,7 @@ struct RawRule {
     hold: Option<Spanned<toml::Value>>,
     severity: Spanned<String>,
     summary: Option<String>,
+    runbook: Option<String>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -207,6 +210,10 @@ impl Rules {
                     hold,
                     severity,
                     summary: r.summary,
+                    runbook: r
+                        .runbook
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| !t.is_empty()),
                 },
                 line_of(r.name.span().start),
             ));
@@ -267,6 +274,14 @@ mod tests {
         assert_eq!(node_down.severity, Severity::Critical);
         assert_eq!(node_down.scope(), Scope::Node);
         assert_eq!(rules.rules()[2].hold, Duration::from_secs(300));
+        for r in rules.rules() {
+            assert!(r.summary.is_some(), "{} has no summary", r.name);
+            assert!(
+                r.runbook.as_ref().is_some_and(|t| t.len() > 20),
+                "{} has no runbook step",
+                r.name
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use color_eyre::eyre::{eyre, Result};
 use serde_json::{json, Value};
 
 use crate::alerts::{AlertState, Evaluator, Rules, Severity, State, Subject, Transition};
-use crate::cli::AlertsArgs;
+use crate::cli::{AlertsArgs, ExportFormat};
 use crate::format::table::{self, cut};
 
 const WIDTH: usize = 80;
@@ -65,6 +65,7 @@ fn alert_json(a: &AlertState) -> Value {
         "value": a.value(),
         "figures": figures,
         "summary": a.summary(),
+        "runbook": a.runbook,
         "acked": a.acked,
         "silenced_until_ms": a.silenced_until,
     });
@@ -172,6 +173,11 @@ pub async fn run(args: &AlertsArgs) -> Result<()> {
     };
     if args.print_rules {
         print!("{}", rules.text());
+        return Ok(());
+    }
+    if let Some(ExportFormat::Prometheus) = args.export {
+        let text = crate::alerts::export_prometheus(&rules, &args.job).map_err(|e| eyre!(e))?;
+        print!("{text}");
         return Ok(());
     }
     if args.interval < Duration::from_millis(100) {

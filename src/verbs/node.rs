@@ -4,6 +4,7 @@ use color_eyre::eyre::{eyre, Result};
 use opsdeck_node::security::auth::RateLimit;
 use opsdeck_node::server::{self, NodeConfig};
 use opsdeck_node::telemetry::logs::LogHub;
+use opsdeck_node::telemetry::metrics::BuildInfo;
 use opsdeck_node::transport::tls::TlsFiles;
 
 use crate::cli::{NodeArgs, Rate};
@@ -34,6 +35,10 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     config.cluster_secret_file = args.cluster_secret_file;
     config.admin_key_file = args.admin_key_file;
     config.storage_reserve = args.storage_reserve;
+    config.build = BuildInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        git_sha: env!("OPSDECK_GIT_SHA").to_string(),
+    };
     if let (Some(cert), Some(key), Some(ca)) = (args.tls_cert, args.tls_key, args.tls_ca) {
         config.tls = Some(TlsFiles { cert, key, ca });
     }

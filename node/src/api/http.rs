@@ -1,11 +1,13 @@
-//! HTTP surface for curl users and Prometheus: `/health`, `/cluster/{info,nodes,leader}`,
-//! `/kv/{key}` (GET, PUT, DELETE; `?stale=true` for a local read) and `/metrics`.
+//! HTTP surface for curl users, probes and Prometheus: `/health`, `/livez`, `/readyz` (no
+//! key), `/cluster/{info,nodes,leader}`, `/kv/{key}` (GET, PUT, DELETE; `?stale=true` for a
+//! local read), `/metrics` (Prometheus text or OpenMetrics, as `Accept` asks) and
+//! `/sd/prometheus` (every member as a Prometheus `http_sd` target group).
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Extension, Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,9 +18,10 @@ use serde_json::json;
 use super::linger::LingerFlag;
 use crate::error::NodeError;
 use crate::security::auth::{http_middleware, Authenticator, Caller};
+use crate::service::status::MemberInfo;
 use crate::service::NodeCore;
 use crate::store::log_store::LogStats;
-use crate::telemetry;
+use crate::telemetry::metrics::Format;
 
 #[derive(Clone)]
 struct HttpState {
@@ -29,6 +32,9 @@ struct HttpState {
 pub fn router(core: NodeCore, flush: Arc<LogStats>, auth: Arc<Authenticator>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/sd/prometheus", get(sd_prometheus))
         .route("/cluster/info", get(cluster_info))
         .route("/cluster/nodes", get(cluster_nodes))
         .route("/cluster/leader", get(cluster_leader))
@@ -150,6 +156,112 @@ async fn health(State(s): State<HttpState>) -> Response {
     (code, Json(body)).into_response()
 }
 
+/// Liveness: 200 while the process serves HTTP, whatever the cluster's state (a node that
+/// lost its quorum is alive and must not be restarted for it); 503 only once Raft stopped
+/// for good (a fatal storage error), which a restart from disk is the cure for.
+async fn livez(State(s): State<HttpState>) -> Response {
+    let id = s.core.id();
+    match s.core.raft_stopped() {
+        None => Json(json!({ "status": "live", "id": id })).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "raft stopped",
+                "id": id,
+                "reason": format!("{why}; restart the node (it recovers from its data dir)"),
+            })),
+        )
+            .into_response(),
+    }
+}
+
+/// `/readyz` says not ready while this node's applied index is more than this many entries
+/// behind its committed index: it is replaying its log after a start, or applying lags.
+pub const READY_MAX_APPLY_LAG: u64 = 1_000;
+
+/// Readiness: 200 when this node can serve requests now: a member of a cluster, a leader
+/// known (a leader: a quorum acknowledged it recently), Raft running, and its applied index
+/// within [`READY_MAX_APPLY_LAG`] of its committed index; 503 with the reason otherwise.
+async fn readyz(State(s): State<HttpState>) -> Response {
+    let st = s.core.status();
+    let quorum_ack = s.core.raft().metrics().borrow().millis_since_quorum_ack;
+    let election_max = s.core.raft().config().election_timeout_max;
+    let (committed, applied) = (st.committed.unwrap_or(0), st.applied.unwrap_or(0));
+    let voters = st.members.iter().filter(|m| m.voter).count();
+    let quorum_limit = (2 * election_max).max(1_000);
+    let not_ready = if let Some(why) = s.core.raft_stopped() {
+        Some(format!("raft stopped: {why}"))
+    } else if !st.members.iter().any(|m| m.id == st.id) {
+        Some("not a member of a cluster yet (add it with `opsdeck add-node`)".to_string())
+    } else if st.leader_id.is_none() {
+        Some("no leader known (an election is under way, or a majority is unreachable)".into())
+    } else if st.role == "leader" && voters > 1 && quorum_ack.is_none_or(|ms| ms > quorum_limit) {
+        Some(format!(
+            "leader without a quorum: no majority acknowledged it for over {quorum_limit} ms"
+        ))
+    } else if committed.saturating_sub(applied) > READY_MAX_APPLY_LAG {
+        Some(format!(
+            "applied index {applied} is {} entries behind committed {committed} (ready within \
+             {READY_MAX_APPLY_LAG})",
+            committed - applied
+        ))
+    } else {
+        None
+    };
+    let body = json!({
+        "status": not_ready.as_deref().unwrap_or("ready"),
+        "ready": not_ready.is_none(),
+        "id": st.id,
+        "role": st.role,
+        "leader": st.leader_id,
+        "committed": st.committed,
+        "applied": st.applied,
+    });
+    let code = match not_ready {
+        None => StatusCode::OK,
+        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (code, Json(body)).into_response()
+}
+
+/// The address Prometheus should scrape a member at: its HTTP address, except that a node
+/// listening on every interface (`0.0.0.0`, `[::]`) is reached at its advertised gRPC host.
+fn scrape_address(m: &MemberInfo) -> String {
+    let Ok(http) = m.http.parse::<std::net::SocketAddr>() else {
+        return m.http.clone(); // a host name: as recorded
+    };
+    if !http.ip().is_unspecified() {
+        return m.http.clone();
+    }
+    match m.grpc.rsplit_once(':') {
+        Some((host, _)) if !host.is_empty() => format!("{host}:{}", http.port()),
+        _ => m.http.clone(),
+    }
+}
+
+/// Prometheus HTTP service discovery (`http_sd_configs`): one target group per member, its
+/// scrape address with `opsdeck_node_id` and `opsdeck_role` (`voter` or `learner`: the
+/// membership, not the Raft state, so labels change only when membership does). Prometheus
+/// re-reads it every `refresh_interval` and follows nodes being added and removed.
+async fn sd_prometheus(State(s): State<HttpState>) -> Json<serde_json::Value> {
+    let st = s.core.status();
+    let groups: Vec<_> = st
+        .members
+        .iter()
+        .filter(|m| !m.http.is_empty())
+        .map(|m| {
+            json!({
+                "targets": [scrape_address(m)],
+                "labels": {
+                    "opsdeck_node_id": m.id.to_string(),
+                    "opsdeck_role": if m.voter { "voter" } else { "learner" },
+                },
+            })
+        })
+        .collect();
+    Json(serde_json::Value::Array(groups))
+}
+
 async fn cluster_info(State(s): State<HttpState>) -> Json<serde_json::Value> {
     let st = s.core.status();
     Json(json!({
@@ -252,11 +364,43 @@ async fn kv_delete(
     }
 }
 
-async fn metrics(State(s): State<HttpState>) -> Response {
-    let text = s.core.metrics().render(&s.core.frame(), &s.flush);
+async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::from_accept(accept);
+    let text = s.core.metrics().render(&s.core.frame(), &s.flush, format);
     (
-        [(header::CONTENT_TYPE, telemetry::metrics::CONTENT_TYPE)],
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "accept"),
+        ],
         text,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(grpc: &str, http: &str) -> MemberInfo {
+        MemberInfo {
+            id: 1,
+            grpc: grpc.into(),
+            http: http.into(),
+            voter: true,
+        }
+    }
+
+    #[test]
+    fn a_node_listening_everywhere_is_scraped_at_its_advertised_host() {
+        let a = |g, h| scrape_address(&member(g, h));
+        assert_eq!(a("10.0.0.1:7101", "10.0.0.1:7201"), "10.0.0.1:7201");
+        assert_eq!(
+            a("node1.example:7101", "0.0.0.0:7201"),
+            "node1.example:7201"
+        );
+        assert_eq!(a("[fd00::1]:7101", "[::]:7201"), "[fd00::1]:7201");
+        assert_eq!(a("", "0.0.0.0:7201"), "0.0.0.0:7201");
+        assert_eq!(a("x:1", "node1.example:7201"), "node1.example:7201");
+    }
 }

@@ -50,13 +50,23 @@ pub fn grpc_need(path: &str) -> Need {
     }
 }
 
+/// HTTP paths anyone may ask: the probes of supervisors and load balancers, which have
+/// no key (they say only whether this node serves, never any data).
+pub const OPEN_HTTP_PATHS: [&str; 3] = ["/health", "/livez", "/readyz"];
+
+/// HTTP paths a scrape credential (a `metrics` key) may read: Prometheus' scrape and its
+/// service discovery. Everything else needs at least a read key.
+pub const SCRAPE_HTTP_PATHS: [&str; 2] = ["/metrics", "/sd/prometheus"];
+
 /// The HTTP routes and what they need.
 pub fn http_need(method: &Method, path: &str) -> Need {
-    if path == "/health" {
+    if OPEN_HTTP_PATHS.contains(&path) {
         Need::Open
     } else if path.starts_with("/debug/") {
         // Failpoints (test builds) and whatever debug route comes next.
         Need::Role(Role::Admin)
+    } else if SCRAPE_HTTP_PATHS.contains(&path) && matches!(*method, Method::GET | Method::HEAD) {
+        Need::Role(Role::Metrics)
     } else if path.starts_with("/kv/") && !matches!(*method, Method::GET | Method::HEAD) {
         Need::Role(Role::Write)
     } else {
@@ -281,10 +291,15 @@ impl Authenticator {
     }
 }
 
-/// The API key of a request: `authorization: Bearer KEY` or `x-api-key: KEY`.
+/// The API key of a request: `authorization: Bearer KEY` or `x-api-key: KEY`. A bare
+/// `authorization: odk_...` passes too: Prometheus 2.42 sends that from `http_sd_configs`
+/// whose `authorization` names no `type` (it leaves out its own `Bearer` default there).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?.trim();
+        if v.starts_with(super::keys::SECRET_PREFIX) && !v.contains(' ') {
+            return Some(v);
+        }
         let (scheme, token) = v.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
@@ -437,6 +452,13 @@ mod tests {
                 ..
             })
         ));
+        // Without a scheme, as Prometheus' service discovery may send it.
+        let bare = headers("authorization", &keys[0].0);
+        assert_eq!(auth.check(&bare, read).unwrap().role, Role::Read);
+        assert!(matches!(
+            auth.check(&headers("authorization", "Basic abc"), read),
+            Err(AuthError::Missing)
+        ));
         let writer = headers("x-api-key", &keys[1].0);
         let caller = auth.check(&writer, Need::Role(Role::Write)).unwrap();
         assert!(caller.check_tenant("acme/x").is_ok());
@@ -515,11 +537,92 @@ mod tests {
         assert_eq!(grpc_need("/opsdeck.v1.Raft/ElectionHint"), Need::Internal);
         assert_eq!(grpc_need("/opsdeck.v1.Raft/Vote"), Need::Internal);
         assert_eq!(http_need(&Method::PUT, "/kv/a"), Need::Role(Role::Write));
-        assert_eq!(http_need(&Method::GET, "/metrics"), Need::Role(Role::Read));
-        assert_eq!(http_need(&Method::GET, "/health"), Need::Open);
+        assert_eq!(
+            http_need(&Method::GET, "/metrics"),
+            Need::Role(Role::Metrics)
+        );
+        assert_eq!(
+            http_need(&Method::GET, "/sd/prometheus"),
+            Need::Role(Role::Metrics)
+        );
+        assert_eq!(http_need(&Method::POST, "/metrics"), Need::Role(Role::Read));
+        assert_eq!(
+            http_need(&Method::GET, "/cluster/nodes"),
+            Need::Role(Role::Read)
+        );
         assert_eq!(
             http_need(&Method::GET, "/debug/failpoints"),
             Need::Role(Role::Admin)
         );
+        for open in ["/health", "/livez", "/readyz"] {
+            assert_eq!(http_need(&Method::GET, open), Need::Open);
+        }
+        assert_eq!(http_need(&Method::GET, "/livez/x"), Need::Role(Role::Read));
+    }
+
+    #[test]
+    fn a_metrics_key_reaches_the_scrape_paths_and_nothing_else() {
+        let (auth, keys) = setup(None);
+        // Every other role may scrape too.
+        for (secret, role) in &keys[..3] {
+            let h = headers("x-api-key", secret);
+            assert_eq!(
+                auth.check(&h, http_need(&Method::GET, "/metrics"))
+                    .unwrap()
+                    .role,
+                *role
+            );
+        }
+        let registry_key = generate();
+        let records = vec![KeyRecord {
+            id: "kmetrics".into(),
+            hash: registry_key.hash,
+            role: Role::Metrics,
+            tenants: vec![],
+            created_ms: 0,
+            expires_ms: None,
+            revoked_ms: None,
+            last_used_ms: None,
+            successor: None,
+        }];
+        auth.keys.replace(records);
+        let scraper = headers("authorization", &format!("Bearer {}", registry_key.secret));
+        for path in SCRAPE_HTTP_PATHS {
+            let need = http_need(&Method::GET, path);
+            assert_eq!(auth.check(&scraper, need).unwrap().role, Role::Metrics);
+        }
+        for (method, path) in [
+            (Method::GET, "/kv/acme/x"),
+            (Method::PUT, "/kv/acme/x"),
+            (Method::GET, "/cluster/info"),
+            (Method::GET, "/cluster/nodes"),
+        ] {
+            assert!(
+                matches!(
+                    auth.check(&scraper, http_need(&method, path)),
+                    Err(AuthError::Forbidden {
+                        role: Role::Metrics,
+                        ..
+                    })
+                ),
+                "{method} {path}"
+            );
+        }
+        for method in [
+            "/opsdeck.v1.Node/Get",
+            "/opsdeck.v1.Node/Scan",
+            "/opsdeck.v1.Node/Status",
+            "/opsdeck.v1.Node/Watch",
+            "/opsdeck.v1.Node/Put",
+            "/opsdeck.v1.Node/ListKeys",
+        ] {
+            assert!(
+                matches!(
+                    auth.check(&scraper, grpc_need(method)),
+                    Err(AuthError::Forbidden { .. })
+                ),
+                "{method}"
+            );
+        }
     }
 }

@@ -9,8 +9,12 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// What a key may do. Each role includes the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// What a key may do. Each role includes the ones ranked below it: metrics < read < write
+/// < admin (see [`Role::rank`]).
+///
+/// The variants' order is their bincode encoding in stored and replicated key records, so
+/// a new role is added at the end, never in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// get, scan, status, metrics, watch.
     Read,
@@ -18,26 +22,54 @@ pub enum Role {
     Write,
     /// everything: membership, backup, restore, keys, quotas, compaction.
     Admin,
+    /// `GET /metrics` and `GET /sd/prometheus` only: a scrape credential for Prometheus,
+    /// which can read no tenant data and no cluster status.
+    Metrics,
 }
 
 impl Role {
+    /// Every role, lowest first.
+    pub const ALL: [Role; 4] = [Role::Metrics, Role::Read, Role::Write, Role::Admin];
+
     pub fn name(self) -> &'static str {
         match self {
+            Role::Metrics => "metrics",
             Role::Read => "read",
             Role::Write => "write",
             Role::Admin => "admin",
         }
     }
 
-    pub fn parse(s: &str) -> Result<Role, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "read" => Ok(Role::Read),
-            "write" => Ok(Role::Write),
-            "admin" => Ok(Role::Admin),
-            other => Err(format!(
-                "unknown role {other:?}: expected read, write or admin"
-            )),
+    /// Where the role stands: a key passes a check that needs a role ranked at or below its own.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Metrics => 0,
+            Role::Read => 1,
+            Role::Write => 2,
+            Role::Admin => 3,
         }
+    }
+
+    pub fn parse(s: &str) -> Result<Role, String> {
+        let wanted = s.trim().to_ascii_lowercase();
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == wanted)
+            .ok_or_else(|| {
+                format!("unknown role {wanted:?}: expected metrics, read, write or admin")
+            })
+    }
+}
+
+impl PartialOrd for Role {
+    fn partial_cmp(&self, other: &Role) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Role {
+    fn cmp(&self, other: &Role) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
     }
 }
 
@@ -219,9 +251,26 @@ mod tests {
     #[test]
     fn roles_parse_and_order() {
         assert_eq!(Role::parse("Admin"), Ok(Role::Admin));
+        assert_eq!(Role::parse(" metrics"), Ok(Role::Metrics));
         assert!(Role::parse("root")
             .unwrap_err()
-            .contains("read, write or admin"));
-        assert!(Role::Read < Role::Write && Role::Write < Role::Admin);
+            .contains("metrics, read, write or admin"));
+        assert!(
+            Role::Metrics < Role::Read && Role::Read < Role::Write && Role::Write < Role::Admin
+        );
+    }
+
+    #[test]
+    fn roles_keep_their_stored_encoding() {
+        // Key records are stored and replicated with bincode, which writes the variant's
+        // position: a role added in between would turn stored read keys into something else.
+        let encoded: Vec<Vec<u8>> = [Role::Read, Role::Write, Role::Admin, Role::Metrics]
+            .iter()
+            .map(|r| bincode::serialize(r).unwrap())
+            .collect();
+        assert_eq!(
+            encoded,
+            [[0, 0, 0, 0], [1, 0, 0, 0], [2, 0, 0, 0], [3, 0, 0, 0]]
+        );
     }
 }

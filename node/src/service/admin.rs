@@ -69,6 +69,13 @@ impl NodeCore {
         for t in &tenants {
             validate_tenant(t)?;
         }
+        if role == Role::Metrics && !tenants.is_empty() {
+            return Err(NodeError::InvalidInput(
+                "a metrics key reads /metrics and /sd/prometheus only, never tenant data: \
+                 create it without --tenant"
+                    .into(),
+            ));
+        }
         let now = unix_millis();
         let expires_ms = expires_in
             .map(|d| later_by(now, "the key's lifetime", d))

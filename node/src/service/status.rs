@@ -181,6 +181,21 @@ impl NodeCore {
             reserve_bytes: guard.reserve(),
         });
         frame.raft_stopped = self.raft_stopped();
+        frame.voters_reachable = (m.state == ServerState::Leader).then(|| {
+            // A healthy follower hears from the leader every heartbeat and answers; one
+            // silent for a whole election timeout would already be campaigning.
+            let window =
+                std::time::Duration::from_millis(self.inner.raft.config().election_timeout_max);
+            let reachable = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|id| {
+                    *id == self.inner.id || self.inner.peer_storage.answered_within(*id, window)
+                })
+                .count();
+            u32::try_from(reachable).unwrap_or(u32::MAX)
+        });
         frame.quotas = match self.inner.reader.tenants() {
             Ok(tenants) => tenants
                 .iter()

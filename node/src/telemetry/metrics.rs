@@ -1,7 +1,9 @@
 //! Prometheus metrics of one node (`/metrics`, names `opsdeck_*`): request counters, error
 //! counters and latency histograms per operation, group-commit batch sizes, log fsyncs, and
 //! gauges refreshed at scrape time from the node's status frame (Raft, followers, process,
-//! disk, GC, recent rates and latency percentiles), so `/metrics` and Watch show the same.
+//! disk, GC, recent rates and latency percentiles, storage guard, cluster, last backup), so
+//! `/metrics` and Watch show the same, and `opsdeck_build_info`. Rendered as OpenMetrics
+//! text when the scraper asks for it ([`Format::from_accept`]), else as Prometheus text 0.0.4.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::error::NodeError;
@@ -60,6 +63,30 @@ pub struct QuantileLabels {
     pub stat: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    git_sha: String,
+}
+
+/// What `opsdeck_build_info` says: the binary's version and the commit it was built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildInfo {
+    pub version: String,
+    /// `unknown` when built outside a git checkout.
+    pub git_sha: String,
+}
+
+impl Default for BuildInfo {
+    /// This crate's version; the commit is known only to the binary's build script.
+    fn default() -> Self {
+        BuildInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            git_sha: "unknown".to_string(),
+        }
+    }
+}
+
 type HistogramFamily = Family<OpLabels, Histogram, fn() -> Histogram>;
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -90,6 +117,12 @@ struct FrameGauges {
     quota_used: Family<QuotaLabels, FloatGauge>,
     quota_limit: Family<QuotaLabels, Gauge>,
     quota_refused: Family<TenantLabels, Gauge>,
+    storage_full: Gauge,
+    storage_reserve: Gauge,
+    last_backup: FloatGauge,
+    voters: Gauge,
+    voters_reachable: Gauge,
+    leader_known: Gauge,
 }
 
 impl FrameGauges {
@@ -225,6 +258,39 @@ impl FrameGauges {
                 "compact_sled_bytes_after",
                 "sled size on disk after the last manual compact (0 if none)",
             ),
+            storage_full: reg(
+                r,
+                "storage_full",
+                "1 while the data dir's free space is below the reserve: the node refuses \
+                 writes and new log entries until space is freed, else 0",
+            ),
+            storage_reserve: reg(
+                r,
+                "storage_reserve_bytes",
+                "Free space the data dir's filesystem must keep (--storage-reserve; 0: guard off)",
+            ),
+            last_backup: reg(
+                r,
+                "last_backup_timestamp_seconds",
+                "Unix time of the newest backup taken from this cluster that this node knows \
+                 of (0 if none)",
+            ),
+            voters: reg(
+                r,
+                "cluster_voters",
+                "Voters in this node's view of the membership",
+            ),
+            voters_reachable: reg(
+                r,
+                "cluster_voters_reachable",
+                "On the leader: voters, itself included, that answered it within the election \
+                 timeout (0 elsewhere)",
+            ),
+            leader_known: reg(
+                r,
+                "raft_leader_known",
+                "1 if this node knows a leader, else 0",
+            ),
         }
     }
 
@@ -314,6 +380,20 @@ impl FrameGauges {
         int(&self.purge_entries, gc.last_purge_entries);
         int(&self.compact_before, gc.sled_bytes_before_compact);
         int(&self.compact_after, gc.sled_bytes_after_compact);
+        let storage = f.storage.unwrap_or_default();
+        int(&self.storage_full, u64::from(storage.full));
+        int(&self.storage_reserve, storage.reserve_bytes);
+        self.last_backup
+            .set(f.last_backup_unix_ms.unwrap_or(0).max(0) as f64 / 1000.0);
+        int(
+            &self.voters,
+            f.members.iter().filter(|m| m.voter).count() as u64,
+        );
+        int(
+            &self.voters_reachable,
+            u64::from(f.voters_reachable.unwrap_or(0)),
+        );
+        int(&self.leader_known, u64::from(f.leader_id.is_some()));
     }
 }
 
@@ -346,13 +426,21 @@ fn latency_histogram() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new()
+        Metrics::new(&BuildInfo::default())
     }
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub fn new(build: &BuildInfo) -> Metrics {
         let mut registry = Registry::with_prefix("opsdeck");
+        registry.register(
+            "build",
+            "The node's version and the git commit it was built from (always 1)",
+            Info::new(BuildLabels {
+                version: build.version.clone(),
+                git_sha: build.git_sha.clone(),
+            }),
+        );
         let requests = Family::<OpLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
@@ -479,8 +567,8 @@ impl Metrics {
         self.batch_size.observe(commands as f64);
     }
 
-    /// Refreshes the gauges from the status frame and renders the text exposition format.
-    pub fn render(&self, status: &pb::NodeStatus, flush: &LogStats) -> String {
+    /// Refreshes the gauges from the status frame and renders them in `format`.
+    pub fn render(&self, status: &pb::NodeStatus, flush: &LogStats, format: Format) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let g = |gauge: &Gauge, v: Option<u64>| {
             gauge.set(v.map(|v| v as i64).unwrap_or(0));
@@ -508,22 +596,94 @@ impl Metrics {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
-        to_prometheus_text(&out)
+        match format {
+            Format::OpenMetrics => out,
+            Format::Prometheus => to_prometheus_text(&out),
+        }
     }
 }
 
-/// Content type of [`Metrics::render`]'s output.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The two exposition formats `/metrics` speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text 0.0.4: what a scraper gets unless it asks for OpenMetrics.
+    Prometheus,
+    /// OpenMetrics text 1.0.0 (ends with `# EOF`), as prometheus-client encodes it.
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// Picks the format an `Accept` header prefers: OpenMetrics when it names
+    /// `application/openmetrics-text` (version 1.0.0 or none) with a quality at least that of
+    /// any text/plain or wildcard it also accepts; Prometheus text otherwise (no header, `*/*`,
+    /// a client that names neither). Prometheus itself sends
+    /// `application/openmetrics-text;version=1.0.0,...,text/plain;version=0.0.4;q=0.5,*/*;q=0.1`.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Prometheus;
+        };
+        let mut openmetrics: f32 = 0.0;
+        let mut text: f32 = 0.0;
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let mut q: f32 = 1.0;
+            let mut version: Option<String> = None;
+            for param in parts {
+                let Some((k, v)) = param.split_once('=') else {
+                    continue;
+                };
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "q" => q = v.trim().parse().unwrap_or(0.0),
+                    "version" => version = Some(v.trim().trim_matches('"').to_string()),
+                    _ => {}
+                }
+            }
+            let q = if q.is_finite() {
+                q.clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            match media.as_str() {
+                // We speak 1.0.0 only; 0.0.1 (the draft) names other counter rules.
+                "application/openmetrics-text"
+                    if version.as_deref().is_none_or(|v| v == "1.0.0") =>
+                {
+                    openmetrics = openmetrics.max(q)
+                }
+                "text/plain" | "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        }
+    }
+}
 
 /// Turns prometheus-client's OpenMetrics output into the Prometheus text format (0.0.4)
 /// that Prometheus scrapes by default and `promtool check metrics` reads: there a counter's
-/// HELP and TYPE lines carry the `_total` name its samples use, and there is no `# EOF`.
+/// HELP and TYPE lines carry the `_total` name its samples use, an info metric is a gauge
+/// named `_info` (0.0.4 has no info type), and there is no `# EOF`.
 fn to_prometheus_text(openmetrics: &str) -> String {
-    let counters: std::collections::HashSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
+    let typed = |kind: &str| -> std::collections::HashSet<String> {
+        openmetrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.strip_suffix(kind))
+            .map(str::to_string)
+            .collect()
+    };
+    let (counters, infos) = (typed(" counter"), typed(" info"));
     let mut out = String::with_capacity(openmetrics.len());
     for line in openmetrics.lines() {
         if line == "# EOF" || line.starts_with("# UNIT ") {
@@ -532,9 +692,14 @@ fn to_prometheus_text(openmetrics: &str) -> String {
         let renamed = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
             let rest = line.strip_prefix(tag)?;
             let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-            counters
-                .contains(name)
-                .then(|| format!("{tag}{name}_total {tail}").trim_end().to_string())
+            if counters.contains(name) {
+                Some(format!("{tag}{name}_total {tail}").trim_end().to_string())
+            } else if infos.contains(name) {
+                let tail = if *tag == "# TYPE " { "gauge" } else { tail };
+                Some(format!("{tag}{name}_info {tail}").trim_end().to_string())
+            } else {
+                None
+            }
         });
         out.push_str(renamed.as_deref().unwrap_or(line));
         out.push('\n');
@@ -547,8 +712,92 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_accept_header_picks_the_format() {
+        let f = |a: &str| Format::from_accept(Some(a));
+        assert_eq!(Format::from_accept(None), Format::Prometheus);
+        // What Prometheus 2.x sends.
+        assert_eq!(
+            f(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+               version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            ),
+            Format::OpenMetrics
+        );
+        assert_eq!(f("application/openmetrics-text"), Format::OpenMetrics);
+        assert_eq!(
+            f("text/plain;version=0.0.4;q=0.9, application/openmetrics-text; q=0.5"),
+            Format::Prometheus
+        );
+        assert_eq!(
+            f("application/openmetrics-text; version=0.0.1"),
+            Format::Prometheus
+        );
+        assert_eq!(
+            f("application/openmetrics-text;q=0, */*"),
+            Format::Prometheus
+        );
+        assert_eq!(f("*/*"), Format::Prometheus);
+        assert_eq!(f("text/plain"), Format::Prometheus);
+        assert_eq!(f("garbage;;;q=x,,"), Format::Prometheus);
+        assert_eq!(
+            f("application/OpenMetrics-Text; Version=\"1.0.0\"; q=1"),
+            Format::OpenMetrics
+        );
+    }
+
+    #[test]
+    fn build_info_is_a_gauge_in_prometheus_text_and_an_info_in_openmetrics() {
+        let m = Metrics::new(&BuildInfo {
+            version: "9.9.9".into(),
+            git_sha: "abc123".into(),
+        });
+        let status = pb::NodeStatus {
+            leader_id: Some(2),
+            last_backup_unix_ms: Some(1_700_000_000_500),
+            voters_reachable: Some(2),
+            storage: Some(pb::StorageState {
+                full: true,
+                free_bytes: 1,
+                reserve_bytes: 128,
+            }),
+            members: (1..=3)
+                .map(|id| pb::Member {
+                    id,
+                    voter: id < 3,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let flush = LogStats::default();
+        let text = m.render(&status, &flush, Format::Prometheus);
+        assert!(text.contains("# TYPE opsdeck_build_info gauge\n"), "{text}");
+        assert!(
+            text.contains("opsdeck_build_info{version=\"9.9.9\",git_sha=\"abc123\"} 1\n"),
+            "{text}"
+        );
+        for line in [
+            "opsdeck_storage_full 1",
+            "opsdeck_storage_reserve_bytes 128",
+            "opsdeck_last_backup_timestamp_seconds 1700000000.5",
+            "opsdeck_cluster_voters 2",
+            "opsdeck_cluster_voters_reachable 2",
+            "opsdeck_raft_leader_known 1",
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line} in\n{text}");
+        }
+        let om = m.render(&status, &flush, Format::OpenMetrics);
+        assert!(om.contains("# TYPE opsdeck_build info\n"), "{om}");
+        assert!(
+            om.contains("# TYPE opsdeck_raft_log_fsyncs counter\n"),
+            "{om}"
+        );
+        assert!(om.ends_with("# EOF\n"), "{om}");
+    }
+
+    #[test]
     fn counters_are_named_with_total_in_help_and_type_lines() {
-        let m = Metrics::new();
+        let m = Metrics::default();
         m.observe("put", Duration::from_millis(3), None);
         m.observe("put", Duration::from_millis(3), Some(&NodeError::NoLeader));
         let text = {

@@ -2,7 +2,9 @@
 //! whose storage is full carries a `opsdeck-storage-full: FREE,NEED` header (bytes), heartbeats
 //! included, so the leader knows within a heartbeat when a follower fills up or frees space.
 //! The leader reads these to refuse writes that could not commit, to stop sending entries a
-//! follower would not keep, and to name the full nodes in its status frame.
+//! follower would not keep, and to name the full nodes in its status frame. Since every
+//! reply passes here, it also records when each peer last answered (the leader's count of
+//! reachable voters).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -37,14 +39,22 @@ pub fn read(metadata: &MetadataMap) -> Option<Pressure> {
     })
 }
 
-/// The latest report per peer.
+/// The latest report per peer, and when each peer last answered at all.
 #[derive(Default)]
-pub struct PeerStorage(Mutex<BTreeMap<NodeId, (Pressure, Instant)>>);
+pub struct PeerStorage {
+    full: Mutex<BTreeMap<NodeId, (Pressure, Instant)>>,
+    answered: Mutex<BTreeMap<NodeId, Instant>>,
+}
 
 impl PeerStorage {
-    /// Records what a reply from `peer` said: full (with its figures) or not.
+    /// Records what a reply from `peer` said: full (with its figures) or not. Every Raft
+    /// reply passes here, so it is also when the peer last answered.
     pub fn record(&self, peer: NodeId, pressure: Option<Pressure>) {
-        let mut peers = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        self.answered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer, Instant::now());
+        let mut peers = self.full.lock().unwrap_or_else(|p| p.into_inner());
         match pressure {
             Some(p) => {
                 if !peers.contains_key(&peer) {
@@ -62,11 +72,17 @@ impl PeerStorage {
 
     /// What `peer` last reported, if it is full and the report is recent.
     pub fn full(&self, peer: NodeId) -> Option<Pressure> {
-        let peers = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let peers = self.full.lock().unwrap_or_else(|p| p.into_inner());
         peers
             .get(&peer)
             .filter(|(_, at)| at.elapsed() < STALE)
             .map(|(p, _)| *p)
+    }
+
+    /// Whether `peer` answered one of this node's Raft calls within `window`.
+    pub fn answered_within(&self, peer: NodeId, window: Duration) -> bool {
+        let answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        answered.get(&peer).is_some_and(|at| at.elapsed() <= window)
     }
 }
 
@@ -95,5 +111,14 @@ mod tests {
         assert_eq!(peers.full(3), None);
         peers.record(2, None);
         assert_eq!(peers.full(2), None);
+    }
+
+    #[test]
+    fn a_peer_that_answered_recently_is_reachable() {
+        let peers = PeerStorage::default();
+        assert!(!peers.answered_within(2, Duration::from_secs(1)));
+        peers.record(2, None);
+        assert!(peers.answered_within(2, Duration::from_secs(1)));
+        assert!(!peers.answered_within(3, Duration::from_secs(1)));
     }
 }
