@@ -362,70 +362,81 @@ impl ClusterArgs {
 
 #[derive(Args, Debug)]
 pub struct NodeArgs {
+    /// Read node settings from this TOML file: each key is a flag's long name in
+    /// snake_case (`storage_reserve = "256MiB"`, `init = true`). Flags win over
+    /// OPSDECK_NODE_* variables, and both over the file. SIGHUP reads it again and puts the
+    /// rate limit in effect, with the TLS certificate and key reloaded from their files.
+    #[arg(long, env = "OPSDECK_NODE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// This node's id (a positive integer, unique in the cluster).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "OPSDECK_NODE_ID", value_parser = clap::value_parser!(u64).range(1..))]
     pub id: u64,
     /// gRPC listen address (Raft and clients).
-    #[arg(long)]
+    #[arg(long, env = "OPSDECK_NODE_GRPC")]
     pub grpc: std::net::SocketAddr,
     /// HTTP listen address (health, metrics, /kv).
-    #[arg(long)]
+    #[arg(long, env = "OPSDECK_NODE_HTTP")]
     pub http: std::net::SocketAddr,
     /// The gRPC address other nodes and clients reach this node at, if not --grpc (behind
     /// NAT, a load balancer or a proxy). It is what the membership records for this node.
-    #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+    #[arg(long, env = "OPSDECK_NODE_ADVERTISE_GRPC", value_name = "HOST:PORT", value_parser = parse_host_port)]
     pub advertise_grpc: Option<String>,
     /// The local address to dial other nodes from (a host with several addresses; lets
     /// firewalls and proxies between nodes tell them apart).
-    #[arg(long, value_name = "IP")]
+    #[arg(long, env = "OPSDECK_NODE_SOURCE_IP", value_name = "IP")]
     pub source_ip: Option<std::net::IpAddr>,
     /// Data directory; created if missing, resumed if it holds this node's data.
-    #[arg(long)]
+    #[arg(long, env = "OPSDECK_NODE_DATA")]
     pub data: PathBuf,
     /// Bootstrap a new single-node cluster (ignored if the node already belongs to one).
-    #[arg(long)]
+    #[arg(long, env = "OPSDECK_NODE_INIT")]
     pub init: bool,
     /// Build a snapshot every N log entries.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, env = "OPSDECK_NODE_SNAPSHOT_EVERY", default_value_t = 10_000)]
     pub snapshot_every: u64,
     /// Log entries kept behind the latest snapshot.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, env = "OPSDECK_NODE_KEEP_LOGS", default_value_t = 1_000)]
     pub keep_logs: u64,
     /// Keys per step of the cleanup of data a restore replaced (for tests).
-    #[arg(long, hide = true)]
+    #[arg(long, env = "OPSDECK_NODE_CLEANUP_STEP_KEYS", hide = true)]
     pub cleanup_step_keys: Option<usize>,
     /// Pause after each cleanup step, in ms (for tests).
-    #[arg(long, hide = true, default_value_t = 0)]
+    #[arg(
+        long,
+        env = "OPSDECK_NODE_CLEANUP_STEP_PAUSE_MS",
+        hide = true,
+        default_value_t = 0
+    )]
     pub cleanup_step_pause_ms: u64,
     /// Copy the cluster secret from FILE if the data dir has none (joining a cluster).
-    #[arg(long)]
+    #[arg(long, env = "OPSDECK_NODE_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
     /// Serve gRPC and HTTP over TLS with this certificate (PEM); needs --tls-key and
     /// --tls-ca.
-    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    #[arg(long, env = "OPSDECK_NODE_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
     pub tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "OPSDECK_NODE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// CA certificate (PEM) that signed the other nodes' certificates.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "OPSDECK_NODE_TLS_CA", requires = "tls_cert")]
     pub tls_ca: Option<PathBuf>,
     /// With --init: use the API key in FILE as the first admin key instead of a new one.
-    #[arg(long)]
+    #[arg(long, env = "OPSDECK_NODE_ADMIN_KEY_FILE")]
     pub admin_key_file: Option<PathBuf>,
     /// Free space the data dir's filesystem must keep. Below it the node is "storage
     /// full": writes are refused (HTTP 507, kind storage_full), a follower takes no new log
     /// entries, reads and elections go on; it clears by itself once space is freed. A
     /// quarter of it (at most 64 MiB) is kept as the file DATA/ballast, released when the
     /// disk fills. 0 turns this off.
-    #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]
+    #[arg(long, env = "OPSDECK_NODE_STORAGE_RESERVE", default_value = "128MiB", value_parser = parse_bytes)]
     pub storage_reserve: u64,
     /// Requests per read/write key, as N/DURATION (e.g. 2000/60s), or `off`. Admin keys
     /// are never limited.
-    #[arg(long, default_value = "2000/60s", value_parser = parse_rate)]
+    #[arg(long, env = "OPSDECK_NODE_RATE_LIMIT", default_value = "2000/60s", value_parser = parse_rate)]
     pub rate_limit: Rate,
     /// Requests a key may send at once above its steady rate.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, env = "OPSDECK_NODE_RATE_BURST", default_value_t = 200)]
     pub rate_burst: u32,
     #[command(flatten)]
     pub timing: RaftTiming,
@@ -477,12 +488,12 @@ fn parse_rate(s: &str) -> Result<Rate, String> {
 pub struct RaftTiming {
     /// Leader heartbeat interval in milliseconds. openraft also uses it as the deadline of
     /// each replication RPC, so it must cover a follower's append under load.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, env = "OPSDECK_NODE_HEARTBEAT_MS", default_value_t = 50)]
     pub heartbeat_ms: u64,
     /// Election timeout range in milliseconds, MIN-MAX: a follower that hears no leader for
     /// a random time in this range starts an election. Lower fails over faster; too low for
     /// a loaded machine causes needless elections.
-    #[arg(long, default_value = "150-300", value_parser = parse_range)]
+    #[arg(long, env = "OPSDECK_NODE_ELECTION_TIMEOUT_MS", default_value = "150-300", value_parser = parse_range)]
     pub election_timeout_ms: (u64, u64),
 }
 

@@ -1,8 +1,7 @@
 //! `opsdeck`: one binary for the Raft node, the dev cluster, the console and the CLI verbs.
 
-use clap::Parser;
 use color_eyre::eyre::Result;
-use opsdeck::cli::{Cli, Command};
+use opsdeck::cli::Command;
 use opsdeck::console;
 use opsdeck::verbs::{admin, alerts, backup, bench, compact, dev, kit, kv, logs, members, node};
 
@@ -10,7 +9,8 @@ fn main() {
     // The console adds a panic hook that restores the terminal before this report is
     // printed; errors are printed by us on one line.
     let _ = color_eyre::install();
-    let cli = Cli::parse();
+    // `opsdeck node --config FILE` adds the file's settings before the flags are parsed.
+    let cli = node::config_file::parse(std::env::args_os().collect()).unwrap_or_else(|e| e.exit());
     if cli.command.is_one_shot() {
         // Like other CLI tools, end quietly when the reader of our output goes away
         // (`opsdeck status | head`) instead of panicking on a broken pipe. Never for

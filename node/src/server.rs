@@ -11,7 +11,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::ServerTlsConfig;
 
 use crate::api;
 use crate::api::linger::{LingerFlag, Lingering};
@@ -34,7 +33,7 @@ use crate::telemetry::Telemetry;
 use crate::transport::peer_storage::PeerStorage;
 use crate::transport::raft_network::{NetworkFactory, SnapshotSends};
 use crate::transport::raft_service::RaftService;
-use crate::transport::tls::{ServerTls, TlsError, TlsFiles, TlsListener};
+use crate::transport::tls::{CertStore, ServerTls, TlsError, TlsFiles, TlsListener};
 use crate::types::{AdminAction, Command, NodeAddr, NodeId, Raft};
 
 /// Largest gRPC message a node accepts (snapshot chunks, forwarded batches).
@@ -134,9 +133,50 @@ pub struct RunningNode {
     db: sled::Db,
     servers: tokio::task::JoinSet<Result<(), ServerError>>,
     stop: tokio::sync::watch::Sender<bool>,
+    reloader: Reloader,
+}
+
+/// What a running node can take anew without a restart (SIGHUP): its TLS certificate and
+/// key (read again from the same files) and the per-key rate limit.
+#[derive(Clone)]
+pub struct Reloader {
+    auth: Arc<Authenticator>,
+    certs: Option<Arc<CertStore>>,
+}
+
+impl Reloader {
+    /// Reloads the certificate and puts `rate` in effect, logging what changed. A part
+    /// that fails to load leaves the old one serving. Returns whether everything loaded.
+    pub fn reload(&self, rate: Option<RateLimit>) -> bool {
+        let mut ok = true;
+        if let Some(certs) = &self.certs {
+            let (cert, key) = (&certs.files().cert, &certs.files().key);
+            let before = certs.fingerprint();
+            match certs.reload() {
+                Ok(now) if now == before => {
+                    tracing::info!(cert = %cert.display(), fingerprint = %now, "reload: TLS certificate unchanged")
+                }
+                Ok(now) => {
+                    tracing::info!(cert = %cert.display(), key = %key.display(), was = %before, fingerprint = %now, "reload: serving the new TLS certificate")
+                }
+                Err(e) => {
+                    ok = false;
+                    tracing::error!(error = %e, fingerprint = %before, "reload: the TLS certificate failed to load; still serving the old one")
+                }
+            }
+        }
+        if self.auth.set_rate(rate) {
+            tracing::info!(rate = ?rate, "reload: new rate limit in effect");
+        }
+        ok
+    }
 }
 
 impl RunningNode {
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
     /// Waits until a server fails or `shutdown` resolves, then stops cleanly.
     pub async fn serve_until(
         mut self,
@@ -151,7 +191,10 @@ impl RunningNode {
             },
         };
         match &outcome {
-            Ok(()) => tracing::info!("shutting down on signal"),
+            Ok(()) => {
+                tracing::info!("shutting down on signal");
+                self.core.step_down(STEP_DOWN_WITHIN).await;
+            }
             Err(e) => tracing::error!(error = %e, "shutting down"),
         }
         self.stop().await;
@@ -172,6 +215,9 @@ impl RunningNode {
         }
     }
 }
+
+/// Longest a stopping leader tries to hand its leadership over before it stops anyway.
+const STEP_DOWN_WITHIN: Duration = Duration::from_secs(5);
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
@@ -424,9 +470,9 @@ fn serve(ports: Ports, node: Built) -> Result<RunningNode, ServerError> {
         stopped,
         ..
     } = node;
-    let (grpc_tls, http_tls) = match ports.tls {
-        Some(tls) => (Some(tls.grpc), Some(tls.http)),
-        None => (None, None),
+    let (grpc_tls, http_tls, certs) = match ports.tls {
+        Some(tls) => (Some(tls.grpc), Some(tls.http), Some(tls.certs)),
+        None => (None, None, None),
     };
     let mut servers = Servers::new();
     serve_grpc(
@@ -445,7 +491,7 @@ fn serve(ports: Ports, node: Built) -> Result<RunningNode, ServerError> {
     )?;
     let app = api::http::router(core.clone(), flush_stats, auth.clone());
     serve_http(&mut servers, ports.http, http_tls, app, stopped.clone())?;
-    servers.spawn(report_key_use(core.clone(), auth, stopped));
+    servers.spawn(report_key_use(core.clone(), auth.clone(), stopped));
     Ok(RunningNode {
         core,
         raft,
@@ -454,6 +500,7 @@ fn serve(ports: Ports, node: Built) -> Result<RunningNode, ServerError> {
         db,
         servers,
         stop,
+        reloader: Reloader { auth, certs },
     })
 }
 
@@ -461,19 +508,13 @@ fn serve(ports: Ports, node: Built) -> Result<RunningNode, ServerError> {
 fn serve_grpc(
     servers: &mut Servers,
     listener: TcpListener,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<TlsAcceptor>,
     auth: &Arc<Authenticator>,
     raft: RaftService,
     node: api::grpc::NodeService,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<(), ServerError> {
-    let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        server = server
-            .tls_config(tls)
-            .map_err(|e| ServerError::Serve("gRPC", format!("TLS: {e}")))?;
-    }
-    let router = server
+    let router = tonic::transport::Server::builder()
         .layer(GrpcAuthLayer(auth.clone()))
         .add_service(
             RaftServer::new(raft)
@@ -485,15 +526,33 @@ fn serve_grpc(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         );
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    servers.spawn(async move {
-        router
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-            .map_err(|e| ServerError::Serve("gRPC", e.to_string()))
-    });
+    let stopped = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    // The node's own acceptor rather than tonic's TLS, so that SIGHUP can swap the
+    // certificate (`CertStore`).
+    match tls {
+        Some(tls) => {
+            let incoming = TlsListener::new("gRPC", listener, tls)
+                .map_err(|e| ServerError::Serve("gRPC", e.to_string()))?
+                .into_incoming();
+            servers.spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(incoming, stopped)
+                    .await
+                    .map_err(|e| ServerError::Serve("gRPC", e.to_string()))
+            });
+        }
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            servers.spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(incoming, stopped)
+                    .await
+                    .map_err(|e| ServerError::Serve("gRPC", e.to_string()))
+            });
+        }
+    }
     Ok(())
 }
 
@@ -530,7 +589,7 @@ fn serve_http(
     }
     match tls {
         Some(tls) => {
-            let listener = TlsListener::new(listener, tls)
+            let listener = TlsListener::new("HTTP", listener, tls)
                 .map_err(|e| ServerError::Serve("HTTP", e.to_string()))?;
             servers.spawn(run("HTTPS", listener, app, http_stopped));
         }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -206,7 +206,8 @@ impl Default for RateLimit {
 pub struct Authenticator {
     keys: KeyRegistry,
     secret: ClusterSecret,
-    limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// The rate in effect and its buckets; replaced whole by [`Authenticator::set_rate`].
+    limiter: RwLock<(Option<RateLimit>, Option<Arc<KeyedLimiter>>)>,
     /// Keys seen since the last report, with when (reported by [`Authenticator::take_uses`]).
     uses: Mutex<HashMap<String, i64>>,
 }
@@ -214,18 +215,27 @@ pub struct Authenticator {
 impl Authenticator {
     /// `rate: None` turns rate limiting off.
     pub fn new(keys: KeyRegistry, secret: ClusterSecret, rate: Option<RateLimit>) -> Authenticator {
-        let limiter = rate.and_then(|r| {
-            let period = r.per.checked_div(r.requests.max(1))?;
-            let quota =
-                governor::Quota::with_period(period)?.allow_burst(NonZeroU32::new(r.burst.max(1))?);
-            Some(RateLimiter::keyed(quota))
-        });
         Authenticator {
             keys,
             secret,
-            limiter,
+            limiter: RwLock::new((rate, limiter(rate))),
             uses: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Puts `rate` in effect from the next request on (SIGHUP). A changed rate starts
+    /// every key with a full bucket. Returns whether it changed.
+    pub fn set_rate(&self, rate: Option<RateLimit>) -> bool {
+        let mut current = self.limiter.write().unwrap_or_else(|p| p.into_inner());
+        if current.0 == rate {
+            return false;
+        }
+        *current = (rate, limiter(rate));
+        true
+    }
+
+    pub fn rate(&self) -> Option<RateLimit> {
+        self.limiter.read().unwrap_or_else(|p| p.into_inner()).0
     }
 
     pub fn check(&self, headers: &HeaderMap, need: Need) -> Result<Caller, AuthError> {
@@ -262,7 +272,13 @@ impl Authenticator {
             });
         }
         // Admin keys are not limited, so an operator can always act during an incident.
-        if let (Some(limiter), true) = (&self.limiter, key.role < Role::Admin) {
+        let limiter = self
+            .limiter
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone();
+        if let (Some(limiter), true) = (limiter, key.role < Role::Admin) {
             if let Err(not_until) = limiter.check_key(&key.id) {
                 let wait = not_until.wait_time_from(limiter.clock().now());
                 return Err(AuthError::RateLimited {
@@ -289,6 +305,15 @@ impl Authenticator {
         out.sort();
         out
     }
+}
+
+type KeyedLimiter = DefaultKeyedRateLimiter<String>;
+
+fn limiter(rate: Option<RateLimit>) -> Option<Arc<KeyedLimiter>> {
+    let r = rate?;
+    let period = r.per.checked_div(r.requests.max(1))?;
+    let quota = governor::Quota::with_period(period)?.allow_burst(NonZeroU32::new(r.burst.max(1))?);
+    Some(Arc::new(RateLimiter::keyed(quota)))
 }
 
 /// The API key of a request: `authorization: Bearer KEY` or `x-api-key: KEY`. A bare
@@ -515,6 +540,33 @@ mod tests {
         let admin = headers("x-api-key", &keys[2].0);
         for _ in 0..50 {
             auth.check(&admin, Need::Role(Role::Admin)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_new_rate_takes_effect_at_the_next_request() {
+        let tight = RateLimit {
+            requests: 1,
+            per: Duration::from_secs(60),
+            burst: 1,
+        };
+        let (auth, keys) = setup(Some(tight));
+        let reader = headers("x-api-key", &keys[0].0);
+        auth.check(&reader, Need::Role(Role::Read)).unwrap();
+        assert!(auth.check(&reader, Need::Role(Role::Read)).is_err());
+        assert!(!auth.set_rate(Some(tight)), "the same rate is no change");
+        let loose = RateLimit {
+            burst: 100,
+            ..tight
+        };
+        assert!(auth.set_rate(Some(loose)));
+        assert_eq!(auth.rate(), Some(loose));
+        for _ in 0..50 {
+            auth.check(&reader, Need::Role(Role::Read)).unwrap();
+        }
+        assert!(auth.set_rate(None));
+        for _ in 0..500 {
+            auth.check(&reader, Need::Role(Role::Read)).unwrap();
         }
     }
 

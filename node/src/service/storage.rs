@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::NodeCore;
 use crate::error::{FullNode, NodeError};
-use crate::types::NodeId;
 
 /// How often a full leader tries to hand its leadership to a voter with room.
 const HANDOFF_EVERY: Duration = Duration::from_secs(10);
@@ -59,27 +58,6 @@ impl NodeCore {
         Ok(())
     }
 
-    /// The voter best placed to lead instead of this full leader: not reported full, and
-    /// the furthest replicated. None unless the voters with room make a quorum without
-    /// this node: a new leader must commit an entry of its own term before it can serve
-    /// anything, and it could not.
-    fn handoff_target(&self) -> Option<NodeId> {
-        let m = self.inner.raft.metrics().borrow().clone();
-        let replication = m.replication.as_ref()?;
-        let membership = m.membership_config.membership();
-        let voters = membership.voter_ids().count();
-        let roomy: Vec<NodeId> = membership
-            .voter_ids()
-            .filter(|id| *id != self.inner.id && self.inner.peer_storage.full(*id).is_none())
-            .collect();
-        if roomy.len() < voters / 2 + 1 {
-            return None;
-        }
-        roomy
-            .into_iter()
-            .max_by_key(|id| replication.get(id).cloned().flatten().map(|l| l.index))
-    }
-
     /// While this node leads with a full disk, hands leadership (every 10 s at most) to a
     /// voter with room, so that the cluster takes writes again without it; until `stopped`.
     pub fn spawn_storage_handoff(&self, mut stopped: tokio::sync::watch::Receiver<bool>) {
@@ -101,7 +79,9 @@ impl NodeCore {
                     continue;
                 }
                 last = Some(tokio::time::Instant::now());
-                let Some(to) = core.handoff_target() else {
+                // A new leader must commit an entry of its own term before it can serve
+                // anything: the voters with room must make a quorum without this node.
+                let Some(to) = core.successor(true) else {
                     tracing::warn!(
                         "storage full on the leader, and too few voters with room \
                         to take over: keeping leadership (writes are refused)"

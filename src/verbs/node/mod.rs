@@ -1,4 +1,7 @@
-//! `opsdeck node`: runs one node in the foreground until SIGINT, SIGTERM or SIGHUP.
+//! `opsdeck node`: runs one node in the foreground until SIGINT or SIGTERM (a leader hands
+//! its leadership over first); SIGHUP reloads what can change without a restart.
+
+pub mod config_file;
 
 use color_eyre::eyre::{eyre, Result};
 use opsdeck_node::security::auth::RateLimit;
@@ -16,7 +19,9 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     for (name, actions) in opsdeck_node::failpoint::configure_from_env().map_err(|e| eyre!(e))? {
         tracing::warn!(failpoint = %name, %actions, "failpoint set from FAILPOINTS");
     }
+    let rate = rate_limit(&args);
     let mut config = NodeConfig::new(args.id, args.grpc, args.http, args.data);
+    config.rate_limit = rate;
     config.init = args.init;
     config.advertise_grpc = args.advertise_grpc;
     if let Some(ip) = args.source_ip {
@@ -42,22 +47,70 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     if let (Some(cert), Some(key), Some(ca)) = (args.tls_cert, args.tls_key, args.tls_ca) {
         config.tls = Some(TlsFiles { cert, key, ca });
     }
-    config.rate_limit = match args.rate_limit {
+    let node = server::start(config, logs)
+        .await
+        .map_err(|e| eyre!("{e}"))?;
+    let reloader = node.reloader();
+    node.serve_until(stop_signal(move || reload(&reloader)))
+        .await
+        .map_err(|e| eyre!("{e}"))?;
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+fn rate_limit(args: &NodeArgs) -> Option<RateLimit> {
+    match args.rate_limit {
         Rate::Off => None,
         Rate::Limit { requests, per } => Some(RateLimit {
             requests,
             per,
             burst: args.rate_burst,
         }),
-    };
-    let node = server::start(config, logs)
-        .await
-        .map_err(|e| eyre!("{e}"))?;
-    node.serve_until(shutdown_signal())
-        .await
-        .map_err(|e| eyre!("{e}"))?;
-    tracing::info!("node stopped");
-    Ok(())
+    }
+}
+
+/// SIGHUP: reads the command line, the variables and the `--config` file again, puts the
+/// rate limit in effect and reloads the TLS certificate and key from their files. A file
+/// that no longer parses changes nothing. Other settings need a restart.
+fn reload(reloader: &server::Reloader) {
+    tracing::info!("SIGHUP: reloading the TLS certificate and the rate limit");
+    match config_file::parse(std::env::args_os().collect()) {
+        Ok(cli) => {
+            if let crate::cli::Command::Node(args) = cli.command {
+                reloader.reload(rate_limit(&args));
+            }
+        }
+        Err(e) => {
+            let why = e.render().to_string();
+            tracing::error!(
+                "reload: the node settings no longer parse, nothing changed: {}",
+                why.lines().next().unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM, calling `on_hup` on each SIGHUP meanwhile (systemd's
+/// `ExecReload`, or `kill -HUP`).
+async fn stop_signal(on_hup: impl Fn()) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
+    async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = next(&mut term) => return,
+            _ = next(&mut hup) => on_hup(),
+        }
+    }
 }
 
 /// Logs go to stderr, to `DATA/node.log` (rotated) and to the in-memory ring that Watch
@@ -84,7 +137,8 @@ fn init_logging(logs: &std::sync::Arc<LogHub>) {
         .try_init();
 }
 
-/// Resolves on SIGINT, SIGTERM or SIGHUP (a lost SSH session).
+/// Resolves on SIGINT, SIGTERM or SIGHUP (a lost SSH session): how the console, `dev` and
+/// `alerts --follow` end.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).ok();
