@@ -1,7 +1,9 @@
 //! Records the git commit the binary is built from, for `opsdeck_build_info{git_sha}` and
 //! `opsdeck --version`: `git rev-parse` in this checkout, `$OPSDECK_GIT_SHA` when set (a
 //! build from a source tarball), else `unknown`. A machine without git or a tree without
-//! `.git` builds all the same.
+//! `.git` builds all the same. The build date is that commit's date, or the day of
+//! `$SOURCE_DATE_EPOCH` (the reproducible-builds convention) when set: the same source
+//! gives the same binary, and a commit rebuilds only this crate.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,4 +49,18 @@ fn main() {
         }
     }
     println!("cargo:rustc-env=OPSDECK_GIT_SHA={sha}");
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let date = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(day_of)
+        .or_else(|| git(&dir, &["log", "-1", "--format=%cs", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=OPSDECK_BUILD_DATE={date}");
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix time.
+fn day_of(unix: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    humantime::format_rfc3339_seconds(at).to_string()[..10].to_string()
 }

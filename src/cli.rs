@@ -10,7 +10,14 @@ use crate::client::Target;
 #[derive(Parser, Debug)]
 #[command(
     name = "opsdeck",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("OPSDECK_GIT_SHA"), ")"),
+    version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("OPSDECK_GIT_SHA"),
+        ", ",
+        env!("OPSDECK_BUILD_DATE"),
+        ")"
+    ),
     about = "Raft ledger node, dev cluster and operations console",
     after_help = crate::client::failure::EXIT_STATUS_HELP
 )]

@@ -727,3 +727,22 @@ fn completions_man_page_and_info_describe_this_binary() {
         "{info}"
     );
 }
+
+#[test]
+fn version_names_the_commit_and_its_date() {
+    let out = run_cli(&["--version"]);
+    assert!(out.status.success());
+    let expected = format!(
+        "opsdeck {} (commit {}, {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("OPSDECK_GIT_SHA"),
+        env!("OPSDECK_BUILD_DATE")
+    );
+    assert_eq!(stdout_of(&out).trim(), expected);
+    let date = env!("OPSDECK_BUILD_DATE");
+    assert!(
+        date == "unknown"
+            || (date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-'),
+        "{date}"
+    );
+}
