@@ -121,8 +121,17 @@ pub enum Command {
     Logs(LogsArgs),
     /// Stream a consistent backup from the leader into FILE (writes go on meanwhile).
     Backup {
-        #[arg(long)]
-        out: PathBuf,
+        /// The backup file to write.
+        #[arg(long, required_unless_present = "out_dir", conflicts_with = "out_dir")]
+        out: Option<PathBuf>,
+        /// Scheduled backups: write into DIR (created if missing) as
+        /// opsdeck-TIME-iINDEX.odb, verify the file, then remove the oldest beyond --keep.
+        /// Other files in DIR are never touched. deploy/systemd has a daily timer.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        /// With --out-dir: how many backups to keep, newest first.
+        #[arg(long, requires = "out_dir", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..10_000))]
+        keep: u64,
         #[command(flatten)]
         cluster: ClusterArgs,
     },

@@ -79,7 +79,17 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Alerts(args) => alerts::run(&args).await,
         Command::Compact(c) => compact::run(&c).await,
         Command::Logs(args) => logs::run(args).await,
-        Command::Backup { out, cluster } => backup::backup(&cluster, &out).await,
+        Command::Backup {
+            out,
+            out_dir,
+            keep,
+            cluster,
+        } => match (out, out_dir) {
+            (Some(out), _) => backup::backup(&cluster, &out).await,
+            (None, Some(dir)) => backup::rotate(&cluster, &dir, keep).await,
+            // clap requires one of them.
+            (None, None) => Err(color_eyre::eyre::eyre!("give --out FILE or --out-dir DIR")),
+        },
         Command::VerifyBackup { file, json } => backup::verify(&file, json),
         Command::Restore {
             file,

@@ -842,3 +842,64 @@ async fn a_backup_under_8_writers_restores_exactly_the_state_at_its_index() {
         history.unknown.len()
     );
 }
+
+/// `backup --out-dir DIR --keep 7` run 9 times, with writes in between: 7 files remain, the
+/// two oldest pruned, each one verifies and holds the key written just before it; a file
+/// of someone else's in DIR is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scheduled_backups_keep_the_newest_verified_files_and_prune_the_oldest() {
+    let cluster = TestCluster::start(3, &[]).await;
+    cluster.wait_leader(Duration::from_secs(10)).await;
+    let endpoints = cluster.endpoints();
+    let dir = cluster.dir.path().join("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.odb"), "not ours").unwrap();
+    let mut made = Vec::new();
+    for run in 0..9 {
+        let (e, d) = (endpoints.clone(), dir.display().to_string());
+        let out = tokio::task::spawn_blocking(move || {
+            let put = run_cli(&["put", &format!("sched/{run}"), "v", "--endpoints", &e]);
+            assert!(put.status.success(), "{}", stderr_of(&put));
+            run_cli(&[
+                "backup",
+                "--out-dir",
+                &d,
+                "--keep",
+                "7",
+                "--json",
+                "--endpoints",
+                &e,
+            ])
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "run {run}: {}", stderr_of(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["verified"], true);
+        let pruned = v["pruned"].as_array().unwrap().len();
+        assert_eq!(pruned, usize::from(run >= 7), "run {run}: {v}");
+        made.push(std::path::PathBuf::from(v["file"].as_str().unwrap()));
+    }
+    let mut left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    left.sort();
+    let mut expected: Vec<_> = made[2..].to_vec();
+    expected.push(dir.join("notes.odb"));
+    expected.sort();
+    assert_eq!(
+        left, expected,
+        "the two oldest pruned, nothing else touched"
+    );
+    for (run, file) in made.iter().enumerate().skip(2) {
+        let pairs = backup_pairs(file);
+        assert!(
+            pairs.contains_key(&format!("sched/{run}")),
+            "{} holds the key written before it",
+            file.display()
+        );
+        let verify = run_cli(&["verify-backup", file.to_str().unwrap()]);
+        assert!(verify.status.success(), "{}", stderr_of(&verify));
+    }
+}

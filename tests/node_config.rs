@@ -128,11 +128,11 @@ fn a_bad_node_config_is_refused_with_its_line_and_what_to_write() {
     }
 }
 
-/// `systemd-analyze verify` accepts the shipped unit, with ExecStart pointed at this
-/// build (verify checks that the program exists). Any warning about the unit fails too:
-/// systemd only warns about a misspelt key.
+/// `systemd-analyze verify` accepts every shipped unit (the node, the backup service and
+/// its timer), with ExecStart pointed at this build (verify checks that the program
+/// exists). Any warning about a unit fails too: systemd only warns about a misspelt key.
 #[test]
-fn systemd_accepts_the_shipped_unit() {
+fn systemd_accepts_the_shipped_units() {
     if std::process::Command::new("systemd-analyze")
         .arg("--version")
         .output()
@@ -141,27 +141,31 @@ fn systemd_accepts_the_shipped_unit() {
         println!("skipped: systemd-analyze is not installed here");
         return;
     }
-    let shipped = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("deploy/systemd/opsdeck-node.service"),
-    )
-    .unwrap();
-    assert!(
-        shipped.contains("ExecStart=/usr/local/bin/opsdeck node --config /etc/opsdeck/node.toml")
-    );
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/systemd");
+    let node = std::fs::read_to_string(shipped.join("opsdeck-node.service")).unwrap();
+    assert!(node.contains("ExecStart=/usr/local/bin/opsdeck node --config /etc/opsdeck/node.toml"));
     let dir = tempfile::tempdir().unwrap();
-    let unit = dir.path().join("opsdeck-node.service");
-    std::fs::write(
-        &unit,
-        shipped.replace("/usr/local/bin/opsdeck", env!("CARGO_BIN_EXE_opsdeck")),
-    )
-    .unwrap();
+    let mut units = Vec::new();
+    for name in [
+        "opsdeck-node.service",
+        "opsdeck-backup.service",
+        "opsdeck-backup.timer",
+    ] {
+        let text = std::fs::read_to_string(shipped.join(name)).unwrap();
+        let unit = dir.path().join(name);
+        std::fs::write(
+            &unit,
+            text.replace("/usr/local/bin/opsdeck", env!("CARGO_BIN_EXE_opsdeck")),
+        )
+        .unwrap();
+        units.push(unit);
+    }
     let out = std::process::Command::new("systemd-analyze")
         .arg("verify")
-        .arg(&unit)
+        .args(&units)
         .output()
         .unwrap();
     let said = format!("{}{}", stdout_of(&out), stderr_of(&out));
     assert!(out.status.success(), "{said}");
-    assert!(!said.contains("opsdeck-node.service"), "{said}");
+    assert!(!said.contains("opsdeck-"), "{said}");
 }

@@ -61,6 +61,34 @@ pub async fn backup(args: &ClusterArgs, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `opsdeck backup --out-dir DIR --keep N`
+pub async fn rotate(args: &ClusterArgs, dir: &Path, keep: u64) -> Result<()> {
+    let client = connect(args)?;
+    let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+    let r = crate::ops::backup_dir::rotate(&client, dir, keep, stderr_progress("backup")).await?;
+    let names = |v: &[std::path::PathBuf]| -> Vec<String> {
+        v.iter().map(|p| p.display().to_string()).collect()
+    };
+    if args.json {
+        let mut v = manifest_json(&r.manifest)?;
+        v["file"] = json!(r.file.display().to_string());
+        v["verified"] = json!(true);
+        v["pruned"] = json!(names(&r.pruned));
+        v["kept"] = json!(names(&r.kept));
+        super::print_json(&v)?;
+    } else {
+        println!(
+            "backup written to {} and verified: {}",
+            r.file.display(),
+            describe_manifest(&r.manifest)
+        );
+        for old in &r.pruned {
+            println!("removed {} (keeping the newest {keep})", old.display());
+        }
+    }
+    Ok(())
+}
+
 /// `opsdeck verify-backup FILE`: no cluster involved.
 pub fn verify(file: &Path, json_out: bool) -> Result<()> {
     let m = format::verify(file)?;
