@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use super::NodeCore;
-use crate::error::{FullNode, NodeError};
+use crate::error::{FullNode, NodeError, Pressure};
+use crate::types::NodeAddr;
+
+type Metrics = openraft::RaftMetrics<u64, NodeAddr>;
 
 /// How often a full leader tries to hand its leadership to a voter with room.
 const HANDOFF_EVERY: Duration = Duration::from_secs(10);
@@ -14,14 +17,22 @@ impl NodeCore {
     /// Storage-full nodes as this node knows them: itself, and on the leader every voter
     /// whose last reply said so.
     pub fn full_nodes(&self) -> Vec<FullNode> {
+        let own = self.inner.guard.check();
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        self.full_nodes_in(own, &m)
+    }
+
+    /// [`Self::full_nodes`] from this node's own reading and Raft metrics already at hand
+    /// (this runs before every write: no copy of the metrics).
+    fn full_nodes_in(&self, own: Option<Pressure>, m: &Metrics) -> Vec<FullNode> {
         let mut full = Vec::new();
-        if let Some(pressure) = self.inner.guard.check() {
+        if let Some(pressure) = own {
             full.push(FullNode {
                 id: self.inner.id,
                 pressure,
             });
         }
-        let m = self.inner.raft.metrics().borrow().clone();
         if m.current_leader == Some(self.inner.id) {
             for id in m.membership_config.membership().voter_ids() {
                 if id == self.inner.id {
@@ -38,11 +49,14 @@ impl NodeCore {
     /// On the leader: refuses a write this cluster could not take — this node cannot grow
     /// its log, or too few voters can for a quorum. Followers leave it to the leader.
     pub(crate) fn check_storage(&self) -> Result<(), NodeError> {
-        let m = self.inner.raft.metrics().borrow().clone();
+        // Read before the metrics are borrowed: it may look at the disk.
+        let own = self.inner.guard.check();
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
         if m.current_leader != Some(self.inner.id) {
             return Ok(());
         }
-        let full = self.full_nodes();
+        let full = self.full_nodes_in(own, &m);
         if full.is_empty() {
             return Ok(());
         }
