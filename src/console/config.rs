@@ -27,6 +27,9 @@ pub struct Config {
     pub rules: Option<PathBuf>,
     /// Seconds each pane shows in --war-room (2-3600).
     pub war_room_cycle_secs: Option<Spanned<u64>>,
+    /// `[[notify]]` tables: where alerts are sent (`crate::alerts::notify::config`).
+    #[serde(default)]
+    pub notify: Vec<crate::alerts::notify::Receiver>,
 }
 
 pub fn default_path() -> Option<PathBuf> {
