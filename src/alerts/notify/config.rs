@@ -293,7 +293,7 @@ mod tests {
         );
         assert!(e.ends_with("write it as http://HOST:9093"), "{e}");
         let a = webhook_flag("http://h/x").unwrap();
-        let e = merge(std::slice::from_ref(&a), &[a.clone()]).unwrap_err();
+        let e = merge(std::slice::from_ref(&a), std::slice::from_ref(&a)).unwrap_err();
         assert!(e.contains("receiver webhook@h: two receivers"), "{e}");
     }
 }

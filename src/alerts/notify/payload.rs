@@ -224,7 +224,7 @@ mod tests {
         };
         let v = alertmanager(std::slice::from_ref(&resolved), &source, 1_800_000_121_000);
         assert_eq!(v[0]["endsAt"], "2027-01-15T08:01:01Z");
-        let w = webhook(&[resolved.clone()], &source);
+        let w = webhook(std::slice::from_ref(&resolved), &source);
         assert_eq!(
             (&w["status"], &w["alerts"][0]["status"]),
             (&json!("resolved"), &json!("resolved"))
