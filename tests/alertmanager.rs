@@ -133,7 +133,12 @@ impl Alertmanager {
         self.get("/api/v2/alerts?filter=alertname%3D%22node_down%22")
             .await
             .into_iter()
-            .filter(|a| a["labels"]["node"] == id.to_string())
+            .filter(|a| {
+                a["labels"]["node"]
+                    .as_str()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    == Some(id)
+            })
             .collect()
     }
 
