@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::alerts::notify::config::{alertmanager_flag, webhook_flag};
+use crate::alerts::notify::Receiver;
 use crate::client::Target;
 
 #[derive(Parser, Debug)]
@@ -571,6 +573,8 @@ pub struct DevArgs {
     pub keep_logs: u64,
     #[command(flatten)]
     pub timing: RaftTiming,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
 }
 
 /// `opsdeck console`. Defaults come from `~/.config/opsdeck/config.toml`; flags win.
@@ -603,6 +607,33 @@ pub struct ConsoleArgs {
     /// `opsdeck alerts --print-rules`).
     #[arg(long)]
     pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+}
+
+/// Where alerts that fire and resolve are sent (besides `[[notify]]` in config.toml).
+#[derive(Args, Debug, Clone, Default)]
+pub struct NotifyArgs {
+    /// Send alerts that fire and resolve to this Alertmanager (API v2; its base URL, e.g.
+    /// http://127.0.0.1:9093), re-sent every 30s while firing; the console's acks and
+    /// silences become its silences. Repeatable.
+    #[arg(long = "alertmanager", value_name = "URL", value_parser = alertmanager_flag)]
+    pub alertmanager: Vec<Receiver>,
+    /// POST each batch of alerts that fire and resolve to URL as JSON (Alertmanager's
+    /// webhook shape; `format = "slack"` in a `[[notify]]` table sends `{"text"}`).
+    /// Repeatable.
+    #[arg(long = "webhook", value_name = "URL", value_parser = webhook_flag)]
+    pub webhook: Vec<Receiver>,
+}
+
+impl NotifyArgs {
+    pub fn receivers(&self) -> Vec<Receiver> {
+        self.alertmanager
+            .iter()
+            .chain(&self.webhook)
+            .cloned()
+            .collect()
+    }
 }
 
 #[derive(Args, Debug)]
@@ -695,6 +726,13 @@ pub struct AlertsArgs {
     /// changes are counted only while watching: use --follow for those.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration, conflicts_with = "follow")]
     pub observe: Duration,
+    /// Exit as a Nagios check after printing the table: 0 when nothing fires (or only
+    /// info), 1 when only warnings fire, 2 when a critical alert fires. Pending alerts
+    /// do not count. A failure to run at all keeps the usual exit statuses.
+    #[arg(long, conflicts_with_all = ["follow", "export", "print_rules"])]
+    pub check: bool,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }

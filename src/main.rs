@@ -29,9 +29,14 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(dispatch(cli.command)) {
-        eprintln!("error: {e:#}");
-        std::process::exit(exit_code(&e));
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(0) => {}
+        // `alerts --check`: the Nagios status, after the table was printed.
+        Ok(status) => std::process::exit(status),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(exit_code(&e));
+        }
     }
 }
 
@@ -40,8 +45,10 @@ fn exit_code(e: &color_eyre::Report) -> i32 {
     opsdeck::client::failure::class_of(e).exit_code()
 }
 
-async fn dispatch(command: Command) -> Result<()> {
-    match command {
+/// Runs the command; the exit status of a command that did not fail (0 but for `alerts
+/// --check`).
+async fn dispatch(command: Command) -> Result<i32> {
+    let done: Result<()> = match command {
         Command::Node(args) => node::run(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Console(args) => console::run(args).await,
@@ -76,7 +83,7 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Keys { action } => admin::keys(action).await,
         Command::Quota { action } => admin::quota(action).await,
         Command::Audit { limit, cluster } => admin::audit(limit, &cluster).await,
-        Command::Alerts(args) => alerts::run(&args).await,
+        Command::Alerts(args) => return alerts::run(&args).await,
         Command::Compact(c) => compact::run(&c).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Backup {
@@ -103,5 +110,6 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Completions { shell } => kit::completions(shell),
         Command::Man { dir } => kit::man(dir.as_deref()),
         Command::Info { json } => kit::info(json),
-    }
+    };
+    done.map(|()| 0)
 }

@@ -5,13 +5,11 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use support::follow::{is, Follow};
 use support::*;
 
 const RULES: &str = r#"
@@ -33,91 +31,6 @@ expr = "quorum_ok == 0"
 for = "1s"
 severity = "critical"
 "#;
-
-/// `opsdeck alerts --follow --json`, its stdout read line by line on a thread.
-struct Follow {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<Value>,
-}
-
-impl Follow {
-    fn start(endpoints: &str, rules: &Path) -> Follow {
-        let mut child = Command::new(BIN)
-            .env("OPSDECK_API_KEY", admin_key())
-            .args(["alerts", "--follow", "--json", "--interval", "200ms"])
-            .args(["--endpoints", endpoints, "--rules"])
-            .arg(rules)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn opsdeck alerts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Follow {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads lines until one matches, or panics at the deadline listing what was seen.
-    fn wait(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let v: Value = serde_json::from_str(&line)
-                        .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
-                    self.seen.push(v.clone());
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "timed out after {timeout:?} waiting for {what}; saw:\n{}",
-                        self.log()
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!(
-                        "opsdeck alerts exited while waiting for {what}; saw:\n{}",
-                        self.log()
-                    )
-                }
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        self.seen
-            .iter()
-            .map(Value::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl Drop for Follow {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn is(v: &Value, rule: &str, node: Option<u64>, to: &str) -> bool {
-    v["rule"] == rule && v["to"] == to && node.is_none_or(|id| v["node_id"] == id)
-}
 
 /// The one-shot verb's alerts, watching for `observe`.
 fn one_shot(endpoints: &str, rules: &Path, observe: &str) -> Vec<Value> {
@@ -145,7 +58,7 @@ async fn one_node_down_is_node_down_two_down_is_also_quorum_lost() {
     let rules = cluster.dir.path().join("rules.toml");
     std::fs::write(&rules, RULES).expect("write rules");
     let endpoints = cluster.endpoints();
-    let mut follow = Follow::start(&endpoints, &rules);
+    let mut follow = Follow::start(&endpoints, &rules, &[]);
 
     let mut seen_up = BTreeSet::new();
     while seen_up.len() < 3 {
@@ -266,4 +179,58 @@ fn the_built_in_rules_are_printed() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     let text = stdout_of(&out);
     assert!(text.contains("name = \"quorum_lost\""), "{text}");
+}
+
+#[test]
+fn check_exits_0_1_or_2_as_a_nagios_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    // Nothing listens there: node_up is 0 for it at the first look.
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let cases = [
+        ("node_up == 0", "0s", "critical", 2),
+        ("node_up == 0", "0s", "warning", 1),
+        ("node_up == 0", "0s", "info", 0),
+        // Pending (its `for` not yet held) does not count.
+        ("node_up == 0", "1h", "critical", 0),
+        ("node_up == 1", "0s", "critical", 0),
+    ];
+    for (expr, hold, severity, want) in cases {
+        std::fs::write(
+            &rules,
+            format!(
+                "[[rule]]\nname = \"probe\"\nexpr = \"{expr}\"\nfor = \"{hold}\"\n\
+                 severity = \"{severity}\"\n"
+            ),
+        )
+        .unwrap();
+        let out = run_cli(&[
+            "alerts",
+            "--check",
+            "--interval",
+            "100ms",
+            "--observe",
+            "300ms",
+            "--endpoints",
+            &nobody,
+            "--rules",
+            rules.to_str().unwrap(),
+        ]);
+        let text = stdout_of(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "{expr} for {hold} ({severity}): {text}{}",
+            stderr_of(&out)
+        );
+        let state = match (expr, hold) {
+            ("node_up == 1", _) => None,
+            (_, "1h") => Some("PENDING"),
+            _ => Some("FIRING"),
+        };
+        match state {
+            Some(s) => assert!(text.starts_with("STATE") && text.contains(s), "{text}"),
+            None => assert!(text.starts_with("no alerts"), "{text}"),
+        }
+    }
 }

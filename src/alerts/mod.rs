@@ -18,6 +18,7 @@
 mod eval;
 mod expr;
 mod figures;
+pub mod notify;
 mod observe;
 mod prometheus;
 mod rules;

@@ -68,7 +68,9 @@ Exit status:
   4  cluster unavailable: no node answered, no leader, or timed out
   5  refused: authentication or permission
   6  a quota or the rate limit
-  7  storage full on a node (writes resume by themselves once space is freed)";
+  7  storage full on a node (writes resume by themselves once space is freed)
+`alerts --check` instead exits 0 when nothing fires, 1 when only warnings fire, 2 when a
+critical alert fires (Nagios).";
 
 /// A failure with its class; found in an error's chain by `main` for the exit status.
 #[derive(Debug)]

@@ -27,6 +27,9 @@ pub struct Config {
     pub rules: Option<PathBuf>,
     /// Seconds each pane shows in --war-room (2-3600).
     pub war_room_cycle_secs: Option<Spanned<u64>>,
+    /// `[[notify]]` tables: where alerts are sent (`crate::alerts::notify::config`).
+    #[serde(default)]
+    pub notify: Vec<crate::alerts::notify::Receiver>,
 }
 
 pub fn default_path() -> Option<PathBuf> {
@@ -99,6 +102,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("config c.toml:1:"), "{e}");
+        let e = Config::parse(
+            "c.toml",
+            "theme = \"light\"\n\n[[notify]]\nkind = \"webhook\"\nurl = \"hooks/x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("config c.toml:3: receiver webhook: url \"hooks/x\" is not a URL"),
+            "{e}"
+        );
+        let c = Config::parse(
+            "c.toml",
+            "[[notify]]\nkind = \"alertmanager\"\nurl = \"http://am:9093\"\nname = \"am\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.notify[0].name, "am");
         let dir = tempfile::tempdir().unwrap();
         assert!(Config::load(&dir.path().join("none.toml"), false).is_ok());
         assert!(Config::load(&dir.path().join("none.toml"), true).is_err());

@@ -68,6 +68,8 @@ pub struct Settings {
     pub rules: Rules,
     /// A dev cluster's directory (add-node can start nodes there).
     pub dev_dir: Option<std::path::PathBuf>,
+    /// Where alerts are sent: the config's `[[notify]]`, then the flags'.
+    pub receivers: Vec<crate::alerts::notify::Receiver>,
 }
 
 /// Applies the config file to the flags (flags win) and loads keymap and theme.
@@ -127,6 +129,8 @@ pub fn resolve(args: &mut ConsoleArgs) -> Result<Settings> {
         war_room: args.war_room.then_some(cycle),
         rules,
         dev_dir: args.cluster.target().dev_dir(),
+        receivers: crate::alerts::notify::config::merge(&config.notify, &args.notify.receivers())
+            .map_err(|e| eyre!(e))?,
     })
 }
 
@@ -162,6 +166,19 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
     app.utc_offset = crate::format::local_utc_offset();
     app.war_room = settings.war_room.map(|cycle_secs| WarRoom { cycle_secs });
     app.alerts = state::AlertsView::new(settings.rules);
+    if !settings.receivers.is_empty() {
+        let source = crate::alerts::notify::Source {
+            cluster: None,
+            generator: format!(
+                "opsdeck://{}/console",
+                endpoints.first().map_or("localhost", String::as_str)
+            ),
+        };
+        let notifier = crate::alerts::notify::Notifier::start(settings.receivers, source)
+            .map_err(|e| eyre!(e))?;
+        app.alerts.deliveries = notifier.deliveries();
+        app.notifier = Some(notifier);
+    }
     app.stall_ms = watch::stall(settings.refresh).as_millis() as i64;
     if app.war_room.is_some() {
         app.pane = action::PaneKind::Logs;

@@ -34,7 +34,11 @@ fn app() -> App {
 /// p99 jumps to 1.5 s at T0+60s), node 3 stays down, the rules are evaluated every second,
 /// and a key list has arrived.
 fn observed_app() -> App {
-    let mut app = app();
+    observed(app())
+}
+
+/// `app` carried on as `observed_app` says.
+fn observed(mut app: App) -> App {
     for step in 30..=95u64 {
         let t = fixture::T0 + step as i64 * 1000;
         for (node, id, role, last) in [(0, 1, "leader", 12_000), (1, 2, "follower", 11_997)] {
@@ -786,4 +790,50 @@ fn the_gc_pane_shows_a_snapshot_being_built_or_received() {
         "{t}"
     );
     insta::assert_snapshot!("pane_gc_snapshot_in_progress", t);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_receiver_shows_its_failed_delivery_and_an_ack_asks_it_for_a_silence() {
+    use crate::alerts::notify::{config::alertmanager_flag, Notifier, Source};
+    // Port 9 (discard) on loopback: nothing listens there, so every connection is refused.
+    let dead = alertmanager_flag("http://127.0.0.1:9").unwrap();
+    let mut app = app();
+    app.notifier = Some(Notifier::start(vec![dead], Source::default()).unwrap());
+    let mut app = observed(app);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let failed = loop {
+        let d = app.notifier.as_ref().unwrap().deliveries();
+        if d[0].last.as_ref().is_some_and(|o| !o.ok) {
+            break d;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed delivery: {d:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let why = &failed[0].last.as_ref().unwrap().text;
+    assert_eq!(why, "connect: connection refused (4 tries)");
+    // The delivery's time is the real clock: shown at the fixture's instead.
+    app.alerts.deliveries = failed;
+    if let Some(o) = app.alerts.deliveries[0].last.as_mut() {
+        o.at_ms = fixture::T0 + 95_000;
+    }
+    press(&mut app, KeyCode::Char('7'));
+    let t = text(&render(&app, 80, 24));
+    assert!(
+        t.contains(
+            "alertmanager@127.0.0.1:9 FAILED 22:14:55 connect: connection refused (4 tries)"
+        ),
+        "{t}"
+    );
+    for line in t.lines() {
+        assert!(line.chars().count() <= 80, "{line}");
+    }
+    insta::assert_snapshot!("alerts_dead_receiver", t);
+    press(&mut app, KeyCode::Char('a'));
+    assert_eq!(
+        app.message.as_ref().map(|m| m.0.as_str()),
+        Some("acknowledged node_down (node 3); Alertmanager silence until 23:14:55 asked")
+    );
 }

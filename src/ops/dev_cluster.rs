@@ -230,6 +230,7 @@ pub async fn spawn_member(dir: &Path, taken: &[u64]) -> Result<NodeEntry> {
             heartbeat_ms: settings.heartbeat_ms,
             election_timeout_ms: settings.election_timeout_ms,
         },
+        notify: Default::default(),
     };
     let child = spawn_node(dir, &entry, false, &args)?;
     entry.pid = child.id();

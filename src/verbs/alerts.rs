@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use color_eyre::eyre::{eyre, Result};
 use serde_json::{json, Value};
 
+use crate::alerts::notify::{Notifier, Source};
 use crate::alerts::{AlertState, Evaluator, Rules, Severity, State, Subject, Transition};
 use crate::cli::{AlertsArgs, ExportFormat};
+use crate::client::failure::{Class, Failure};
 use crate::format::table::{self, cut};
 
 const WIDTH: usize = 80;
@@ -165,7 +167,25 @@ fn render_table(alerts: &[AlertState], now_ms: i64) -> String {
     table::render(&["STATE", "SEV", "AGE", "ALERT", "VALUE"], &rows)
 }
 
-pub async fn run(args: &AlertsArgs) -> Result<()> {
+/// `--check`'s exit status (Nagios): 2 if a critical alert fires, 1 if only warnings do,
+/// else 0. Pending and resolved alerts do not count, nor firing info alerts.
+pub fn check_status(alerts: &[AlertState]) -> i32 {
+    let firing = |s: Severity| {
+        alerts
+            .iter()
+            .any(|a| a.state == State::Firing && a.severity == s)
+    };
+    if firing(Severity::Critical) {
+        2
+    } else if firing(Severity::Warning) {
+        1
+    } else {
+        0
+    }
+}
+
+/// Runs the verb; the exit status (only `--check` makes it other than 0).
+pub async fn run(args: &AlertsArgs) -> Result<i32> {
     // A bad rules file is refused before anything is contacted.
     let rules = match &args.rules {
         Some(path) => Rules::load(path)?,
@@ -173,18 +193,26 @@ pub async fn run(args: &AlertsArgs) -> Result<()> {
     };
     if args.print_rules {
         print!("{}", rules.text());
-        return Ok(());
+        return Ok(0);
     }
     if let Some(ExportFormat::Prometheus) = args.export {
         let text = crate::alerts::export_prometheus(&rules, &args.job).map_err(|e| eyre!(e))?;
         print!("{text}");
-        return Ok(());
+        return Ok(0);
     }
     if args.interval < Duration::from_millis(100) {
         return Err(eyre!(
             "--interval {} is too short: use at least 100ms",
             humantime::format_duration(args.interval)
         ));
+    }
+    let receivers = args.notify.receivers();
+    if !receivers.is_empty() && !args.follow {
+        return Err(Failure::new(
+            Class::Usage,
+            "--alertmanager and --webhook send the changes --follow sees: add --follow",
+        )
+        .into());
     }
     let client = super::connect(&args.cluster)?;
     // A hung node costs at most this per tick; a stopped one answers at once.
@@ -199,6 +227,18 @@ pub async fn run(args: &AlertsArgs) -> Result<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop = crate::verbs::node::shutdown_signal();
         tokio::pin!(stop);
+        let names: Vec<String> = receivers.iter().map(ToString::to_string).collect();
+        let source = Source {
+            cluster: None,
+            generator: format!(
+                "opsdeck://{}/alerts",
+                client
+                    .endpoints()
+                    .first()
+                    .map_or("localhost", String::as_str)
+            ),
+        };
+        let mut notifier = Notifier::start(receivers, source).map_err(|e| eyre!(e))?;
         eprintln!(
             "watching {} with {} rules from {} every {}; Ctrl-C stops",
             client.endpoints().join(", "),
@@ -206,17 +246,31 @@ pub async fn run(args: &AlertsArgs) -> Result<()> {
             ev.rules().origin(),
             humantime::format_duration(args.interval)
         );
+        if !names.is_empty() {
+            eprintln!("sending changes to {}", names.join(", "));
+        }
         loop {
             tokio::select! {
-                _ = &mut stop => return Ok(()),
+                _ = &mut stop => return Ok(0),
                 _ = tick.tick() => {}
             }
             let reports = tokio::select! {
-                _ = &mut stop => return Ok(()),
+                _ = &mut stop => return Ok(0),
                 r = client.status_all(ask_timeout) => r,
             };
+            let now = crate::format::unix_ms();
+            let changes = ev.observe(now, &reports);
+            if !notifier.is_empty() {
+                if notifier.source.cluster.is_none() {
+                    notifier.source.cluster = crate::alerts::notify::cluster_of(&reports);
+                }
+                notifier.observe(now, &changes);
+                for line in notifier.news() {
+                    eprintln!("{line}");
+                }
+            }
             let mut out = std::io::stdout().lock();
-            for t in ev.observe(crate::format::unix_ms(), &reports) {
+            for t in changes {
                 let line = if json {
                     transition_json(&t).to_string()
                 } else {
@@ -224,7 +278,7 @@ pub async fn run(args: &AlertsArgs) -> Result<()> {
                 };
                 // The reader went away (`| head`): stop quietly.
                 if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
-                    return Ok(());
+                    return Ok(0);
                 }
             }
         }
@@ -262,7 +316,11 @@ pub async fn run(args: &AlertsArgs) -> Result<()> {
     } else {
         println!("{}", render_table(ev.alerts(), now));
     }
-    Ok(())
+    Ok(if args.check {
+        check_status(ev.alerts())
+    } else {
+        0
+    })
 }
 
 #[cfg(test)]

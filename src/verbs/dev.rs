@@ -19,6 +19,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         },
         keymap: args.keymap.clone(),
         theme: args.theme.clone(),
+        notify: args.notify.clone(),
         ..ConsoleArgs::default()
     };
     let settings = if args.headless {

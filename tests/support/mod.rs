@@ -3,6 +3,8 @@
 //! deadline; nothing sleeps blindly.
 #![allow(dead_code)]
 
+pub mod follow;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::TcpListener;

@@ -1,7 +1,10 @@
 //! The console is the outside observer that evaluates the alert rules: every tick it turns
 //! the latest frame of each node (or why there is none) into one `NodeReport` per endpoint
 //! and feeds the evaluator. Acknowledging (the Alerts pane's effect) and `:silence` mark
-//! alerts here too.
+//! alerts here too. With receivers configured, the changes go to the notifier, and an ack
+//! or a silence becomes an Alertmanager silence on the alert's `alertname` (and `node`,
+//! `endpoint` or `tenant`): an ack silences it for [`ACK_SILENCE`], a fixed time rather
+//! than "until resolved", so a forgotten ack cannot hide the alert's next firing.
 
 use std::time::Duration;
 
@@ -12,6 +15,8 @@ use crate::format::clock;
 
 /// Longest silence `:silence` accepts.
 const MAX_SILENCE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long an ack silences the alert in Alertmanager.
+pub const ACK_SILENCE: Duration = Duration::from_secs(3600);
 
 impl App {
     /// One evaluation at `now_ms` of what the model knows; alerts that start firing or resolve
@@ -24,6 +29,13 @@ impl App {
         let reports = self.model.reports(now_ms, self.stall_ms);
         let changes = self.alerts.evaluator.observe(now_ms, &reports);
         self.alerts.last_tick_ms = Some(now_ms);
+        if let Some(n) = &mut self.notifier {
+            if n.source.cluster.is_none() {
+                n.source.cluster = crate::alerts::notify::cluster_of(&reports);
+            }
+            n.observe(now_ms, &changes);
+            self.alerts.deliveries = n.deliveries();
+        }
         for c in changes {
             let kind = match c.to {
                 State::Firing => "alert_firing",
@@ -49,7 +61,13 @@ impl App {
     /// Acknowledges alert `id`, if it is firing.
     pub(super) fn ack(&mut self, id: &AlertId) {
         if self.alerts.evaluator.ack(id) {
-            self.message(&format!("acknowledged {id}"), false);
+            let now = self
+                .alerts
+                .last_tick_ms
+                .unwrap_or_else(crate::format::unix_ms);
+            let until = now + ACK_SILENCE.as_millis() as i64;
+            let sent = self.silence_upstream(id, now, until, "acknowledged in the opsdeck console");
+            self.message(&format!("acknowledged {id}{sent}"), false);
         } else {
             self.message(
                 &format!("{id} is not firing; only a firing alert can be acknowledged"),
@@ -88,12 +106,44 @@ impl App {
         let until = now + duration.as_millis() as i64;
         self.alerts.evaluator.silence(&id, until);
         if duration.is_zero() {
-            self.message(&format!("silence of {id} lifted"), false);
+            let upstream = if self.alertmanagers() > 0 {
+                "; Alertmanager's silence runs until it ends (amtool silence expire ID)"
+            } else {
+                ""
+            };
+            self.message(&format!("silence of {id} lifted here{upstream}"), false);
         } else {
+            let sent = self.silence_upstream(&id, now, until, "silenced in the opsdeck console");
             self.message(
-                &format!("silenced {id} until {}", clock(until, self.utc_offset)),
+                &format!(
+                    "silenced {id} until {}{sent}",
+                    clock(until, self.utc_offset)
+                ),
                 false,
             );
+        }
+    }
+
+    fn alertmanagers(&self) -> usize {
+        self.alerts
+            .deliveries
+            .iter()
+            .filter(|d| d.kind == crate::alerts::notify::Kind::Alertmanager)
+            .count()
+    }
+
+    /// Asks every Alertmanager receiver for a silence of `id`; what to add to the message.
+    fn silence_upstream(&self, id: &AlertId, from_ms: i64, until_ms: i64, why: &str) -> String {
+        match self
+            .notifier
+            .as_ref()
+            .map(|n| n.silence(id, from_ms, until_ms, why))
+        {
+            None | Some(0) => String::new(),
+            Some(_) => format!(
+                "; Alertmanager silence until {} asked",
+                clock(until_ms, self.utc_offset)
+            ),
         }
     }
 }

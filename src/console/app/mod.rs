@@ -18,6 +18,7 @@ use super::ops::Ops;
 use super::state::logs::line_text;
 use super::state::{AlertsView, Ask, Dialog, Input, InputKind, LogsView, TimelineView};
 use super::theme::{ColorDepth, Theme};
+use crate::alerts::notify::Notifier;
 use crate::alerts::Rules;
 use crate::format::clock;
 
@@ -61,6 +62,8 @@ pub struct App {
     pub read_only: bool,
     /// The connection actions use (None in tests that only draw).
     pub ops: Option<Ops>,
+    /// Sends alerts to the configured receivers (None: none configured).
+    pub notifier: Option<Notifier>,
     /// A running or finished action.
     pub dialog: Option<Dialog>,
     pub war_room: Option<WarRoom>,
@@ -93,6 +96,7 @@ impl App {
             message: None,
             read_only: false,
             ops: None,
+            notifier: None,
             dialog: None,
             war_room: None,
             quit: false,

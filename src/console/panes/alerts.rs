@@ -1,6 +1,7 @@
 //! Alerts: the pane lists the pending, firing and recently resolved alerts of the rules the
 //! console evaluates (`app/alerts.rs`), and acknowledges or silences the selected one (marks
-//! kept in this console only).
+//! kept in this console, and Alertmanager silences when one is a receiver). Below, one
+//! line per receiver: its last delivery, ok or failed, when, and what or why.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -8,6 +9,7 @@ use ratatui::widgets::{Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 use super::{block, scroll};
+use crate::alerts::notify::Delivery;
 use crate::alerts::{AlertId, AlertState, Severity, State};
 use crate::console::action::Action;
 use crate::console::app::App;
@@ -71,6 +73,24 @@ fn marks(a: &AlertState) -> String {
         if a.acked { "A" } else { "" },
         if a.silenced() { "S" } else { "" }
     )
+}
+
+/// `NAME FAILED 12:03:04 why`, cut to `width` columns.
+fn delivery_line(d: &Delivery, width: usize, utc_offset: i64) -> (String, Role) {
+    let dropped = match d.dropped {
+        0 => String::new(),
+        n => format!(" · {n} dropped"),
+    };
+    let (word, role, rest) = match &d.last {
+        None => ("waiting", Role::Dim, "nothing sent yet".to_string()),
+        Some(o) => (
+            if o.ok { "ok" } else { "FAILED" },
+            if o.ok { Role::Ok } else { Role::Critical },
+            format!("{} {}", clock(o.at_ms, utc_offset), o.text),
+        ),
+    };
+    let line = format!("{} {word} {rest}{dropped}", cut(&d.name, 24));
+    (cut(&line, width), role)
 }
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
@@ -205,7 +225,15 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             .map(|k| k.to_string())
             .unwrap_or_else(|| "-".into())
     };
-    let lines = vec![
+    let mut lines: Vec<Line> = view
+        .deliveries
+        .iter()
+        .map(|d| {
+            let (text, role) = delivery_line(d, rest.width as usize, app.utc_offset);
+            Line::from(Span::styled(text, t.style(role)))
+        })
+        .collect();
+    lines.extend([
         Line::from(Span::styled(
             format!(
                 "quiet: {}",
@@ -227,6 +255,6 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             ),
             t.style(Role::Dim),
         )),
-    ];
+    ]);
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), rest);
 }

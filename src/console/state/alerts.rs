@@ -1,6 +1,7 @@
 //! The alert rules' evaluator with this console's acknowledgements and silences, and the
 //! Alerts pane's selection.
 
+use crate::alerts::notify::Delivery;
 use crate::alerts::{AlertId, AlertState, Evaluator, Rules, State};
 
 pub struct AlertsView {
@@ -8,6 +9,8 @@ pub struct AlertsView {
     pub selected: Option<AlertId>,
     /// The time of the last evaluation (console clock); silences count from it.
     pub last_tick_ms: Option<i64>,
+    /// Each receiver's last delivery, as of the last evaluation (empty: none configured).
+    pub deliveries: Vec<Delivery>,
 }
 
 impl AlertsView {
@@ -16,6 +19,7 @@ impl AlertsView {
             evaluator: Evaluator::new(rules),
             selected: None,
             last_tick_ms: None,
+            deliveries: Vec::new(),
         }
     }
 
