@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use color_eyre::eyre::Result;
+
 use crate::client::Target;
+use crate::config::Config;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -122,8 +125,8 @@ pub enum Command {
     /// Check a backup file's manifest and checksums without touching any cluster.
     VerifyBackup {
         file: PathBuf,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Replace the cluster's data with a backup's (verified first; asks unless --yes).
     Restore {
@@ -156,8 +159,40 @@ pub enum Command {
     /// Print every path opsdeck uses here: the config file, the dev dir, the key file and
     /// where the API key comes from, the keymap and theme in effect.
     Info {
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// The named clusters of the config file (`[contexts.NAME]`): list them, pick the one
+    /// every verb uses, show what one resolves to.
+    Ctx {
+        #[command(subcommand)]
+        action: CtxAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CtxAction {
+    /// Every context (the built-in `dev` too); `*` marks the one in use.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Make NAME the current context: rewrites the `current_context` line of the config
+    /// file and nothing else (comments stay).
+    Use {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// What NAME (default: the context in use) resolves to: endpoints, key, TLS.
+    Show {
+        name: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -338,9 +373,10 @@ pub struct ClusterArgs {
     /// Talk to the nodes over TLS, trusting this CA certificate (PEM).
     #[arg(long, env = "OPSDECK_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
-    /// Print machine-readable JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// The most a call to the cluster may take, connecting and every retry included (a
     /// verb retries while no node answers or no leader is elected).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -348,15 +384,79 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    /// The cluster these flags name.
-    pub fn target(&self) -> Target {
+    /// The cluster these flags name, completed from the config file (read here).
+    pub fn target(&self) -> Result<Target> {
+        self.target_in(&self.config.load()?)
+    }
+
+    /// The cluster these flags name, completed from `config`.
+    pub fn target_in(&self, config: &Config) -> Result<Target> {
         Target {
             endpoints: self.endpoints.clone(),
             cluster_dir: self.cluster.clone(),
             key_file: self.key_file.clone(),
             tls_ca: self.tls_ca.clone(),
             timeout: self.timeout,
+            ..Target::default()
         }
+        .with_config(config, self.config.context.as_deref())
+    }
+
+    /// JSON output asked for (`-o json` or `--json`).
+    pub fn json(&self) -> bool {
+        self.output.json()
+    }
+}
+
+/// Which config file, and which of its contexts.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConfigArgs {
+    /// Config file (default: $XDG_CONFIG_HOME/opsdeck/config.toml, i.e.
+    /// ~/.config/opsdeck/config.toml).
+    #[arg(long, env = "OPSDECK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The cluster of the config's `[contexts.NAME]` (default: its current_context; `dev`,
+    /// the default dev cluster, needs no config). Not with --endpoints or --cluster.
+    #[arg(long, env = "OPSDECK_CONTEXT", value_name = "NAME", conflicts_with_all = ["endpoints", "cluster"])]
+    pub context: Option<String>,
+}
+
+impl ConfigArgs {
+    pub fn load(&self) -> Result<Config> {
+        Config::load_from(self.config.as_deref())
+    }
+}
+
+/// How a verb prints its result.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// One JSON document (a value that is not UTF-8 is base64: `"value_base64"` instead
+    /// of `"value"`).
+    Json,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub output: OutputFormat,
+    /// Same as `-o json`.
+    #[arg(long, conflicts_with = "output")]
+    pub json: bool,
+}
+
+impl OutputArgs {
+    pub fn json(&self) -> bool {
+        self.json || self.output == OutputFormat::Json
     }
 }
 
@@ -546,7 +646,8 @@ pub struct DevArgs {
     pub timing: RaftTiming,
 }
 
-/// `opsdeck console`. Defaults come from `~/.config/opsdeck/config.toml`; flags win.
+/// `opsdeck console`. Defaults come from `~/.config/opsdeck/config.toml` (`--config`);
+/// flags win.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ConsoleArgs {
     #[command(flatten)]
@@ -569,9 +670,6 @@ pub struct ConsoleArgs {
     /// How often each node sends a status frame, in milliseconds (default 1000).
     #[arg(long)]
     pub refresh_ms: Option<u64>,
-    /// Config file (default: $XDG_CONFIG_HOME/opsdeck/config.toml).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
     /// Alert rules file for the Alerts pane (default: the built-in rules; see
     /// `opsdeck alerts --print-rules`).
     #[arg(long)]

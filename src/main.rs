@@ -4,7 +4,9 @@ use clap::Parser;
 use color_eyre::eyre::Result;
 use opsdeck::cli::{Cli, Command};
 use opsdeck::console;
-use opsdeck::verbs::{admin, alerts, backup, bench, compact, dev, kit, kv, logs, members, node};
+use opsdeck::verbs::{
+    admin, alerts, backup, bench, compact, ctx, dev, kit, kv, logs, members, node,
+};
 
 fn main() {
     // The console adds a panic hook that restores the terminal before this report is
@@ -80,7 +82,7 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Compact(c) => compact::run(&c).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Backup { out, cluster } => backup::backup(&cluster, &out).await,
-        Command::VerifyBackup { file, json } => backup::verify(&file, json),
+        Command::VerifyBackup { file, output } => backup::verify(&file, output.json()),
         Command::Restore {
             file,
             yes,
@@ -92,6 +94,7 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::TransferLeader(args) => members::transfer_leader(args).await,
         Command::Completions { shell } => kit::completions(shell),
         Command::Man { dir } => kit::man(dir.as_deref()),
-        Command::Info { json } => kit::info(json),
+        Command::Info { output } => kit::info(output.json()),
+        Command::Ctx { action } => ctx::run(action),
     }
 }

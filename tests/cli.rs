@@ -530,7 +530,8 @@ async fn a_verb_pointed_at_the_http_port_names_the_grpc_port() {
 }
 
 /// `restore DIR` names the mistake once (it used to print "Is a directory (os error 21)"
-/// twice), and a key file others can read is used with a warning naming the fix.
+/// twice); a key file every user can read is refused, one its group can read is used with
+/// a warning, both naming the fix.
 #[test]
 fn a_directory_for_a_backup_and_a_readable_key_file_are_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -562,10 +563,18 @@ fn a_directory_for_a_backup_and_a_readable_key_file_are_named() {
         run_cli_as(None, &args)
     };
     let out = get_with_key();
+    assert_one_line_error(
+        &out,
+        &format!(
+            "refusing the key file {k}: every user can read it (mode 0644); run `chmod 600 {k}`"
+        ),
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = get_with_key();
     let err = stderr_of(&out);
     assert!(
         err.contains(&format!(
-            "warning: the key file {k} can be read by other users (mode 0644)"
+            "warning: the key file {k} can be read by other users (mode 0640)"
         )) && err.contains(&format!("chmod 600 {k}")),
         "{err}"
     );

@@ -88,7 +88,7 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
     let home = tempfile::tempdir().expect("temp dir");
     // The operator's key, in a file as they would keep it.
     let key_file = home.path().join("admin.key");
-    std::fs::write(&key_file, admin_key()).expect("write key file");
+    write_key_file(&key_file);
     let tmux = tmux_session(
         "console",
         home.path(),
@@ -238,6 +238,13 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
         "alternate screen left"
     );
     assert_eq!(tmux.display("#{cursor_flag}"), "1", "cursor shown again");
+}
+
+/// The test admin key in `path`, mode 0600 (a key file others can read is refused).
+fn write_key_file(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, admin_key()).expect("write key file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
 }
 
 /// `opsdeck` run in a dev cluster's directory, as the tests' operator would.

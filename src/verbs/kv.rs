@@ -56,7 +56,7 @@ pub async fn status(args: &ClusterArgs) -> Result<()> {
     let reports = client
         .status_all(Duration::from_secs(2).min(args.timeout))
         .await;
-    if args.json {
+    if args.json() {
         let nodes: Vec<_> = reports
             .iter()
             .map(|r| status_json(&r.endpoint, &r.status))
@@ -107,7 +107,7 @@ pub async fn members(args: &ClusterArgs) -> Result<()> {
             c.status(StatusRequest {}).await
         })
         .await?;
-    if args.json {
+    if args.json() {
         let members: Vec<_> = status
             .members
             .iter()
@@ -216,7 +216,7 @@ pub async fn put(
             async move { c.put(req).await }
         })
         .await?;
-    if args.json {
+    if args.json() {
         println!("{}", json!({ "key": key, "revision": reply.revision }));
     } else {
         println!("OK revision {}", reply.revision);
@@ -238,7 +238,7 @@ pub async fn get(args: &ClusterArgs, key: String, stale: bool) -> Result<()> {
         })
         .await?;
     let value = String::from_utf8_lossy(&reply.value);
-    if args.json {
+    if args.json() {
         println!(
             "{}",
             json!({ "key": key, "found": reply.found, "value": reply.found.then_some(value) })
@@ -262,7 +262,7 @@ pub async fn del(args: &ClusterArgs, key: String) -> Result<()> {
             async move { c.delete(req).await }
         })
         .await?;
-    if args.json {
+    if args.json() {
         println!("{}", json!({ "key": key, "deleted": reply.existed }));
     } else {
         println!(
@@ -302,7 +302,7 @@ pub async fn cas(
         .current
         .as_ref()
         .map(|v| String::from_utf8_lossy(v).into_owned());
-    if args.json {
+    if args.json() {
         println!(
             "{}",
             json!({ "key": key, "succeeded": reply.succeeded, "current": current })
@@ -336,7 +336,7 @@ pub async fn scan(args: &ClusterArgs, prefix: String, limit: u32, stale: bool) -
             async move { c.scan(req).await }
         })
         .await?;
-    if args.json {
+    if args.json() {
         let items: Vec<_> = reply
             .items
             .iter()
