@@ -362,10 +362,16 @@ impl Command {
 #[derive(Args, Debug, Clone, Default)]
 pub struct ClusterArgs {
     /// Comma-separated gRPC addresses of cluster nodes.
-    #[arg(long, value_delimiter = ',', env = "OPSDECK_ENDPOINTS")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "OPSDECK_ENDPOINTS",
+        conflicts_with = "context"
+    )]
     pub endpoints: Vec<String>,
-    /// Directory of a dev cluster (reads its cluster.toml). Default: the default dev dir.
-    #[arg(long, conflicts_with = "endpoints")]
+    /// Directory of a dev cluster (reads its cluster.toml). Default: the config's context,
+    /// else the default dev dir.
+    #[arg(long, conflicts_with_all = ["endpoints", "context"])]
     pub cluster: Option<PathBuf>,
     /// File holding the API key. Default: $OPSDECK_API_KEY, else the cluster dir's admin.key.
     #[arg(long, env = "OPSDECK_KEY_FILE")]
@@ -417,7 +423,7 @@ pub struct ConfigArgs {
     pub config: Option<PathBuf>,
     /// The cluster of the config's `[contexts.NAME]` (default: its current_context; `dev`,
     /// the default dev cluster, needs no config). Not with --endpoints or --cluster.
-    #[arg(long, env = "OPSDECK_CONTEXT", value_name = "NAME", conflicts_with_all = ["endpoints", "cluster"])]
+    #[arg(long, env = "OPSDECK_CONTEXT", value_name = "NAME")]
     pub context: Option<String>,
 }
 
@@ -433,8 +439,8 @@ pub enum OutputFormat {
     /// Aligned columns for people.
     #[default]
     Table,
-    /// One JSON document (a value that is not UTF-8 is base64: `"value_base64"` instead
-    /// of `"value"`).
+    /// One JSON document. In `get`, `scan` and `cas` a value that is not UTF-8 is given
+    /// as `"value_base64"` (`"current_base64"`): standard base64, padded, never lossy.
     Json,
 }
 
