@@ -116,6 +116,7 @@ impl Target {
         }
         match (self.endpoints.as_slice(), &self.cluster_dir) {
             ([], None) => DEV_CONTEXT.into(),
+            ([], Some(dir)) if *dir == default_dev_dir() => DEV_CONTEXT.into(),
             ([], Some(dir)) => dir.display().to_string(),
             ([one], _) => one.clone(),
             ([first, rest @ ..], _) => format!("{first}+{}", rest.len()),
