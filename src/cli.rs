@@ -25,17 +25,33 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run one node.
+    #[command(
+        after_help = "Examples:\n  opsdeck node --id 1 --grpc 0.0.0.0:7101 --http 0.0.0.0:7201 --data /var/lib/opsdeck --init"
+    )]
     Node(NodeArgs),
     /// Start a local dev cluster on 127.0.0.1 and open the console on it.
+    #[command(
+        after_help = "Examples:\n  opsdeck dev\n  opsdeck dev --nodes 5 --dir /tmp/c5 --base-port 9100 --headless"
+    )]
     Dev(DevArgs),
     /// Open the operations console (a terminal UI) on a running cluster.
+    #[command(
+        after_help = "Examples:\n  opsdeck console --context prod-eu --read-only\n  opsdeck console --endpoints 10.0.0.1:7101 --key-file admin.key"
+    )]
     Console(ConsoleArgs),
     /// Show every node's role, term and log indexes.
+    #[command(
+        after_help = "Examples:\n  opsdeck status\n  opsdeck status --context prod-eu -o json"
+    )]
     Status(ClusterArgs),
     /// List the cluster's members.
+    #[command(after_help = "Examples:\n  opsdeck members -o json")]
     Members(ClusterArgs),
     /// Write KEY=VALUE; the value comes from the command line, from --file FILE, or from
     /// standard input when VALUE is `-`. At most 1 MiB (the node's limit).
+    #[command(
+        after_help = "Examples:\n  opsdeck put tenant/key value\n  opsdeck put tenant/blob --file photo.jpg\n  echo hi | opsdeck put tenant/key -"
+    )]
     Put {
         key: String,
         /// The value (`-`: read it from standard input).
@@ -48,6 +64,9 @@ pub enum Command {
         cluster: ClusterArgs,
     },
     /// Read KEY (linearizable unless --stale).
+    #[command(
+        after_help = "Examples:\n  opsdeck get tenant/key\n  opsdeck get tenant/blob -o json   # bytes that are not UTF-8: \"value_base64\"\n  opsdeck get tenant/blob > photo.jpg"
+    )]
     Get {
         key: String,
         /// Read the contacted node's local copy, which may lag the leader.
@@ -57,6 +76,7 @@ pub enum Command {
         cluster: ClusterArgs,
     },
     /// Delete KEY.
+    #[command(after_help = "Examples:\n  opsdeck del tenant/key")]
     Del {
         key: String,
         #[command(flatten)]
@@ -64,6 +84,9 @@ pub enum Command {
     },
     /// Compare-and-set KEY: write VALUE (or delete, with --delete) only if the current value
     /// is --expect (or the key is absent, with --absent).
+    #[command(
+        after_help = "Examples:\n  opsdeck cas tenant/key new --expect old\n  opsdeck cas tenant/key first --absent\n  opsdeck cas tenant/key --delete --expect old"
+    )]
     Cas {
         key: String,
         #[arg(required_unless_present = "delete", conflicts_with = "delete")]
@@ -78,6 +101,9 @@ pub enum Command {
         cluster: ClusterArgs,
     },
     /// List keys starting with PREFIX.
+    #[command(
+        after_help = "Examples:\n  opsdeck scan tenant/ --limit 100\n  opsdeck scan tenant/ -o json"
+    )]
     Scan {
         #[arg(default_value = "")]
         prefix: String,
@@ -90,18 +116,28 @@ pub enum Command {
         cluster: ClusterArgs,
     },
     /// Drive load against the cluster and print throughput and latency percentiles.
+    #[command(
+        after_help = "Examples:\n  opsdeck bench --clients 64 --duration 20s\n  opsdeck bench --reads 100 --value-size 1024"
+    )]
     Bench(BenchArgs),
     /// Create, list, rotate and revoke API keys (needs an admin key).
+    #[command(
+        after_help = "Examples:\n  opsdeck keys list\n  opsdeck keys create --role read --tenant acme --expires 30d --out acme.key\n  opsdeck keys rotate --id k1a2b3c4d --grace 24h"
+    )]
     Keys {
         #[command(subcommand)]
         action: KeysAction,
     },
     /// Show and set per-tenant quotas (needs an admin key).
+    #[command(
+        after_help = "Examples:\n  opsdeck quota show\n  opsdeck quota set acme --tier premium --max-bytes 2GiB"
+    )]
     Quota {
         #[command(subcommand)]
         action: QuotaAction,
     },
     /// Show the most recent admin actions (needs an admin key).
+    #[command(after_help = "Examples:\n  opsdeck audit --limit 20 -o json")]
     Audit {
         /// How many records, newest last.
         #[arg(long, default_value_t = 50)]
@@ -112,10 +148,17 @@ pub enum Command {
     /// Evaluate alert rules (node down, quorum lost, latency, disk...) against the cluster.
     Alerts(AlertsArgs),
     /// Snapshot and purge the Raft log on every node; print the space reclaimed.
+    #[command(after_help = "Examples:\n  opsdeck compact\n  opsdeck compact --context prod-eu")]
     Compact(ClusterArgs),
     /// Print the nodes' log records, merged by time (--follow keeps streaming).
+    #[command(
+        after_help = "Examples:\n  opsdeck logs --level warn --since 10m\n  opsdeck logs --follow --node 2 --grep election"
+    )]
     Logs(LogsArgs),
     /// Stream a consistent backup from the leader into FILE (writes go on meanwhile).
+    #[command(
+        after_help = "Examples:\n  opsdeck backup --out nightly.odb\n  opsdeck backup --context prod-eu --out prod-eu.odb"
+    )]
     Backup {
         #[arg(long)]
         out: PathBuf,
@@ -123,12 +166,16 @@ pub enum Command {
         cluster: ClusterArgs,
     },
     /// Check a backup file's manifest and checksums without touching any cluster.
+    #[command(after_help = "Examples:\n  opsdeck verify-backup nightly.odb -o json")]
     VerifyBackup {
         file: PathBuf,
         #[command(flatten)]
         output: OutputArgs,
     },
     /// Replace the cluster's data with a backup's (verified first; asks unless --yes).
+    #[command(
+        after_help = "Examples:\n  opsdeck restore nightly.odb\n  opsdeck restore other.odb --allow-foreign-cluster --yes"
+    )]
     Restore {
         file: PathBuf,
         /// Do not ask for confirmation.
@@ -142,10 +189,17 @@ pub enum Command {
         cluster: ClusterArgs,
     },
     /// Add a node: as a learner first, then (once it has caught up) as a voter.
+    #[command(
+        after_help = "Examples:\n  opsdeck add-node --spawn\n  opsdeck add-node --id 4 --grpc 10.0.0.4:7101 --http 10.0.0.4:7201"
+    )]
     AddNode(AddNodeArgs),
     /// Remove a node from the cluster (leadership moves away first if it leads).
+    #[command(
+        after_help = "Examples:\n  opsdeck remove-node --id 3\n  opsdeck remove-node --id 3 --force --context prod-eu"
+    )]
     RemoveNode(RemoveNodeArgs),
     /// Hand leadership to another up-to-date voter.
+    #[command(after_help = "Examples:\n  opsdeck transfer-leader --to 2")]
     TransferLeader(TransferLeaderArgs),
     /// Print a shell completion script, e.g. `opsdeck completions bash >
     /// /etc/bash_completion.d/opsdeck` or `opsdeck completions zsh > ~/.zfunc/_opsdeck`.
@@ -158,12 +212,16 @@ pub enum Command {
     },
     /// Print every path opsdeck uses here: the config file, the dev dir, the key file and
     /// where the API key comes from, the keymap and theme in effect.
+    #[command(after_help = "Examples:\n  opsdeck info -o json")]
     Info {
         #[command(flatten)]
         output: OutputArgs,
     },
     /// The named clusters of the config file (`[contexts.NAME]`): list them, pick the one
     /// every verb uses, show what one resolves to.
+    #[command(
+        after_help = "Examples:\n  opsdeck ctx list\n  opsdeck ctx use prod-eu\n  opsdeck ctx show staging -o json\n  opsdeck status --context staging"
+    )]
     Ctx {
         #[command(subcommand)]
         action: CtxAction,

@@ -899,3 +899,49 @@ async fn contexts_pick_the_cluster_for_every_verb_and_json_never_loses_bytes() {
     .await
     .unwrap();
 }
+
+/// Every verb's `--help` ends with examples (and `-o` is there on every cluster verb).
+#[test]
+fn every_verb_help_has_examples() {
+    for verb in [
+        "node",
+        "dev",
+        "console",
+        "status",
+        "members",
+        "put",
+        "get",
+        "del",
+        "cas",
+        "scan",
+        "bench",
+        "keys",
+        "quota",
+        "audit",
+        "compact",
+        "logs",
+        "backup",
+        "verify-backup",
+        "restore",
+        "add-node",
+        "remove-node",
+        "transfer-leader",
+        "info",
+        "ctx",
+    ] {
+        let out = Command::new(BIN)
+            .args([verb, "--help"])
+            .output()
+            .expect("run opsdeck");
+        let help = stdout_of(&out);
+        assert!(
+            out.status.success() && help.contains("Examples:\n  opsdeck "),
+            "{verb}: {help}"
+        );
+    }
+    let help = stdout_of(&Command::new(BIN).args(["get", "--help"]).output().unwrap());
+    assert!(
+        help.contains("-o, --output <FORMAT>") && help.contains("value_base64"),
+        "{help}"
+    );
+}

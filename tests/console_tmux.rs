@@ -382,7 +382,7 @@ async fn dev_in_tmux_actions_by_key_read_only_refusal_and_a_killed_leader() {
     // Add a node: the console starts it and promotes it once caught up.
     tmux.keys(&["1", "a"]);
     tmux.wait("the add-node question", t, |s| {
-        s.contains("add node: enter starts")
+        s.contains("add node to dev:cluster: enter starts")
     })
     .await;
     tmux.keys(&["Enter"]);
@@ -401,7 +401,7 @@ async fn dev_in_tmux_actions_by_key_read_only_refusal_and_a_killed_leader() {
     // Backup to the suggested file, in the console's directory.
     tmux.keys(&["b"]);
     tmux.wait("the backup question", t, |s| {
-        s.contains("backup to file: opsdeck-backup-")
+        s.contains("backup dev:cluster to file: opsdeck-backup-")
     })
     .await;
     tmux.keys(&["Enter"]);
@@ -437,7 +437,7 @@ async fn dev_in_tmux_actions_by_key_read_only_refusal_and_a_killed_leader() {
     tmux.keys(&["r"]);
     tmux.wait("the grace question", t, |s| {
         s.contains(&format!(
-            "rotate key {new_id}: the old key stays valid for 24h"
+            "rotate key {new_id} of dev:cluster: the old key stays valid for 24h"
         ))
     })
     .await;

@@ -109,7 +109,8 @@ impl Target {
     }
 
     /// A short name for this cluster, for the console's status line and its questions: the
-    /// context's name, `dev` for the default dev dir, else the dir or the first endpoint.
+    /// context's name, `dev` for the default dev dir, `dev:NAME` for another dev dir NAME,
+    /// else the first endpoint (and how many more).
     pub fn label(&self) -> String {
         if let Some(c) = &self.context {
             return c.clone();
@@ -117,7 +118,12 @@ impl Target {
         match (self.endpoints.as_slice(), &self.cluster_dir) {
             ([], None) => DEV_CONTEXT.into(),
             ([], Some(dir)) if *dir == default_dev_dir() => DEV_CONTEXT.into(),
-            ([], Some(dir)) => dir.display().to_string(),
+            // Short, for questions at 80 columns: `dev:` and the dir's name.
+            ([], Some(dir)) => format!(
+                "{DEV_CONTEXT}:{}",
+                dir.file_name()
+                    .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into())
+            ),
             ([one], _) => one.clone(),
             ([first, rest @ ..], _) => format!("{first}+{}", rest.len()),
         }
