@@ -4,10 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use color_eyre::eyre::Result;
 
 use crate::alerts::notify::config::{alertmanager_flag, webhook_flag};
 use crate::alerts::notify::Receiver;
 use crate::client::Target;
+use crate::config::Config;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,17 +33,33 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run one node.
+    #[command(
+        after_help = "Examples:\n  opsdeck node --id 1 --grpc 0.0.0.0:7101 --http 0.0.0.0:7201 --data /var/lib/opsdeck --init"
+    )]
     Node(NodeArgs),
     /// Start a local dev cluster on 127.0.0.1 and open the console on it.
+    #[command(
+        after_help = "Examples:\n  opsdeck dev\n  opsdeck dev --nodes 5 --dir /tmp/c5 --base-port 9100 --headless"
+    )]
     Dev(DevArgs),
     /// Open the operations console (a terminal UI) on a running cluster.
+    #[command(
+        after_help = "Examples:\n  opsdeck console --context prod-eu --read-only\n  opsdeck console --endpoints 10.0.0.1:7101 --key-file admin.key"
+    )]
     Console(ConsoleArgs),
     /// Show every node's role, term and log indexes.
+    #[command(
+        after_help = "Examples:\n  opsdeck status\n  opsdeck status --context prod-eu -o json"
+    )]
     Status(ClusterArgs),
     /// List the cluster's members.
+    #[command(after_help = "Examples:\n  opsdeck members -o json")]
     Members(ClusterArgs),
     /// Write KEY=VALUE; the value comes from the command line, from --file FILE, or from
     /// standard input when VALUE is `-`. At most 1 MiB (the node's limit).
+    #[command(
+        after_help = "Examples:\n  opsdeck put tenant/key value\n  opsdeck put tenant/blob --file photo.jpg\n  echo hi | opsdeck put tenant/key -"
+    )]
     Put {
         key: String,
         /// The value (`-`: read it from standard input).
@@ -54,6 +72,9 @@ pub enum Command {
         cluster: ClusterArgs,
     },
     /// Read KEY (linearizable unless --stale).
+    #[command(
+        after_help = "Examples:\n  opsdeck get tenant/key\n  opsdeck get tenant/blob -o json   # bytes that are not UTF-8: \"value_base64\"\n  opsdeck get tenant/blob > photo.jpg"
+    )]
     Get {
         key: String,
         /// Read the contacted node's local copy, which may lag the leader.
@@ -63,6 +84,7 @@ pub enum Command {
         cluster: ClusterArgs,
     },
     /// Delete KEY.
+    #[command(after_help = "Examples:\n  opsdeck del tenant/key")]
     Del {
         key: String,
         #[command(flatten)]
@@ -70,6 +92,9 @@ pub enum Command {
     },
     /// Compare-and-set KEY: write VALUE (or delete, with --delete) only if the current value
     /// is --expect (or the key is absent, with --absent).
+    #[command(
+        after_help = "Examples:\n  opsdeck cas tenant/key new --expect old\n  opsdeck cas tenant/key first --absent\n  opsdeck cas tenant/key --delete --expect old"
+    )]
     Cas {
         key: String,
         #[arg(required_unless_present = "delete", conflicts_with = "delete")]
@@ -84,6 +109,9 @@ pub enum Command {
         cluster: ClusterArgs,
     },
     /// List keys starting with PREFIX.
+    #[command(
+        after_help = "Examples:\n  opsdeck scan tenant/ --limit 100\n  opsdeck scan tenant/ -o json"
+    )]
     Scan {
         #[arg(default_value = "")]
         prefix: String,
@@ -96,18 +124,28 @@ pub enum Command {
         cluster: ClusterArgs,
     },
     /// Drive load against the cluster and print throughput and latency percentiles.
+    #[command(
+        after_help = "Examples:\n  opsdeck bench --clients 64 --duration 20s\n  opsdeck bench --reads 100 --value-size 1024"
+    )]
     Bench(BenchArgs),
     /// Create, list, rotate and revoke API keys (needs an admin key).
+    #[command(
+        after_help = "Examples:\n  opsdeck keys list\n  opsdeck keys create --role read --tenant acme --expires 30d --out acme.key\n  opsdeck keys rotate --id k1a2b3c4d --grace 24h"
+    )]
     Keys {
         #[command(subcommand)]
         action: KeysAction,
     },
     /// Show and set per-tenant quotas (needs an admin key).
+    #[command(
+        after_help = "Examples:\n  opsdeck quota show\n  opsdeck quota set acme --tier premium --max-bytes 2GiB"
+    )]
     Quota {
         #[command(subcommand)]
         action: QuotaAction,
     },
     /// Show the most recent admin actions (needs an admin key).
+    #[command(after_help = "Examples:\n  opsdeck audit --limit 20 -o json")]
     Audit {
         /// How many records, newest last.
         #[arg(long, default_value_t = 50)]
@@ -118,10 +156,17 @@ pub enum Command {
     /// Evaluate alert rules (node down, quorum lost, latency, disk...) against the cluster.
     Alerts(AlertsArgs),
     /// Snapshot and purge the Raft log on every node; print the space reclaimed.
+    #[command(after_help = "Examples:\n  opsdeck compact\n  opsdeck compact --context prod-eu")]
     Compact(ClusterArgs),
     /// Print the nodes' log records, merged by time (--follow keeps streaming).
+    #[command(
+        after_help = "Examples:\n  opsdeck logs --level warn --since 10m\n  opsdeck logs --follow --node 2 --grep election"
+    )]
     Logs(LogsArgs),
     /// Stream a consistent backup from the leader into FILE (writes go on meanwhile).
+    #[command(
+        after_help = "Examples:\n  opsdeck backup --out nightly.odb\n  opsdeck backup --context prod-eu --out prod-eu.odb"
+    )]
     Backup {
         /// The backup file to write.
         #[arg(long, required_unless_present = "out_dir", conflicts_with = "out_dir")]
@@ -138,12 +183,16 @@ pub enum Command {
         cluster: ClusterArgs,
     },
     /// Check a backup file's manifest and checksums without touching any cluster.
+    #[command(after_help = "Examples:\n  opsdeck verify-backup nightly.odb -o json")]
     VerifyBackup {
         file: PathBuf,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Replace the cluster's data with a backup's (verified first; asks unless --yes).
+    #[command(
+        after_help = "Examples:\n  opsdeck restore nightly.odb\n  opsdeck restore other.odb --allow-foreign-cluster --yes"
+    )]
     Restore {
         file: PathBuf,
         /// Do not ask for confirmation.
@@ -157,10 +206,17 @@ pub enum Command {
         cluster: ClusterArgs,
     },
     /// Add a node: as a learner first, then (once it has caught up) as a voter.
+    #[command(
+        after_help = "Examples:\n  opsdeck add-node --spawn\n  opsdeck add-node --id 4 --grpc 10.0.0.4:7101 --http 10.0.0.4:7201"
+    )]
     AddNode(AddNodeArgs),
     /// Remove a node from the cluster (leadership moves away first if it leads).
+    #[command(
+        after_help = "Examples:\n  opsdeck remove-node --id 3\n  opsdeck remove-node --id 3 --force --context prod-eu"
+    )]
     RemoveNode(RemoveNodeArgs),
     /// Hand leadership to another up-to-date voter.
+    #[command(after_help = "Examples:\n  opsdeck transfer-leader --to 2")]
     TransferLeader(TransferLeaderArgs),
     /// Print a shell completion script, e.g. `opsdeck completions bash >
     /// /etc/bash_completion.d/opsdeck` or `opsdeck completions zsh > ~/.zfunc/_opsdeck`.
@@ -173,9 +229,45 @@ pub enum Command {
     },
     /// Print every path opsdeck uses here: the config file, the dev dir, the key file and
     /// where the API key comes from, the keymap and theme in effect.
+    #[command(after_help = "Examples:\n  opsdeck info -o json")]
     Info {
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// The named clusters of the config file (`[contexts.NAME]`): list them, pick the one
+    /// every verb uses, show what one resolves to.
+    #[command(
+        after_help = "Examples:\n  opsdeck ctx list\n  opsdeck ctx use prod-eu\n  opsdeck ctx show staging -o json\n  opsdeck status --context staging"
+    )]
+    Ctx {
+        #[command(subcommand)]
+        action: CtxAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CtxAction {
+    /// Every context (the built-in `dev` too); `*` marks the one in use.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Make NAME the current context: rewrites the `current_context` line of the config
+    /// file and nothing else (comments stay).
+    Use {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// What NAME (default: the context in use) resolves to: endpoints, key, TLS.
+    Show {
+        name: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -345,10 +437,16 @@ impl Command {
 #[derive(Args, Debug, Clone, Default)]
 pub struct ClusterArgs {
     /// Comma-separated gRPC addresses of cluster nodes.
-    #[arg(long, value_delimiter = ',', env = "OPSDECK_ENDPOINTS")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "OPSDECK_ENDPOINTS",
+        conflicts_with = "context"
+    )]
     pub endpoints: Vec<String>,
-    /// Directory of a dev cluster (reads its cluster.toml). Default: the default dev dir.
-    #[arg(long, conflicts_with = "endpoints")]
+    /// Directory of a dev cluster (reads its cluster.toml). Default: the config's context,
+    /// else the default dev dir.
+    #[arg(long, conflicts_with_all = ["endpoints", "context"])]
     pub cluster: Option<PathBuf>,
     /// File holding the API key. Default: $OPSDECK_API_KEY, else the cluster dir's admin.key.
     #[arg(long, env = "OPSDECK_KEY_FILE")]
@@ -356,9 +454,10 @@ pub struct ClusterArgs {
     /// Talk to the nodes over TLS, trusting this CA certificate (PEM).
     #[arg(long, env = "OPSDECK_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
-    /// Print machine-readable JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// The most a call to the cluster may take, connecting and every retry included (a
     /// verb retries while no node answers or no leader is elected).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -366,15 +465,79 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    /// The cluster these flags name.
-    pub fn target(&self) -> Target {
+    /// The cluster these flags name, completed from the config file (read here).
+    pub fn target(&self) -> Result<Target> {
+        self.target_in(&self.config.load()?)
+    }
+
+    /// The cluster these flags name, completed from `config`.
+    pub fn target_in(&self, config: &Config) -> Result<Target> {
         Target {
             endpoints: self.endpoints.clone(),
             cluster_dir: self.cluster.clone(),
             key_file: self.key_file.clone(),
             tls_ca: self.tls_ca.clone(),
             timeout: self.timeout,
+            ..Target::default()
         }
+        .with_config(config, self.config.context.as_deref())
+    }
+
+    /// JSON output asked for (`-o json` or `--json`).
+    pub fn json(&self) -> bool {
+        self.output.json()
+    }
+}
+
+/// Which config file, and which of its contexts.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConfigArgs {
+    /// Config file (default: $XDG_CONFIG_HOME/opsdeck/config.toml, i.e.
+    /// ~/.config/opsdeck/config.toml).
+    #[arg(long, env = "OPSDECK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The cluster of the config's `[contexts.NAME]` (default: its current_context; `dev`,
+    /// the default dev cluster, needs no config). Not with --endpoints or --cluster.
+    #[arg(long, env = "OPSDECK_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl ConfigArgs {
+    pub fn load(&self) -> Result<Config> {
+        Config::load_from(self.config.as_deref())
+    }
+}
+
+/// How a verb prints its result.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// One JSON document. In `get`, `scan` and `cas` a value that is not UTF-8 is given
+    /// as `"value_base64"` (`"current_base64"`): standard base64, padded, never lossy.
+    Json,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub output: OutputFormat,
+    /// Same as `-o json`.
+    #[arg(long, conflicts_with = "output")]
+    pub json: bool,
+}
+
+impl OutputArgs {
+    pub fn json(&self) -> bool {
+        self.json || self.output == OutputFormat::Json
     }
 }
 
@@ -577,7 +740,8 @@ pub struct DevArgs {
     pub notify: NotifyArgs,
 }
 
-/// `opsdeck console`. Defaults come from `~/.config/opsdeck/config.toml`; flags win.
+/// `opsdeck console`. Defaults come from `~/.config/opsdeck/config.toml` (`--config`);
+/// flags win.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ConsoleArgs {
     #[command(flatten)]
@@ -600,9 +764,6 @@ pub struct ConsoleArgs {
     /// How often each node sends a status frame, in milliseconds (default 1000).
     #[arg(long)]
     pub refresh_ms: Option<u64>,
-    /// Config file (default: $XDG_CONFIG_HOME/opsdeck/config.toml).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
     /// Alert rules file for the Alerts pane (default: the built-in rules; see
     /// `opsdeck alerts --print-rules`).
     #[arg(long)]

@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod console;
 pub mod format;
 pub mod ops;

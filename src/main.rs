@@ -3,7 +3,9 @@
 use color_eyre::eyre::Result;
 use opsdeck::cli::Command;
 use opsdeck::console;
-use opsdeck::verbs::{admin, alerts, backup, bench, compact, dev, kit, kv, logs, members, node};
+use opsdeck::verbs::{
+    admin, alerts, backup, bench, compact, ctx, dev, kit, kv, logs, members, node,
+};
 
 fn main() {
     // The console adds a panic hook that restores the terminal before this report is
@@ -97,7 +99,7 @@ async fn dispatch(command: Command) -> Result<i32> {
             // clap requires one of them.
             (None, None) => Err(color_eyre::eyre::eyre!("give --out FILE or --out-dir DIR")),
         },
-        Command::VerifyBackup { file, json } => backup::verify(&file, json),
+        Command::VerifyBackup { file, output } => backup::verify(&file, output.json()),
         Command::Restore {
             file,
             yes,
@@ -109,7 +111,8 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::TransferLeader(args) => members::transfer_leader(args).await,
         Command::Completions { shell } => kit::completions(shell),
         Command::Man { dir } => kit::man(dir.as_deref()),
-        Command::Info { json } => kit::info(json),
+        Command::Info { output } => kit::info(output.json()),
+        Command::Ctx { action } => ctx::run(action),
     };
     done.map(|()| 0)
 }

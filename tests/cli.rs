@@ -530,7 +530,8 @@ async fn a_verb_pointed_at_the_http_port_names_the_grpc_port() {
 }
 
 /// `restore DIR` names the mistake once (it used to print "Is a directory (os error 21)"
-/// twice), and a key file others can read is used with a warning naming the fix.
+/// twice); a key file every user can read is refused, one its group can read is used with
+/// a warning, both naming the fix.
 #[test]
 fn a_directory_for_a_backup_and_a_readable_key_file_are_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -562,10 +563,18 @@ fn a_directory_for_a_backup_and_a_readable_key_file_are_named() {
         run_cli_as(None, &args)
     };
     let out = get_with_key();
+    assert_one_line_error(
+        &out,
+        &format!(
+            "refusing the key file {k}: every user can read it (mode 0644); run `chmod 600 {k}`"
+        ),
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = get_with_key();
     let err = stderr_of(&out);
     assert!(
         err.contains(&format!(
-            "warning: the key file {k} can be read by other users (mode 0644)"
+            "warning: the key file {k} can be read by other users (mode 0640)"
         )) && err.contains(&format!("chmod 600 {k}")),
         "{err}"
     );
@@ -744,5 +753,214 @@ fn version_names_the_commit_and_its_date() {
         date == "unknown"
             || (date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-'),
         "{date}"
+    );
+}
+
+/// `opsdeck ARGS` with `$XDG_CONFIG_HOME` = `home` (so `home/opsdeck/config.toml` is the
+/// default config), no key in the environment, and `env` set.
+fn run_home(home: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    for k in [
+        "OPSDECK_API_KEY",
+        "OPSDECK_CONTEXT",
+        "OPSDECK_CONFIG",
+        "OPSDECK_ENDPOINTS",
+        "OPSDECK_KEY_FILE",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.env("XDG_CONFIG_HOME", home).envs(env.iter().copied());
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run opsdeck")
+}
+
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", stderr_of(out));
+    serde_json::from_str(&stdout_of(out)).expect("json")
+}
+
+/// Contexts in the default config.toml reach every verb (the key comes from the context's
+/// key_file: without it the writes would be refused); `--context`, `$OPSDECK_CONTEXT` and
+/// `current_context` pick one, `ctx use` rewrites only its line; unknown contexts, bad
+/// files and a world-readable key file are refused with the fix; `-o json` / `--json`
+/// print binary values base64-encoded and marked, `get` in a table prints the bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contexts_pick_the_cluster_for_every_verb_and_json_never_loses_bytes() {
+    use base64::Engine;
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = TestCluster::start(1, &[]).await;
+    cluster.wait_leader(Duration::from_secs(15)).await;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_path_buf();
+    let key = h.join("one.key");
+    std::fs::write(&key, admin_key()).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::create_dir_all(h.join("opsdeck")).unwrap();
+    let config = h.join("opsdeck/config.toml");
+    let text = format!(
+        "# my clusters\ncurrent_context = \"down\"   # nothing listens there\n\n\
+         [contexts.down]\nendpoints = [\"127.0.0.1:1\"]\n\n\
+         [contexts.one]\n# the test cluster\nendpoints = [{:?}]\nkey_file = {:?}\n",
+        cluster.nodes[0].grpc,
+        key.display().to_string()
+    );
+    std::fs::write(&config, &text).unwrap();
+    let binary: Vec<u8> = vec![0xff, 0x00, 0xfe, b'a', 0x80];
+    let bin_file = h.join("value.bin");
+    std::fs::write(&bin_file, &binary).unwrap();
+    let b = bin_file.to_str().unwrap().to_string();
+
+    tokio::task::spawn_blocking(move || {
+        let run = |env: &[(&str, &str)], args: &[&str]| run_home(&h, env, args);
+        let one = [("OPSDECK_CONTEXT", "one")];
+        let out = run(&[], &["put", "t/bin", "--file", &b, "--context", "one"]);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let out = run(&one, &["put", "t/text", "héllo"]);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+
+        // JSON: text as "value", other bytes as "value_base64"; a table prints the bytes.
+        let got = json_of(&run(&one, &["get", "t/bin", "-o", "json"]));
+        assert!(got.get("value").is_none(), "{got}");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(got["value_base64"].as_str().expect("value_base64"))
+            .unwrap();
+        assert_eq!(decoded, binary);
+        let got = json_of(&run(&one, &["get", "t/text", "--json"]));
+        assert_eq!(got["value"], "héllo");
+        let out = run(&one, &["get", "t/bin", "-o", "table"]);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        assert_eq!(out.stdout, [binary.as_slice(), b"\n"].concat());
+        let scan = json_of(&run(&one, &["scan", "t/", "-o", "json"]));
+        let items = scan["items"].as_array().expect("items");
+        assert_eq!(items.len(), 2, "{scan}");
+        assert!(items[0]["value_base64"].is_string() && items[0].get("value").is_none());
+        assert_eq!(items[1]["value"], "héllo");
+        let out = run(&one, &["get", "t/bin", "-o", "json", "--json"]);
+        assert!(!out.status.success(), "-o and --json together are refused");
+
+        // current_context ("down") is used without a flag; every verb reads it.
+        let out = run(&[], &["status", "--timeout", "1s"]);
+        assert!(!out.status.success());
+        assert!(
+            stderr_of(&out).contains("127.0.0.1:1"),
+            "{}",
+            stderr_of(&out)
+        );
+        let members = json_of(&run(&one, &["members", "-o", "json"]));
+        assert_eq!(members["members"].as_array().map(Vec::len), Some(1));
+
+        // ctx: list marks the one in use; use rewrites only that line.
+        let list = json_of(&run(&[], &["ctx", "list", "-o", "json"]));
+        assert_eq!(list["current"], "down", "{list}");
+        let names: Vec<&str> = list["contexts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, ["dev", "down", "one"]);
+        let table = stdout_of(&run(&one, &["ctx", "list"]));
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with('*') && l.contains("one")),
+            "{table}"
+        );
+        let out = run(&[], &["ctx", "use", "one"]);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        assert_eq!(
+            std::fs::read_to_string(&config).unwrap(),
+            text.replace(
+                "current_context = \"down\"   #",
+                "current_context = \"one\"   #"
+            )
+        );
+        let status = json_of(&run(&[], &["status", "--json"]));
+        assert_eq!(
+            status["nodes"].as_array().map(Vec::len),
+            Some(1),
+            "{status}"
+        );
+        let show = json_of(&run(&[], &["ctx", "show", "-o", "json"]));
+        assert_eq!(show["name"], "one");
+
+        // Refusals.
+        let out = run(&[], &["status", "--context", "nope"]);
+        assert_one_line_error(
+            &out,
+            "no context \"nope\" in the config; known contexts: dev, down, one",
+        );
+        let out = run(&[], &["ctx", "use", "nope"]);
+        assert_one_line_error(&out, "known contexts: dev, down, one");
+        assert!(std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("current_context = \"one\""));
+        let out = run(
+            &[],
+            &["status", "--context", "one", "--endpoints", "127.0.0.1:1"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = run(&[], &["status"]);
+        assert_one_line_error(&out, "every user can read it (mode 0644)");
+        assert!(stderr_of(&out).contains("chmod 600"), "{}", stderr_of(&out));
+        let bad = h.join("bad.toml");
+        std::fs::write(&bad, "theme = \"light\"\n\n[contexts.x]\ncolour = 1\n").unwrap();
+        let c = bad.to_str().unwrap();
+        let out = run(&[], &["get", "k", "--config", c]);
+        assert_one_line_error(&out, &format!("config {c}:4: unknown field `colour`"));
+        std::fs::write(&bad, "[contexts.x]\nendpoints = \"a:1\"\n").unwrap();
+        let out = run(&[("OPSDECK_CONFIG", c)], &["ctx", "list"]);
+        assert_one_line_error(&out, &format!("config {c}:2: invalid type"));
+    })
+    .await
+    .unwrap();
+}
+
+/// Every verb's `--help` ends with examples (and `-o` is there on every cluster verb).
+#[test]
+fn every_verb_help_has_examples() {
+    for verb in [
+        "node",
+        "dev",
+        "console",
+        "status",
+        "members",
+        "put",
+        "get",
+        "del",
+        "cas",
+        "scan",
+        "bench",
+        "keys",
+        "quota",
+        "audit",
+        "compact",
+        "logs",
+        "backup",
+        "verify-backup",
+        "restore",
+        "add-node",
+        "remove-node",
+        "transfer-leader",
+        "info",
+        "ctx",
+    ] {
+        let out = Command::new(BIN)
+            .args([verb, "--help"])
+            .output()
+            .expect("run opsdeck");
+        let help = stdout_of(&out);
+        assert!(
+            out.status.success() && help.contains("Examples:\n  opsdeck "),
+            "{verb}: {help}"
+        );
+    }
+    let help = stdout_of(&Command::new(BIN).args(["get", "--help"]).output().unwrap());
+    assert!(
+        help.contains("-o, --output <FORMAT>") && help.contains("value_base64"),
+        "{help}"
     );
 }

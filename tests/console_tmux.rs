@@ -88,7 +88,7 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
     let home = tempfile::tempdir().expect("temp dir");
     // The operator's key, in a file as they would keep it.
     let key_file = home.path().join("admin.key");
-    std::fs::write(&key_file, admin_key()).expect("write key file");
+    write_key_file(&key_file);
     let tmux = tmux_session(
         "console",
         home.path(),
@@ -240,6 +240,13 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
     assert_eq!(tmux.display("#{cursor_flag}"), "1", "cursor shown again");
 }
 
+/// The test admin key in `path`, mode 0600 (a key file others can read is refused).
+fn write_key_file(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, admin_key()).expect("write key file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+}
+
 /// `opsdeck` run in a dev cluster's directory, as the tests' operator would.
 fn cli_in(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
     let cluster = dir.display().to_string();
@@ -375,7 +382,7 @@ async fn dev_in_tmux_actions_by_key_read_only_refusal_and_a_killed_leader() {
     // Add a node: the console starts it and promotes it once caught up.
     tmux.keys(&["1", "a"]);
     tmux.wait("the add-node question", t, |s| {
-        s.contains("add node: enter starts")
+        s.contains("add node to dev:cluster: enter starts")
     })
     .await;
     tmux.keys(&["Enter"]);
@@ -394,7 +401,7 @@ async fn dev_in_tmux_actions_by_key_read_only_refusal_and_a_killed_leader() {
     // Backup to the suggested file, in the console's directory.
     tmux.keys(&["b"]);
     tmux.wait("the backup question", t, |s| {
-        s.contains("backup to file: opsdeck-backup-")
+        s.contains("backup dev:cluster to file: opsdeck-backup-")
     })
     .await;
     tmux.keys(&["Enter"]);
@@ -430,7 +437,7 @@ async fn dev_in_tmux_actions_by_key_read_only_refusal_and_a_killed_leader() {
     tmux.keys(&["r"]);
     tmux.wait("the grace question", t, |s| {
         s.contains(&format!(
-            "rotate key {new_id}: the old key stays valid for 24h"
+            "rotate key {new_id} of dev:cluster: the old key stays valid for 24h"
         ))
     })
     .await;
@@ -552,4 +559,118 @@ fn dev_without_a_terminal_says_to_pass_headless_and_starts_nothing() {
         "no cluster was formed"
     );
     assert!(!dir.path().join("n1").exists(), "no node was started");
+}
+
+/// Two clusters (3 nodes and 1 node) as two contexts of the operator's config.toml: the
+/// console opens on the current one, `:ctx` lists both, `:ctx beta` switches live (the other
+/// cluster's single node, its port, no follower), and a remove-node question names the
+/// context it would act on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctx_switches_the_console_to_another_cluster_live_and_questions_name_it() {
+    let alpha = TestCluster::start(3, &[]).await;
+    let beta = TestCluster::start(1, &[]).await;
+    let t = Duration::from_secs(20);
+    alpha.wait_leader(t).await;
+    beta.wait_leader(t).await;
+    let home = tempfile::tempdir().expect("temp dir");
+    let key_file = home.path().join("admin.key");
+    write_key_file(&key_file);
+    let config_dir = home.path().join("config").join("opsdeck");
+    std::fs::create_dir_all(&config_dir).expect("config dir");
+    let array = |c: &TestCluster| {
+        let quoted: Vec<String> = c.nodes.iter().map(|n| format!("{:?}", n.grpc)).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    let key = format!("{:?}", key_file.display().to_string());
+    std::fs::write(
+        config_dir.join("config.toml"),
+        format!(
+            "# two clusters\ncurrent_context = \"alpha\"\n\n[contexts.alpha]\nendpoints = {}\n\
+             key_file = {key}\n\n[contexts.beta]\nendpoints = {}\nkey_file = {key}\n",
+            array(&alpha),
+            array(&beta)
+        ),
+    )
+    .expect("write config");
+    let tmux = tmux_session(
+        "ctx",
+        home.path(),
+        home.path(),
+        &format!("env -u OPSDECK_API_KEY {BIN} console --refresh-ms 300"),
+    );
+    let alpha_ports: Vec<&str> = alpha
+        .nodes
+        .iter()
+        .filter_map(|n| n.grpc.rsplit(':').next())
+        .collect();
+    let beta_port = beta.nodes[0].grpc.rsplit(':').next().expect("port");
+
+    tmux.wait("alpha's 3 nodes", t, |s| {
+        s.contains("[alpha]")
+            && s.contains("★ leader")
+            && s.matches("follower").count() == 2
+            && alpha_ports.iter().all(|p| s.contains(p))
+    })
+    .await;
+    tmux.keys(&[":"]);
+    tmux.typed("ctx");
+    tmux.keys(&["Enter"]);
+    tmux.wait("the context list", t, |s| {
+        s.contains("contexts: *alpha, beta, dev (:ctx NAME switches)")
+    })
+    .await;
+
+    tmux.keys(&[":"]);
+    tmux.typed("ctx beta");
+    tmux.keys(&["Enter"]);
+    let screen = tmux
+        .wait("beta's single node", t, |s| {
+            s.contains("switched to beta: watching 1 nodes")
+                && s.contains("★ leader")
+                && s.contains(beta_port)
+        })
+        .await;
+    assert_eq!(screen.matches("follower").count(), 0, "{screen}");
+    for p in &alpha_ports {
+        assert!(
+            !screen.contains(p),
+            "alpha's port {p} still shown:\n{screen}"
+        );
+    }
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.starts_with("[beta] switched to beta")),
+        "the context on the status line:\n{screen}"
+    );
+
+    // A question before a change names the cluster it would change.
+    tmux.keys(&["x"]);
+    tmux.wait("the remove question naming beta", t, |s| {
+        s.contains(&format!(
+            "Remove node 1 ({}) from beta? type 1 to confirm:",
+            beta.nodes[0].grpc
+        ))
+    })
+    .await;
+    tmux.keys(&["Escape"]);
+    // An unknown context is refused, listing the known ones; the console stays on beta.
+    tmux.keys(&[":"]);
+    tmux.typed("ctx gamma");
+    tmux.keys(&["Enter"]);
+    tmux.wait("the refusal", t, |s| {
+        s.contains("no context \"gamma\" in the config; known contexts: alpha, beta, dev")
+    })
+    .await;
+    let members = run_cli(&["members", "--endpoints", &beta.endpoints(), "--json"]);
+    assert!(members.status.success(), "{}", stderr_of(&members));
+    let members: serde_json::Value =
+        serde_json::from_str(&stdout_of(&members)).expect("members json");
+    assert_eq!(members["members"].as_array().map(Vec::len), Some(1));
+
+    tmux.keys(&["q"]);
+    tmux.wait("the console to exit", t, |s| {
+        s.contains("console exited with 0")
+    })
+    .await;
 }

@@ -15,6 +15,7 @@ type ModPath = Vec<String>;
 /// Lowest layer first. A module may use its own layer and the ones before it.
 const SRC_LAYERS: &[&[&str]] = &[
     &["format", "test_text"],
+    &["config"],
     &["client"],
     &["alerts"],
     &["cli"],
@@ -24,7 +25,7 @@ const SRC_LAYERS: &[&[&str]] = &[
 ];
 
 const CONSOLE_LAYERS: &[&[&str]] = &[
-    &["action", "model", "theme", "config"],
+    &["action", "model", "theme"],
     &["keymap", "watch", "ops"],
     &["state"],
     &["effect"],

@@ -8,7 +8,7 @@
 //! is restored on every way out: normal quit, error, signal, and panic (ratatui's hook
 //! restores it before color-eyre prints the report).
 //!
-//! Inside the console imports run one way: `action`, `model`, `theme`, `config`, then
+//! Inside the console imports run one way: `action`, `model`, `theme`, then
 //! `keymap`, `watch`, `ops`, then `state` (view state), `effect`, `app`, `panes`, `ui`;
 //! none imports a later one. This file, their parent, ties them together: a key goes to
 //! `App::on_event`, its action to `App::run` or, when it is the shown pane's, to
@@ -16,7 +16,6 @@
 
 pub mod action;
 pub mod app;
-pub mod config;
 pub mod effect;
 pub mod keymap;
 pub mod model;
@@ -41,10 +40,10 @@ use tokio::sync::{mpsc, watch as flag};
 
 use crate::alerts::Rules;
 use crate::cli::ConsoleArgs;
-use crate::client::ClusterClient;
+use crate::client::{ClusterClient, Target};
+use crate::config::Config;
 use action::Action;
 use app::{App, Reaction, WarRoom};
-use config::Config;
 use keymap::Keymap;
 use model::Model;
 use theme::{ColorDepth, Theme};
@@ -70,24 +69,17 @@ pub struct Settings {
     pub dev_dir: Option<std::path::PathBuf>,
     /// Where alerts are sent: the config's `[[notify]]`, then the flags'.
     pub receivers: Vec<crate::alerts::notify::Receiver>,
+    /// The cluster, as the flags and the config name it (its `read_only` is added to the
+    /// one above, which is what the flags force).
+    pub target: Target,
+    /// The config file as read, for `:ctx NAME`.
+    pub config: Config,
 }
 
 /// Applies the config file to the flags (flags win) and loads keymap and theme.
-pub fn resolve(args: &mut ConsoleArgs) -> Result<Settings> {
-    let config = match (&args.config, config::default_path()) {
-        (Some(path), _) => Config::load(path, true)?,
-        (None, Some(path)) => Config::load(&path, false)?,
-        (None, None) => Config::default(),
-    };
-    let cluster = &mut args.cluster;
-    if cluster.endpoints.is_empty() && cluster.cluster.is_none() {
-        if let Some(eps) = &config.endpoints {
-            cluster.endpoints = eps.clone();
-        }
-    }
-    if cluster.key_file.is_none() {
-        cluster.key_file = config.key_file.clone();
-    }
+pub fn resolve(args: &ConsoleArgs) -> Result<Settings> {
+    let config = args.cluster.config.load()?;
+    let target = args.cluster.target_in(&config)?;
     let depth = ColorDepth::detect();
     let theme_name = match (&args.theme, &config.theme) {
         (Some(t), _) => t.clone(),
@@ -120,23 +112,26 @@ pub fn resolve(args: &mut ConsoleArgs) -> Result<Settings> {
         .or(config.war_room_cycle_secs.as_ref().map(|s| *s.get_ref()))
         .unwrap_or(10)
         .clamp(2, 3600);
+    let receivers = crate::alerts::notify::config::merge(&config.notify, &args.notify.receivers())
+        .map_err(|e| eyre!(e))?;
     Ok(Settings {
         keymap,
         theme,
         depth,
         refresh: Duration::from_millis(refresh_ms),
-        read_only: args.read_only || args.war_room || config.read_only.unwrap_or(false),
+        read_only: args.read_only || args.war_room,
         war_room: args.war_room.then_some(cycle),
         rules,
-        dev_dir: args.cluster.target().dev_dir(),
-        receivers: crate::alerts::notify::config::merge(&config.notify, &args.notify.receivers())
-            .map_err(|e| eyre!(e))?,
+        dev_dir: target.dev_dir(),
+        receivers,
+        target,
+        config,
     })
 }
 
-pub async fn run(mut args: ConsoleArgs) -> Result<()> {
-    let settings = resolve(&mut args)?;
-    let client = args.cluster.target().connect()?;
+pub async fn run(args: ConsoleArgs) -> Result<()> {
+    let settings = resolve(&args)?;
+    let client = settings.target.connect()?;
     open(client, settings).await
 }
 
@@ -151,18 +146,97 @@ pub fn require_terminal(instead: &str) -> Result<()> {
     }
 }
 
+/// The watches of one cluster: a task per node and the key list poll, and the channel
+/// they send on. Dropped (tasks aborted) when the console switches cluster or ends.
+struct Watching {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    rx: mpsc::Receiver<model::Update>,
+    keys_wanted: flag::Sender<bool>,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts watching `client`'s nodes for `app` (whose model must list them in this order)
+/// and points the app's operations at it.
+fn watch_cluster(
+    app: &mut App,
+    client: ClusterClient,
+    dev_dir: Option<std::path::PathBuf>,
+    refresh: Duration,
+    op_tx: mpsc::UnboundedSender<ops::OpEvent>,
+) -> Watching {
+    let (tx, rx) = mpsc::channel(4096);
+    let mut tasks: Vec<_> = client
+        .node_clients()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, rpc))| watch::spawn(i, rpc, refresh, tx.clone()))
+        .collect();
+    let (keys_wanted, wanted) = flag::channel(app.pane == action::PaneKind::Keys);
+    let client = Arc::new(client);
+    tasks.push(watch::spawn_keys(client.clone(), wanted, tx.clone()));
+    app.ops = Some(ops::Ops {
+        client,
+        tx: op_tx,
+        dev_dir,
+        updates: tx,
+        refresh,
+    });
+    Watching {
+        tasks,
+        rx,
+        keys_wanted,
+    }
+}
+
+fn endpoints_of(client: &ClusterClient) -> Vec<String> {
+    client.node_clients().into_iter().map(|(e, _)| e).collect()
+}
+
+/// `:ctx NAME` carried out: the old watches end, the model starts over, the new cluster's
+/// nodes are watched. A target that cannot be reached is reported and the old one stays.
+fn switch_cluster(
+    app: &mut App,
+    watching: &mut Watching,
+    target: Target,
+    refresh: Duration,
+    op_tx: &mpsc::UnboundedSender<ops::OpEvent>,
+) {
+    let client = match target.connect() {
+        Ok(c) => c,
+        Err(e) => {
+            app.message(&format!("cannot switch to {}: {e:#}", target.label()), true);
+            return;
+        }
+    };
+    let dev_dir = target.dev_dir();
+    let label = target.label();
+    app.reset_for(target, &endpoints_of(&client));
+    *watching = watch_cluster(app, client, dev_dir, refresh, op_tx.clone());
+    let n = app.model.nodes.len();
+    app.message(&format!("switched to {label}: watching {n} nodes"), false);
+}
+
 /// Opens the console on `client`'s endpoints until the user quits.
 pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
     require_terminal("for scripts use `opsdeck status --json`")?;
-    let nodes = client.node_clients();
-    let endpoints: Vec<String> = nodes.iter().map(|(e, _)| e.clone()).collect();
     let mut app = App::new(
-        Model::new(&endpoints),
+        Model::new(&endpoints_of(&client)),
         settings.keymap,
         settings.theme,
         settings.depth,
     );
-    app.read_only = settings.read_only;
+    app.model.context = settings.target.label();
+    app.forced_read_only = settings.read_only;
+    app.read_only = settings.read_only || settings.target.read_only;
+    app.target = settings.target;
+    app.config = settings.config;
     app.utc_offset = crate::format::local_utc_offset();
     app.war_room = settings.war_room.map(|cycle_secs| WarRoom { cycle_secs });
     app.alerts = state::AlertsView::new(settings.rules);
@@ -171,7 +245,9 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
             cluster: None,
             generator: format!(
                 "opsdeck://{}/console",
-                endpoints.first().map_or("localhost", String::as_str)
+                endpoints_of(&client)
+                    .first()
+                    .map_or("localhost", String::as_str)
             ),
         };
         let notifier = crate::alerts::notify::Notifier::start(settings.receivers, source)
@@ -184,24 +260,15 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
         app.pane = action::PaneKind::Logs;
     }
 
-    let (tx, rx) = mpsc::channel(4096);
-    let tasks: Vec<_> = nodes
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, rpc))| watch::spawn(i, rpc, settings.refresh, tx.clone()))
-        .collect();
-    let (keys_wanted, wanted) = flag::channel(false);
-    let client = Arc::new(client);
-    let keys_task = watch::spawn_keys(client.clone(), wanted, tx.clone());
     let (op_tx, op_rx) = mpsc::unbounded_channel();
-    app.ops = Some(ops::Ops {
+    let watching = watch_cluster(
+        &mut app,
         client,
-        tx: op_tx,
-        dev_dir: settings.dev_dir,
-        updates: tx.clone(),
-        refresh: settings.refresh,
-    });
-    drop(tx);
+        settings.dev_dir,
+        settings.refresh,
+        op_tx.clone(),
+    );
+    let refresh = settings.refresh;
 
     let mut terminal = ratatui::try_init().wrap_err("cannot set up the terminal")?;
     // ratatui's hook leaves the alternate screen and raw mode, then runs color-eyre's report;
@@ -211,13 +278,9 @@ pub async fn open(client: ClusterClient, settings: Settings) -> Result<()> {
         let _ = crossterm::execute!(std::io::stdout(), crossterm::cursor::Show);
         restore_hook(info);
     }));
-    let result = event_loop(&mut terminal, &mut app, rx, op_rx, keys_wanted).await;
+    let result = event_loop(&mut terminal, &mut app, watching, op_rx, (refresh, op_tx)).await;
     let _ = terminal.show_cursor();
     ratatui::restore();
-    for t in tasks {
-        t.abort();
-    }
-    keys_task.abort();
     result
 }
 
@@ -263,9 +326,9 @@ fn draw_if_changed(terminal: &mut DefaultTerminal, app: &App, shown: &mut Buffer
 async fn event_loop(
     terminal: &mut DefaultTerminal,
     app: &mut App,
-    mut rx: mpsc::Receiver<model::Update>,
+    mut watching: Watching,
     mut op_rx: mpsc::UnboundedReceiver<ops::OpEvent>,
-    keys_wanted: flag::Sender<bool>,
+    (refresh, op_tx): (Duration, mpsc::UnboundedSender<ops::OpEvent>),
 ) -> Result<()> {
     terminal.hide_cursor()?;
     terminal.clear()?;
@@ -309,7 +372,7 @@ async fn event_loop(
                 Some(Err(e)) => return Err(eyre!("reading the terminal failed: {e}")),
                 None => return Ok(()),
             },
-            n = rx.recv_many(&mut batch, BATCH) => {
+            n = watching.rx.recv_many(&mut batch, BATCH) => {
                 if n == 0 {
                     return Err(eyre!("every node watcher stopped"));
                 }
@@ -338,7 +401,11 @@ async fn event_loop(
         if app.quit {
             return Ok(());
         }
-        keys_wanted.send_if_modified(|w| {
+        if let Some(target) = app.switch_to.take() {
+            switch_cluster(app, &mut watching, target, refresh, &op_tx);
+            dirty = true;
+        }
+        watching.keys_wanted.send_if_modified(|w| {
             let shown = app.pane == action::PaneKind::Keys;
             std::mem::replace(w, shown) != shown
         });

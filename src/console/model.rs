@@ -159,6 +159,9 @@ pub enum Verdict {
 
 #[derive(Debug, Clone, Default)]
 pub struct Model {
+    /// The cluster's name: its config context (`Target::label`), shown on the status line
+    /// and in every question before a change.
+    pub context: String,
     pub nodes: Vec<NodeView>,
     pub logs: VecDeque<LogLine>,
     /// Lines removed from the front to stay within MAX_LOG_LINES; lets views keep positions.
@@ -714,6 +717,7 @@ pub mod fixture {
     pub fn model() -> Model {
         let eps: Vec<String> = (1..=3).map(|i| format!("127.0.0.1:710{i}")).collect();
         let mut m = Model::new(&eps);
+        m.context = "prod-eu".into();
         for step in 0..30i64 {
             let t = T0 + step * 1000;
             m.apply(Update::Event {

@@ -392,7 +392,61 @@ fn read_only_refuses_and_hides_every_mutating_action() {
     press(&mut app, KeyCode::Esc);
     press(&mut app, KeyCode::Char('r'));
     assert!(text(&render(&app, 80, 24))
-        .contains("rotate key k0a1b2c3d: the old key stays valid for 24h"));
+        .contains("rotate key k0a1b2c3d of prod-eu: the old key stays valid for 24h"));
+}
+
+#[test]
+fn every_question_before_a_change_names_the_context_and_ctx_lists_and_refuses() {
+    let mut app = observed_app();
+    app.config = crate::config::Config::parse(
+        "c.toml",
+        "[contexts.prod-eu]\nendpoints = [\"127.0.0.1:7101\"]\n[contexts.staging]\nendpoints = [\"127.0.0.1:7201\"]\n",
+    )
+    .unwrap();
+    for (pane, key, words) in [
+        (PaneKind::Overview, 'b', "backup prod-eu to file: "),
+        (PaneKind::Logs, 'R', "restore prod-eu from backup file: "),
+        (PaneKind::Overview, 'C', "compact all 3 nodes of prod-eu"),
+        (PaneKind::Overview, 'a', "add node to prod-eu: "),
+        (
+            PaneKind::Overview,
+            'x',
+            "Remove node 1 (127.0.0.1:7101) from prod-eu? type 1",
+        ),
+        (
+            PaneKind::Overview,
+            't',
+            "Move prod-eu's leadership to node 1",
+        ),
+        (PaneKind::Keys, 'r', "rotate key k0a1b2c3d of prod-eu: "),
+    ] {
+        app.show(pane);
+        press(&mut app, KeyCode::Char(key));
+        let screen = text(&render(&app, 120, 30));
+        assert!(screen.contains(words.trim_end()), "{key}: {screen}");
+        press(&mut app, KeyCode::Esc);
+    }
+    app.command("ctx");
+    let screen = text(&render(&app, 120, 30));
+    assert!(
+        screen.contains("[prod-eu] contexts: dev, *prod-eu, staging (:ctx NAME switches)"),
+        "{screen}"
+    );
+    app.command("ctx nope");
+    assert!(app.switch_to.is_none());
+    let screen = text(&render(&app, 120, 30));
+    assert!(
+        screen.contains("no context \"nope\" in the config; known contexts: dev, prod-eu, staging"),
+        "{screen}"
+    );
+    app.command("ctx staging");
+    let target = app.switch_to.take().expect("a switch");
+    assert_eq!(target.label(), "staging");
+    assert_eq!(target.endpoints, vec!["127.0.0.1:7201".to_string()]);
+    app.reset_for(target, &["127.0.0.1:7201".to_string()]);
+    assert_eq!(app.model.nodes.len(), 1);
+    let screen = text(&render(&app, 120, 30));
+    assert!(screen.contains("[staging] "), "{screen}");
 }
 
 #[test]
@@ -750,17 +804,12 @@ fn the_rules_file_comes_from_the_flag_and_a_bad_one_is_refused_before_the_termin
         "[[rule]]\nname = \"x\"\nexpr = \"no_such_figure > 1\"\nseverity = \"warning\"\n",
     )
     .unwrap();
-    let mut args = crate::cli::ConsoleArgs {
-        config: Some(config),
-        ..Default::default()
-    };
-    let e = super::resolve(&mut args)
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
+    let mut args = crate::cli::ConsoleArgs::default();
+    args.cluster.config.config = Some(config);
+    let e = super::resolve(&args).map(|_| ()).unwrap_err().to_string();
     assert!(e.contains(&format!("{}:3:", rules.display())), "{e}");
     std::fs::write(&rules, crate::alerts::DEFAULT_RULES).unwrap();
-    let settings = super::resolve(&mut args).unwrap();
+    let settings = super::resolve(&args).unwrap();
     assert_eq!(settings.rules.origin(), rules.display().to_string());
 }
 

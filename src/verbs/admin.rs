@@ -92,7 +92,7 @@ pub async fn keys(action: KeysAction) -> Result<()> {
                     c.list_keys(ListKeysRequest {}).await
                 })
                 .await?;
-            if cluster.json {
+            if cluster.json() {
                 let keys: Vec<_> = reply.keys.iter().map(key_json).collect();
                 super::print_json(&json!({ "keys": keys }))?;
                 return Ok(());
@@ -138,7 +138,7 @@ pub async fn keys(action: KeysAction) -> Result<()> {
                     async move { c.create_key(req).await }
                 })
                 .await?;
-            reveal(&reply, out.as_deref(), cluster.json)?;
+            reveal(&reply, out.as_deref(), cluster.json())?;
         }
         KeysAction::Rotate {
             id,
@@ -148,7 +148,7 @@ pub async fn keys(action: KeysAction) -> Result<()> {
         } => {
             let client = connect(&cluster)?;
             let reply = rotate_key(&client, id, grace).await?;
-            reveal(&reply, out.as_deref(), cluster.json)?;
+            reveal(&reply, out.as_deref(), cluster.json())?;
         }
         KeysAction::Revoke { id, cluster } => {
             let client = connect(&cluster)?;
@@ -158,7 +158,7 @@ pub async fn keys(action: KeysAction) -> Result<()> {
                     async move { c.revoke_key(req).await }
                 })
                 .await?;
-            if cluster.json {
+            if cluster.json() {
                 super::print_json(&key_json(&key))?;
             } else {
                 println!(
@@ -235,7 +235,7 @@ pub async fn quota(action: QuotaAction) -> Result<()> {
             if let (Some(want), true) = (&tenant, tenants.is_empty()) {
                 return Err(eyre!("tenant {want:?} has no data and no quota"));
             }
-            print_usage(&tenants, cluster.json)
+            print_usage(&tenants, cluster.json())
         }
         QuotaAction::Set {
             tenant,
@@ -257,7 +257,7 @@ pub async fn quota(action: QuotaAction) -> Result<()> {
                     async move { c.set_quota(req).await }
                 })
                 .await?;
-            print_usage(&[t], cluster.json)
+            print_usage(&[t], cluster.json())
         }
         QuotaAction::Reset { tenant, cluster } => {
             let client = connect(&cluster)?;
@@ -269,7 +269,7 @@ pub async fn quota(action: QuotaAction) -> Result<()> {
                     async move { c.reset_quota(req).await }
                 })
                 .await?;
-            print_usage(&[t], cluster.json)
+            print_usage(&[t], cluster.json())
         }
     }
 }
@@ -281,7 +281,7 @@ pub async fn audit(limit: u32, cluster: &ClusterArgs) -> Result<()> {
             c.list_audit(ListAuditRequest { limit }).await
         })
         .await?;
-    if cluster.json {
+    if cluster.json() {
         let records: Vec<_> = reply
             .records
             .iter()

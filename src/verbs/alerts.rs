@@ -220,7 +220,7 @@ pub async fn run(args: &AlertsArgs) -> Result<i32> {
         .interval
         .clamp(Duration::from_millis(500), Duration::from_secs(2));
     let mut ev = Evaluator::new(rules);
-    let json = args.cluster.json;
+    let json = args.cluster.json();
 
     if args.follow {
         let mut tick = tokio::time::interval(args.interval);

@@ -45,7 +45,7 @@ pub async fn backup(args: &ClusterArgs, out: &Path) -> Result<()> {
     let started = Instant::now();
     let m = crate::ops::backup::backup(&client, out, stderr_progress("backup")).await?;
     let took = started.elapsed();
-    if args.json {
+    if args.json() {
         let mut v = manifest_json(&m)?;
         v["file"] = json!(out.display().to_string());
         v["took_ms"] = json!(took.as_millis() as u64);
@@ -69,7 +69,7 @@ pub async fn rotate(args: &ClusterArgs, dir: &Path, keep: u64) -> Result<()> {
     let names = |v: &[std::path::PathBuf]| -> Vec<String> {
         v.iter().map(|p| p.display().to_string()).collect()
     };
-    if args.json {
+    if args.json() {
         let mut v = manifest_json(&r.manifest)?;
         v["file"] = json!(r.file.display().to_string());
         v["verified"] = json!(true);
@@ -158,7 +158,7 @@ pub async fn restore(
         stderr_progress("restore"),
     )
     .await?;
-    if args.json {
+    if args.json() {
         super::print_json(&json!({
             "file": file.display().to_string(),
             "keys": r.keys,

@@ -183,7 +183,7 @@ fn report(args: &BenchArgs, target: &str, target_desc: &str, elapsed: Duration, 
     };
     let writes = summary(w, t.write_errors, elapsed);
     let reads = summary(r, t.read_errors, elapsed);
-    if args.cluster.json {
+    if args.cluster.json() {
         let out = json!({
             "clients": args.clients, "value_size": args.value_size, "keys": args.keys,
             "duration_secs": elapsed.as_secs_f64(), "read_percent": args.reads,

@@ -26,7 +26,7 @@ pub async fn run(args: &ClusterArgs) -> Result<()> {
     let client = connect(args)?;
     let outcomes = compact_all(&client).await;
     let total = total_reclaimed(&outcomes);
-    if args.json {
+    if args.json() {
         let nodes: Vec<_> = outcomes
             .iter()
             .map(|o| match &o.result {

@@ -26,7 +26,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         None
     } else {
         crate::console::require_terminal("pass --headless to run the cluster without it")?;
-        Some(crate::console::resolve(&mut console_args)?)
+        Some(crate::console::resolve(&console_args)?)
     };
     let mut cluster = DevCluster::start(&args).await?;
     cluster.print_summary();

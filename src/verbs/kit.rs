@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::cli::Cli;
 use crate::client::cluster_file::default_dev_dir;
-use crate::console::config::{self, Config};
+use crate::config::{self, Config};
 
 pub fn completions(shell: clap_complete::Shell) -> Result<()> {
     let mut cmd = Cli::command();

@@ -26,6 +26,21 @@ fn short(key: &str) -> String {
     }
 }
 
+/// A value in JSON, never lossy: `{"value": TEXT}` when it is UTF-8, else
+/// `{"value_base64": BASE64}` (standard alphabet, padded), added to `object` under `name`
+/// (`value`, `current`).
+fn put_value_json(object: &mut serde_json::Value, name: &str, bytes: &[u8]) {
+    use base64::Engine;
+    let (field, text) = match std::str::from_utf8(bytes) {
+        Ok(text) => (name.to_string(), text.to_string()),
+        Err(_) => (
+            format!("{name}_base64"),
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        ),
+    };
+    object[field] = serde_json::Value::String(text);
+}
+
 fn status_json(endpoint: &str, s: &Result<NodeStatus, String>) -> serde_json::Value {
     match s {
         Ok(s) => json!({
@@ -56,7 +71,7 @@ pub async fn status(args: &ClusterArgs) -> Result<()> {
     let reports = client
         .status_all(Duration::from_secs(2).min(args.timeout))
         .await;
-    if args.json {
+    if args.json() {
         let nodes: Vec<_> = reports
             .iter()
             .map(|r| status_json(&r.endpoint, &r.status))
@@ -107,7 +122,7 @@ pub async fn members(args: &ClusterArgs) -> Result<()> {
             c.status(StatusRequest {}).await
         })
         .await?;
-    if args.json {
+    if args.json() {
         let members: Vec<_> = status
             .members
             .iter()
@@ -216,7 +231,7 @@ pub async fn put(
             async move { c.put(req).await }
         })
         .await?;
-    if args.json {
+    if args.json() {
         println!("{}", json!({ "key": key, "revision": reply.revision }));
     } else {
         println!("OK revision {}", reply.revision);
@@ -237,14 +252,20 @@ pub async fn get(args: &ClusterArgs, key: String, stale: bool) -> Result<()> {
             async move { c.get(req).await }
         })
         .await?;
-    let value = String::from_utf8_lossy(&reply.value);
-    if args.json {
-        println!(
-            "{}",
-            json!({ "key": key, "found": reply.found, "value": reply.found.then_some(value) })
-        );
+    if args.json() {
+        let mut out = json!({ "key": key, "found": reply.found });
+        if reply.found {
+            put_value_json(&mut out, "value", &reply.value);
+        } else {
+            out["value"] = serde_json::Value::Null;
+        }
+        println!("{out}");
     } else if reply.found {
-        println!("{value}");
+        // The bytes as stored (`get KEY > file` gives the file back).
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&reply.value)?;
+        out.write_all(b"\n")?;
     }
     if !reply.found {
         return Err(Failure::new(Class::NotFound, format!("key {} not found", short(&key))).into());
@@ -262,7 +283,7 @@ pub async fn del(args: &ClusterArgs, key: String) -> Result<()> {
             async move { c.delete(req).await }
         })
         .await?;
-    if args.json {
+    if args.json() {
         println!("{}", json!({ "key": key, "deleted": reply.existed }));
     } else {
         println!(
@@ -302,11 +323,12 @@ pub async fn cas(
         .current
         .as_ref()
         .map(|v| String::from_utf8_lossy(v).into_owned());
-    if args.json {
-        println!(
-            "{}",
-            json!({ "key": key, "succeeded": reply.succeeded, "current": current })
-        );
+    if args.json() {
+        let mut out = json!({ "key": key, "succeeded": reply.succeeded, "current": null });
+        if let Some(v) = &reply.current {
+            put_value_json(&mut out, "current", v);
+        }
+        println!("{out}");
     } else if reply.succeeded {
         println!("OK");
     }
@@ -336,11 +358,15 @@ pub async fn scan(args: &ClusterArgs, prefix: String, limit: u32, stale: bool) -
             async move { c.scan(req).await }
         })
         .await?;
-    if args.json {
+    if args.json() {
         let items: Vec<_> = reply
             .items
             .iter()
-            .map(|kv| json!({ "key": kv.key, "value": String::from_utf8_lossy(&kv.value) }))
+            .map(|kv| {
+                let mut item = json!({ "key": kv.key });
+                put_value_json(&mut item, "value", &kv.value);
+                item
+            })
             .collect();
         println!(
             "{}",

@@ -222,7 +222,7 @@ pub async fn run(args: LogsArgs) -> Result<()> {
     }
     drop(tx);
     let mut printer = Printer {
-        json: args.cluster.json,
+        json: args.cluster.json(),
         width: terminal_width(),
         out: std::io::stdout(),
     };

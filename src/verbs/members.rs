@@ -46,7 +46,7 @@ pub async fn add_node(args: AddNodeArgs) -> Result<()> {
     let client = super::connect(&args.cluster)?;
     let mut progress = printer();
     let (node, spawned) = if args.spawn {
-        let dir = args.cluster.target().dev_dir().ok_or_else(|| {
+        let dir = args.cluster.target()?.dev_dir().ok_or_else(|| {
             eyre!(
                 "--spawn starts the node in a dev cluster: pass --cluster DIR (a dir made by \
                  `opsdeck dev`), not --endpoints; for another cluster start the node yourself \
@@ -95,7 +95,7 @@ pub async fn add_node(args: AddNodeArgs) -> Result<()> {
         }
         (Err(e), None) => return Err(e),
     };
-    if args.cluster.json {
+    if args.cluster.json() {
         let mut v = serde_json::to_value(&outcome)?;
         if let Some((dir, entry)) = &spawned {
             v["spawned"] = json!({
@@ -138,7 +138,7 @@ pub async fn remove_node(args: RemoveNodeArgs) -> Result<()> {
     }
     // In a dev cluster the removed node's process goes too.
     let mut stopped = None;
-    if let Some(dir) = args.cluster.target().dev_dir() {
+    if let Some(dir) = args.cluster.target()?.dev_dir() {
         let pid = crate::client::cluster_file::ClusterFile::load(&dir)
             .ok()
             .and_then(|f| f.nodes.into_iter().find(|n| n.id == args.id))
@@ -155,7 +155,7 @@ pub async fn remove_node(args: RemoveNodeArgs) -> Result<()> {
                 )
             })?;
     }
-    if args.cluster.json {
+    if args.cluster.json() {
         let mut v = serde_json::to_value(&outcome)?;
         v["stopped"] = match stopped {
             Some((pid, killed)) => json!({ "pid": pid, "killed": killed }),
@@ -191,7 +191,7 @@ pub async fn transfer_leader(args: TransferLeaderArgs) -> Result<()> {
     let client = super::connect(&args.cluster)?;
     let mut progress = printer();
     let t = membership::transfer_leader(&client, args.to, &mut progress).await?;
-    if args.cluster.json {
+    if args.cluster.json() {
         super::print_json(&t)?;
     } else {
         println!(

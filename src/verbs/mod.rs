@@ -1,11 +1,13 @@
 //! The CLI verbs: one file per verb group, each reading its flags, connecting, calling one
-//! operation and printing its result (a table, or JSON with `--json`).
+//! operation and printing its result (a table, or JSON with `-o json` / `--json`). Every
+//! verb that reaches a cluster reads `config.toml` (`ClusterArgs::target`).
 
 pub mod admin;
 pub mod alerts;
 pub mod backup;
 pub mod bench;
 pub mod compact;
+pub mod ctx;
 pub mod dev;
 pub mod kit;
 pub mod kv;
@@ -20,7 +22,7 @@ use crate::client::ClusterClient;
 
 /// A client for the cluster the flags name.
 pub fn connect(args: &ClusterArgs) -> Result<ClusterClient> {
-    args.target().connect()
+    args.target()?.connect()
 }
 
 /// Prints a verb's `--json` result: one pretty-printed JSON document on stdout.

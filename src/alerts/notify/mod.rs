@@ -18,7 +18,8 @@
 //! Prometheus does, so an alert lost to a failed delivery comes back and one whose sender
 //! died resolves by itself.
 
-pub mod config;
+/// The receivers' settings live with the rest of `config.toml`.
+pub use crate::config::notify as config;
 pub mod payload;
 
 use std::collections::{BTreeMap, VecDeque};

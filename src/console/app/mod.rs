@@ -20,6 +20,8 @@ use super::state::{AlertsView, Ask, Dialog, Input, InputKind, LogsView, Timeline
 use super::theme::{ColorDepth, Theme};
 use crate::alerts::notify::Notifier;
 use crate::alerts::Rules;
+use crate::client::Target;
+use crate::config::Config;
 use crate::format::clock;
 
 /// What a terminal event comes to (see `App::on_event`).
@@ -67,6 +69,14 @@ pub struct App {
     /// A running or finished action.
     pub dialog: Option<Dialog>,
     pub war_room: Option<WarRoom>,
+    /// The cluster shown (`model.context` is its label) and the config its context came
+    /// from, for `:ctx NAME`.
+    pub target: Target,
+    pub config: Config,
+    /// Read-only whatever the context says (`--read-only`, `--war-room`).
+    pub forced_read_only: bool,
+    /// Set by `:ctx NAME`: the loop (`console::event_loop`) reconnects to it.
+    pub switch_to: Option<Target>,
     pub quit: bool,
     pub utc_offset: i64,
     /// Rows of the last drawn list pane, for paging.
@@ -99,6 +109,10 @@ impl App {
             notifier: None,
             dialog: None,
             war_room: None,
+            target: Target::default(),
+            config: Config::default(),
+            forced_read_only: false,
+            switch_to: None,
             quit: false,
             utc_offset: 0,
             body_rows: Cell::new(20),
@@ -238,9 +252,12 @@ impl App {
                     self.dialog = None;
                 }
             }
-            Action::Backup => self.apply(ops::backup_question()),
-            Action::Restore => self.apply(ops::restore_question()),
-            Action::Compact => self.apply(ops::compact_question(self.model.nodes.len())),
+            Action::Backup => self.apply(ops::backup_question(&self.model.context)),
+            Action::Restore => self.apply(ops::restore_question(&self.model.context)),
+            Action::Compact => self.apply(ops::compact_question(
+                self.model.nodes.len(),
+                &self.model.context,
+            )),
             Action::Submit if self.input.is_none() => self.dialog_submit(),
             Action::Submit => {
                 if let Some(input) = self.input.take() {
@@ -352,13 +369,76 @@ impl App {
             ("save", path) => self.save_logs((!path.is_empty()).then_some(path)),
             ("silence", d) if !d.is_empty() => self.silence(d),
             ("help", _) => self.help = Some(0),
+            ("ctx", "") => self.list_contexts(),
+            ("ctx", name) => self.switch_context(name),
             _ => self.message(
                 &format!(
-                    "unknown command {line:?}; commands: q, theme NAME, keymap NAME, pane NAME, save [PATH], silence DURATION, help"
+                    "unknown command {line:?}; commands: q, ctx [NAME], theme NAME, keymap NAME, pane NAME, save [PATH], silence DURATION, help"
                 ),
                 true,
             ),
         }
+    }
+
+    /// `:ctx`: the config's contexts on the message line, the shown one marked.
+    fn list_contexts(&mut self) {
+        let names: Vec<String> = self
+            .config
+            .names()
+            .into_iter()
+            .map(|n| {
+                if n == self.model.context {
+                    format!("*{n}")
+                } else {
+                    n
+                }
+            })
+            .collect();
+        self.message(
+            &format!("contexts: {} (:ctx NAME switches)", names.join(", ")),
+            false,
+        );
+    }
+
+    /// `:ctx NAME`: resolves the context now (an unknown one is refused, listing the
+    /// known); the loop then tears down the watches and connects to it.
+    fn switch_context(&mut self, name: &str) {
+        if matches!(self.dialog, Some(super::state::Dialog::Running { .. })) {
+            self.message(
+                &format!(
+                    "an operation is running on {}: wait for it to finish before switching",
+                    self.model.context
+                ),
+                true,
+            );
+            return;
+        }
+        let base = Target {
+            timeout: self.target.timeout,
+            ..Target::default()
+        };
+        match base.with_config(&self.config, Some(name)) {
+            Ok(target) => self.switch_to = Some(target),
+            Err(e) => self.message(&format!("{e}"), true),
+        }
+    }
+
+    /// The model and every view of it start over on `target`'s `endpoints` (after a
+    /// `:ctx` switch).
+    pub fn reset_for(&mut self, target: Target, endpoints: &[String]) {
+        self.model = Model::new(endpoints);
+        self.model.context = target.label();
+        self.read_only = self.forced_read_only || target.read_only;
+        self.target = target;
+        self.logs = LogsView::default();
+        self.timeline = TimelineView::default();
+        self.metrics_node = None;
+        self.alerts = AlertsView::new(self.alerts.evaluator.rules().clone());
+        self.quotas_top = 0;
+        self.keys_top = 0;
+        self.overview_sel = 0;
+        self.dialog = None;
+        self.input = None;
     }
 
     /// Writes the Logs pane's lines passing its filters to `path`, by default

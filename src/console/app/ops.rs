@@ -17,30 +17,30 @@ use crate::ops::membership::NewNode;
 const NO_CONNECTION: &str = "no cluster connection to act on";
 
 /// `backup` asks for the file to write, a name with the time in it filled in.
-pub(super) fn backup_question() -> Effect {
+pub(super) fn backup_question(context: &str) -> Effect {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let name = format!("opsdeck-backup-{}.odb", now.to_string().replace(':', ""));
     Effect::Ask {
-        question: "backup to file: ".into(),
+        question: format!("backup {context} to file: "),
         text: name,
         expect: None,
         then: Pending::BackupTo,
     }
 }
 
-pub(super) fn restore_question() -> Effect {
+pub(super) fn restore_question(context: &str) -> Effect {
     Effect::Ask {
-        question: "restore from backup file: ".into(),
+        question: format!("restore {context} from backup file: "),
         text: String::new(),
         expect: None,
         then: Pending::RestoreFrom,
     }
 }
 
-pub(super) fn compact_question(nodes: usize) -> Effect {
+pub(super) fn compact_question(nodes: usize, context: &str) -> Effect {
     Effect::Ask {
         question: format!(
-            "compact all {nodes} nodes (snapshot + purge the log)? enter runs, esc cancels "
+            "compact all {nodes} nodes of {context} (snapshot + purge the log)? enter runs, esc cancels "
         ),
         text: String::new(),
         expect: None,
@@ -230,12 +230,18 @@ impl App {
         // Short enough for 80 columns: the typed answer must stay in view.
         let (question, expect) = if foreign {
             (
-                format!("Restore ANOTHER cluster's data? type foreign {keys} to confirm: "),
+                format!(
+                    "Restore ANOTHER cluster into {}? type foreign {keys} to confirm: ",
+                    self.model.context
+                ),
                 format!("foreign {keys}"),
             )
         } else {
             (
-                format!("Replace ALL data with {name}? type {keys} to confirm: "),
+                format!(
+                    "Replace ALL data of {} with {name}? type {keys} to confirm: ",
+                    self.model.context
+                ),
                 keys.to_string(),
             )
         };

@@ -139,7 +139,10 @@ pub fn handle(selected: &mut usize, model: &Model, rows: usize, action: Action) 
         };
         let id = key.id.clone();
         return Some(Effect::Ask {
-            question: format!("rotate key {id}: the old key stays valid for "),
+            question: format!(
+                "rotate key {id} of {}: the old key stays valid for ",
+                model.context
+            ),
             text: "24h".into(),
             expect: None,
             then: Pending::RotateGrace { id },

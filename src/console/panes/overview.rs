@@ -297,13 +297,14 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
 pub fn handle(selected: &mut usize, model: &Model, dev: bool, action: Action) -> Option<Effect> {
     let effect = match action {
         Action::AddNode => {
+            let ctx = &model.context;
             let question = if dev {
-                "add node: enter starts a new local node, or type ID GRPC HTTP of a running one: "
+                format!("add node to {ctx}: enter starts a new local node, or type ID GRPC HTTP of a running one: ")
             } else {
-                "add node: type ID GRPC_ADDR HTTP_ADDR of a running node: "
+                format!("add node to {ctx}: type ID GRPC_ADDR HTTP_ADDR of a running node: ")
             };
             Effect::Ask {
-                question: question.into(),
+                question,
                 text: String::new(),
                 expect: None,
                 then: Pending::AddNode,
@@ -321,7 +322,10 @@ pub fn handle(selected: &mut usize, model: &Model, dev: bool, action: Action) ->
             };
             if action == Action::RemoveNode {
                 Effect::Ask {
-                    question: format!("Remove node {id} ({endpoint})? type {id} to confirm: "),
+                    question: format!(
+                        "Remove node {id} ({endpoint}) from {}? type {id} to confirm: ",
+                        model.context
+                    ),
                     text: String::new(),
                     expect: Some(id.to_string()),
                     then: Pending::ConfirmRemove { id },
@@ -329,7 +333,8 @@ pub fn handle(selected: &mut usize, model: &Model, dev: bool, action: Action) ->
             } else {
                 Effect::Ask {
                     question: format!(
-                        "Move leadership to node {id} ({endpoint})? enter runs, esc cancels "
+                        "Move {}'s leadership to node {id} ({endpoint})? enter runs, esc cancels ",
+                        model.context
                     ),
                     text: String::new(),
                     expect: None,

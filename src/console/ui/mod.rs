@@ -126,9 +126,13 @@ fn tabs(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(Paragraph::new(Line::from(right)), r);
 }
 
+/// The status line: the cluster's name (its context) first, then the command line, the
+/// message, or the key hints. A question before a change names the context itself (and
+/// must leave room for the typed answer at 80 columns), so it goes without the prefix.
 fn status_line(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let line = if let Some(input) = &app.input {
+    let context = Span::styled(format!("[{}] ", app.model.context), t.style(Role::Title));
+    let mut line = if let Some(input) = &app.input {
         let prefix = match &input.kind {
             InputKind::Command => ":",
             InputKind::Search => "/",
@@ -160,17 +164,23 @@ fn status_line(app: &App, f: &mut Frame, area: Rect) {
         let names = format!("   keymap {} · theme {}", app.keymap.name, app.theme.name);
         let mut spans = vec![Span::styled(hints.clone(), t.style(Role::Dim))];
         // The names only when they fit whole: a cut-off theme name reads as a typo.
-        if hints.chars().count() + names.chars().count() <= area.width as usize {
+        let context_width = app.model.context.chars().count() + 3;
+        if context_width + hints.chars().count() + names.chars().count() <= area.width as usize {
             spans.push(Span::styled(names, t.style(Role::Dim)));
         }
         Line::from(spans)
     };
+    let asking = matches!(&app.input, Some(i) if matches!(i.kind, InputKind::Ask(_)));
+    if !app.model.context.is_empty() && !asking {
+        line.spans.insert(0, context);
+    }
     f.render_widget(Paragraph::new(line), area);
 }
 
 /// The `:` commands, as `App::command` understands them.
 pub const COMMANDS: &[(&str, &str)] = &[
     ("q", "quit"),
+    ("ctx [NAME]", "list contexts / switch cluster"),
     ("pane NAME", "show a pane (overview, logs, ...)"),
     ("theme NAME|PATH", "switch theme"),
     ("keymap NAME|PATH", "switch keymap"),
