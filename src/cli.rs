@@ -110,6 +110,10 @@ pub enum Command {
     Alerts(AlertsArgs),
     /// Snapshot and purge the Raft log on every node; print the space reclaimed.
     Compact(ClusterArgs),
+    /// Check that the replicas hold the same state: compare every node's state digest at
+    /// the highest applied index all of them hold (exit 0: agree, 8: a node differs, 4:
+    /// fewer than two answered). Only reads; writes go on.
+    Check(ClusterArgs),
     /// Print the nodes' log records, merged by time (--follow keeps streaming).
     Logs(LogsArgs),
     /// Stream a consistent backup from the leader into FILE (writes go on meanwhile).

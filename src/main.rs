@@ -4,7 +4,9 @@ use clap::Parser;
 use color_eyre::eyre::Result;
 use opsdeck::cli::{Cli, Command};
 use opsdeck::console;
-use opsdeck::verbs::{admin, alerts, backup, bench, compact, dev, kit, kv, logs, members, node};
+use opsdeck::verbs::{
+    admin, alerts, backup, bench, check, compact, dev, kit, kv, logs, members, node,
+};
 
 fn main() {
     // The console adds a panic hook that restores the terminal before this report is
@@ -78,6 +80,7 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Audit { limit, cluster } => admin::audit(limit, &cluster).await,
         Command::Alerts(args) => alerts::run(&args).await,
         Command::Compact(c) => compact::run(&c).await,
+        Command::Check(c) => check::run(&c).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Backup { out, cluster } => backup::backup(&cluster, &out).await,
         Command::VerifyBackup { file, json } => backup::verify(&file, json),

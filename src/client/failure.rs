@@ -25,6 +25,8 @@ pub enum Class {
     Limited,
     /// 7: a node's storage is full.
     StorageFull,
+    /// 8: replicas disagree (`opsdeck check`: a node's state digest differs).
+    Diverged,
 }
 
 impl Class {
@@ -37,6 +39,7 @@ impl Class {
             Class::Refused => 5,
             Class::Limited => 6,
             Class::StorageFull => 7,
+            Class::Diverged => 8,
         }
     }
 
@@ -68,7 +71,8 @@ Exit status:
   4  cluster unavailable: no node answered, no leader, or timed out
   5  refused: authentication or permission
   6  a quota or the rate limit
-  7  storage full on a node (writes resume by themselves once space is freed)";
+  7  storage full on a node (writes resume by themselves once space is freed)
+  8  replicas diverge: a node's state digest differs from the others' (opsdeck check)";
 
 /// A failure with its class; found in an error's chain by `main` for the exit status.
 #[derive(Debug)]

@@ -3,6 +3,7 @@
 //! dialogs, reporting progress to a callback and ending with an outcome or a precise error.
 
 pub mod backup;
+pub mod check;
 pub mod compact;
 pub mod dev_cluster;
 pub mod keys;

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod alerts;
 pub mod backup;
 pub mod bench;
+pub mod check;
 pub mod compact;
 pub mod dev;
 pub mod kit;
