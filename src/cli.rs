@@ -158,6 +158,13 @@ pub enum Command {
     /// Snapshot and purge the Raft log on every node; print the space reclaimed.
     #[command(after_help = "Examples:\n  opsdeck compact\n  opsdeck compact --context prod-eu")]
     Compact(ClusterArgs),
+    /// Check that the replicas hold the same state: compare every node's state digest at
+    /// the highest applied index all of them hold (exit 0: agree, 8: a node differs, 4:
+    /// fewer than two answered). Only reads; writes go on.
+    #[command(
+        after_help = "Examples:\n  opsdeck check\n  opsdeck check --context prod-eu -o json"
+    )]
+    Check(ClusterArgs),
     /// Print the nodes' log records, merged by time (--follow keeps streaming).
     #[command(
         after_help = "Examples:\n  opsdeck logs --level warn --since 10m\n  opsdeck logs --follow --node 2 --grep election"

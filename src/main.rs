@@ -4,7 +4,7 @@ use color_eyre::eyre::Result;
 use opsdeck::cli::Command;
 use opsdeck::console;
 use opsdeck::verbs::{
-    admin, alerts, backup, bench, compact, ctx, dev, kit, kv, logs, members, node,
+    admin, alerts, backup, bench, check, compact, ctx, dev, kit, kv, logs, members, node,
 };
 
 fn main() {
@@ -87,6 +87,7 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::Audit { limit, cluster } => admin::audit(limit, &cluster).await,
         Command::Alerts(args) => return alerts::run(&args).await,
         Command::Compact(c) => compact::run(&c).await,
+        Command::Check(c) => check::run(&c).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Backup {
             out,

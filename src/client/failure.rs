@@ -25,6 +25,8 @@ pub enum Class {
     Limited,
     /// 7: a node's storage is full.
     StorageFull,
+    /// 8: replicas disagree (`opsdeck check`: a node's state digest differs).
+    Diverged,
 }
 
 impl Class {
@@ -37,6 +39,7 @@ impl Class {
             Class::Refused => 5,
             Class::Limited => 6,
             Class::StorageFull => 7,
+            Class::Diverged => 8,
         }
     }
 
@@ -69,6 +72,8 @@ Exit status:
   5  refused: authentication or permission
   6  a quota or the rate limit
   7  storage full on a node (writes resume by themselves once space is freed)
+  8  replicas diverge: a node's state digest differs from the others' (opsdeck check)
+
 `alerts --check` instead exits 0 when nothing fires, 1 when only warnings fire, 2 when a
 critical alert fires (Nagios).";
 

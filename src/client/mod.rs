@@ -3,6 +3,7 @@
 //! linearizable reads to the leader themselves, so any reachable node will do.
 
 pub mod cluster_file;
+pub mod digests;
 pub mod failure;
 mod target;
 

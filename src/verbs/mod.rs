@@ -6,6 +6,7 @@ pub mod admin;
 pub mod alerts;
 pub mod backup;
 pub mod bench;
+pub mod check;
 pub mod compact;
 pub mod ctx;
 pub mod dev;

@@ -241,6 +241,10 @@ impl Node for NodeService {
         Ok(Response::new(self.core.frame()))
     }
 
+    async fn digest(&self, req: Request<DigestRequest>) -> Result<Response<DigestReply>, Status> {
+        Ok(Response::new(self.core.digest(req.into_inner().index)))
+    }
+
     async fn add_learner(
         &self,
         req: Request<AddLearnerRequest>,

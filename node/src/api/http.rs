@@ -1,7 +1,8 @@
 //! HTTP surface for curl users, probes and Prometheus: `/health`, `/livez`, `/readyz` (no
 //! key), `/cluster/{info,nodes,leader}`, `/kv/{key}` (GET, PUT, DELETE; `?stale=true` for a
 //! local read), `/metrics` (Prometheus text or OpenMetrics, as `Accept` asks) and
-//! `/sd/prometheus` (every member as a Prometheus `http_sd` target group).
+//! `/sd/prometheus` (every member as a Prometheus `http_sd` target group), `/digest[?index=N]`
+//! (the state digest at an applied index this node holds).
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ pub fn router(core: NodeCore, flush: Arc<LogStats>, auth: Arc<Authenticator>) ->
         .route("/cluster/info", get(cluster_info))
         .route("/cluster/nodes", get(cluster_nodes))
         .route("/cluster/leader", get(cluster_leader))
+        .route("/digest", get(digest))
         .route("/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
         .route("/metrics", get(metrics))
         .merge(super::failpoints::routes())
@@ -301,6 +303,32 @@ async fn cluster_leader(State(s): State<HttpState>) -> Response {
             .into_response(),
         None => NodeError::NoLeader.into_response(),
     }
+}
+
+#[derive(Deserialize)]
+struct DigestParams {
+    index: Option<u64>,
+}
+
+/// `GET /digest[?index=N]`: `{index, digest}` (hex), or 404 naming the indexes held.
+async fn digest(State(s): State<HttpState>, Query(p): Query<DigestParams>) -> Response {
+    let r = s.core.digest(p.index);
+    if r.held {
+        return Json(json!({ "index": r.index, "digest": hex::encode(&r.digest) })).into_response();
+    }
+    let error = if r.off {
+        "this node keeps no state digest (started with OPSDECK_DIGEST=off)".to_string()
+    } else {
+        format!(
+            "not held: this node holds indexes {}..{}",
+            r.oldest, r.newest
+        )
+    };
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": error, "index": r.index, "oldest": r.oldest, "newest": r.newest, "off": r.off })),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,10 @@ use serde::Serialize;
 
 use super::NodeCore;
 use crate::pb;
+use crate::store::digest::{Digest, Lookup};
+
+/// The frame's digest checkpoint is at a multiple of this many entries.
+pub const DIGEST_CHECKPOINT_STEP: u64 = 256;
 use crate::types::NodeId;
 
 /// A member as reported to clients.
@@ -131,6 +135,29 @@ impl NodeCore {
         }
     }
 
+    /// The state digest at `index` (None: the newest), if this node still holds it.
+    pub fn digest(&self, index: Option<u64>) -> pb::DigestReply {
+        let reader = &self.inner.reader;
+        let (oldest, newest) = reader.digests_held().unwrap_or((0, 0));
+        let reply = pb::DigestReply {
+            node_id: self.inner.id,
+            index: index.unwrap_or(0),
+            oldest,
+            newest,
+            ..Default::default()
+        };
+        match reader.digest(index) {
+            Lookup::At(index, d) => pb::DigestReply {
+                held: true,
+                index,
+                digest: d.0.to_vec(),
+                ..reply
+            },
+            Lookup::NotHeld { .. } => reply,
+            Lookup::Off => pb::DigestReply { off: true, ..reply },
+        }
+    }
+
     /// The full status frame: Raft's state as of now plus the sampler's latest figures.
     pub fn frame(&self) -> pb::NodeStatus {
         let m = self.inner.raft.metrics().borrow().clone();
@@ -181,6 +208,18 @@ impl NodeCore {
             reserve_bytes: guard.reserve(),
         });
         frame.raft_stopped = self.raft_stopped();
+        let state_digest = |(index, d): (u64, Digest)| pb::StateDigest {
+            index,
+            digest: d.0.to_vec(),
+        };
+        if let Lookup::At(index, d) = self.inner.reader.digest(None) {
+            frame.digest = Some(state_digest((index, d)));
+        }
+        frame.digest_checkpoint = self
+            .inner
+            .reader
+            .digest_checkpoint(DIGEST_CHECKPOINT_STEP)
+            .map(state_digest);
         frame.voters_reachable = (m.state == ServerState::Leader).then(|| {
             // A healthy follower hears from the leader every heartbeat and answers; one
             // silent for a whole election timeout would already be campaigning.

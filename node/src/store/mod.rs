@@ -3,6 +3,7 @@
 
 // openraft's storage traits fix the error type (`StorageError`, over 200 bytes); helpers
 // that feed those traits return it as is.
+pub mod digest;
 pub mod disk_guard;
 pub mod freeze;
 pub mod housekeeping;

@@ -12,6 +12,7 @@
 //! in memory, and both run on the blocking pool so they never stall the async workers that
 //! carry client requests and heartbeats.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use tokio::fs::File as SnapshotFile;
 
+use super::digest::{Digest, DigestRing, DigestState, Lookup, Part};
 use super::freeze::{self, Freeze, Freezes};
 use super::housekeeping::{Housekeeping, SnapshotRecord};
 use super::{decode, encode, snapshot_file};
@@ -46,6 +48,9 @@ const KEY_AUDIT_SEQ: &[u8] = b"m/audit_seq";
 const KEY_LAST_BACKUP: &[u8] = b"m/last_backup";
 /// The restore being staged (see [`restore`]).
 const KEY_RESTORE: &[u8] = b"m/restore";
+/// The state digest's sums and the applied index they are at (see [`super::digest`]);
+/// written in every apply's batch. Not in snapshots: an installer computes its own.
+const KEY_DIGEST: &[u8] = b"m/digest";
 const APIKEY_PREFIX: &[u8] = b"k/";
 const QUOTA_PREFIX: &[u8] = b"q/";
 const USAGE_PREFIX: &[u8] = b"u/";
@@ -113,6 +118,7 @@ pub struct KvReader {
     applied_index: Arc<AtomicU64>,
     /// The data generation reads use; each read holds it to its end.
     current: Arc<Current>,
+    digests: Arc<DigestRing>,
 }
 
 impl KvReader {
@@ -160,6 +166,21 @@ impl KvReader {
             Ok(Some(v)) => v.as_ref().try_into().ok().map(i64::from_be_bytes),
             _ => None,
         }
+    }
+
+    /// The state digest at `index` (None: the newest), from the ring of recent entries.
+    pub fn digest(&self, index: Option<u64>) -> Lookup {
+        self.digests.lookup(index)
+    }
+
+    /// The indexes whose digest the ring holds, oldest and newest.
+    pub fn digests_held(&self) -> Option<(u64, u64)> {
+        self.digests.held()
+    }
+
+    /// The newest held digest at an index that is a multiple of `step`.
+    pub fn digest_checkpoint(&self, step: u64) -> Option<(u64, Digest)> {
+        self.digests.checkpoint(step)
     }
 
     /// Index of the last applied log entry (0 before anything was applied).
@@ -257,6 +278,15 @@ pub struct StateMachine {
     cleanup_step_pause_ms: Arc<AtomicU64>,
     /// Started once the tree is consistent (after an interrupted install is finished).
     janitor: Option<Janitor>,
+    /// The state digest as of `applied` (None: turned off), and the recent ones.
+    digest: Option<DigestState>,
+    digests: Arc<DigestRing>,
+}
+
+/// `OPSDECK_DIGEST=off` turns the state digest off, for measuring what it costs (see
+/// BENCHMARKS.md); the stored one is then dropped, so a later start recomputes it.
+pub fn digest_turned_off() -> bool {
+    std::env::var("OPSDECK_DIGEST").is_ok_and(|v| v == "off")
 }
 
 impl StateMachine {
@@ -306,6 +336,8 @@ impl StateMachine {
             keys: KeyRegistry::default(),
             housekeeping,
             events: None,
+            digest: None,
+            digests: Arc::new(DigestRing::new(digest_turned_off())),
         };
         // A crash while installing a snapshot leaves the snapshot stored but the data only
         // partly replaced; finish the install now (openraft does not re-install on start).
@@ -321,6 +353,7 @@ impl StateMachine {
                 sm.load_snapshot(&meta)?;
             }
         }
+        sm.open_digest()?;
         sm.reload_keys()?;
         sm.janitor = Some(Janitor::start(janitor::Context {
             tree: sm.tree.clone(),
@@ -331,6 +364,43 @@ impl StateMachine {
             step_pause_ms: sm.cleanup_step_pause_ms.clone(),
         })?);
         Ok(sm)
+    }
+
+    /// Takes the stored digest, or computes it by a scan when there is none for the
+    /// applied index (a data dir from before digests, or one an older build applied to).
+    fn open_digest(&mut self) -> Result<(), std::io::Error> {
+        let index = self.applied.map(|l| l.index).unwrap_or(0);
+        if self.digests.is_off() {
+            self.tree.remove(KEY_DIGEST).map_err(super::io_error)?;
+            self.digest = None;
+            tracing::warn!("the state digest is turned off (OPSDECK_DIGEST=off): replicas cannot be checked against each other on this node");
+            return Ok(());
+        }
+        let stored = self.tree.get(KEY_DIGEST).map_err(super::io_error)?;
+        let state = match stored.as_deref().and_then(DigestState::decode) {
+            Some(s) if s.index == index => s,
+            found => {
+                let started = std::time::Instant::now();
+                let (state, pairs) = scan_digest(&self.tree, &self.gens, index)?;
+                self.tree
+                    .insert(KEY_DIGEST, state.encode())
+                    .map_err(super::io_error)?;
+                self.tree.flush().map_err(super::io_error)?;
+                if pairs > 0 || found.is_some() {
+                    tracing::info!(
+                        pairs,
+                        index,
+                        stale = found.is_some(),
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "computed the state digest by a full scan (data dir format upgrade: it had none for its applied index)"
+                    );
+                }
+                state
+            }
+        };
+        self.digest = Some(state);
+        self.digests.reset(index, state.total());
+        Ok(())
     }
 
     /// Keys per cleanup step of the janitor, and a pause after each; tests make the steps
@@ -361,6 +431,7 @@ impl StateMachine {
             tree: self.tree.clone(),
             applied_index: self.applied_index.clone(),
             current: self.current.clone(),
+            digests: self.digests.clone(),
         }
     }
 
@@ -374,17 +445,31 @@ impl StateMachine {
     /// applied id and membership. Blocking: `open` calls it directly, `install_snapshot`
     /// runs the load on the blocking pool first and then [`Self::loaded`].
     fn load_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), std::io::Error> {
-        {
+        let digest = {
             let exclusive = self.exclusive.clone();
             let _exclusive = lock(&exclusive);
             self.freezes.wait_idle();
-            load_tree(&self.tree, &self.snapshot_path, meta)?;
-        }
-        self.loaded(meta)
+            load_tree(
+                &self.tree,
+                &self.snapshot_path,
+                meta,
+                !self.digests.is_off(),
+            )?
+        };
+        self.loaded(meta, digest)
     }
 
-    /// The in-memory state after the tree was loaded from the snapshot `meta` describes.
-    fn loaded(&mut self, meta: &SnapshotMeta) -> Result<(), std::io::Error> {
+    /// The in-memory state after the tree was loaded from the snapshot `meta` describes
+    /// (with the digest the load computed).
+    fn loaded(
+        &mut self,
+        meta: &SnapshotMeta,
+        digest: Option<DigestState>,
+    ) -> Result<(), std::io::Error> {
+        if let Some(d) = digest {
+            self.digests.reset(d.index, d.total());
+        }
+        self.digest = digest;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.applied_index.store(
@@ -409,15 +494,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// applied id is written last: a crash in between leaves a tree without one (it is cleared
 /// first), which `StateMachine::open` detects and finishes. No snapshot build may be in
 /// progress (their views read `tree`), nor a janitor step (the caller holds `exclusive`).
+/// The digest of what it loads is summed as it goes and written with the applied id
+/// (`digest`: unless turned off).
 fn load_tree(
     tree: &sled::Tree,
     path: &std::path::Path,
     meta: &SnapshotMeta,
-) -> std::io::Result<()> {
+    digest: bool,
+) -> std::io::Result<Option<DigestState>> {
     tree.clear().map_err(super::io_error)?;
     let (_, pairs) = snapshot_file::pairs(path)?;
     let (mut batch, mut bytes, mut keys) = (sled::Batch::default(), 0usize, 0usize);
     let mut staged = false;
+    // Summed as if a restore were staged; dropped at the end if none is.
+    let as_installed = Generations::installed(true);
+    let mut sums = DigestState {
+        index: meta.last_log_id.map(|l| l.index).unwrap_or(0),
+        staged: Some(Digest::ZERO),
+        ..DigestState::default()
+    };
     for pair in pairs {
         let (k, v) = pair?;
         if k == KEY_RESTORE {
@@ -426,6 +521,11 @@ fn load_tree(
         let Some(k) = generations::installed_name(&k) else {
             continue;
         };
+        if digest {
+            if let Some((part, name)) = covered(&k, &as_installed) {
+                sums.change(part, &name, None, Some(&v));
+            }
+        }
         bytes += k.len() + v.len();
         keys += 1;
         batch.insert(k, v);
@@ -445,7 +545,15 @@ fn load_tree(
     }
     batch.insert(KEY_MEMBERSHIP, encode(&membership)?);
     batch.insert(KEY_APPLIED, encode(&meta.last_log_id)?);
-    tree.apply_batch(batch).map_err(super::io_error)
+    if !staged {
+        sums.staged = None;
+    }
+    let sums = digest.then_some(sums);
+    if let Some(d) = &sums {
+        batch.insert(KEY_DIGEST, d.encode());
+    }
+    tree.apply_batch(batch).map_err(super::io_error)?;
+    Ok(sums)
 }
 
 mod generations;
@@ -453,6 +561,55 @@ mod janitor;
 mod restore;
 
 use generations::{Current, Generations, DATA_PREFIX};
+
+/// Prefixes of the records the digest covers besides data (see [`super::digest`]).
+const RECORD_PREFIXES: [&[u8]; 4] = [APIKEY_PREFIX, QUOTA_PREFIX, USAGE_PREFIX, AUDIT_PREFIX];
+
+/// Whether the digest covers `key` with generations `gens`, in which sum, and under what
+/// name: data as `d/KEY` whatever its generation, so nodes that number generations
+/// differently (and a staged restore before and after its commit) agree.
+fn covered<'k>(key: &'k [u8], gens: &Generations) -> Option<(Part, Cow<'k, [u8]>)> {
+    let named = |user: &'k [u8]| {
+        if key.len() == DATA_PREFIX.len() + user.len() && key.starts_with(DATA_PREFIX) {
+            Cow::Borrowed(key)
+        } else {
+            Cow::Owned([DATA_PREFIX, user].concat())
+        }
+    };
+    if let Some(user) = generations::user_key(gens.current, key) {
+        return Some((Part::Data, named(user)));
+    }
+    if let Some(user) = gens.staging.and_then(|g| generations::user_key(g, key)) {
+        return Some((Part::Staged, named(user)));
+    }
+    RECORD_PREFIXES
+        .iter()
+        .any(|p| key.starts_with(p))
+        .then_some((Part::Records, Cow::Borrowed(key)))
+}
+
+/// The digest of `tree` by a full scan (a data dir without a stored one).
+fn scan_digest(tree: &sled::Tree, gens: &Generations, index: u64) -> IoResult<(DigestState, u64)> {
+    let mut state = DigestState {
+        index,
+        staged: gens.staging.map(|_| Digest::ZERO),
+        ..DigestState::default()
+    };
+    let mut prefixes: Vec<Vec<u8>> = RECORD_PREFIXES.iter().map(|p| p.to_vec()).collect();
+    prefixes.push(generations::data_prefix(gens.current));
+    prefixes.extend(gens.staging.map(generations::data_prefix));
+    let mut pairs = 0u64;
+    for prefix in prefixes {
+        for item in tree.scan_prefix(&prefix) {
+            let (k, v) = item.map_err(super::io_error)?;
+            if let Some((part, name)) = covered(&k, gens) {
+                state.change(part, &name, None, Some(&v));
+                pairs += 1;
+            }
+        }
+    }
+    Ok((state, pairs))
+}
 use janitor::Janitor;
 
 /// Pending writes of one `apply` call, read through before the tree so later commands in
@@ -471,6 +628,8 @@ struct Overlay<'a> {
     /// the current one's key prefix.
     gens: Generations,
     data_prefix: Vec<u8>,
+    /// The digest as this batch has it (None: turned off).
+    digest: Option<DigestState>,
 }
 
 type IoResult<T> = Result<T, std::io::Error>;
@@ -483,11 +642,45 @@ impl Overlay<'_> {
 
     /// Switches the generations from here on in this batch, and records them.
     fn set_generations(&mut self, gens: Generations) {
+        if let Some(d) = &mut self.digest {
+            if gens.current != self.gens.current {
+                // A restore's commit: its staged generation becomes the data.
+                d.data = match self.gens.staging {
+                    Some(s) if s == gens.current => d.staged.unwrap_or(Digest::ZERO),
+                    _ => Digest::ZERO,
+                };
+            }
+            if gens.staging != self.gens.staging {
+                // A fresh generation is empty.
+                d.staged = gens.staging.map(|_| Digest::ZERO);
+            }
+        }
         self.gens = gens;
         self.data_prefix = generations::data_prefix(gens.current);
         for (k, v) in gens.records() {
             self.writes.insert(k.to_vec(), v);
         }
+    }
+
+    /// Writes (`Some`) or deletes (`None`) `key` in this batch, keeping the digest.
+    fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> IoResult<()> {
+        if self.digest.is_some() && covered(&key, &self.gens).is_some() {
+            let old = self.get(&key)?;
+            self.set_known(key, old.as_deref(), value);
+        } else {
+            self.writes.insert(key, value);
+        }
+        Ok(())
+    }
+
+    /// [`Self::set`] when the caller has just read the old value.
+    fn set_known(&mut self, key: Vec<u8>, old: Option<&[u8]>, value: Option<Vec<u8>>) {
+        if let Some(d) = &mut self.digest {
+            if let Some((part, name)) = covered(&key, &self.gens) {
+                d.change(part, &name, old, value.as_deref());
+            }
+        }
+        self.writes.insert(key, value);
     }
 
     fn get(&self, key: &[u8]) -> IoResult<Option<Vec<u8>>> {
@@ -502,7 +695,7 @@ impl Overlay<'_> {
     }
 
     fn put_encoded<T: Serialize>(&mut self, key: Vec<u8>, value: &T) -> IoResult<()> {
-        self.writes.insert(key, Some(encode(value)?));
+        self.set(key, Some(encode(value)?))?;
         Ok(())
     }
 
@@ -548,7 +741,7 @@ impl Overlay<'_> {
             self.stats.keys += 1;
             self.stats.bytes += new;
         }
-        self.writes.insert(k, value);
+        self.set_known(k, old.as_deref(), value);
         Ok(Ok(old))
     }
 
@@ -567,10 +760,9 @@ impl Overlay<'_> {
         } + 1;
         record.seq = seq;
         self.put_encoded(audit_key(seq), &record)?;
-        self.writes
-            .insert(KEY_AUDIT_SEQ.to_vec(), Some(seq.to_be_bytes().to_vec()));
+        self.set(KEY_AUDIT_SEQ.to_vec(), Some(seq.to_be_bytes().to_vec()))?;
         if seq > AUDIT_KEEP {
-            self.writes.insert(audit_key(seq - AUDIT_KEEP), None);
+            self.set(audit_key(seq - AUDIT_KEEP), None)?;
         }
         Ok(())
     }
@@ -578,8 +770,7 @@ impl Overlay<'_> {
     fn apply_command(&mut self, index: u64, cmd: Command) -> IoResult<CommandResult> {
         Ok(match cmd {
             Command::InitCluster { cluster_id } => {
-                self.writes
-                    .insert(KEY_CLUSTER_ID.to_vec(), Some(cluster_id.into_bytes()));
+                self.set(KEY_CLUSTER_ID.to_vec(), Some(cluster_id.into_bytes()))?;
                 CommandResult::Done
             }
             Command::Put { key, value } => {
@@ -661,8 +852,7 @@ impl Overlay<'_> {
                     format!("{action} by {actor}: {result} ({args})"),
                 );
                 if action == "backup" && result.starts_with("ok") {
-                    self.writes
-                        .insert(KEY_LAST_BACKUP.to_vec(), Some(at_ms.to_be_bytes().to_vec()));
+                    self.set(KEY_LAST_BACKUP.to_vec(), Some(at_ms.to_be_bytes().to_vec()))?;
                 }
                 self.append_audit(AuditRecord {
                     seq: 0,
@@ -782,7 +972,7 @@ impl Overlay<'_> {
                 CommandResult::Done
             }
             AdminAction::ResetQuota { tenant } => {
-                self.writes.insert(prefixed(QUOTA_PREFIX, &tenant), None);
+                self.set(prefixed(QUOTA_PREFIX, &tenant), None)?;
                 let usage_key = prefixed(USAGE_PREFIX, &tenant);
                 if let Some(usage) = self.get_decoded::<Usage>(&usage_key)? {
                     self.put_encoded(
@@ -839,7 +1029,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             events: Vec::new(),
             gens: self.gens,
             data_prefix: generations::data_prefix(self.gens.current),
+            digest: self.digest,
         };
+        let mut digests = Vec::new();
         let mut responses = Vec::new();
         let mut applied = self.applied;
         let mut membership = None;
@@ -865,9 +1057,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             };
             responses.push(response);
+            if let Some(d) = &overlay.digest {
+                digests.push((entry.log_id.index, d.total()));
+            }
         }
 
         let mut batch = sled::Batch::default();
+        let digest = overlay.digest.map(|d| DigestState {
+            index: applied.map(|l| l.index).unwrap_or(0),
+            ..d
+        });
         let stats = overlay.stats.clone();
         let keys_changed = overlay.keys_changed;
         let events = std::mem::take(&mut overlay.events);
@@ -892,6 +1091,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         batch.insert(KEY_KEYS, &stats.keys.to_be_bytes());
         batch.insert(KEY_BYTES, &stats.bytes.to_be_bytes());
         batch.insert(KEY_APPLIED, encode(&applied).map_err(|e| sm_err(&e))?);
+        if let Some(d) = &digest {
+            batch.insert(KEY_DIGEST, d.encode());
+        }
         if let Some(m) = &membership {
             batch.insert(KEY_MEMBERSHIP, encode(m).map_err(|e| sm_err(&e))?);
         }
@@ -906,6 +1108,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         self.applied = applied;
+        self.digest = digest;
+        self.digests.extend(digests);
         if let Some(m) = membership {
             self.membership = m;
         }
@@ -972,6 +1176,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.freezes.clone(),
             self.exclusive.clone(),
         );
+        let digest_on = !self.digests.is_off();
         let expected = meta.clone();
         let bytes = blocking(move || {
             // Read through and checked before anything is replaced, so a bad snapshot
@@ -996,12 +1201,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let _exclusive = lock(&exclusive);
             freezes.wait_idle();
             snapshot_file::promote(&side, &path)?;
-            load_tree(&tree, &path, &expected)?;
-            Ok(snapshot_file::size(&path))
+            let digest = load_tree(&tree, &path, &expected, digest_on)?;
+            Ok((snapshot_file::size(&path), digest))
         })
         .await
         .map_err(err)?;
-        self.loaded(meta).map_err(err)?;
+        let (bytes, digest) = bytes;
+        self.loaded(meta, digest).map_err(err)?;
         self.housekeeping.record_snapshot(SnapshotRecord {
             index: meta.last_log_id.map(|l| l.index),
             bytes,

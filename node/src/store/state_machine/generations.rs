@@ -19,7 +19,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{KEY_APPLIED, KEY_MEMBERSHIP};
+use super::{KEY_APPLIED, KEY_DIGEST, KEY_MEMBERSHIP};
 use crate::store::freeze::{Naming, View};
 
 pub(super) const DATA_PREFIX: &[u8] = b"d/";
@@ -43,6 +43,14 @@ pub(super) fn data_prefix(gen: u64) -> Vec<u8> {
     } else {
         [GEN_PREFIX, &gen.to_be_bytes()].concat()
     }
+}
+
+/// The user key of `key` if it is generation `gen`'s data.
+pub(super) fn user_key(gen: u64, key: &[u8]) -> Option<&[u8]> {
+    if gen == 0 {
+        return key.strip_prefix(DATA_PREFIX);
+    }
+    split_gen(key, GEN_PREFIX).and_then(|(g, rest)| (g == gen).then_some(rest))
 }
 
 /// The key prefix of what generation `gen`'s restore stages besides data.
@@ -177,6 +185,7 @@ impl Generations {
                 KEY_DATA_GEN,
                 KEY_STAGING_GEN,
                 KEY_NEXT_GEN,
+                KEY_DIGEST,
             ]
             .contains(&key);
         (!layout).then(|| key.to_vec())
@@ -208,6 +217,7 @@ pub(super) fn installed_name(key: &[u8]) -> Option<Vec<u8>> {
             KEY_DATA_GEN,
             KEY_STAGING_GEN,
             KEY_NEXT_GEN,
+            KEY_DIGEST,
         ]
         .contains(&key);
     (!layout).then(|| key.to_vec())

@@ -156,7 +156,7 @@ impl Overlay<'_> {
             }
             s.payload_cluster = Some(origin);
         }
-        self.writes.insert(mark, Some(Vec::new()));
+        self.set(mark, Some(Vec::new()))?;
         s.chunks = s.chunks.saturating_add(1);
         s.max_seq = s.max_seq.max(seq);
         s.pairs = s.pairs.saturating_add(pairs.len() as u64);
@@ -171,9 +171,9 @@ impl Overlay<'_> {
                 }
                 s.keys = s.keys.saturating_add(1);
                 s.bytes = s.bytes.saturating_add((user_key.len() + v.len()) as u64);
-                self.writes.insert(staged, Some(v));
+                self.set(staged, Some(v))?;
             } else if REPLACED.iter().any(|p| k.starts_with(p)) {
-                self.writes.insert(staged_record(gen, &k), Some(v));
+                self.set(staged_record(gen, &k), Some(v))?;
             }
             // Anything else (API keys, the audit trail, bookkeeping) is never restored.
         }
@@ -231,11 +231,11 @@ impl Overlay<'_> {
         }
         for prefix in REPLACED {
             for (k, _) in self.scan_prefix(prefix)? {
-                self.writes.insert(k, None);
+                self.set(k, None)?;
             }
         }
         for (k, v) in records {
-            self.writes.insert(k[from..].to_vec(), Some(v));
+            self.set(k[from..].to_vec(), Some(v))?;
         }
         // The switch: the staged generation is current from this batch on; the one it
         // replaces (and the staging's markers and records) are the janitor's.
@@ -244,7 +244,7 @@ impl Overlay<'_> {
             staging: None,
             ..self.gens
         });
-        self.writes.insert(KEY_RESTORE.to_vec(), None);
+        self.set(KEY_RESTORE.to_vec(), None)?;
         self.stats.keys = s.keys;
         self.stats.bytes = s.bytes;
         self.keys_changed = true;
