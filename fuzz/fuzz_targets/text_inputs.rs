@@ -20,7 +20,7 @@ use libfuzzer_sys::fuzz_target;
 use opsdeck::alerts::{Evaluator, Rules};
 use opsdeck::client::NodeReport;
 use opsdeck::console::action::PaneKind;
-use opsdeck::console::config::Config;
+use opsdeck::config::Config;
 use opsdeck::console::keymap::{Keymap, MODAL_CONTEXTS};
 use opsdeck::console::theme::{ColorDepth, Role, Theme};
 use opsdeck_node::pb::{FollowerProgress, Member, NodeStatus, OpStats, TenantUsage};
