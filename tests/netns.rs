@@ -242,21 +242,11 @@ impl Host {
 
     /// SIGTERM (`systemctl stop`); true if it exited by itself within 20 s.
     async fn terminate(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else {
-            return true;
-        };
-        // SAFETY: kill(2) on our child (`ip netns exec` execs the node in place).
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        // `ip netns exec` execs the node in place: the child is the node.
+        match self.child.take() {
+            Some(c) => terminate(c, Duration::from_secs(20)).await,
+            None => true,
         }
-        let _ = c.kill();
-        let _ = c.wait();
-        false
     }
 
     async fn status(&self) -> Option<opsdeck_node::pb::NodeStatus> {

@@ -227,21 +227,10 @@ impl TestNode {
     /// SIGTERM, as a supervisor restarting the node would send, and wait up to `timeout`
     /// for the process to exit; then kill -9. True if it exited on its own.
     pub async fn terminate(&mut self, timeout: Duration) -> bool {
-        let Some(mut c) = self.child.take() else {
-            return true;
-        };
-        // SAFETY: a plain kill(2) on a child process this harness started.
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        match self.child.take() {
+            Some(c) => terminate(c, timeout).await,
+            None => true,
         }
-        let _ = c.kill();
-        let _ = c.wait();
-        false
     }
 
     /// Sets failpoint `name` of this node to `actions` (`off` clears it) over its HTTP
@@ -290,6 +279,23 @@ impl TestNode {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// SIGTERM to `child`, then up to `timeout` for it to exit; then kill -9. True if it
+/// exited on its own.
+pub async fn terminate(mut child: Child, timeout: Duration) -> bool {
+    // SAFETY: a plain kill(2) on a child process this harness started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
 }
 
 impl Drop for TestNode {
