@@ -179,18 +179,21 @@ impl Generations {
             || key.starts_with(EXTRA_PREFIX)
             || key.starts_with(STAGE_PREFIX)
             || key.starts_with(CHUNK_MARK_PREFIX)
-            || [
-                KEY_APPLIED,
-                KEY_MEMBERSHIP,
-                KEY_DATA_GEN,
-                KEY_STAGING_GEN,
-                KEY_NEXT_GEN,
-                KEY_DIGEST,
-            ]
-            .contains(&key);
+            || LAYOUT_RECORDS.contains(&key);
         (!layout).then(|| key.to_vec())
     }
 }
+
+/// The layout's own single records: where data lives and what is applied, never copied
+/// between nodes as they are.
+const LAYOUT_RECORDS: [&[u8]; 6] = [
+    KEY_APPLIED,
+    KEY_MEMBERSHIP,
+    KEY_DATA_GEN,
+    KEY_STAGING_GEN,
+    KEY_NEXT_GEN,
+    KEY_DIGEST,
+];
 
 /// Where a snapshot's pair goes in the tree of a node that installs it with
 /// [`Generations::installed`] (None: dropped — the layout's own records, and what a snapshot
@@ -211,15 +214,7 @@ pub(super) fn installed_name(key: &[u8]) -> Option<Vec<u8>> {
     }
     let layout = key.starts_with(GEN_PREFIX)
         || key.starts_with(EXTRA_PREFIX)
-        || [
-            KEY_APPLIED,
-            KEY_MEMBERSHIP,
-            KEY_DATA_GEN,
-            KEY_STAGING_GEN,
-            KEY_NEXT_GEN,
-            KEY_DIGEST,
-        ]
-        .contains(&key);
+        || LAYOUT_RECORDS.contains(&key);
     (!layout).then(|| key.to_vec())
 }
 
