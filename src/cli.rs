@@ -596,6 +596,10 @@ pub struct NodeArgs {
         default_value_t = 0
     )]
     pub cleanup_step_pause_ms: u64,
+    /// Abandon a restore that received no chunk for this long (its client was killed or
+    /// went away): the staged copy is deleted on every node, the data in use is unchanged.
+    #[arg(long, env = "OPSDECK_NODE_RESTORE_IDLE_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub restore_idle_timeout: std::time::Duration,
     /// Copy the cluster secret from FILE if the data dir has none (joining a cluster).
     #[arg(long, env = "OPSDECK_NODE_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,

@@ -39,6 +39,10 @@ use crate::types::{AdminAction, Command, NodeAddr, NodeId, Raft};
 /// Largest gRPC message a node accepts (snapshot chunks, forwarded batches).
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
+/// How long a restore may go without a chunk before the leader abandons it: far above any
+/// pause of a live client (a chunk is sent as soon as the previous ones are applied).
+pub const DEFAULT_RESTORE_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub id: NodeId,
@@ -72,6 +76,9 @@ pub struct NodeConfig {
     /// pause after each (tests make them small and slow, to stop a node while it cleans
     /// up); None: the default (4,096 keys, no pause).
     pub cleanup_steps: Option<(usize, Duration)>,
+    /// A restore whose staging has not moved for this long is abandoned by the leader
+    /// (its staged copy deleted; the data in use unchanged).
+    pub restore_idle_timeout: Duration,
     /// What `opsdeck_build_info` reports (the binary knows its commit; this crate does not).
     pub build: BuildInfo,
 }
@@ -95,6 +102,7 @@ impl NodeConfig {
             tls: None,
             storage_reserve: crate::store::disk_guard::DEFAULT_RESERVE,
             cleanup_steps: None,
+            restore_idle_timeout: DEFAULT_RESTORE_IDLE_TIMEOUT,
             build: BuildInfo::default(),
         }
     }
@@ -440,6 +448,7 @@ async fn build(
     };
     events::spawn_watcher(raft.clone(), telemetry.events.clone());
     core.spawn_storage_handoff(stopped.clone());
+    core.spawn_restore_expiry(config.restore_idle_timeout, stopped.clone());
     Ok(Built {
         core,
         raft,

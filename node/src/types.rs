@@ -96,6 +96,15 @@ pub enum Command {
         chunks: u64,
         pairs: u64,
     },
+    /// Gives up the restore being staged, if it is still `id`: its staged generation goes
+    /// to the janitor and the data in use stays. Proposed by the leader when no chunk of it
+    /// came for the node's `--restore-idle-timeout` (a client killed or gone away).
+    RestoreAbandon {
+        id: String,
+        actor: String,
+        at_ms: i64,
+        reason: String,
+    },
 }
 
 /// Changes to keys and quotas.
@@ -192,6 +201,7 @@ impl Command {
             Command::RestoreBegin { .. } => "restore_begin",
             Command::RestoreChunk { .. } => "restore_chunk",
             Command::RestoreCommit { .. } => "restore_commit",
+            Command::RestoreAbandon { .. } => "restore_abandon",
         }
     }
 }

@@ -636,3 +636,75 @@ async fn an_installed_snapshot_carries_a_staged_restore_and_ends_in_the_leaders_
         .await;
     }
 }
+
+/// A restore given up (its client went away): the data in use stays, its commit is then
+/// refused, the staging is gone from the reader's view, and a new restore works.
+#[tokio::test]
+async fn an_abandoned_restore_changes_nothing_and_cannot_be_committed() {
+    let dir = TempDir::new().unwrap();
+    let mut storage = Storage::open(dir.path(), 1).unwrap();
+    let sm = &mut storage.state_machine;
+    assert!(matches!(
+        apply(sm, 1, put("t/kept", "1")).await,
+        CommandResult::Put { .. }
+    ));
+    let begin = Command::RestoreBegin {
+        id: "gone".into(),
+        actor: "k1".into(),
+        at_ms: 1,
+        source: "test".into(),
+        backup_cluster: String::new(),
+        allow_foreign: true,
+    };
+    assert_eq!(apply(sm, 2, begin).await, CommandResult::Done);
+    let chunk = Command::RestoreChunk {
+        id: "gone".into(),
+        seq: 0,
+        pairs: vec![pair("d/t/staged", b"x")],
+    };
+    assert_eq!(apply(sm, 3, chunk).await, CommandResult::Done);
+    assert_eq!(sm.reader().restore_staging(), Some(("gone".into(), 1)));
+
+    let abandon = |id: &str| Command::RestoreAbandon {
+        id: id.into(),
+        actor: "node 1".into(),
+        at_ms: 2,
+        reason: "idle".into(),
+    };
+    // Another id is not the one staged: nothing is given up.
+    assert!(matches!(
+        apply(sm, 4, abandon("other")).await,
+        CommandResult::Rejected { .. }
+    ));
+    assert_eq!(apply(sm, 5, abandon("gone")).await, CommandResult::Done);
+    assert_eq!(sm.reader().restore_staging(), None);
+    let commit = Command::RestoreCommit {
+        id: "gone".into(),
+        actor: "k1".into(),
+        at_ms: 3,
+        chunks: 1,
+        pairs: 1,
+    };
+    match apply(sm, 6, commit).await {
+        CommandResult::Rejected { reason } => {
+            assert!(reason.contains("not being staged"), "{reason}")
+        }
+        other => panic!("an abandoned restore was committed: {other:?}"),
+    }
+    let reader = sm.reader();
+    assert_eq!(reader.get("t/kept").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(reader.get("t/staged").unwrap(), None);
+    let audit = reader.audit(10).unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "restore_abandon" && a.result.contains("after 1 chunks")),
+        "{audit:?}"
+    );
+    // A new restore after it goes through.
+    assert_eq!(
+        restore(sm, 10, vec![pair("d/t/new", b"n")]).await,
+        CommandResult::Restored { keys: 1 }
+    );
+    assert_eq!(sm.reader().get("t/new").unwrap(), Some(b"n".to_vec()));
+}

@@ -24,7 +24,71 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub type BackupStream = mpsc::Receiver<Result<pb::BackupChunk, tonic::Status>>;
 
+/// A restore nobody is sending chunks to: what it was (id, chunks staged) and since when.
+struct Idle {
+    staging: (String, u64),
+    since: tokio::time::Instant,
+}
+
 impl NodeCore {
+    /// Gives up, from the leader, a restore whose staging has not moved for `idle` (its
+    /// client was killed or lost the cluster): its staged copy would otherwise stay on every
+    /// node's disk until the next restore. A client still sending is not affected: each
+    /// chunk moves the staging on. Until `stopped`.
+    pub fn spawn_restore_expiry(
+        &self,
+        idle: Duration,
+        mut stopped: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let core = self.clone();
+        let every = (idle / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            let mut last: Option<Idle> = None;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.changed() => return,
+                }
+                let Some(staging) = core.reader().restore_staging() else {
+                    last = None;
+                    continue;
+                };
+                // Watched on every node, so a new leader does not start counting from zero.
+                let since = match &last {
+                    Some(l) if l.staging == staging => l.since,
+                    _ => {
+                        last = Some(Idle {
+                            staging,
+                            since: tokio::time::Instant::now(),
+                        });
+                        continue;
+                    }
+                };
+                let leading = core.raft().metrics().borrow().current_leader == Some(core.id());
+                if !leading || since.elapsed() < idle {
+                    continue;
+                }
+                let (id, chunks) = staging;
+                let reason = format!(
+                    "no chunk for {} (--restore-idle-timeout); the data in use is unchanged, \
+                     start the restore again",
+                    humantime::format_duration(idle)
+                );
+                tracing::warn!(restore = %id, chunks, "abandoning a restore: {reason}");
+                let command = Command::RestoreAbandon {
+                    id: id.clone(),
+                    actor: format!("node {}", core.id()),
+                    at_ms: crate::clock::unix_millis(),
+                    reason,
+                };
+                if let Err(e) = core.propose(command).await {
+                    tracing::warn!(restore = %id, error = %e, "could not abandon the idle restore; will try again");
+                }
+            }
+        });
+    }
+
     /// Streams a backup: a header, the snapshot payload in chunks, then its SHA-256. Only the
     /// leader serves backups (it alone can vouch that the snapshot holds every write
     /// acknowledged before the request).

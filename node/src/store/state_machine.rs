@@ -160,6 +160,14 @@ impl KvReader {
         }
     }
 
+    /// The restore being staged, if any: its id and the chunks staged so far.
+    pub fn restore_staging(&self) -> Option<(String, u64)> {
+        match self.tree.get(KEY_RESTORE) {
+            Ok(Some(v)) => restore::staging_progress(&v),
+            _ => None,
+        }
+    }
+
     /// When the last backup was streamed out of this cluster.
     pub fn last_backup_ms(&self) -> Option<i64> {
         match self.tree.get(KEY_LAST_BACKUP) {
@@ -892,6 +900,12 @@ impl Overlay<'_> {
                 chunks,
                 pairs,
             } => self.restore_commit(&id, actor, at_ms, chunks, pairs)?,
+            Command::RestoreAbandon {
+                id,
+                actor,
+                at_ms,
+                reason,
+            } => self.restore_abandon(&id, actor, at_ms, reason)?,
         })
     }
 

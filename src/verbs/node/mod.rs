@@ -40,6 +40,7 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     config.cluster_secret_file = args.cluster_secret_file;
     config.admin_key_file = args.admin_key_file;
     config.storage_reserve = args.storage_reserve;
+    config.restore_idle_timeout = args.restore_idle_timeout;
     config.build = BuildInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),
         git_sha: env!("OPSDECK_GIT_SHA").to_string(),

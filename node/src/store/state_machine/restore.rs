@@ -68,6 +68,12 @@ pub(super) fn readable_staging(bytes: &[u8]) -> bool {
     decode::<Staging>(bytes).is_ok()
 }
 
+/// The restore a staging record describes, and how many chunks it has staged: what the
+/// leader watches to give up a restore whose client went away.
+pub(super) fn staging_progress(bytes: &[u8]) -> Option<(String, u64)> {
+    decode::<Staging>(bytes).ok().map(|s| (s.id, s.chunks))
+}
+
 /// Why a staged record could not be swapped in: the state machine could not read it back,
 /// and an apply that fails to read a record stops Raft on every node. None: it reads.
 fn unreadable(key: &[u8], value: &[u8]) -> Option<String> {
@@ -255,6 +261,36 @@ impl Overlay<'_> {
         audit.result = format!("ok: {} keys, {} bytes", s.keys, s.bytes);
         self.append_audit(audit)?;
         Ok(CommandResult::Restored { keys: s.keys })
+    }
+
+    /// Drops the restore being staged if it is still `id` (a newer one, or a commit, got
+    /// there first otherwise): the data in use is untouched, the staged generation, its
+    /// chunk marks and records become the janitor's, and the audit trail says why.
+    pub(super) fn restore_abandon(
+        &mut self,
+        id: &str,
+        actor: String,
+        at_ms: i64,
+        reason: String,
+    ) -> IoResult<CommandResult> {
+        let (Some(s), Some(_)) = (self.staging(id)?, self.gens.staging) else {
+            return Ok(not_staging(id));
+        };
+        self.set_generations(Generations {
+            staging: None,
+            ..self.gens
+        });
+        self.set(KEY_RESTORE.to_vec(), None)?;
+        self.note("restore_abandoned", format!("{}: {reason}", s.source));
+        self.append_audit(AuditRecord {
+            seq: 0,
+            at_ms,
+            actor,
+            action: "restore_abandon".into(),
+            args: format!("id={id} {}", s.source),
+            result: format!("abandoned after {} chunks: {reason}", s.chunks),
+        })?;
+        Ok(CommandResult::Done)
     }
 
     /// Why a backup of cluster `origin` ("": it names none) may not be restored here
