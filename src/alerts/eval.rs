@@ -726,6 +726,59 @@ mod tests {
         assert_eq!(figure(&ev, "err").as_deref(), Some("no data"));
     }
 
+    fn with_digest(id: u64, newest: (u64, u8), checkpoint: Option<(u64, u8)>) -> NodeReport {
+        let d = |(index, b): (u64, u8)| opsdeck_node::pb::StateDigest {
+            index,
+            digest: vec![b; 32],
+        };
+        up(
+            id,
+            NodeStatus {
+                digest: Some(d(newest)),
+                digest_checkpoint: checkpoint.map(d),
+                ..healthy(id, 1, 1)
+            },
+        )
+    }
+
+    #[test]
+    fn replica_divergence_fires_for_the_node_whose_digest_differs() {
+        let mut ev = Evaluator::new(Rules::defaults());
+        let diverged = |ev: &Evaluator| -> Vec<String> {
+            firing(ev)
+                .into_iter()
+                .filter(|a| a.starts_with("replica_divergence"))
+                .collect()
+        };
+        // Sampled at different indexes, the three meet at checkpoint 512: all agree.
+        let agree = [
+            with_digest(1, (600, 9), Some((512, 1))),
+            with_digest(2, (590, 8), Some((512, 1))),
+            with_digest(3, (512, 1), Some((512, 1))),
+        ];
+        ev.observe(T0, &agree);
+        assert!(diverged(&ev).is_empty(), "{:?}", firing(&ev));
+        // Node 3 holds something else at 512.
+        let one_differs = [
+            with_digest(1, (600, 9), Some((512, 1))),
+            with_digest(2, (590, 8), Some((512, 1))),
+            with_digest(3, (512, 7), Some((512, 7))),
+        ];
+        ev.observe(T0 + S, &one_differs);
+        assert_eq!(diverged(&ev), ["replica_divergence (node 3)"]);
+        assert_eq!(
+            figure(&ev, "replica_divergence").as_deref(),
+            Some("differs at index 512")
+        );
+        // No two frames share an index: no data, so nothing fires any more.
+        let apart = [
+            with_digest(1, (700, 9), None),
+            with_digest(2, (650, 8), None),
+        ];
+        ev.observe(T0 + 2 * S, &apart);
+        assert!(diverged(&ev).is_empty(), "{:?}", firing(&ev));
+    }
+
     #[test]
     fn terms_started_in_five_minutes() {
         let mut ev = Evaluator::new(rules(

@@ -71,10 +71,11 @@ pub enum Figure {
     TermChanges5m,
     BackupAgeH,
     QuotaUsedPct,
+    ReplicaDiverged,
 }
 
 impl Figure {
-    pub const ALL: [Figure; 13] = [
+    pub const ALL: [Figure; 14] = [
         Figure::NodeUp,
         Figure::P99LatencyMs,
         Figure::ErrorRatePct,
@@ -88,6 +89,7 @@ impl Figure {
         Figure::TermChanges5m,
         Figure::BackupAgeH,
         Figure::QuotaUsedPct,
+        Figure::ReplicaDiverged,
     ];
 
     /// The name rules use.
@@ -106,6 +108,7 @@ impl Figure {
             Figure::TermChanges5m => "term_changes_5m",
             Figure::BackupAgeH => "backup_age_h",
             Figure::QuotaUsedPct => "quota_used_pct",
+            Figure::ReplicaDiverged => "replica_diverged",
         }
     }
 
@@ -115,6 +118,13 @@ impl Figure {
             Figure::QuotaUsedPct => Scope::Tenant,
             _ => Scope::Node,
         }
+    }
+
+    /// Whether the nodes' metrics cannot express it, so `--export prometheus` leaves out
+    /// the rules that test it (they run in the console and `opsdeck alerts` only).
+    pub fn console_only(self) -> bool {
+        // The digest is a 256-bit number the nodes do not export as a metric.
+        matches!(self, Figure::ReplicaDiverged)
     }
 
     pub fn from_name(name: &str) -> Option<Figure> {
@@ -161,6 +171,11 @@ Figures (scope: one alert per cluster, per node or per tenant):
                              infinite, shown as \"no backup known\", when none does
   quota_used_pct    tenant   the fuller of keys/max_keys and bytes/max_bytes;
                              no data for unlimited tenants
+  replica_diverged  node     1 if the node's state digest differs from most
+                             nodes' at the highest applied index two status
+                             frames share (newest or 256-entry checkpoint), 0
+                             if not; no data without two digests to compare.
+                             Console only: not in --export prometheus
 A figure with no data makes a condition false.";
 
 /// One figure's value for one subject: a number (infinite when e.g. no backup exists) and

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use opsdeck_node::pb::NodeStatus;
 
 use super::figures::{Figure, Reading, Subject};
+use crate::client::digests::{from_frames, Outcome};
 use crate::client::NodeReport;
 use crate::format::bytes;
 
@@ -30,6 +31,37 @@ pub struct History {
     term_rises: VecDeque<(i64, u64)>,
     /// Voters as last seen, for ticks when no node answers.
     voters: BTreeSet<u64>,
+}
+
+/// `replica_diverged` of every answering node, from the digests the frames carry (see
+/// `client::digests::from_frames`): the nodes outside the largest group of equal digests 1,
+/// the others compared 0; no reading for a node not compared or when no two frames share
+/// an index.
+fn replica_diverged(up: &[(&str, &NodeStatus)], out: &mut Readings) {
+    let Some(check) = from_frames(up.iter().map(|(e, s)| (*e, *s))) else {
+        return;
+    };
+    let (index, differing) = match &check.outcome {
+        Outcome::Agree { index, .. } => (*index, Vec::new()),
+        Outcome::Diverged { index, differing } => (*index, differing.clone()),
+        Outcome::Inconclusive { .. } => return,
+    };
+    let compared = |s: &NodeStatus| {
+        [&s.digest, &s.digest_checkpoint]
+            .into_iter()
+            .flatten()
+            .any(|d| d.index == index)
+    };
+    for (_, s) in up.iter().filter(|(_, s)| compared(s)) {
+        let (value, text) = if differing.contains(&s.id) {
+            (1.0, format!("differs at index {index}"))
+        } else {
+            (0.0, format!("agrees at index {index}"))
+        };
+        out.entry(Subject::Node(s.id))
+            .or_default()
+            .insert(Figure::ReplicaDiverged, Reading::new(value, text));
+    }
 }
 
 fn ms(us: u64) -> Reading {
@@ -82,6 +114,7 @@ impl History {
             }
         }
         self.follower_lag(&up, &mut out);
+        replica_diverged(&up, &mut out);
         let cluster = self.cluster_figures(now_ms, &up, reports);
         out.insert(Subject::Cluster, cluster);
         if let Some(reference) = most_recent(&up) {

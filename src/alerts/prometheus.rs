@@ -45,6 +45,9 @@ Not exactly as the console:
                     min over time), not the rises of the highest term seen while watching.
   backup_age_h      from opsdeck_last_backup_timestamp_seconds; no backup is a timestamp
                     of 0, an age of decades rather than infinite: the same for `>` tests.
+Not exported (console and `opsdeck alerts` only; the export lists the rules it leaves out):
+  replica_diverged  the state digest is a 256-bit number the nodes do not export as a
+                    metric; `opsdeck check` is the command-line twin.
 A rule joining figures with `and` shows the first figure's value in Prometheus.";
 
 /// The label sets a subject's series carry, for matching comparisons joined by `and`.
@@ -74,10 +77,11 @@ fn check_job(job: &str) -> Result<(), String> {
 }
 
 /// One figure as PromQL: one series per subject of its scope, valued as the console's
-/// reading (same unit: ms, %, hours, entries).
-pub fn figure_expr(figure: Figure, job: &str) -> String {
+/// reading (same unit: ms, %, hours, entries); None for a [`Figure::console_only`] one.
+pub fn figure_expr(figure: Figure, job: &str) -> Option<String> {
     let j = format!("job=\"{job}\"");
-    match figure {
+    Some(match figure {
+        Figure::ReplicaDiverged => return None,
         Figure::NodeUp => format!("up{{{j}}}"),
         Figure::P99LatencyMs => format!(
             "1000 * max without (op, stat) (opsdeck_request_recent_latency_seconds{{{j}, stat=\"p99\"}})"
@@ -127,11 +131,11 @@ pub fn figure_expr(figure: Figure, job: &str) -> String {
         Figure::QuotaUsedPct => {
             format!("100 * max by (job, tenant) (opsdeck_quota_used_ratio{{{j}}})")
         }
-    }
+    })
 }
 
-fn comparison(c: &Comparison, job: &str) -> String {
-    let figure = figure_expr(c.figure, job);
+fn comparison(c: &Comparison, job: &str) -> Option<String> {
+    let figure = figure_expr(c.figure, job)?;
     // A plain selector needs no parentheses; anything longer gets them, so the comparison
     // applies to the whole figure.
     let simple = figure
@@ -142,7 +146,7 @@ fn comparison(c: &Comparison, job: &str) -> String {
     } else {
         format!("(\n{}\n)", indent(&figure, 2))
     };
-    format!("{figure} {} {}", c.op.symbol(), c.threshold)
+    Some(format!("{figure} {} {}", c.op.symbol(), c.threshold))
 }
 
 fn indent(text: &str, by: usize) -> String {
@@ -153,15 +157,17 @@ fn indent(text: &str, by: usize) -> String {
         .join("\n")
 }
 
-/// The rule's condition as one PromQL expression.
-pub fn rule_expr(rule: &Rule, job: &str) -> String {
+/// The rule's condition as one PromQL expression (None: it tests a console-only figure).
+pub fn rule_expr(rule: &Rule, job: &str) -> Option<String> {
     let on = match_labels(rule.scope());
-    rule.condition
-        .terms
-        .iter()
-        .map(|c| comparison(c, job))
-        .collect::<Vec<_>>()
-        .join(&format!("\nand on ({on})\n"))
+    Some(
+        rule.condition
+            .terms
+            .iter()
+            .map(|c| comparison(c, job))
+            .collect::<Option<Vec<_>>>()?
+            .join(&format!("\nand on ({on})\n")),
+    )
 }
 
 /// A duration as Prometheus writes it: `1h30m`, `10s`, `0s`.
@@ -222,7 +228,8 @@ fn value_template(figure: Figure) -> &'static str {
         | Figure::StorageKeys
         | Figure::FollowerLag
         | Figure::QuorumOk
-        | Figure::TermChanges5m => "{{ $value }}",
+        | Figure::TermChanges5m
+        | Figure::ReplicaDiverged => "{{ $value }}",
     }
 }
 
@@ -278,11 +285,28 @@ pub fn export(rules: &Rules, job: &str) -> Result<String, String> {
          # differently from the console.",
         rules.origin().replace('\n', " ")
     );
+    let left_out: Vec<&str> = rules
+        .rules()
+        .iter()
+        .filter(|r| rule_expr(r, job).is_none())
+        .map(|r| r.name.as_str())
+        .collect();
+    if !left_out.is_empty() {
+        let _ = writeln!(
+            out,
+            "# Left out (they test figures the nodes' metrics cannot express; the console and\n\
+             # `opsdeck alerts` evaluate them): {}",
+            left_out.join(", ")
+        );
+    }
     out.push_str("groups:\n  - name: opsdeck\n    rules:\n");
     for rule in rules.rules() {
+        let Some(expr) = rule_expr(rule, job) else {
+            continue;
+        };
         let _ = writeln!(out, "      - alert: {}", rule.name);
         let _ = writeln!(out, "        expr: |-");
-        let _ = writeln!(out, "{}", indent(&rule_expr(rule, job), 10));
+        let _ = writeln!(out, "{}", indent(&expr, 10));
         let _ = writeln!(out, "        for: {}", prom_duration(rule.hold));
         let _ = writeln!(out, "        labels:");
         let _ = writeln!(out, "          severity: {}", rule.severity);
@@ -311,7 +335,11 @@ mod tests {
     #[test]
     fn every_figure_has_an_expression_over_the_job_and_is_explained_in_the_help() {
         for f in Figure::ALL {
-            let e = figure_expr(f, "myjob");
+            let Some(e) = figure_expr(f, "myjob") else {
+                assert!(f.console_only(), "{f} has no expression");
+                continue;
+            };
+            assert!(!f.console_only(), "{f}");
             assert!(e.contains("job=\"myjob\""), "{f}: {e}");
             assert!(!e.contains("job=\"opsdeck\""), "{f}: {e}");
             let open = e.matches('(').count();
@@ -329,7 +357,10 @@ mod tests {
     fn node_down_is_up_equals_zero() {
         let rules = Rules::defaults();
         let node_down = &rules.rules()[0];
-        assert_eq!(rule_expr(node_down, "opsdeck"), "up{job=\"opsdeck\"} == 0");
+        assert_eq!(
+            rule_expr(node_down, "opsdeck").as_deref(),
+            Some("up{job=\"opsdeck\"} == 0")
+        );
     }
 
     #[test]
@@ -341,7 +372,7 @@ mod tests {
         )
         .unwrap();
         let rule = &rules.rules()[0];
-        let e = rule_expr(rule, "opsdeck");
+        let e = rule_expr(rule, "opsdeck").unwrap();
         assert!(
             e.ends_with(
                 ")\n) > 80\nand on (job, instance)\nopsdeck_storage_keys{job=\"opsdeck\"} >= 1000"
@@ -368,6 +399,11 @@ mod tests {
             "{text}"
         );
         for rule in rules.rules() {
+            if rule_expr(rule, "opsdeck").is_none() {
+                assert!(!text.contains(&format!("alert: {}\n", rule.name)), "{text}");
+                assert!(text.contains(&format!("): {}\n", rule.name)), "{text}");
+                continue;
+            }
             let block = text
                 .split("      - alert: ")
                 .find(|b| b.starts_with(&format!("{}\n", rule.name)))

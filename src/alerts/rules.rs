@@ -267,6 +267,7 @@ mod tests {
                 "term_churn",
                 "follower_lag_high",
                 "backup_stale",
+                "replica_divergence",
             ]
         );
         let node_down = &rules.rules()[0];
