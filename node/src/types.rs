@@ -224,7 +224,9 @@ impl AdminAction {
             AdminAction::ResumeWrites { ending_since } => (
                 "writes.resume",
                 match ending_since {
-                    Some(since) => format!("automatic: the pause since {} ran out", utc_text(*since)),
+                    Some(since) => {
+                        format!("automatic: the pause since {} ran out", utc_text(*since))
+                    }
                     None => String::new(),
                 },
             ),

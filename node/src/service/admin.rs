@@ -218,9 +218,7 @@ impl NodeCore {
             ));
         }
         let now = unix_millis();
-        let until_ms = for_
-            .map(|d| later_by(now, "the pause", d))
-            .transpose()?;
+        let until_ms = for_.map(|d| later_by(now, "the pause", d)).transpose()?;
         let action = AdminAction::PauseWrites {
             reason: reason.to_string(),
             until_ms,
