@@ -144,6 +144,15 @@ pub enum Command {
         #[command(subcommand)]
         action: QuotaAction,
     },
+    /// Maintenance mode: pause client writes on every node, or resume them (needs an admin
+    /// key). While paused, writes fail with exit status 9; reads go on.
+    #[command(
+        after_help = "Examples:\n  opsdeck writes pause --reason \"disk swap on node 2\" --for 30m\n  opsdeck writes pause --reason \"schema migration\" --context prod-eu -o json\n  opsdeck writes resume"
+    )]
+    Writes {
+        #[command(subcommand)]
+        action: WritesAction,
+    },
     /// Show the most recent admin actions (needs an admin key).
     #[command(after_help = "Examples:\n  opsdeck audit --limit 20 -o json")]
     Audit {
@@ -372,6 +381,33 @@ pub enum KeysAction {
     Revoke {
         #[arg(long)]
         id: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WritesAction {
+    /// Refuse client writes (put, delete, cas) on every node until `writes resume`, or
+    /// for `--for`; the pause is replicated, so restarts and new leaders keep it.
+    #[command(
+        after_help = "Examples:\n  opsdeck writes pause --reason \"disk swap on node 2\" --for 30m\n  opsdeck writes pause --reason \"schema migration\""
+    )]
+    Pause {
+        /// Why: shown with every refused write, in `status` and on the console's banner.
+        #[arg(long)]
+        reason: String,
+        /// Resume by itself after this long (e.g. 30m, 2h); default: until `writes resume`.
+        #[arg(long = "for", value_parser = |s: &str| parse_key_duration("the pause", s))]
+        for_: Option<Duration>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Accept client writes again.
+    #[command(
+        after_help = "Examples:\n  opsdeck writes resume\n  opsdeck writes resume --context prod-eu -o json"
+    )]
+    Resume {
         #[command(flatten)]
         cluster: ClusterArgs,
     },

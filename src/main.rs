@@ -85,6 +85,7 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::Keys { action } => admin::keys(action).await,
         Command::Quota { action } => admin::quota(action).await,
         Command::Audit { limit, cluster } => admin::audit(limit, &cluster).await,
+        Command::Writes { action } => opsdeck::verbs::writes::writes(action).await,
         Command::Alerts(args) => return alerts::run(&args).await,
         Command::Compact(c) => compact::run(&c).await,
         Command::Check(c) => check::run(&c).await,

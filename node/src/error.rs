@@ -37,6 +37,9 @@ pub enum NodeError {
     /// refusal is of a read on a node that cannot apply new entries.
     #[error("{}", storage_full_message(.nodes, *.reading))]
     StorageFull { nodes: Vec<FullNode>, reading: bool },
+    /// Writes are paused (maintenance mode); the text is `WritesPause::refusal`.
+    #[error("{0}")]
+    WritesPaused(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -112,6 +115,7 @@ impl NodeError {
             NodeError::Membership(_) => "membership",
             NodeError::ShuttingDown => "shutting_down",
             NodeError::StorageFull { .. } => "storage_full",
+            NodeError::WritesPaused(_) => "writes_paused",
             NodeError::Internal(_) => "internal",
         }
     }

@@ -449,6 +449,7 @@ async fn build(
     events::spawn_watcher(raft.clone(), telemetry.events.clone());
     core.spawn_storage_handoff(stopped.clone());
     core.spawn_restore_expiry(config.restore_idle_timeout, stopped.clone());
+    core.spawn_writes_expiry(stopped.clone());
     Ok(Built {
         core,
         raft,

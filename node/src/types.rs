@@ -130,6 +130,65 @@ pub enum AdminAction {
     ResetQuota {
         tenant: String,
     },
+    /// Maintenance mode: client writes are refused on every node until a resume. The
+    /// command's actor and `at_ms` are who paused and since when; `until_ms` (the proposer's
+    /// clock plus `--for`) is when the leader resumes by itself.
+    PauseWrites {
+        reason: String,
+        until_ms: Option<i64>,
+    },
+    /// Ends the pause. `ending_since`: an automatic resume at the pause's `until_ms`, for
+    /// the pause that began then (a late duplicate, or one for an older pause, is a no-op).
+    ResumeWrites {
+        ending_since: Option<i64>,
+    },
+}
+
+/// Writes paused (maintenance mode), as the replicated state holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WritesPause {
+    /// The admin key that paused.
+    pub by: String,
+    pub since_ms: i64,
+    pub reason: String,
+    /// When the leader resumes writes by itself (None: only a `resume` does).
+    pub until_ms: Option<i64>,
+}
+
+impl WritesPause {
+    /// `writes paused by KEY-ID since T: TEXT`: what a refused write says.
+    pub fn refusal(&self) -> String {
+        let until = self
+            .until_ms
+            .map(|u| format!(" (until {})", utc_text(u)))
+            .unwrap_or_default();
+        format!(
+            "writes paused by {} since {}: {}{until}; reads go on, an admin runs `opsdeck writes resume` to end it",
+            self.by,
+            utc_text(self.since_ms),
+            self.reason
+        )
+    }
+
+    /// Whether the pause's time is up at `now_ms` (by the leader's clock).
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.until_ms.is_some_and(|u| now_ms >= u)
+    }
+}
+
+/// `2026-12-02T13:00:00Z`; the milliseconds as a number for a time humantime cannot write
+/// (before 1970 or past 9999).
+pub fn utc_text(unix_ms: i64) -> String {
+    use std::fmt::Write;
+    let Ok(ms) = u64::try_from(unix_ms) else {
+        return format!("{unix_ms} ms");
+    };
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let mut s = String::new();
+    match write!(s, "{}", humantime::format_rfc3339_seconds(t)) {
+        Ok(()) => s,
+        Err(_) => format!("{unix_ms} ms"),
+    }
 }
 
 impl AdminAction {
@@ -164,6 +223,22 @@ impl AdminAction {
                 ),
             ),
             AdminAction::ResetQuota { tenant } => ("quota.reset", format!("tenant={tenant}")),
+            AdminAction::PauseWrites { reason, until_ms } => (
+                "writes.pause",
+                format!(
+                    "reason={reason:?} until={}",
+                    until_ms.map_or("resume".to_string(), utc_text)
+                ),
+            ),
+            AdminAction::ResumeWrites { ending_since } => (
+                "writes.resume",
+                match ending_since {
+                    Some(since) => {
+                        format!("automatic: the pause since {} ran out", utc_text(*since))
+                    }
+                    None => String::new(),
+                },
+            ),
         }
     }
 }
@@ -236,6 +311,10 @@ pub enum CommandResult {
     /// A restore was swapped in: the state machine now holds the backup's data.
     Restored {
         keys: u64,
+    },
+    /// A client write refused because writes are paused (maintenance mode); nothing changed.
+    WritesPaused {
+        reason: String,
     },
 }
 

@@ -27,6 +27,8 @@ pub enum Class {
     StorageFull,
     /// 8: replicas disagree (`opsdeck check`: a node's state digest differs).
     Diverged,
+    /// 9: writes are paused (maintenance mode, `opsdeck writes pause`).
+    WritesPaused,
 }
 
 impl Class {
@@ -40,6 +42,7 @@ impl Class {
             Class::Limited => 6,
             Class::StorageFull => 7,
             Class::Diverged => 8,
+            Class::WritesPaused => 9,
         }
     }
 
@@ -51,6 +54,7 @@ impl Class {
             .and_then(|v| v.to_str().ok());
         match (status.code(), kind) {
             (_, Some("storage_full")) => Class::StorageFull,
+            (_, Some("writes_paused")) => Class::WritesPaused,
             (Code::ResourceExhausted, _) => Class::Limited,
             (Code::NotFound, _) => Class::NotFound,
             (Code::Unauthenticated | Code::PermissionDenied, _) => Class::Refused,
@@ -73,6 +77,7 @@ Exit status:
   6  a quota or the rate limit
   7  storage full on a node (writes resume by themselves once space is freed)
   8  replicas diverge: a node's state digest differs from the others' (opsdeck check)
+  9  writes paused (maintenance mode): reads go on; `opsdeck writes resume` ends it
 
 `alerts --check` instead exits 0 when nothing fires, 1 when only warnings fire, 2 when a
 critical alert fires (Nagios).";
@@ -121,6 +126,13 @@ mod tests {
             tonic::metadata::MetadataValue::from_static("storage_full"),
         );
         assert_eq!(Class::of(&full), Class::StorageFull);
+        let mut paused = Status::failed_precondition("writes paused by k1 since …");
+        paused.metadata_mut().insert(
+            opsdeck_node::api::status::KIND_HEADER,
+            tonic::metadata::MetadataValue::from_static("writes_paused"),
+        );
+        assert_eq!(Class::of(&paused), Class::WritesPaused);
+        assert_eq!(Class::WritesPaused.exit_code(), 9);
         assert_eq!(
             Class::of(&Status::resource_exhausted("quota")),
             Class::Limited

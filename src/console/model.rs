@@ -423,6 +423,16 @@ impl Model {
     }
 
     /// The node that most watched nodes name as leader, if it is up and says so itself.
+    /// The pause of writes (maintenance mode) as the node furthest along holds it.
+    pub fn writes_paused(&self) -> Option<&opsdeck_node::pb::WritesPaused> {
+        self.nodes
+            .iter()
+            .filter(|n| n.link == Link::Up)
+            .filter_map(|n| n.status.as_ref())
+            .max_by_key(|s| s.applied)
+            .and_then(|s| s.writes_paused.as_ref())
+    }
+
     pub fn leader(&self) -> Option<&NodeStatus> {
         self.nodes
             .iter()

@@ -591,6 +591,48 @@ fn themes_style_cells_and_mono_has_no_colour() {
     }
 }
 
+/// Maintenance mode: the banner is above every pane (and the war room), in words.
+#[test]
+fn writes_paused_banner_on_every_pane() {
+    let mut app = app_with("high-contrast", ColorDepth::Ansi16);
+    for node in app.model.nodes.iter_mut() {
+        if let Some(s) = node.status.as_mut() {
+            s.writes_paused = Some(opsdeck_node::pb::WritesPaused {
+                by: "k0a1b2c3d".into(),
+                since_unix_ms: fixture::T0,
+                reason: "disk swap on node 2".into(),
+                until_unix_ms: Some(fixture::T0 + 30 * 60_000),
+            });
+        }
+    }
+    for pane in PaneKind::ALL {
+        app.pane = *pane;
+        let screen = text(&render(&app, 80, 24));
+        let banner = screen.lines().nth(1).unwrap_or_default().to_string();
+        assert!(
+            banner.starts_with(" ⏸ WRITES PAUSED  since ")
+                && banner.contains("by k0a1b2c3d: disk swap"),
+            "{}: {screen}",
+            pane.name()
+        );
+        if *pane == PaneKind::Overview {
+            insta::assert_snapshot!("writes_paused_overview_80x24", screen);
+            insta::assert_snapshot!(
+                "writes_paused_styles_high_contrast",
+                styles(&render(&app, 80, 24), 0..3)
+            );
+        }
+    }
+    insta::assert_snapshot!(
+        "writes_paused_overview_160x48",
+        text(&render(&app, 160, 48))
+    );
+    app.read_only = true;
+    app.war_room = Some(super::app::WarRoom { cycle_secs: 10 });
+    let screen = text(&render(&app, 80, 24));
+    assert!(screen.contains("WRITES PAUSED"), "{screen}");
+}
+
 #[test]
 fn war_room_at_80x24() {
     let mut app = app_with("high-contrast", ColorDepth::Ansi16);

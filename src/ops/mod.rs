@@ -8,4 +8,5 @@ pub mod check;
 pub mod compact;
 pub mod dev_cluster;
 pub mod keys;
+pub mod maintenance;
 pub mod membership;

@@ -71,12 +71,22 @@ pub async fn status(args: &ClusterArgs) -> Result<()> {
     let reports = client
         .status_all(Duration::from_secs(2).min(args.timeout))
         .await;
+    // The pause as the node furthest along holds it (all agree once they have applied it).
+    let paused = reports
+        .iter()
+        .filter_map(|r| r.status.as_ref().ok())
+        .max_by_key(|s| s.applied)
+        .and_then(|s| s.writes_paused.clone());
     if args.json() {
         let nodes: Vec<_> = reports
             .iter()
             .map(|r| status_json(&r.endpoint, &r.status))
             .collect();
-        super::print_json(&json!({ "nodes": nodes }))?;
+        let paused = paused.as_ref().map(|p| {
+            json!({ "by": p.by, "since": crate::format::utc_seconds(p.since_unix_ms),
+                    "reason": p.reason, "until": p.until_unix_ms.map(crate::format::utc_seconds) })
+        });
+        super::print_json(&json!({ "nodes": nodes, "writes_paused": paused }))?;
     } else {
         // Fits 80 columns; purged index and key counts are in --json.
         let rows: Vec<Vec<String>> = reports
@@ -104,6 +114,9 @@ pub async fn status(args: &ClusterArgs) -> Result<()> {
             if let Err(e) = &r.status {
                 println!("{} is unreachable: {e}", r.endpoint);
             }
+        }
+        if let Some(p) = &paused {
+            println!("WRITES PAUSED: {}", crate::ops::maintenance::describe(p));
         }
     }
     if reports.iter().all(|r| r.status.is_err()) {

@@ -15,6 +15,7 @@ pub mod kv;
 pub mod logs;
 pub mod members;
 pub mod node;
+pub mod writes;
 
 use color_eyre::eyre::Result;
 

@@ -14,7 +14,7 @@ use crate::pb::*;
 use crate::security::auth::caller_of;
 use crate::security::keys::{KeyRecord, Role};
 use crate::security::quota::Tier;
-use crate::service::admin::tenant_usage;
+use crate::service::admin::{tenant_usage, writes_paused};
 use crate::service::NodeCore;
 use crate::telemetry::events::ClusterEvent as ClusterEventData;
 use crate::telemetry::logs::LogRecord as LogRecordData;
@@ -437,6 +437,26 @@ impl Node for NodeService {
         Ok(Response::new(ListQuotasReply {
             tenants: tenants.iter().map(tenant_usage).collect(),
         }))
+    }
+
+    async fn pause_writes(
+        &self,
+        req: Request<PauseWritesRequest>,
+    ) -> Result<Response<WritesPaused>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
+        let r = req.into_inner();
+        let for_ = (r.for_ms > 0).then(|| Duration::from_millis(r.for_ms));
+        let pause = self.core.pause_writes(&actor, &r.reason, for_).await?;
+        Ok(Response::new(writes_paused(&pause)))
+    }
+
+    async fn resume_writes(
+        &self,
+        req: Request<ResumeWritesRequest>,
+    ) -> Result<Response<WritesPaused>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
+        let pause = self.core.resume_writes(&actor).await?;
+        Ok(Response::new(writes_paused(&pause)))
     }
 
     async fn list_audit(

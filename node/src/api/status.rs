@@ -21,6 +21,8 @@ fn codes(e: &NodeError) -> (Code, StatusCode) {
             (Code::ResourceExhausted, StatusCode::INSUFFICIENT_STORAGE)
         }
         NodeError::NotFound(_) => (Code::NotFound, StatusCode::NOT_FOUND),
+        // Not UNAVAILABLE: a client must not fail over or retry, every node refuses alike.
+        NodeError::WritesPaused(_) => (Code::FailedPrecondition, StatusCode::LOCKED),
         NodeError::NoLeader | NodeError::LeaderUnreachable { .. } | NodeError::ShuttingDown => {
             (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE)
         }

@@ -12,7 +12,12 @@ use crate::security::keys::{self, KeyRecord, Role};
 use crate::security::quota::{Quota, Tier};
 use crate::service::NodeCore;
 use crate::store::state_machine::TenantInfo;
-use crate::types::{limits, AdminAction, Command, CommandResult};
+use crate::types::{limits, AdminAction, Command, CommandResult, WritesPause};
+
+/// Longest reason a pause of writes may give (it is in every refusal and status frame).
+pub const MAX_PAUSE_REASON: usize = 200;
+/// How often the leader looks whether a timed pause of writes has run out.
+const PAUSE_EXPIRY_TICK: Duration = Duration::from_millis(250);
 
 /// `now` plus `d` (a key lifetime or grace period, `what`), refused past
 /// [`limits::MAX_KEY_DURATION`] and never overflowing.
@@ -187,6 +192,95 @@ impl NodeCore {
             }))
     }
 
+    /// Pauses client writes on every node (maintenance mode) until a resume, or for `for_`
+    /// (then the leader resumes them by itself at the proposer's clock plus `for_`).
+    pub async fn pause_writes(
+        &self,
+        actor: &str,
+        reason: &str,
+        for_: Option<Duration>,
+    ) -> Result<WritesPause, NodeError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(NodeError::InvalidInput(
+                "a pause of writes needs a reason (--reason TEXT): it is shown with every refused write".into(),
+            ));
+        }
+        if reason.chars().count() > MAX_PAUSE_REASON || reason.chars().any(char::is_control) {
+            return Err(NodeError::InvalidInput(format!(
+                "the reason must be one line of at most {MAX_PAUSE_REASON} characters"
+            )));
+        }
+        if for_.is_some_and(|d| d.is_zero()) {
+            return Err(NodeError::InvalidInput(
+                "--for must be longer than 0 (e.g. 30m); leave it out to pause until a resume"
+                    .into(),
+            ));
+        }
+        let now = unix_millis();
+        let until_ms = for_.map(|d| later_by(now, "the pause", d)).transpose()?;
+        let action = AdminAction::PauseWrites {
+            reason: reason.to_string(),
+            until_ms,
+        };
+        self.admin(actor, now, action).await?;
+        self.read_barrier(false).await?;
+        self.reader().writes_pause().ok_or_else(|| {
+            NodeError::Internal("the pause was applied but is not in the state".into())
+        })
+    }
+
+    /// Ends a pause of writes; returns the pause it ended.
+    pub async fn resume_writes(&self, actor: &str) -> Result<WritesPause, NodeError> {
+        self.read_barrier(false).await?;
+        let Some(pause) = self.reader().writes_pause() else {
+            return Err(NodeError::Rejected("writes are not paused".into()));
+        };
+        let action = AdminAction::ResumeWrites { ending_since: None };
+        self.admin(actor, unix_millis(), action).await?;
+        self.read_barrier(false).await?;
+        Ok(pause)
+    }
+
+    /// On the leader: ends `pause` if its time is up by this node's clock, as a replicated
+    /// entry, so every node stops refusing at the same log index.
+    pub(crate) async fn end_expired_pause(&self, pause: &WritesPause) -> Result<(), NodeError> {
+        let now = unix_millis();
+        if !pause.expired(now) {
+            return Ok(());
+        }
+        let action = AdminAction::ResumeWrites {
+            ending_since: Some(pause.since_ms),
+        };
+        self.admin("auto-resume", now, action).await
+    }
+
+    /// Resumes a timed pause of writes when it runs out, with no operator action: the
+    /// leader looks every [`PAUSE_EXPIRY_TICK`].
+    pub fn spawn_writes_expiry(&self, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        let core = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PAUSE_EXPIRY_TICK);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.changed() => return,
+                }
+                let leading =
+                    core.inner.raft.metrics().borrow().current_leader == Some(core.inner.id);
+                let Some(pause) = core.reader().writes_pause() else {
+                    continue;
+                };
+                if !leading {
+                    continue;
+                }
+                if let Err(e) = core.end_expired_pause(&pause).await {
+                    tracing::warn!(error = %e, "could not resume writes at the end of their pause; will retry");
+                }
+            }
+        });
+    }
+
     pub async fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, NodeError> {
         self.read_barrier(false).await?;
         self.reader()
@@ -207,6 +301,16 @@ impl NodeCore {
         if let Err(e) = self.propose(command).await {
             tracing::warn!(action, error = %e, "could not record an audit entry");
         }
+    }
+}
+
+/// A pause of writes as reported to clients (status frames, `writes` verbs).
+pub fn writes_paused(p: &WritesPause) -> pb::WritesPaused {
+    pb::WritesPaused {
+        by: p.by.clone(),
+        since_unix_ms: p.since_ms,
+        reason: p.reason.clone(),
+        until_unix_ms: p.until_ms,
     }
 }
 

@@ -8,9 +8,27 @@ use crate::raft::forward::CLUSTER_TIMEOUT;
 use crate::types::{validate_entry, Command, CommandResult};
 
 impl NodeCore {
+    /// Refuses a client write while writes are paused. Decided by the leader (a follower
+    /// forwards, and the leader's apply answers), whose state is the newest; a pause whose
+    /// time is up is ended first, as an entry of its own. The apply refuses again whatever
+    /// this says, so a pause committed meanwhile is never missed.
+    async fn check_writes(&self) -> Result<(), NodeError> {
+        let Some(pause) = self.inner.reader.writes_pause() else {
+            return Ok(());
+        };
+        if self.inner.raft.metrics().borrow().current_leader != Some(self.inner.id) {
+            return Ok(());
+        }
+        if pause.expired(crate::clock::unix_millis()) {
+            return self.end_expired_pause(&pause).await;
+        }
+        Err(NodeError::WritesPaused(pause.refusal()))
+    }
+
     pub async fn put(&self, key: String, value: Vec<u8>) -> Result<u64, NodeError> {
         self.observed("put", async {
             validate_entry(&key, Some(&value)).map_err(NodeError::InvalidInput)?;
+            self.check_writes().await?;
             match self.propose(Command::Put { key, value }).await? {
                 CommandResult::Put { revision } => Ok(revision),
                 other => Err(NodeError::Internal(format!("unexpected result {other:?}"))),
@@ -22,6 +40,7 @@ impl NodeCore {
     pub async fn delete(&self, key: String) -> Result<bool, NodeError> {
         self.observed("delete", async {
             validate_entry(&key, None).map_err(NodeError::InvalidInput)?;
+            self.check_writes().await?;
             match self.propose(Command::Delete { key }).await? {
                 CommandResult::Delete { existed } => Ok(existed),
                 other => Err(NodeError::Internal(format!("unexpected result {other:?}"))),
@@ -39,6 +58,7 @@ impl NodeCore {
     ) -> Result<(bool, Option<Vec<u8>>), NodeError> {
         self.observed("cas", async {
             validate_entry(&key, new.as_deref()).map_err(NodeError::InvalidInput)?;
+            self.check_writes().await?;
             match self.propose(Command::Cas { key, expected, new }).await? {
                 CommandResult::Cas { succeeded, current } => Ok((succeeded, current)),
                 other => Err(NodeError::Internal(format!("unexpected result {other:?}"))),
@@ -81,6 +101,11 @@ impl NodeCore {
         commands: Vec<Command>,
     ) -> Result<Vec<CommandResult>, NodeError> {
         self.check_storage()?;
+        // A timed pause of writes that ran out ends before the batch (its writes would be
+        // refused otherwise); the apply refuses each write of a paused cluster.
+        if let Some(pause) = self.inner.reader.writes_pause() {
+            self.end_expired_pause(&pause).await?;
+        }
         // Held back while a leadership transfer has paused proposals, like local ones.
         let _pass = self.inner.proposer.gate().enter().await;
         self.inner.sink.write(commands, false).await

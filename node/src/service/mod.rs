@@ -167,6 +167,7 @@ impl NodeCore {
             CommandResult::Rejected { reason } => Err(NodeError::Rejected(reason)),
             CommandResult::QuotaExceeded { reason } => Err(NodeError::QuotaExceeded(reason)),
             CommandResult::NotFound { reason } => Err(NodeError::NotFound(reason)),
+            CommandResult::WritesPaused { reason } => Err(NodeError::WritesPaused(reason)),
             other => Ok(other),
         }
     }

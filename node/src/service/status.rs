@@ -197,6 +197,11 @@ impl NodeCore {
         frame.fs_free_bytes = sample.fs_free_bytes;
         frame.gc = Some(sample.gc.clone());
         frame.last_backup_unix_ms = self.inner.reader.last_backup_ms();
+        frame.writes_paused = self
+            .inner
+            .reader
+            .writes_pause()
+            .map(|p| crate::service::admin::writes_paused(&p));
         let guard = &self.inner.guard;
         frame.storage = Some(pb::StorageState {
             full: guard.pressure().is_some(),

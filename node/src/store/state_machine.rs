@@ -35,7 +35,7 @@ use crate::security::keys::{KeyRecord, KeyRegistry, Role};
 use crate::security::quota::{tenant_of, Quota, Usage};
 use crate::types::{
     validate_entry, AdminAction, Command, CommandResult, Entry, LogId, Response, Snapshot,
-    SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    SnapshotMeta, StorageError, StoredMembership, TypeConfig, WritesPause,
 };
 
 const KEY_APPLIED: &[u8] = b"m/applied";
@@ -46,6 +46,9 @@ const KEY_CLUSTER_ID: &[u8] = b"m/cluster_id";
 const KEY_AUDIT_SEQ: &[u8] = b"m/audit_seq";
 /// When the last backup was streamed out (from its `backup` audit record).
 const KEY_LAST_BACKUP: &[u8] = b"m/last_backup";
+/// Writes paused (maintenance mode): a [`WritesPause`], absent when writes are accepted.
+/// In snapshots (so installs, backups and restarts carry it), outside the digest.
+const KEY_WRITES_PAUSED: &[u8] = b"m/writes_paused";
 /// The restore being staged (see [`restore`]).
 const KEY_RESTORE: &[u8] = b"m/restore";
 /// The state digest's sums and the applied index they are at (see [`super::digest`]);
@@ -164,6 +167,14 @@ impl KvReader {
     pub fn restore_staging(&self) -> Option<(String, u64)> {
         match self.tree.get(KEY_RESTORE) {
             Ok(Some(v)) => restore::staging_progress(&v),
+            _ => None,
+        }
+    }
+
+    /// The pause of client writes in effect, if any (see `AdminAction::PauseWrites`).
+    pub fn writes_pause(&self) -> Option<WritesPause> {
+        match self.tree.get(KEY_WRITES_PAUSED) {
+            Ok(Some(v)) => decode(&v).ok(),
             _ => None,
         }
     }
@@ -638,6 +649,8 @@ struct Overlay<'a> {
     data_prefix: Vec<u8>,
     /// The digest as this batch has it (None: turned off).
     digest: Option<DigestState>,
+    /// The pause of client writes as this batch has it.
+    paused: Option<WritesPause>,
 }
 
 type IoResult<T> = Result<T, std::io::Error>;
@@ -781,6 +794,16 @@ impl Overlay<'_> {
                 self.set(KEY_CLUSTER_ID.to_vec(), Some(cluster_id.into_bytes()))?;
                 CommandResult::Done
             }
+            // Refused by the replicated state alone, so every node decides alike; the
+            // pause's expiry is an entry of its own (`ResumeWrites`), never a clock here.
+            Command::Put { .. } | Command::Delete { .. } | Command::Cas { .. }
+                if self.paused.is_some() =>
+            {
+                let reason = self.paused.as_ref().map(WritesPause::refusal);
+                CommandResult::WritesPaused {
+                    reason: reason.unwrap_or_default(),
+                }
+            }
             Command::Put { key, value } => {
                 if let Err(reason) = validate_entry(&key, Some(&value)) {
                     return Ok(CommandResult::Rejected { reason });
@@ -821,15 +844,33 @@ impl Overlay<'_> {
                 action,
             } => {
                 let (name, args) = action.describe();
-                let result = self.apply_admin(at_ms, action)?;
+                if let AdminAction::ResumeWrites {
+                    ending_since: Some(since),
+                } = &action
+                {
+                    if self.paused.as_ref().map(|p| p.since_ms) != Some(*since) {
+                        // An automatic resume for a pause already ended: nothing to do or
+                        // audit (the leader may propose it twice around an election).
+                        return Ok(CommandResult::Done);
+                    }
+                }
+                let result = self.apply_admin(&actor, at_ms, action)?;
                 if matches!(result, CommandResult::Done) {
                     let kind = match name {
                         "key.create" => "key_created",
                         "key.rotate" => "key_rotated",
                         "key.revoke" => "key_revoked",
+                        "writes.pause" => "writes_paused",
+                        "writes.resume" => "writes_resumed",
                         _ => "quota_changed",
                     };
-                    self.note(kind, args.clone());
+                    let detail = match kind {
+                        "writes_paused" | "writes_resumed" => {
+                            format!("{name} by {actor} {args}").trim_end().to_string()
+                        }
+                        _ => args.clone(),
+                    };
+                    self.note(kind, detail);
                 }
                 let outcome = match &result {
                     CommandResult::Rejected { reason } | CommandResult::NotFound { reason } => {
@@ -909,7 +950,12 @@ impl Overlay<'_> {
         })
     }
 
-    fn apply_admin(&mut self, at_ms: i64, action: AdminAction) -> IoResult<CommandResult> {
+    fn apply_admin(
+        &mut self,
+        actor: &str,
+        at_ms: i64,
+        action: AdminAction,
+    ) -> IoResult<CommandResult> {
         let not_found = |id: &str| CommandResult::NotFound {
             reason: format!("no API key with id {id:?} (see `opsdeck keys list`)"),
         };
@@ -985,6 +1031,33 @@ impl Overlay<'_> {
                 self.put_encoded(prefixed(QUOTA_PREFIX, &tenant), &quota)?;
                 CommandResult::Done
             }
+            AdminAction::PauseWrites { reason, until_ms } => {
+                if let Some(p) = &self.paused {
+                    return Ok(rejected(format!(
+                        "writes are already paused by {} since {}: {}; resume first to pause anew",
+                        p.by,
+                        crate::types::utc_text(p.since_ms),
+                        p.reason
+                    )));
+                }
+                let pause = WritesPause {
+                    by: actor.to_string(),
+                    since_ms: at_ms,
+                    reason,
+                    until_ms,
+                };
+                self.put_encoded(KEY_WRITES_PAUSED.to_vec(), &pause)?;
+                self.paused = Some(pause);
+                CommandResult::Done
+            }
+            AdminAction::ResumeWrites { .. } => {
+                if self.paused.is_none() {
+                    return Ok(rejected("writes are not paused".into()));
+                }
+                self.set(KEY_WRITES_PAUSED.to_vec(), None)?;
+                self.paused = None;
+                CommandResult::Done
+            }
             AdminAction::ResetQuota { tenant } => {
                 self.set(prefixed(QUOTA_PREFIX, &tenant), None)?;
                 let usage_key = prefixed(USAGE_PREFIX, &tenant);
@@ -1044,6 +1117,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             gens: self.gens,
             data_prefix: generations::data_prefix(self.gens.current),
             digest: self.digest,
+            paused: self
+                .tree
+                .get(KEY_WRITES_PAUSED)
+                .map_err(|e| sm_err(&e))?
+                .map(|v| decode(&v))
+                .transpose()
+                .map_err(|e| sm_err(&e))?,
         };
         let mut digests = Vec::new();
         let mut responses = Vec::new();

@@ -120,6 +120,7 @@ struct FrameGauges {
     storage_full: Gauge,
     storage_reserve: Gauge,
     last_backup: FloatGauge,
+    writes_paused: Gauge,
     voters: Gauge,
     voters_reachable: Gauge,
     leader_known: Gauge,
@@ -275,6 +276,12 @@ impl FrameGauges {
                 "Unix time of the newest backup taken from this cluster that this node knows \
                  of (0 if none)",
             ),
+            writes_paused: reg(
+                r,
+                "writes_paused",
+                "1 while client writes are paused on the cluster (maintenance mode, \
+                 `opsdeck writes pause`), else 0",
+            ),
             voters: reg(
                 r,
                 "cluster_voters",
@@ -385,6 +392,7 @@ impl FrameGauges {
         int(&self.storage_reserve, storage.reserve_bytes);
         self.last_backup
             .set(f.last_backup_unix_ms.unwrap_or(0).max(0) as f64 / 1000.0);
+        int(&self.writes_paused, u64::from(f.writes_paused.is_some()));
         int(
             &self.voters,
             f.members.iter().filter(|m| m.voter).count() as u64,
@@ -754,6 +762,7 @@ mod tests {
         let status = pb::NodeStatus {
             leader_id: Some(2),
             last_backup_unix_ms: Some(1_700_000_000_500),
+            writes_paused: Some(pb::WritesPaused::default()),
             voters_reachable: Some(2),
             storage: Some(pb::StorageState {
                 full: true,
@@ -780,6 +789,7 @@ mod tests {
             "opsdeck_storage_full 1",
             "opsdeck_storage_reserve_bytes 128",
             "opsdeck_last_backup_timestamp_seconds 1700000000.5",
+            "opsdeck_writes_paused 1",
             "opsdeck_cluster_voters 2",
             "opsdeck_cluster_voters_reachable 2",
             "opsdeck_raft_leader_known 1",

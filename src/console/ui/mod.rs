@@ -33,6 +33,16 @@ pub fn draw(app: &App, f: &mut Frame) {
     ])
     .areas(area);
     tabs(app, f, top);
+    // Maintenance mode is on every pane: a line above it, in words, not colour alone.
+    let body = match app.model.writes_paused() {
+        Some(p) => {
+            let [banner, rest] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(body);
+            writes_banner(app, p, f, banner);
+            rest
+        }
+        None => body,
+    };
     if app.war_room.is_some() {
         war_room(app, f, body);
     } else {
@@ -45,6 +55,33 @@ pub fn draw(app: &App, f: &mut Frame) {
     if let Some(scroll) = app.help {
         help(app, f, body, scroll);
     }
+}
+
+/// `⏸ WRITES PAUSED since 13:00:05 until 13:30:05 by k1: reason`, the reason last so a
+/// narrow terminal cuts only its end (times in the console's clock, like the panes').
+fn writes_banner(app: &App, p: &opsdeck_node::pb::WritesPaused, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let time = |ms: i64| crate::format::clock(ms, app.utc_offset);
+    let until = p
+        .until_unix_ms
+        .map(|u| format!(" until {}", time(u)))
+        .unwrap_or_default();
+    let line = Line::from(vec![
+        Span::styled(
+            " ⏸ WRITES PAUSED ",
+            t.style(Role::Critical).add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(
+            format!(
+                " since {}{until} by {}: {} · reads go on",
+                time(p.since_unix_ms),
+                p.by,
+                p.reason
+            ),
+            t.style(Role::Warn),
+        ),
+    ]);
+    f.render_widget(Paragraph::new(line), area);
 }
 
 /// Below 80×24 the panes would be cut into garbage: say so, and still show the verdict.
