@@ -266,14 +266,12 @@ impl NodeCore {
                     _ = tick.tick() => {}
                     _ = stopped.changed() => return,
                 }
-                let leading =
-                    core.inner.raft.metrics().borrow().current_leader == Some(core.inner.id);
+                if !core.is_leader() {
+                    continue;
+                }
                 let Some(pause) = core.reader().writes_pause() else {
                     continue;
                 };
-                if !leading {
-                    continue;
-                }
                 if let Err(e) = core.end_expired_pause(&pause).await {
                     tracing::warn!(error = %e, "could not resume writes at the end of their pause; will retry");
                 }

@@ -65,8 +65,7 @@ impl NodeCore {
                         continue;
                     }
                 };
-                let leading = core.raft().metrics().borrow().current_leader == Some(core.id());
-                if !leading || since.elapsed() < idle {
+                if !core.is_leader() || since.elapsed() < idle {
                     continue;
                 }
                 let (id, chunks) = staging;
@@ -94,7 +93,7 @@ impl NodeCore {
     /// acknowledged before the request).
     pub async fn backup(&self, actor: &str) -> Result<BackupStream, NodeError> {
         let raft = self.raft().clone();
-        if raft.metrics().borrow().current_leader != Some(self.id()) {
+        if !self.is_leader() {
             return Err(NodeError::Rejected(format!(
                 "node {} is not the leader; backups are streamed from the leader ({})",
                 self.id(),

@@ -16,7 +16,7 @@ impl NodeCore {
         let Some(pause) = self.inner.reader.writes_pause() else {
             return Ok(());
         };
-        if self.inner.raft.metrics().borrow().current_leader != Some(self.inner.id) {
+        if !self.is_leader() {
             return Ok(());
         }
         if pause.expired(crate::clock::unix_millis()) {

@@ -131,6 +131,11 @@ impl NodeCore {
     }
 
     /// "node N at ADDR" for the current leader, or that none is known.
+    /// Whether this node is the leader, by its latest Raft metrics.
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow().current_leader == Some(self.inner.id)
+    }
+
     pub fn leader_hint(&self) -> String {
         let leader = self.inner.raft.metrics().borrow().current_leader;
         match leader.and_then(|id| self.member_addr(id).map(|a| (id, a))) {

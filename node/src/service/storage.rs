@@ -84,9 +84,7 @@ impl NodeCore {
                     _ = tick.tick() => {}
                     _ = stopped.changed() => return,
                 }
-                let leading =
-                    core.inner.raft.metrics().borrow().current_leader == Some(core.inner.id);
-                if !leading || core.inner.guard.pressure().is_none() {
+                if !core.is_leader() || core.inner.guard.pressure().is_none() {
                     continue;
                 }
                 if last.is_some_and(|t| t.elapsed() < HANDOFF_EVERY) {
