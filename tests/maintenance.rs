@@ -14,26 +14,9 @@ use support::*;
 /// Exit status of a write refused because writes are paused (`client::failure`).
 const EXIT_WRITES_PAUSED: i32 = 9;
 
-/// Runs the CLI off the async runtime, with `key` (None: the test admin key).
-async fn cli(key: Option<String>, args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        match &key {
-            Some(k) => run_cli_as(Some(k), &args),
-            None => run_cli(&args),
-        }
-    })
-    .await
-    .expect("cli task")
-}
-
-fn strings(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
 /// `opsdeck put KEY VALUE` through the node at `endpoint` only.
 async fn put_via(endpoint: &str, key: &str) -> Output {
-    cli(None, strings(&["put", key, "v", "--endpoints", endpoint])).await
+    cli_as(None, &["put", key, "v", "--endpoints", endpoint]).await
 }
 
 async fn paused_everywhere(cluster: &TestCluster, want: bool) -> bool {
@@ -96,9 +79,9 @@ async fn a_pause_is_refused_on_every_node_survives_a_restart_and_resumes() {
     assert!(out.status.success(), "{}", stderr_of(&out));
 
     // A write key may not pause.
-    let made = cli(
+    let made = cli_as(
         None,
-        strings(&[
+        &[
             "keys",
             "create",
             "--role",
@@ -106,38 +89,38 @@ async fn a_pause_is_refused_on_every_node_survives_a_restart_and_resumes() {
             "--json",
             "--endpoints",
             &endpoints,
-        ]),
+        ],
     )
     .await;
     assert!(made.status.success(), "{}", stderr_of(&made));
     let made: serde_json::Value = serde_json::from_slice(&made.stdout).expect("key JSON");
     let writer = made["secret"].as_str().expect("secret").to_string();
-    let out = cli(
-        Some(writer),
-        strings(&[
+    let out = cli_as(
+        Some(&writer),
+        &[
             "writes",
             "pause",
             "--reason",
             "nope",
             "--endpoints",
             &endpoints,
-        ]),
+        ],
     )
     .await;
     assert_eq!(out.status.code(), Some(5), "{}", stderr_of(&out));
     assert!(paused_everywhere(&cluster, false).await);
 
     // An empty reason is refused before anything is sent.
-    let out = cli(
+    let out = cli_as(
         None,
-        strings(&[
+        &[
             "writes",
             "pause",
             "--reason",
             " ",
             "--endpoints",
             &endpoints,
-        ]),
+        ],
     )
     .await;
     assert!(!out.status.success());
@@ -148,9 +131,9 @@ async fn a_pause_is_refused_on_every_node_survives_a_restart_and_resumes() {
     );
 
     let reason = "disk swap on node 2";
-    let out = cli(
+    let out = cli_as(
         None,
-        strings(&[
+        &[
             "writes",
             "pause",
             "--reason",
@@ -159,7 +142,7 @@ async fn a_pause_is_refused_on_every_node_survives_a_restart_and_resumes() {
             "json",
             "--endpoints",
             &endpoints,
-        ]),
+        ],
     )
     .await;
     assert!(out.status.success(), "{}", stderr_of(&out));
@@ -178,11 +161,11 @@ async fn a_pause_is_refused_on_every_node_survives_a_restart_and_resumes() {
     assert_refused_everywhere(&cluster, &by, reason).await;
     // Reads go on, on every node.
     for n in &cluster.nodes {
-        let out = cli(None, strings(&["get", "t/before", "--endpoints", &n.grpc])).await;
+        let out = cli_as(None, &["get", "t/before", "--endpoints", &n.grpc]).await;
         assert!(out.status.success(), "node {}: {}", n.id, stderr_of(&out));
         assert_eq!(stdout_of(&out).trim(), "v");
     }
-    let status = cli(None, strings(&["status", "--endpoints", &endpoints])).await;
+    let status = cli_as(None, &["status", "--endpoints", &endpoints]).await;
     assert!(status.status.success(), "{}", stderr_of(&status));
     let text = stdout_of(&status);
     assert!(
@@ -199,11 +182,7 @@ async fn a_pause_is_refused_on_every_node_survives_a_restart_and_resumes() {
         .await
         .expect("metrics text");
     assert!(metrics.contains("\nopsdeck_writes_paused 1\n"), "{metrics}");
-    let audit = cli(
-        None,
-        strings(&["audit", "--json", "--endpoints", &endpoints]),
-    )
-    .await;
+    let audit = cli_as(None, &["audit", "--json", "--endpoints", &endpoints]).await;
     assert!(
         stdout_of(&audit).contains("writes.pause"),
         "{}",
@@ -224,11 +203,7 @@ async fn a_pause_is_refused_on_every_node_survives_a_restart_and_resumes() {
     cluster.wait_leader(Duration::from_secs(20)).await;
     assert_refused_everywhere(&cluster, &by, reason).await;
 
-    let out = cli(
-        None,
-        strings(&["writes", "resume", "--endpoints", &endpoints]),
-    )
-    .await;
+    let out = cli_as(None, &["writes", "resume", "--endpoints", &endpoints]).await;
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(
         stdout_of(&out).contains("writes resumed"),
@@ -246,11 +221,7 @@ async fn a_pause_is_refused_on_every_node_survives_a_restart_and_resumes() {
     )
     .await;
     // A second resume says there is nothing to resume.
-    let out = cli(
-        None,
-        strings(&["writes", "resume", "--endpoints", &endpoints]),
-    )
-    .await;
+    let out = cli_as(None, &["writes", "resume", "--endpoints", &endpoints]).await;
     assert!(!out.status.success());
     assert!(
         stderr_of(&out).contains("writes are not paused"),
@@ -264,9 +235,9 @@ async fn a_timed_pause_resumes_by_itself() {
     let cluster = TestCluster::start(3, &[]).await;
     let endpoints = cluster.endpoints();
     cluster.wait_leader(Duration::from_secs(15)).await;
-    let out = cli(
+    let out = cli_as(
         None,
-        strings(&[
+        &[
             "writes",
             "pause",
             "--reason",
@@ -276,7 +247,7 @@ async fn a_timed_pause_resumes_by_itself() {
             "--json",
             "--endpoints",
             &endpoints,
-        ]),
+        ],
     )
     .await;
     assert!(out.status.success(), "{}", stderr_of(&out));
@@ -305,11 +276,7 @@ async fn a_timed_pause_resumes_by_itself() {
         let out = put_via(&n.grpc, &format!("t/late-{}", n.id)).await;
         assert!(out.status.success(), "node {}: {}", n.id, stderr_of(&out));
     }
-    let audit = cli(
-        None,
-        strings(&["audit", "--json", "--endpoints", &endpoints]),
-    )
-    .await;
+    let audit = cli_as(None, &["audit", "--json", "--endpoints", &endpoints]).await;
     let text = stdout_of(&audit);
     assert!(
         text.contains("auto-resume") && text.contains("writes.resume"),

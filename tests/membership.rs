@@ -12,15 +12,9 @@ use std::time::{Duration, Instant};
 use opsdeck_node::pb::AddLearnerRequest;
 use support::*;
 
-/// Runs the CLI off the async workers (it blocks until the process ends).
+/// The CLI with the test admin key, off the async workers.
 async fn cli(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_cli(&args)
-    })
-    .await
-    .expect("cli task")
+    cli_as(None, args).await
 }
 
 fn json_of(out: &Output) -> serde_json::Value {

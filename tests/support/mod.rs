@@ -481,6 +481,19 @@ pub fn run_cli(args: &[&str]) -> Output {
     run_cli_as(Some(admin_key()), args)
 }
 
+/// The CLI run off the async workers (it blocks until the process ends), with `key` in
+/// `OPSDECK_API_KEY` (None: the test admin key).
+pub async fn cli_as(key: Option<&str>, args: &[&str]) -> Output {
+    let key = key.map(str::to_string);
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli_as(Some(key.as_deref().unwrap_or(admin_key())), &args)
+    })
+    .await
+    .expect("cli task")
+}
+
 /// Runs the CLI with `key` in `OPSDECK_API_KEY` (None: no key from the environment).
 pub fn run_cli_as(key: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(BIN);
