@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use opsdeck_node::pb::watch_event::Kind;
 use opsdeck_node::pb::{ApiKeyInfo, ClusterEvent, LogRecord, NodeStatus, WatchEvent};
 
+use crate::client::digests::{from_frames, FrameCheck, Outcome};
 use crate::client::NodeReport;
 
 pub const MAX_LOG_LINES: usize = 50_000;
@@ -169,6 +170,9 @@ pub struct Model {
     pub timeline: VecDeque<TimelineEntry>,
     /// Filled by the key list poll (only while the Keys pane is shown).
     pub keys: KeyList,
+    /// The newest comparison of the replicas' state digests, made from the status frames
+    /// as they arrive (None until two nodes' frames share an index).
+    pub replicas: Option<FrameCheck>,
 }
 
 fn sample_of(s: &NodeStatus, at: i64) -> Sample {
@@ -184,6 +188,15 @@ fn sample_of(s: &NodeStatus, at: i64) -> Sample {
         p99_us: worst(|o| o.p99_us),
         data_dir_bytes: s.data_dir_bytes,
         sled_bytes: s.sled_size_on_disk,
+    }
+}
+
+/// "node 2" or "nodes 1, 3".
+pub fn node_list(ids: &[u64]) -> String {
+    let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+    match ids.len() {
+        1 => format!("node {}", list.join("")),
+        _ => format!("nodes {}", list.join(", ")),
     }
 }
 
@@ -345,7 +358,56 @@ impl Model {
             view.samples.pop_front();
         }
         view.status = Some(s);
+        self.check_replicas();
         true
+    }
+
+    /// Compares the digests the frames of the nodes up carry (`client::digests::from_frames`,
+    /// the comparison the `replica_divergence` rule makes); a change into or out of
+    /// divergence goes on the timeline. Frames that share no index leave the last result.
+    fn check_replicas(&mut self) {
+        let frames = self
+            .nodes
+            .iter()
+            .filter(|n| n.link == Link::Up)
+            .filter_map(|n| n.status.as_ref().map(|s| (n.endpoint.as_str(), s)));
+        let Some(check) = from_frames(frames) else {
+            return;
+        };
+        let was = self.replicas.as_ref().map(|c| &c.outcome);
+        let entry = match (&check.outcome, was) {
+            (Outcome::Diverged { differing, .. }, Some(Outcome::Diverged { differing: d, .. }))
+                if d == differing =>
+            {
+                None
+            }
+            (Outcome::Diverged { index, differing }, _) => Some((
+                "replicas_diverged",
+                format!(
+                    "{}: state digest differs at index {index}",
+                    node_list(differing)
+                ),
+            )),
+            (Outcome::Agree { index, .. }, Some(Outcome::Diverged { .. })) => Some((
+                "replicas_agree",
+                format!(
+                    "replicas agree again at index {index} ({} nodes)",
+                    check.nodes
+                ),
+            )),
+            _ => None,
+        };
+        if let Some((kind, detail)) = entry {
+            self.push_timeline(TimelineEntry {
+                unix_ms: check.at_ms,
+                kind: kind.into(),
+                detail,
+                term: 0,
+                seen_by: vec![],
+                console: true,
+            });
+        }
+        self.replicas = Some(check);
     }
 
     fn on_log(&mut self, node: usize, r: LogRecord) -> bool {

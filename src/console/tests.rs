@@ -623,6 +623,7 @@ fn writes_paused_banner_on_every_pane() {
             );
         }
     }
+    app.pane = PaneKind::Overview;
     insta::assert_snapshot!(
         "writes_paused_overview_160x48",
         text(&render(&app, 160, 48))
@@ -631,6 +632,80 @@ fn writes_paused_banner_on_every_pane() {
     app.war_room = Some(super::app::WarRoom { cycle_secs: 10 });
     let screen = text(&render(&app, 80, 24));
     assert!(screen.contains("WRITES PAUSED"), "{screen}");
+}
+
+#[test]
+fn the_overview_says_whether_the_replicas_agree_and_names_a_diverged_node() {
+    use opsdeck_node::pb::StateDigest;
+    let mut app = app();
+    let frame = |app: &mut App, node: usize, id: u64, role: &str, at: i64, digest: u8| {
+        let mut s = fixture::status(id, role, 12_300, at);
+        s.digest = Some(StateDigest {
+            index: 12_300,
+            digest: vec![digest; 32],
+        });
+        app.model.apply(Update::Event {
+            node,
+            at,
+            event: Box::new(WatchEvent {
+                kind: Some(Kind::Status(s)),
+            }),
+        });
+    };
+    let t = fixture::T0 + 40_000;
+    for (node, id, role) in [(0, 1, "leader"), (1, 2, "follower"), (2, 3, "follower")] {
+        frame(&mut app, node, id, role, t, 7);
+    }
+    let screen = text(&render(&app, 80, 24));
+    assert!(
+        screen.contains("≡ replicas agree at index 12300 (checked 22:14:00)"),
+        "{screen}"
+    );
+    assert!(!app
+        .model
+        .timeline
+        .iter()
+        .any(|e| e.kind.starts_with("replicas_")));
+
+    // Node 2 applied something else: named in red, and on the timeline once.
+    frame(&mut app, 1, 2, "follower", t + 1_000, 9);
+    frame(&mut app, 0, 1, "leader", t + 1_500, 7);
+    let screen = text(&render(&app, 80, 24));
+    insta::assert_snapshot!("overview_replica_diverged_80x24", screen);
+    assert!(screen.contains("✖ node 2 diverged"), "{screen}");
+    let critical = format!(
+        "{:?}",
+        app.theme
+            .style(super::theme::Role::Critical)
+            .fg
+            .unwrap_or_default()
+    );
+    assert!(
+        styles(&render(&app, 80, 24), 3..4).contains(&critical),
+        "{critical}"
+    );
+    let events: Vec<_> = app
+        .model
+        .timeline
+        .iter()
+        .filter(|e| e.kind.starts_with("replicas_"))
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0].detail.starts_with("node 2: state digest differs"),
+        "{events:?}"
+    );
+
+    // Repaired: agreement again is an event too.
+    frame(&mut app, 1, 2, "follower", t + 2_000, 7);
+    let kinds: Vec<_> = app
+        .model
+        .timeline
+        .iter()
+        .filter(|e| e.kind.starts_with("replicas_"))
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["replicas_diverged", "replicas_agree"]);
 }
 
 #[test]

@@ -91,6 +91,9 @@ struct Run {
     phantom_writes: Vec<String>,
     /// Nodes whose final data differs from node 1's.
     diverged: Vec<u64>,
+    /// `opsdeck check` on the voters at the end: Ok(what agreed) or Err(why not).
+    #[serde(default = "digests_not_checked")]
+    digests: Result<String, String>,
     failed_ops: u64,
     errors: BTreeMap<String, u64>,
     seconds: f64,
@@ -102,6 +105,7 @@ impl Run {
             && self.lost_writes.is_empty()
             && self.phantom_writes.is_empty()
             && self.diverged.is_empty()
+            && self.digests.is_ok()
     }
 
     /// The longest time no write was acknowledged, from the start of the run to its end.
@@ -191,6 +195,13 @@ impl Run {
                 "yes".into()
             } else {
                 format!("no: {:?} differ from node 1", self.diverged)
+            },
+        );
+        row(
+            "state digests at one index",
+            match &self.digests {
+                Ok(agreed) => format!("agree: {agreed}"),
+                Err(why) => format!("NO: {why}"),
             },
         );
         row(
@@ -329,6 +340,7 @@ async fn run(profile: &Profile, seed: u64) -> Run {
         .filter(|k| !written.contains(*k))
         .map(|k| k.to_string())
         .collect();
+    let digests = check_digests(&chaos).await;
     Run {
         profile: profile.name.to_string(),
         seed,
@@ -339,9 +351,41 @@ async fn run(profile: &Profile, seed: u64) -> Run {
         lost_writes: lost,
         phantom_writes: phantom,
         diverged,
+        digests,
         failed_ops: recorded.failed,
         errors: recorded.errors,
         seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// A run recorded before the end check compared digests.
+fn digests_not_checked() -> Result<String, String> {
+    Ok("not checked (recorded by an older build)".into())
+}
+
+/// `opsdeck check` on the voters, as an operator would run it: their state digests
+/// (covering data, keys, quotas, usage and audit, not just the `chaos/` keys the scans
+/// compare) at one index all of them applied.
+async fn check_digests(chaos: &Chaos) -> Result<String, String> {
+    let endpoints: Vec<&str> = (1..=3)
+        .map(|id| chaos.cluster.node(id).grpc.as_str())
+        .collect();
+    let out = support::cli_as(
+        None,
+        &["check", "--endpoints", &endpoints.join(","), "--json"],
+    )
+    .await;
+    let json = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&json).map_err(|e| {
+        format!(
+            "check --json printed no report ({e}): {json} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let outcome = &report["outcome"];
+    match (out.status.code(), outcome["outcome"].as_str()) {
+        (Some(0), Some("agree")) => Ok(format!("3 voters at index {}", outcome["index"])),
+        (code, _) => Err(format!("exit {code:?}: {outcome}")),
     }
 }
 

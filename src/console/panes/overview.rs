@@ -8,10 +8,11 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 use super::block;
+use crate::client::digests::Outcome;
 use crate::console::action::{Action, PaneKind};
 use crate::console::app::App;
 use crate::console::effect::Effect;
-use crate::console::model::{Link, Model, Verdict, LAG_WARN};
+use crate::console::model::{node_list, Link, Model, Verdict, LAG_WARN};
 use crate::console::state::Pending;
 use crate::console::theme::Role;
 use crate::format::{clock, cut, duration_secs, opt};
@@ -28,6 +29,30 @@ pub fn verdict_line(app: &App) -> Line<'static> {
         format!("{symbol} {text}"),
         app.theme.style(role),
     ))
+}
+
+/// Whether the replicas hold the same state, from the digests in their frames (section
+/// "State digests" of ARCHITECTURE.md); None before two frames share an index.
+fn replicas_line(app: &App) -> Option<Line<'static>> {
+    let check = app.model.replicas.as_ref()?;
+    let at = clock(check.at_ms, app.utc_offset);
+    let (text, role) = match &check.outcome {
+        Outcome::Agree { index, .. } => (
+            format!("≡ replicas agree at index {index} (checked {at})"),
+            Role::Ok,
+        ),
+        Outcome::Diverged { index, differing } => (
+            format!(
+                "✖ {} diverged at index {index} (checked {at}) · opsdeck check",
+                node_list(differing)
+            ),
+            Role::Critical,
+        ),
+        Outcome::Inconclusive { reason } => {
+            (format!("… replicas not compared: {reason}"), Role::Dim)
+        }
+    };
+    Some(Line::from(Span::styled(text, app.theme.style(role))))
 }
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
@@ -53,13 +78,8 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let block = block(app, "Overview");
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let [verdict_area, table_area, notes_area] = Layout::vertical([
-        Constraint::Length(2),
-        Constraint::Length(rows_needed),
-        Constraint::Min(0),
-    ])
-    .areas(inner);
     let mut verdict = vec![verdict_line(app)];
+    verdict.extend(replicas_line(app));
     let firing = app.alerts.firing();
     if firing > 0 {
         let key = app
@@ -75,6 +95,13 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             t.style(Role::Critical),
         )));
     }
+    // The verdict lines, then a blank line before the table.
+    let [verdict_area, table_area, notes_area] = Layout::vertical([
+        Constraint::Length(verdict.len() as u16 + 1),
+        Constraint::Length(rows_needed),
+        Constraint::Min(0),
+    ])
+    .areas(inner);
     f.render_widget(Paragraph::new(verdict), verdict_area);
 
     // COMMIT only when there is room: at 80 columns it is nearly always APPLIED anyway.

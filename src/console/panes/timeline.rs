@@ -27,6 +27,8 @@ fn symbol(kind: &str) -> (&'static str, Role) {
         "node_up" => ("✔", Role::Ok),
         "alert_firing" => ("◉", Role::Critical),
         "alert_resolved" => ("✔", Role::Ok),
+        "replicas_diverged" => ("✖", Role::Critical),
+        "replicas_agree" => ("≡", Role::Ok),
         _ => ("•", Role::Text),
     }
 }
