@@ -39,6 +39,8 @@ pub enum Action {
     AddNode,
     RemoveNode,
     TransferLeader,
+    /// Maintenance mode: pause client writes on every node, or resume them.
+    PauseResumeWrites,
 }
 
 /// A pane; its name is its keymap context and `:pane` argument (drawn by `panes/`).
@@ -312,6 +314,12 @@ const FIXED: &[Spec] = &[
         Action::TransferLeader,
         Scope::Only(&["overview"]),
         "make the selected node the leader",
+    ),
+    mutating(
+        "pause_resume_writes",
+        Action::PauseResumeWrites,
+        Scope::Anywhere,
+        "maintenance mode: pause writes on every node (asks the reason), or resume them",
     ),
 ];
 

@@ -13,6 +13,7 @@ use super::model::Update;
 use crate::client::ClusterClient;
 use crate::format as fmt;
 use crate::ops::backup::{self, Progress};
+use crate::ops::maintenance;
 use crate::ops::membership::{self, NewNode};
 
 /// What the console needs to act on the cluster.
@@ -86,6 +87,12 @@ pub enum Op {
         id: String,
         grace: Duration,
     },
+    /// Maintenance mode on (until resumed when `for_` is None) or off.
+    PauseWrites {
+        reason: String,
+        for_: Option<Duration>,
+    },
+    ResumeWrites,
 }
 
 impl Ops {
@@ -273,6 +280,27 @@ impl Ops {
                         },
                     };
                     let _ = tx.send(event);
+                });
+            }
+            Op::PauseWrites { reason, for_ } => {
+                tokio::spawn(async move {
+                    let (ok, text) = match maintenance::pause_writes(&client, &reason, for_).await {
+                        Ok(p) => (true, format!("{}; reads go on", maintenance::describe(&p))),
+                        Err(e) => (false, format!("writes not paused: {e:#}")),
+                    };
+                    report(&tx, ok, text);
+                });
+            }
+            Op::ResumeWrites => {
+                tokio::spawn(async move {
+                    let (ok, text) = match maintenance::resume_writes(&client).await {
+                        Ok(p) => (
+                            true,
+                            format!("writes resumed (were paused by {}: {})", p.by, p.reason),
+                        ),
+                        Err(e) => (false, format!("writes not resumed: {e:#}")),
+                    };
+                    report(&tx, ok, text);
                 });
             }
         }

@@ -419,6 +419,11 @@ fn every_question_before_a_change_names_the_context_and_ctx_lists_and_refuses() 
             "Move prod-eu's leadership to node 1",
         ),
         (PaneKind::Keys, 'r', "rotate key k0a1b2c3d of prod-eu: "),
+        (
+            PaneKind::Metrics,
+            'W',
+            "pause all writes on prod-eu: reason",
+        ),
     ] {
         app.show(pane);
         press(&mut app, KeyCode::Char(key));
@@ -628,7 +633,18 @@ fn writes_paused_banner_on_every_pane() {
         "writes_paused_overview_160x48",
         text(&render(&app, 160, 48))
     );
+    // While paused, the same key asks to resume, naming who paused and why.
+    press(&mut app, KeyCode::Char('W'));
+    let screen = text(&render(&app, 160, 48));
+    assert!(
+        screen.contains("resume writes on prod-eu (paused by k0a1b2c3d: disk swap on node 2)?"),
+        "{screen}"
+    );
+    press(&mut app, KeyCode::Esc);
     app.read_only = true;
+    press(&mut app, KeyCode::Char('W'));
+    let screen = text(&render(&app, 160, 48));
+    assert!(!screen.contains("resume writes on"), "{screen}");
     app.war_room = Some(super::app::WarRoom { cycle_secs: 10 });
     let screen = text(&render(&app, 80, 24));
     assert!(screen.contains("WRITES PAUSED"), "{screen}");

@@ -258,6 +258,7 @@ impl App {
                 self.model.nodes.len(),
                 &self.model.context,
             )),
+            Action::PauseResumeWrites => self.apply(ops::writes_question(&self.model)),
             Action::Submit if self.input.is_none() => self.dialog_submit(),
             Action::Submit => {
                 if let Some(input) = self.input.take() {

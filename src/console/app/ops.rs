@@ -48,6 +48,31 @@ pub(super) fn compact_question(nodes: usize, context: &str) -> Effect {
     }
 }
 
+/// Maintenance mode: while writes are accepted, asks the reason of a pause (every refused
+/// write shows it); while they are paused, asks to resume them, naming who paused and why.
+pub(super) fn writes_question(model: &crate::console::model::Model) -> Effect {
+    let context = &model.context;
+    match model.writes_paused() {
+        Some(p) => Effect::Ask {
+            question: format!(
+                "resume writes on {context} (paused by {}: {})? enter runs, esc cancels ",
+                p.by, p.reason
+            ),
+            text: String::new(),
+            expect: None,
+            then: Pending::ConfirmResume,
+        },
+        None => Effect::Ask {
+            question: format!(
+                "pause all writes on {context}: reason (every refused write shows it): "
+            ),
+            text: String::new(),
+            expect: None,
+            then: Pending::PauseReason,
+        },
+    }
+}
+
 impl App {
     /// Starts watching a node the console did not know (one it just added).
     fn watch_node(&mut self, grpc: String) {
@@ -111,6 +136,35 @@ impl App {
                 format!("transfer leadership to node {to}"),
                 Op::TransferLeader { to },
             ),
+            Pending::PauseReason => {
+                if text.is_empty() {
+                    return Effect::error("a pause of writes needs a reason: nothing was done");
+                }
+                return Effect::Ask {
+                    question: format!(
+                        "pause writes on {} for (enter: until resumed, e.g. 30m; esc cancels): ",
+                        self.model.context
+                    ),
+                    text: String::new(),
+                    expect: None,
+                    then: Pending::PauseFor { reason: text },
+                };
+            }
+            Pending::PauseFor { reason } => {
+                let for_ = match text.as_str() {
+                    "" => None,
+                    t => match humantime::parse_duration(t) {
+                        Ok(d) => Some(d),
+                        Err(e) => {
+                            return Effect::error(format!(
+                                "bad duration {t:?}: {e} (e.g. 30m, 2h; empty: until resumed): writes not paused"
+                            ))
+                        }
+                    },
+                };
+                ("pause writes".into(), Op::PauseWrites { reason, for_ })
+            }
+            Pending::ConfirmResume => ("resume writes".into(), Op::ResumeWrites),
             Pending::RotateGrace { id } => {
                 let grace = match humantime::parse_duration(&text) {
                     Ok(g) => g,

@@ -29,6 +29,8 @@ fn symbol(kind: &str) -> (&'static str, Role) {
         "alert_resolved" => ("✔", Role::Ok),
         "replicas_diverged" => ("✖", Role::Critical),
         "replicas_agree" => ("≡", Role::Ok),
+        "writes_paused" => ("⏸", Role::Warn),
+        "writes_resumed" => ("▶", Role::Ok),
         _ => ("•", Role::Text),
     }
 }

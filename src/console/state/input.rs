@@ -21,12 +21,27 @@ pub struct Input {
 pub enum Pending {
     BackupTo,
     RestoreFrom,
-    ConfirmRestore { path: PathBuf, allow_foreign: bool },
+    ConfirmRestore {
+        path: PathBuf,
+        allow_foreign: bool,
+    },
     ConfirmCompact,
-    RotateGrace { id: String },
+    RotateGrace {
+        id: String,
+    },
     AddNode,
-    ConfirmRemove { id: u64 },
-    ConfirmTransfer { to: u64 },
+    ConfirmRemove {
+        id: u64,
+    },
+    ConfirmTransfer {
+        to: u64,
+    },
+    /// The reason of a pause of writes was typed; next: for how long (the confirmation).
+    PauseReason,
+    PauseFor {
+        reason: String,
+    },
+    ConfirmResume,
 }
 
 /// A question on the command line; with `expect`, the answer must be exactly that.
