@@ -67,6 +67,23 @@ async fn assert_refused_everywhere(cluster: &TestCluster, by: &str, reason: &str
             "node {}",
             n.id
         );
+        // curl users get 423 Locked with the same message; reads go on.
+        let http = http_client();
+        let url = format!("http://{}/kv/t/refused-http-{}", n.http, n.id);
+        let answer = http.put(&url).body("x").send().await.expect("HTTP put");
+        assert_eq!(answer.status(), 423, "node {}", n.id);
+        let body = answer.text().await.unwrap_or_default();
+        assert!(
+            body.contains(&format!("writes paused by {by} since ")) && body.contains(reason),
+            "node {}: {body}",
+            n.id
+        );
+        let read = http
+            .get(format!("http://{}/kv/t/before", n.http))
+            .send()
+            .await
+            .expect("HTTP get");
+        assert_eq!(read.status(), 200, "node {}", n.id);
     }
 }
 
