@@ -234,6 +234,15 @@ pub enum Command {
     /// Hand leadership to another up-to-date voter.
     #[command(after_help = "Examples:\n  opsdeck transfer-leader --to 2")]
     TransferLeader(TransferLeaderArgs),
+    /// Make a suspect replica again from the others (dev cluster): remove it (refused when
+    /// that would cost quorum; a leader hands over first), delete its data, start it empty on
+    /// the same id and ports, add it back as a learner that catches up by snapshot, promote
+    /// it again, then compare the replicas' digests (`opsdeck check`). Exit status as
+    /// `check` when the data is back but the replicas still differ.
+    #[command(
+        after_help = "Examples:\n  opsdeck check                       # node 3 differs\n  opsdeck rebuild-node --id 3\n  opsdeck rebuild-node --id 3 --cluster ./dev -o json"
+    )]
+    RebuildNode(RebuildNodeArgs),
     /// Print a shell completion script, e.g. `opsdeck completions bash >
     /// /etc/bash_completion.d/opsdeck` or `opsdeck completions zsh > ~/.zfunc/_opsdeck`.
     Completions { shell: clap_complete::Shell },
@@ -325,6 +334,18 @@ pub struct RemoveNodeArgs {
     /// then completes only once enough of them are back).
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RebuildNodeArgs {
+    /// Id of the member to rebuild.
+    #[arg(long)]
+    pub id: u64,
+    /// Give up (leaving it a learner) if it has not caught up by then.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub catch_up_timeout: Duration,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }

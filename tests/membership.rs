@@ -523,11 +523,46 @@ async fn dev_cli(args: &[&str]) -> Output {
     .expect("cli task")
 }
 
-/// Stops the dev process (and so its cluster) even when the test fails.
+/// Stops the dev process (and so its cluster) even when the test fails: SIGTERM first, so
+/// it also stops the detached nodes recorded in `cluster.toml`, then SIGKILL after 10 s.
 struct DevProcess(std::process::Child);
+
+impl DevProcess {
+    /// `opsdeck dev --headless` of `nodes` nodes in `dir`, once it says it serves.
+    async fn start(dir: &std::path::Path, nodes: u32) -> DevProcess {
+        let base = reserve_ports(200);
+        let log = std::fs::File::create(dir.join("dev.out")).unwrap();
+        let dev = DevProcess(
+            std::process::Command::new(BIN)
+                .args(["dev", "--headless", "--nodes", &nodes.to_string()])
+                .arg("--dir")
+                .arg(dir)
+                .args(["--base-port", &base.to_string()])
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        wait_for("the dev cluster", Duration::from_secs(30), || async {
+            let text = std::fs::read_to_string(dir.join("dev.out")).ok()?;
+            text.contains("Ctrl-C").then_some(())
+        })
+        .await;
+        dev
+    }
+}
 
 impl Drop for DevProcess {
     fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -537,23 +572,7 @@ impl Drop for DevProcess {
 async fn add_node_spawn_in_a_dev_cluster_and_dev_stops_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap().to_string();
-    let base = reserve_ports(200);
-    let log = std::fs::File::create(dir.path().join("dev.out")).unwrap();
-    let mut dev = DevProcess(
-        std::process::Command::new(BIN)
-            .args(["dev", "--headless", "--nodes", "1", "--dir", &d])
-            .args(["--base-port", &base.to_string()])
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("the dev cluster", Duration::from_secs(30), || async {
-        let text = std::fs::read_to_string(dir.path().join("dev.out")).ok()?;
-        text.contains("Ctrl-C").then_some(())
-    })
-    .await;
+    let mut dev = DevProcess::start(dir.path(), 1).await;
 
     let added = json_of(&dev_cli(&["add-node", "--spawn", "--cluster", &d, "--json"]).await);
     assert_eq!(added["id"], 2, "{added}");
@@ -598,6 +617,82 @@ async fn add_node_spawn_in_a_dev_cluster_and_dev_stops_it() {
         file.lines().any(|l| l == "id = 3") && !file.contains("pid ="),
         "{file}"
     );
+}
+
+/// The pid `cluster.toml` records for node `id`.
+fn pid_of(dir: &std::path::Path, id: u64) -> Option<u64> {
+    let file: toml::Value =
+        toml::from_str(&std::fs::read_to_string(dir.join("cluster.toml")).ok()?).ok()?;
+    file.get("node")?
+        .as_array()?
+        .iter()
+        .find(|n| n.get("id").and_then(|i| i.as_integer()) == Some(id as i64))?
+        .get("pid")?
+        .as_integer()
+        .map(|p| p as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rebuild_node_replaces_a_replicas_data_and_refuses_to_cost_quorum() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let dev = DevProcess::start(dir.path(), 3).await;
+    for i in 0..50 {
+        let out = dev_cli(&["put", &format!("k{i}"), &format!("v{i}"), "--cluster", &d]).await;
+        assert!(out.status.success(), "{}", stderr_of(&out));
+    }
+    // A file only the old data dir has: gone after the rebuild.
+    let marker = dir.path().join("n3").join("stale-marker");
+    std::fs::write(&marker, "old").unwrap();
+    let old_pid = pid_of(dir.path(), 3).expect("node 3's pid");
+
+    // With node 2 down, rebuilding node 3 would leave one voter of three: refused, and
+    // nothing changed.
+    let pid2 = pid_of(dir.path(), 2).expect("node 2's pid");
+    unsafe { libc::kill(pid2 as i32, libc::SIGKILL) };
+    wait_for("node 2 to die", Duration::from_secs(10), || async {
+        (!running(pid2)).then_some(())
+    })
+    .await;
+    let out = dev_cli(&["rebuild-node", "--id", "3", "--cluster", &d]).await;
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(err.contains("node 2"), "the down node is named: {err}");
+    assert!(
+        marker.exists() && running(old_pid),
+        "a refused rebuild changes nothing"
+    );
+
+    // Node 2 back (as a supervisor would: dev's cluster.toml has its flags) ... by rebuilding
+    // it: node 2 is down, so its removal leaves 1 and 3, a majority of the two left.
+    let out = dev_cli(&["rebuild-node", "--id", "2", "--cluster", &d, "--json"]).await;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let v = json_of(&out);
+    assert_eq!(v["added"]["voters"], serde_json::json!([1, 2, 3]), "{v}");
+    assert_eq!(v["check"]["outcome"]["outcome"], "agree", "{v}");
+
+    // Node 3 rebuilt while the cluster serves: new process, empty data made again.
+    let out = dev_cli(&["rebuild-node", "--id", "3", "--cluster", &d]).await;
+    let text = stdout_of(&out);
+    assert!(out.status.success(), "{text}{}", stderr_of(&out));
+    assert!(text.contains("node 3 rebuilt in "), "{text}");
+    assert!(text.contains("replicas agree at index "), "{text}");
+    assert!(!marker.exists(), "the old data dir was deleted");
+    assert!(!running(old_pid));
+    let new_pid = pid_of(dir.path(), 3).expect("the new pid is recorded");
+    assert!(new_pid != old_pid && running(new_pid));
+    // Its data came back from the others.
+    let status = dev_cli(&["status", "--cluster", &d, "--json"]).await;
+    assert!(status.status.success(), "{}", stderr_of(&status));
+    let got = dev_cli(&["get", "k49", "--cluster", &d]).await;
+    assert_eq!(stdout_of(&got).trim(), "v49");
+
+    // Stopping dev stops the rebuilt nodes too, though they carry ids dev started itself.
+    let pid2 = pid_of(dir.path(), 2).expect("node 2's new pid");
+    drop(dev);
+    for pid in [new_pid, pid2] {
+        assert!(!running(pid), "rebuilt node pid {pid} outlived dev");
+    }
 }
 
 /// add-node of a live node of another cluster fails at once, naming the cause, and adds

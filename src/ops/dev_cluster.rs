@@ -179,7 +179,7 @@ fn free_addr() -> Result<(TcpListener, String)> {
 /// `DIR/nN`, the same flags as the other nodes. It is detached from this process (it
 /// outlives the CLI) and recorded in `cluster.toml` with its pid. Answers once it serves.
 pub async fn spawn_member(dir: &Path, taken: &[u64]) -> Result<NodeEntry> {
-    let mut file = ClusterFile::load(dir)?;
+    let file = ClusterFile::load(dir)?;
     let secret = dir.join(cluster_secret::FILE_NAME);
     if !secret.exists() {
         return Err(eyre!(
@@ -202,13 +202,83 @@ pub async fn spawn_member(dir: &Path, taken: &[u64]) -> Result<NodeEntry> {
     let (grpc_l, grpc) = free_addr()?;
     let (http_l, http) = free_addr()?;
     drop((grpc_l, http_l));
-    let mut entry = NodeEntry {
+    let entry = NodeEntry {
         id,
         grpc,
         http,
         data: dir.join(format!("n{id}")),
         pid: None,
     };
+    start_detached(dir, file, entry).await
+}
+
+/// Node `id` of the dev cluster at `dir` again with no data, for `rebuild-node` once the
+/// node is no longer a member: stops its process if it runs, deletes its data dir (only a
+/// dir inside `dir`), and starts it on the same id and ports, detached like a node of
+/// [`spawn_member`]. Answers once it serves.
+pub async fn respawn_empty(
+    dir: &Path,
+    id: u64,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+) -> Result<NodeEntry> {
+    let mut file = ClusterFile::load(dir)?;
+    let Some(pos) = file.nodes.iter().position(|n| n.id == id) else {
+        return Err(eyre!(
+            "node {id} is not listed in {}; nothing to start",
+            dir.join(FILE_NAME).display()
+        ));
+    };
+    let mut entry = file.nodes.remove(pos);
+    if let Some(pid) = entry.pid.take().filter(|p| process_alive(*p)) {
+        progress(&Progress::StoppingProcess { id, pid });
+        terminate(pid).await;
+    }
+    let inside = match (entry.data.canonicalize(), dir.canonicalize()) {
+        (Ok(data), Ok(dir)) => data.starts_with(&dir) && data != dir,
+        // Nothing there to delete.
+        (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound => true,
+        _ => false,
+    };
+    if !inside {
+        return Err(eyre!(
+            "node {id}'s data dir {} is not inside the dev cluster's {}: not deleting it",
+            entry.data.display(),
+            dir.display()
+        ));
+    }
+    progress(&Progress::DeletingData {
+        id,
+        path: entry.data.display().to_string(),
+    });
+    match std::fs::remove_dir_all(&entry.data) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(eyre!(
+                "cannot delete node {id}'s data dir {}: {e}",
+                entry.data.display()
+            ))
+        }
+    }
+    let entry = start_detached(dir, file, entry).await?;
+    progress(&Progress::Spawned {
+        id,
+        pid: entry.pid.unwrap_or(0),
+        grpc: entry.grpc.clone(),
+        http: entry.http.clone(),
+    });
+    Ok(entry)
+}
+
+/// Starts `entry` with the flags `opsdeck dev` recorded, detached from this process (it
+/// outlives the CLI), records it with its pid in `file` (which must not list it yet), and
+/// answers once it serves.
+async fn start_detached(
+    dir: &Path,
+    mut file: ClusterFile,
+    mut entry: NodeEntry,
+) -> Result<NodeEntry> {
+    let id = entry.id;
     let settings = file.settings.clone().unwrap_or(NodeSettings {
         snapshot_every: 10_000,
         keep_logs: 1_000,
@@ -480,11 +550,10 @@ impl DevCluster {
                 }
             }
             if ended.len() == self.children.len() {
-                let others_run = ClusterFile::load(&self.dir).is_ok_and(|f| {
-                    f.nodes
-                        .iter()
-                        .any(|n| !ended.contains(&n.id) && n.pid.is_some_and(process_alive))
-                });
+                // Our children are dead by now: a live pid in the file is a node started
+                // since (add-node --spawn, or rebuild-node under one of our ids).
+                let others_run = ClusterFile::load(&self.dir)
+                    .is_ok_and(|f| f.nodes.iter().any(|n| n.pid.is_some_and(process_alive)));
                 if !others_run {
                     return;
                 }
@@ -499,13 +568,16 @@ impl DevCluster {
         if self.keep {
             return Ok(());
         }
+        // Known by pid, not id: a node rebuilt (`rebuild-node`) has one of our ids but is a
+        // process of its own. (A child's id is gone once it has been waited for.)
+        let ours: Vec<u32> = self.children.iter().filter_map(|(_, c)| c.id()).collect();
         self.stop_children().await;
-        // Nodes added or removed since start (add-node --spawn, remove-node) are in the
-        // file, not in our copy: stop the ones we did not spawn, keep the file's list.
+        // Nodes added, removed or rebuilt since start (add-node --spawn, remove-node,
+        // rebuild-node) are in the file, not in our copy: stop the ones we did not spawn,
+        // keep the file's list.
         let mut file = ClusterFile::load(&self.dir).unwrap_or_else(|_| self.file.clone());
         for n in &file.nodes {
-            let ours = self.children.iter().any(|(id, _)| *id == n.id);
-            if let Some(pid) = n.pid.filter(|p| !ours && process_alive(*p)) {
+            if let Some(pid) = n.pid.filter(|p| !ours.contains(p) && process_alive(*p)) {
                 if terminate(pid).await {
                     eprintln!(
                         "node {} (pid {pid}) did not stop within 5 s; killed it",

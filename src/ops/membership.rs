@@ -103,6 +103,10 @@ pub enum Progress {
         id: u64,
         pid: u32,
     },
+    DeletingData {
+        id: u64,
+        path: String,
+    },
 }
 
 impl fmt::Display for Progress {
@@ -153,6 +157,7 @@ impl fmt::Display for Progress {
                 write!(f, "changing membership: voters {voters:?}")
             }
             Progress::StoppingProcess { id, pid } => write!(f, "stopping node {id} (pid {pid})"),
+            Progress::DeletingData { id, path } => write!(f, "deleting node {id}'s data ({path})"),
         }
     }
 }

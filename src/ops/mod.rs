@@ -10,3 +10,4 @@ pub mod dev_cluster;
 pub mod keys;
 pub mod maintenance;
 pub mod membership;
+pub mod rebuild;

@@ -14,15 +14,22 @@ use crate::client::failure::{Class, Failure};
 use crate::ops::check::{check, Report};
 
 /// The most one node is waited for per question: a dead node must not hold the check up.
-const PER_NODE: Duration = Duration::from_secs(2);
+pub const PER_NODE: Duration = Duration::from_secs(2);
 
 pub async fn run(args: &ClusterArgs) -> Result<()> {
     let client = connect(args)?;
     let report = check(&client, args.timeout.min(PER_NODE)).await;
     if args.json() {
         super::print_json(&report)?;
-    } else {
-        print(&report);
+    }
+    verdict(&report, !args.json())
+}
+
+/// Prints the report for people when `print_it`, and turns it into the exit status: 0
+/// agree, 8 a node differs, 4 no verdict.
+pub fn verdict(report: &Report, print_it: bool) -> Result<()> {
+    if print_it {
+        print(report);
     }
     match &report.outcome {
         Outcome::Agree { .. } => Ok(()),

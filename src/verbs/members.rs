@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use color_eyre::eyre::{eyre, Result};
 use serde_json::json;
 
-use crate::cli::{AddNodeArgs, RemoveNodeArgs, TransferLeaderArgs};
+use crate::cli::{AddNodeArgs, RebuildNodeArgs, RemoveNodeArgs, TransferLeaderArgs};
 use crate::ops::membership::{self, NewNode, Progress};
 
 /// Progress lines on stderr when it is a terminal (catch-up at most once a second).
@@ -185,6 +185,45 @@ pub async fn remove_node(args: RemoveNodeArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+pub async fn rebuild_node(args: RebuildNodeArgs) -> Result<()> {
+    let dir = args.cluster.target()?.dev_dir().ok_or_else(|| {
+        eyre!(
+            "rebuild-node starts the node again itself, which opsdeck can do only in a dev \
+             cluster (--cluster DIR); for node {id} of another cluster: `opsdeck remove-node --id \
+             {id}`, delete its data dir on its host and start it, then `opsdeck add-node --id {id} \
+             --grpc ADDR --http ADDR`",
+            id = args.id
+        )
+    })?;
+    let client = super::connect(&args.cluster)?;
+    let mut progress = printer();
+    let deadlines = membership::Deadlines {
+        catch_up: args.catch_up_timeout,
+        ..Default::default()
+    };
+    let outcome =
+        crate::ops::rebuild::rebuild_node(&client, &dir, args.id, deadlines, &mut progress).await?;
+    // The point of a rebuild: the replicas agree again.
+    let report =
+        crate::ops::check::check(&client, args.cluster.timeout.min(super::check::PER_NODE)).await;
+    if args.cluster.json() {
+        let mut v = serde_json::to_value(&outcome)?;
+        v["check"] = serde_json::to_value(&report)?;
+        super::print_json(&v)?;
+    } else {
+        println!(
+            "node {} rebuilt in {:.1} s: new process pid {}, {} after {} ms of catch-up; voters {:?}",
+            outcome.id,
+            outcome.took_ms as f64 / 1000.0,
+            outcome.pid,
+            if outcome.added.promoted { "a voter again" } else { "a learner" },
+            outcome.added.catch_up_ms,
+            outcome.added.voters
+        );
+    }
+    super::check::verdict(&report, !args.cluster.json())
 }
 
 pub async fn transfer_leader(args: TransferLeaderArgs) -> Result<()> {
