@@ -243,6 +243,13 @@ pub enum Command {
         after_help = "Examples:\n  opsdeck check                       # node 3 differs\n  opsdeck rebuild-node --id 3\n  opsdeck rebuild-node --id 3 --cluster ./dev -o json"
     )]
     RebuildNode(RebuildNodeArgs),
+    /// Stop a member's process and start it again on its own data (dev cluster: from
+    /// cluster.toml), then wait until it has rejoined and applied what the cluster had
+    /// committed when it came back. A leader hands over first (SIGTERM).
+    #[command(
+        after_help = "Examples:\n  opsdeck restart-node --id 2\n  opsdeck restart-node --id 2 --timeout-rejoin 2m -o json"
+    )]
+    RestartNode(RestartNodeArgs),
     /// Print a shell completion script, e.g. `opsdeck completions bash >
     /// /etc/bash_completion.d/opsdeck` or `opsdeck completions zsh > ~/.zfunc/_opsdeck`.
     Completions { shell: clap_complete::Shell },
@@ -334,6 +341,18 @@ pub struct RemoveNodeArgs {
     /// then completes only once enough of them are back).
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RestartNodeArgs {
+    /// Id of the member to restart.
+    #[arg(long)]
+    pub id: u64,
+    /// Fail if it has not rejoined and caught up by then (it keeps running).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout_rejoin: Duration,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }

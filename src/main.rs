@@ -111,6 +111,7 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::AddNode(args) => members::add_node(args).await,
         Command::RemoveNode(args) => members::remove_node(args).await,
         Command::RebuildNode(args) => members::rebuild_node(args).await,
+        Command::RestartNode(args) => members::restart_node(args).await,
         Command::TransferLeader(args) => members::transfer_leader(args).await,
         Command::Completions { shell } => kit::completions(shell),
         Command::Man { dir } => kit::man(dir.as_deref()),

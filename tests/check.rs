@@ -92,24 +92,7 @@ async fn check_names_the_node_whose_data_was_changed_behind_rafts_back() {
     // While it is down, one of its values is flipped in its own database, and its stored
     // digest dropped so that start-up computes the digest of what it now holds (as for a
     // data dir from before digests): the replicas no longer agree.
-    {
-        let db =
-            sled::open(cluster.node(victim).data.join("db")).expect("open the stopped node's sled");
-        let sm = db.open_tree("sm").expect("sm tree");
-        let (k, v) = sm
-            .scan_prefix("d/load/")
-            .next()
-            .expect("a data key")
-            .expect("read");
-        let mut flipped = v.to_vec();
-        flipped[0] ^= 0x01;
-        sm.insert(k, flipped).expect("flip");
-        assert!(
-            sm.remove("m/digest").expect("remove").is_some(),
-            "no stored digest"
-        );
-        db.flush().expect("flush");
-    }
+    corrupt_one_value(&cluster.node(victim).data, "d/load/");
     cluster.node_mut(victim).start(false);
     wait_for("the node to answer", Duration::from_secs(15), || async {
         cluster.node(victim).answers().await.then_some(())
@@ -149,6 +132,38 @@ async fn check_names_the_node_whose_data_was_changed_behind_rafts_back() {
             .log_text()
             .contains("computed the state digest by a full scan"),
         "the start-up scan is logged"
+    );
+    // The built-in rule fires on the same node, as a monitoring check would see it.
+    let alerts = run_cli(&[
+        "alerts",
+        "--endpoints",
+        &endpoints,
+        "--observe",
+        "2s",
+        "--check",
+        "--json",
+    ]);
+    let table = stdout_of(&alerts);
+    assert_eq!(
+        alerts.status.code(),
+        Some(2),
+        "critical: {table}{}",
+        stderr_of(&alerts)
+    );
+    let v: serde_json::Value = serde_json::from_str(&table).expect("alerts --json");
+    let firing: Vec<&serde_json::Value> = v["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["rule"] == "replica_divergence" && a["state"] == "firing")
+        .collect();
+    assert_eq!(firing.len(), 1, "{table}");
+    assert!(
+        firing[0]["subject"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&victim.to_string()),
+        "{table}"
     );
 
     // Fewer than two nodes answering: no verdict, exit 4.

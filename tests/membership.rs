@@ -632,8 +632,10 @@ fn pid_of(dir: &std::path::Path, id: u64) -> Option<u64> {
         .map(|p| p as u64)
 }
 
+/// The corruption drill on a dev cluster: a node restarted from the console's view of
+/// things, one whose data was changed behind Raft's back named by `check`, and rebuilt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rebuild_node_replaces_a_replicas_data_and_refuses_to_cost_quorum() {
+async fn restart_and_rebuild_a_node_and_refuse_what_would_cost_quorum() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap().to_string();
     let dev = DevProcess::start(dir.path(), 3).await;
@@ -641,15 +643,18 @@ async fn rebuild_node_replaces_a_replicas_data_and_refuses_to_cost_quorum() {
         let out = dev_cli(&["put", &format!("k{i}"), &format!("v{i}"), "--cluster", &d]).await;
         assert!(out.status.success(), "{}", stderr_of(&out));
     }
-    // A file only the old data dir has: gone after the rebuild.
+    let kill9 = |id: u64| {
+        let pid = pid_of(dir.path(), id).expect("a recorded pid");
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        pid
+    };
+
+    // Node 2 killed: rebuilding node 3 now would leave one voter of three: refused, naming
+    // the down node, and nothing changed.
     let marker = dir.path().join("n3").join("stale-marker");
     std::fs::write(&marker, "old").unwrap();
-    let old_pid = pid_of(dir.path(), 3).expect("node 3's pid");
-
-    // With node 2 down, rebuilding node 3 would leave one voter of three: refused, and
-    // nothing changed.
-    let pid2 = pid_of(dir.path(), 2).expect("node 2's pid");
-    unsafe { libc::kill(pid2 as i32, libc::SIGKILL) };
+    let pid3 = pid_of(dir.path(), 3).expect("node 3's pid");
+    let pid2 = kill9(2);
     wait_for("node 2 to die", Duration::from_secs(10), || async {
         (!running(pid2)).then_some(())
     })
@@ -659,39 +664,55 @@ async fn rebuild_node_replaces_a_replicas_data_and_refuses_to_cost_quorum() {
     let err = stderr_of(&out);
     assert!(err.contains("node 2"), "the down node is named: {err}");
     assert!(
-        marker.exists() && running(old_pid),
+        marker.exists() && running(pid3),
         "a refused rebuild changes nothing"
     );
 
-    // Node 2 back (as a supervisor would: dev's cluster.toml has its flags) ... by rebuilding
-    // it: node 2 is down, so its removal leaves 1 and 3, a majority of the two left.
-    let out = dev_cli(&["rebuild-node", "--id", "2", "--cluster", &d, "--json"]).await;
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let v = json_of(&out);
-    assert_eq!(v["added"]["voters"], serde_json::json!([1, 2, 3]), "{v}");
-    assert_eq!(v["check"]["outcome"]["outcome"], "agree", "{v}");
+    // Restarted from cluster.toml on its own data: rejoins and catches up.
+    let out = dev_cli(&["restart-node", "--id", "2", "--cluster", &d]).await;
+    let text = stdout_of(&out);
+    assert!(out.status.success(), "{text}{}", stderr_of(&out));
+    assert!(text.contains("node 2 restarted (pid "), "{text}");
+    assert!(text.contains("caught up to index"), "{text}");
 
-    // Node 3 rebuilt while the cluster serves: new process, empty data made again.
+    // Node 3's data changed behind Raft's back while it was down: `check` names it.
+    let pid3 = kill9(3);
+    // Reaped (by dev), not only a zombie: a killed leader thread turns zombie while the
+    // others still hold the database's lock.
+    wait_for("node 3 to be gone", Duration::from_secs(10), || async {
+        (!std::path::Path::new(&format!("/proc/{pid3}")).exists()).then_some(())
+    })
+    .await;
+    corrupt_one_value(&dir.path().join("n3"), "d/k");
+    let out = dev_cli(&["restart-node", "--id", "3", "--cluster", &d]).await;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let out = dev_cli(&["put", "after", "restart", "--cluster", &d]).await;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let checked = wait_for("check to name node 3", Duration::from_secs(15), || async {
+        let out = dev_cli(&["check", "--cluster", &d]).await;
+        (out.status.code() == Some(8)).then(|| stdout_of(&out))
+    })
+    .await;
+    assert!(checked.contains("node(s) 3 differ"), "{checked}");
+
+    // Rebuilt while the cluster serves: a new process on data made again from the others.
     let out = dev_cli(&["rebuild-node", "--id", "3", "--cluster", &d]).await;
     let text = stdout_of(&out);
     assert!(out.status.success(), "{text}{}", stderr_of(&out));
     assert!(text.contains("node 3 rebuilt in "), "{text}");
     assert!(text.contains("replicas agree at index "), "{text}");
     assert!(!marker.exists(), "the old data dir was deleted");
-    assert!(!running(old_pid));
     let new_pid = pid_of(dir.path(), 3).expect("the new pid is recorded");
-    assert!(new_pid != old_pid && running(new_pid));
-    // Its data came back from the others.
-    let status = dev_cli(&["status", "--cluster", &d, "--json"]).await;
-    assert!(status.status.success(), "{}", stderr_of(&status));
+    assert!(running(new_pid));
     let got = dev_cli(&["get", "k49", "--cluster", &d]).await;
     assert_eq!(stdout_of(&got).trim(), "v49");
 
-    // Stopping dev stops the rebuilt nodes too, though they carry ids dev started itself.
+    // Stopping dev stops the restarted and rebuilt nodes too, though they carry ids dev
+    // started itself.
     let pid2 = pid_of(dir.path(), 2).expect("node 2's new pid");
     drop(dev);
     for pid in [new_pid, pid2] {
-        assert!(!running(pid), "rebuilt node pid {pid} outlived dev");
+        assert!(!running(pid), "node pid {pid} outlived dev");
     }
 }
 

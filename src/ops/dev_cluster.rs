@@ -212,13 +212,23 @@ pub async fn spawn_member(dir: &Path, taken: &[u64]) -> Result<NodeEntry> {
     start_detached(dir, file, entry).await
 }
 
-/// Node `id` of the dev cluster at `dir` again with no data, for `rebuild-node` once the
-/// node is no longer a member: stops its process if it runs, deletes its data dir (only a
+/// What [`respawn`] starts the node with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Data {
+    /// Its data dir as it is (`restart-node`).
+    Keep,
+    /// Nothing: the data dir deleted first (`rebuild-node`, once it is no longer a member).
+    Delete,
+}
+
+/// Node `id` of the dev cluster at `dir` started again: stops its process if it runs
+/// (SIGTERM: a leader hands over first), deletes its data dir with [`Data::Delete`] (only a
 /// dir inside `dir`), and starts it on the same id and ports, detached like a node of
 /// [`spawn_member`]. Answers once it serves.
-pub async fn respawn_empty(
+pub async fn respawn(
     dir: &Path,
     id: u64,
+    data: Data,
     progress: &mut (dyn FnMut(&Progress) + Send),
 ) -> Result<NodeEntry> {
     let mut file = ClusterFile::load(dir)?;
@@ -233,6 +243,26 @@ pub async fn respawn_empty(
         progress(&Progress::StoppingProcess { id, pid });
         terminate(pid).await;
     }
+    if data == Data::Delete {
+        delete_data(dir, &entry, progress)?;
+    }
+    let entry = start_detached(dir, file, entry).await?;
+    progress(&Progress::Spawned {
+        id,
+        pid: entry.pid.unwrap_or(0),
+        grpc: entry.grpc.clone(),
+        http: entry.http.clone(),
+    });
+    Ok(entry)
+}
+
+/// Deletes `entry`'s data dir, refusing one outside the dev dir `dir`.
+fn delete_data(
+    dir: &Path,
+    entry: &NodeEntry,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+) -> Result<()> {
+    let id = entry.id;
     let inside = match (entry.data.canonicalize(), dir.canonicalize()) {
         (Ok(data), Ok(dir)) => data.starts_with(&dir) && data != dir,
         // Nothing there to delete.
@@ -260,14 +290,7 @@ pub async fn respawn_empty(
             ))
         }
     }
-    let entry = start_detached(dir, file, entry).await?;
-    progress(&Progress::Spawned {
-        id,
-        pid: entry.pid.unwrap_or(0),
-        grpc: entry.grpc.clone(),
-        http: entry.http.clone(),
-    });
-    Ok(entry)
+    Ok(())
 }
 
 /// Starts `entry` with the flags `opsdeck dev` recorded, detached from this process (it
@@ -635,7 +658,8 @@ fn plan(dir: &Path, nodes: u64, base_port: u16) -> Result<ClusterFile> {
     })
 }
 
-fn log_path(dir: &Path, id: u64) -> PathBuf {
+/// Where node `id` of the dev cluster at `dir` writes its output.
+pub fn log_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("n{id}.log"))
 }
 

@@ -107,6 +107,12 @@ pub enum Progress {
         id: u64,
         path: String,
     },
+    /// A restarted node: applied of the index the cluster had committed when it came back.
+    Rejoining {
+        id: u64,
+        applied: u64,
+        target: u64,
+    },
 }
 
 impl fmt::Display for Progress {
@@ -158,6 +164,11 @@ impl fmt::Display for Progress {
             }
             Progress::StoppingProcess { id, pid } => write!(f, "stopping node {id} (pid {pid})"),
             Progress::DeletingData { id, path } => write!(f, "deleting node {id}'s data ({path})"),
+            Progress::Rejoining {
+                id,
+                applied,
+                target,
+            } => write!(f, "node {id} rejoining: applied {applied} of {target}"),
         }
     }
 }

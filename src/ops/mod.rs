@@ -11,3 +11,4 @@ pub mod keys;
 pub mod maintenance;
 pub mod membership;
 pub mod rebuild;
+pub mod restart;

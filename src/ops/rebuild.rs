@@ -13,7 +13,7 @@ use std::time::Instant;
 use color_eyre::eyre::{eyre, Result};
 use serde::Serialize;
 
-use super::dev_cluster::respawn_empty;
+use super::dev_cluster::{respawn, Data};
 use super::membership::{
     add_node, remove_node, AddOutcome, Deadlines, NewNode, OnProgress, RemoveOutcome,
 };
@@ -46,12 +46,14 @@ pub async fn rebuild_node(
     }
     // Refuses here, before anything changed, when the others would not keep quorum.
     let removed = remove_node(client, id, false, progress).await?;
-    let entry = respawn_empty(dir, id, progress).await.map_err(|e| {
-        eyre!(
+    let entry = respawn(dir, id, Data::Delete, progress)
+        .await
+        .map_err(|e| {
+            eyre!(
             "node {id} was removed from the cluster, but could not be started again empty: {e}; \
              once it runs, `opsdeck add-node --id {id} --grpc ADDR --http ADDR` adds it back"
         )
-    })?;
+        })?;
     let node = NewNode {
         id,
         grpc: entry.grpc.clone(),

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use color_eyre::eyre::{eyre, Result};
 use serde_json::json;
 
-use crate::cli::{AddNodeArgs, RebuildNodeArgs, RemoveNodeArgs, TransferLeaderArgs};
+use crate::cli::{
+    AddNodeArgs, RebuildNodeArgs, RemoveNodeArgs, RestartNodeArgs, TransferLeaderArgs,
+};
 use crate::ops::membership::{self, NewNode, Progress};
 
 /// Progress lines on stderr when it is a terminal (catch-up at most once a second).
@@ -187,16 +189,61 @@ pub async fn remove_node(args: RemoveNodeArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn rebuild_node(args: RebuildNodeArgs) -> Result<()> {
-    let dir = args.cluster.target()?.dev_dir().ok_or_else(|| {
+/// The dev dir of a verb that starts node processes itself, or why it cannot (`by_hand`:
+/// the same steps for a cluster on other hosts).
+fn dev_dir_for(
+    verb: &str,
+    cluster: &crate::cli::ClusterArgs,
+    by_hand: &str,
+) -> Result<std::path::PathBuf> {
+    cluster.target()?.dev_dir().ok_or_else(|| {
         eyre!(
-            "rebuild-node starts the node again itself, which opsdeck can do only in a dev \
-             cluster (--cluster DIR); for node {id} of another cluster: `opsdeck remove-node --id \
-             {id}`, delete its data dir on its host and start it, then `opsdeck add-node --id {id} \
-             --grpc ADDR --http ADDR`",
-            id = args.id
+            "{verb} starts the node again itself, which opsdeck can do only in a dev cluster \
+             (--cluster DIR); for a node of another cluster: {by_hand}"
         )
-    })?;
+    })
+}
+
+pub async fn restart_node(args: RestartNodeArgs) -> Result<()> {
+    let dir = dev_dir_for(
+        "restart-node",
+        &args.cluster,
+        "restart it with its supervisor (e.g. `systemctl restart opsdeck-node`), then `opsdeck status`",
+    )?;
+    let client = super::connect(&args.cluster)?;
+    let mut progress = printer();
+    let outcome = crate::ops::restart::restart_node(
+        &client,
+        &dir,
+        args.id,
+        args.timeout_rejoin,
+        &mut progress,
+    )
+    .await?;
+    if args.cluster.json() {
+        super::print_json(&outcome)?;
+    } else {
+        println!(
+            "node {} restarted (pid {}) and caught up to index {} in {:.1} s",
+            outcome.id,
+            outcome.pid,
+            outcome.caught_up_to,
+            outcome.took_ms as f64 / 1000.0
+        );
+    }
+    Ok(())
+}
+
+pub async fn rebuild_node(args: RebuildNodeArgs) -> Result<()> {
+    let dir = dev_dir_for(
+        "rebuild-node",
+        &args.cluster,
+        &format!(
+            "`opsdeck remove-node --id {id}`, delete its data dir on its host and start it, then \
+             `opsdeck add-node --id {id} --grpc ADDR --http ADDR`",
+            id = args.id
+        ),
+    )?;
     let client = super::connect(&args.cluster)?;
     let mut progress = printer();
     let deadlines = membership::Deadlines {

@@ -49,6 +49,28 @@ pub fn reserve_ports(count: u16) -> u16 {
     }
 }
 
+/// Flips a bit of the first stored value under `prefix` in the stopped node's data dir
+/// `data`, behind Raft's back, and drops its stored digest, so that its next start computes
+/// the digest of what it now holds (as for a data dir from before digests): a replica that
+/// no longer agrees with the others.
+pub fn corrupt_one_value(data: &std::path::Path, prefix: &str) {
+    let db = sled::open(data.join("db")).expect("open the stopped node's sled");
+    let sm = db.open_tree("sm").expect("sm tree");
+    let (k, v) = sm
+        .scan_prefix(prefix)
+        .next()
+        .expect("a data key")
+        .expect("read");
+    let mut flipped = v.to_vec();
+    flipped[0] ^= 0x01;
+    sm.insert(k, flipped).expect("flip");
+    assert!(
+        sm.remove("m/digest").expect("remove").is_some(),
+        "no stored digest"
+    );
+    db.flush().expect("flush");
+}
+
 /// Polls `check` every 20 ms until it returns Some, or panics naming `what` at the deadline.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
