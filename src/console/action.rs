@@ -41,6 +41,7 @@ pub enum Action {
     TransferLeader,
     /// Maintenance mode: pause client writes on every node, or resume them.
     PauseResumeWrites,
+    RestartNode,
 }
 
 /// A pane; its name is its keymap context and `:pane` argument (drawn by `panes/`).
@@ -320,6 +321,12 @@ const FIXED: &[Spec] = &[
         Action::PauseResumeWrites,
         Scope::Anywhere,
         "maintenance mode: pause writes on every node (asks the reason), or resume them",
+    ),
+    mutating(
+        "restart_node",
+        Action::RestartNode,
+        Scope::Only(&["overview"]),
+        "restart the selected node (dev cluster) and wait until it has caught up",
     ),
 ];
 

@@ -93,7 +93,14 @@ pub enum Op {
         for_: Option<Duration>,
     },
     ResumeWrites,
+    /// Restart a dev cluster's node and wait for it to catch up.
+    RestartNode {
+        id: u64,
+    },
 }
+
+/// How long the console's restart waits for the node to rejoin and catch up.
+const RESTART_REJOIN: Duration = Duration::from_secs(60);
 
 impl Ops {
     /// Runs `op` in a spawned task that reports `OpEvent`s on `tx`; returns at once.
@@ -234,6 +241,39 @@ impl Ops {
                             Err(e) => text.push_str(&format!("; stopping its process failed: {e}")),
                         }
                     }
+                    report(&tx, ok, text);
+                });
+            }
+            Op::RestartNode { id } => {
+                tokio::spawn(async move {
+                    let mut progress = step_reporter(&tx);
+                    let result = match dev_dir {
+                        Some(dir) => {
+                            crate::ops::restart::restart_node(
+                                &client,
+                                &dir,
+                                id,
+                                RESTART_REJOIN,
+                                &mut progress,
+                            )
+                            .await
+                        }
+                        None => Err(color_eyre::eyre::eyre!(
+                            "opsdeck starts nodes only in a dev cluster; restart it with its supervisor (e.g. systemctl restart opsdeck-node)"
+                        )),
+                    };
+                    let (ok, text) = match result {
+                        Ok(o) => (
+                            true,
+                            format!(
+                                "node {id} restarted (pid {}) and caught up to index {} in {:.1} s",
+                                o.pid,
+                                o.caught_up_to,
+                                o.took_ms as f64 / 1000.0
+                            ),
+                        ),
+                        Err(e) => (false, format!("restart of node {id} failed: {e:#}")),
+                    };
                     report(&tx, ok, text);
                 });
             }

@@ -165,6 +165,9 @@ impl App {
                 ("pause writes".into(), Op::PauseWrites { reason, for_ })
             }
             Pending::ConfirmResume => ("resume writes".into(), Op::ResumeWrites),
+            Pending::ConfirmRestart { id } => {
+                (format!("restart node {id}"), Op::RestartNode { id })
+            }
             Pending::RotateGrace { id } => {
                 let grace = match humantime::parse_duration(&text) {
                     Ok(g) => g,

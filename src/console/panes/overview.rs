@@ -337,7 +337,7 @@ pub fn handle(selected: &mut usize, model: &Model, dev: bool, action: Action) ->
                 then: Pending::AddNode,
             }
         }
-        Action::RemoveNode | Action::TransferLeader => {
+        Action::RemoveNode | Action::TransferLeader | Action::RestartNode => {
             // The node selected, with its id once known.
             let view = model.nodes.get(*selected);
             let Some((id, endpoint)) =
@@ -347,7 +347,22 @@ pub fn handle(selected: &mut usize, model: &Model, dev: bool, action: Action) ->
                     "select a node whose id is known (↑/↓ in the Overview)",
                 ));
             };
-            if action == Action::RemoveNode {
+            if action == Action::RestartNode {
+                if !dev {
+                    return Some(Effect::error(format!(
+                        "opsdeck starts nodes only in a dev cluster: restart node {id} with its supervisor (e.g. systemctl restart opsdeck-node)"
+                    )));
+                }
+                Effect::Ask {
+                    question: format!(
+                        "Restart node {id} ({endpoint}) of {}? type {id} to confirm: ",
+                        model.context
+                    ),
+                    text: String::new(),
+                    expect: Some(id.to_string()),
+                    then: Pending::ConfirmRestart { id },
+                }
+            } else if action == Action::RemoveNode {
                 Effect::Ask {
                     question: format!(
                         "Remove node {id} ({endpoint}) from {}? type {id} to confirm: ",

@@ -42,6 +42,9 @@ pub enum Pending {
         reason: String,
     },
     ConfirmResume,
+    ConfirmRestart {
+        id: u64,
+    },
 }
 
 /// A question on the command line; with `expect`, the answer must be exactly that.
