@@ -250,6 +250,13 @@ pub enum Command {
         after_help = "Examples:\n  opsdeck restart-node --id 2\n  opsdeck restart-node --id 2 --timeout-rejoin 2m -o json"
     )]
     RestartNode(RestartNodeArgs),
+    /// Restart every node of a dev cluster, one at a time: followers first, the leader last
+    /// after it hands over; each must rejoin and catch up before the next goes down. Refused
+    /// when a node is already down (named).
+    #[command(
+        after_help = "Examples:\n  opsdeck rolling-restart\n  opsdeck rolling-restart --timeout-rejoin 2m --json"
+    )]
+    RollingRestart(RollingRestartArgs),
     /// Print a shell completion script, e.g. `opsdeck completions bash >
     /// /etc/bash_completion.d/opsdeck` or `opsdeck completions zsh > ~/.zfunc/_opsdeck`.
     Completions { shell: clap_complete::Shell },
@@ -351,6 +358,15 @@ pub struct RestartNodeArgs {
     #[arg(long)]
     pub id: u64,
     /// Fail if it has not rejoined and caught up by then (it keeps running).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub timeout_rejoin: Duration,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RollingRestartArgs {
+    /// Stop (leaving the rest as they are) if a node has not rejoined and caught up by then.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub timeout_rejoin: Duration,
     #[command(flatten)]

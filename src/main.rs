@@ -112,6 +112,7 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::RemoveNode(args) => members::remove_node(args).await,
         Command::RebuildNode(args) => members::rebuild_node(args).await,
         Command::RestartNode(args) => members::restart_node(args).await,
+        Command::RollingRestart(args) => members::rolling_restart(args).await,
         Command::TransferLeader(args) => members::transfer_leader(args).await,
         Command::Completions { shell } => kit::completions(shell),
         Command::Man { dir } => kit::man(dir.as_deref()),

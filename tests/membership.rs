@@ -716,6 +716,99 @@ async fn restart_and_rebuild_a_node_and_refuse_what_would_cost_quorum() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rolling_restart_under_load_loses_nothing_and_refuses_a_degraded_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let _dev = DevProcess::start(dir.path(), 3).await;
+    let key = std::fs::read_to_string(dir.path().join("admin.key"))
+        .expect("the dev cluster's admin key")
+        .trim()
+        .to_string();
+    let endpoints: Vec<String> = (1..=3)
+        .map(|id| {
+            let file = std::fs::read_to_string(dir.path().join("cluster.toml")).unwrap();
+            let v: toml::Value = toml::from_str(&file).unwrap();
+            v["node"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["id"].as_integer() == Some(id))
+                .and_then(|n| n["grpc"].as_str())
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let status = json_of(&dev_cli(&["status", "--cluster", &d, "--json"]).await);
+    let load = SteadyLoad::start_as(endpoints.clone(), 4, Some(key.clone()));
+    wait_for("writes to flow", Duration::from_secs(10), || async {
+        (load.acked_keys().len() > 50).then_some(())
+    })
+    .await;
+
+    let out = dev_cli(&["rolling-restart", "--cluster", &d, "--json"]).await;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let v = json_of(&out);
+    let load = load.stop().await;
+    let order: Vec<u64> = v["order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.as_u64())
+        .collect();
+    assert_eq!(order.len(), 3, "{v}");
+    let leader = order[2];
+    assert!(
+        status
+            .to_string()
+            .contains(&format!("\"leader_id\":{leader}")),
+        "the leader goes last: {v} {status}"
+    );
+    assert!(
+        v["transfer"]["to"].as_u64().is_some_and(|t| t != leader),
+        "{v}"
+    );
+    assert_eq!(v["restarts"].as_array().map(Vec::len), Some(3), "{v}");
+    eprintln!(
+        "rolling restart: {} writes acknowledged, {} retried, longest write {:?}, {} ms",
+        load.acked.len(),
+        load.retries,
+        load.longest_write,
+        v["took_ms"]
+    );
+    assert!(
+        load.failed.is_empty(),
+        "writes failed for good: {:?}",
+        load.failed
+    );
+    for k in load.acked.keys() {
+        let got = client_with_key(&endpoints[0], Some(&key))
+            .get(opsdeck_node::pb::GetRequest {
+                key: k.clone(),
+                stale: false,
+            })
+            .await
+            .expect("get")
+            .into_inner();
+        assert!(got.found && got.value == k.as_bytes(), "{k} lost");
+    }
+
+    // With a node down, a rolling restart is refused naming it.
+    let pid = pid_of(dir.path(), 2).expect("node 2's pid");
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    wait_for("node 2 to be gone", Duration::from_secs(10), || async {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    })
+    .await;
+    let out = dev_cli(&["rolling-restart", "--cluster", &d]).await;
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("rolling restart refused") && err.contains("node 2"),
+        "{err}"
+    );
+}
+
 /// add-node of a live node of another cluster fails at once, naming the cause, and adds
 /// nothing: before, it was added as a learner and add-node waited forever at 0 entries/s
 /// while only the leader's log said "missing or wrong cluster secret".

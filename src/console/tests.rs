@@ -436,7 +436,9 @@ fn every_question_before_a_change_names_the_context_and_ctx_lists_and_refuses() 
     press(&mut app, KeyCode::Char('r'));
     let screen = text(&render(&app, 120, 30));
     assert!(
-        screen.contains("opsdeck starts nodes only in a dev cluster: restart node 1 with its supervisor"),
+        screen.contains(
+            "opsdeck starts nodes only in a dev cluster: restart node 1 with its supervisor"
+        ),
         "{screen}"
     );
     app.command("ctx");

@@ -107,6 +107,12 @@ pub enum Progress {
         id: u64,
         path: String,
     },
+    /// A rolling restart begins its `nth` node of `of`.
+    RollingStep {
+        nth: usize,
+        of: usize,
+        id: u64,
+    },
     /// A restarted node: applied of the index the cluster had committed when it came back.
     Rejoining {
         id: u64,
@@ -164,6 +170,9 @@ impl fmt::Display for Progress {
             }
             Progress::StoppingProcess { id, pid } => write!(f, "stopping node {id} (pid {pid})"),
             Progress::DeletingData { id, path } => write!(f, "deleting node {id}'s data ({path})"),
+            Progress::RollingStep { nth, of, id } => {
+                write!(f, "rolling restart {nth}/{of}: node {id}")
+            }
             Progress::Rejoining {
                 id,
                 applied,

@@ -84,3 +84,90 @@ pub async fn restart_node(
         tokio::time::sleep(POLL).await;
     }
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RollingOutcome {
+    /// The nodes in the order they were restarted: followers first, the leader last.
+    pub order: Vec<u64>,
+    pub restarts: Vec<RestartOutcome>,
+    /// The old leader's handover before its own restart.
+    pub transfer: Option<super::membership::TransferOutcome>,
+    pub took_ms: u64,
+}
+
+/// Restarts every member of the dev cluster at `dir`, one at a time: followers first, then
+/// the leader after it handed leadership to the most caught-up follower; each one must
+/// rejoin and catch up (within `deadline`) before the next goes down, so the cluster keeps
+/// quorum throughout. Refused before anything changes when a member does not answer: one
+/// more down would lose quorum (3 voters) or is at least no routine restart.
+pub async fn rolling_restart(
+    client: &ClusterClient,
+    dir: &Path,
+    deadline: Duration,
+    progress: OnProgress<'_>,
+) -> Result<RollingOutcome> {
+    let started = Instant::now();
+    let (_, leader) = client.leader().await?;
+    let health = super::membership::member_health(client, &leader).await;
+    let down: Vec<String> = health
+        .iter()
+        .filter_map(|h| match &h.status {
+            Err(e) => Some(format!("node {} ({}): {e}", h.id, h.grpc)),
+            Ok(_) => None,
+        })
+        .collect();
+    if !down.is_empty() {
+        return Err(eyre!(
+            "rolling restart refused, nothing was restarted: the cluster is already degraded ({}); \
+             bring it back first (`opsdeck restart-node --id N`)",
+            down.join("; ")
+        ));
+    }
+    let mut order: Vec<u64> = health
+        .iter()
+        .map(|h| h.id)
+        .filter(|id| *id != leader.id)
+        .collect();
+    order.sort_unstable();
+    order.push(leader.id);
+    let mut restarts = Vec::new();
+    let mut transfer = None;
+    for (n, &id) in order.iter().enumerate() {
+        progress(&Progress::RollingStep {
+            nth: n + 1,
+            of: order.len(),
+            id,
+        });
+        if id == leader.id && order.len() > 1 {
+            // The voter furthest along takes over, so the handover waits least.
+            let (_, now) = client.leader().await?;
+            let to = now
+                .followers
+                .iter()
+                .filter(|f| health.iter().any(|h| h.id == f.id && h.voter))
+                .min_by_key(|f| f.lag)
+                .map(|f| f.id)
+                .ok_or_else(|| {
+                    eyre!("no voter to hand leadership to before restarting node {id}")
+                })?;
+            transfer = Some(super::membership::transfer_leader(client, to, progress).await?);
+        }
+        let done = restart_node(client, dir, id, deadline, progress)
+            .await
+            .map_err(|e| {
+                eyre!(
+                    "rolling restart stopped at node {id} (step {} of {}; restarted before it: {:?}): {e}",
+                    n + 1,
+                    order.len(),
+                    &order[..n]
+                )
+            })?;
+        restarts.push(done);
+    }
+    Ok(RollingOutcome {
+        order,
+        restarts,
+        transfer,
+        took_ms: started.elapsed().as_millis() as u64,
+    })
+}

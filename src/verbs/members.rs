@@ -9,7 +9,8 @@ use color_eyre::eyre::{eyre, Result};
 use serde_json::json;
 
 use crate::cli::{
-    AddNodeArgs, RebuildNodeArgs, RemoveNodeArgs, RestartNodeArgs, TransferLeaderArgs,
+    AddNodeArgs, RebuildNodeArgs, RemoveNodeArgs, RestartNodeArgs, RollingRestartArgs,
+    TransferLeaderArgs,
 };
 use crate::ops::membership::{self, NewNode, Progress};
 
@@ -228,6 +229,45 @@ pub async fn restart_node(args: RestartNodeArgs) -> Result<()> {
             outcome.id,
             outcome.pid,
             outcome.caught_up_to,
+            outcome.took_ms as f64 / 1000.0
+        );
+    }
+    Ok(())
+}
+
+pub async fn rolling_restart(args: RollingRestartArgs) -> Result<()> {
+    let dir = dev_dir_for(
+        "rolling-restart",
+        &args.cluster,
+        "restart one node at a time with its supervisor, followers first, waiting for each \
+         to catch up (`opsdeck status`), and `opsdeck transfer-leader` before the leader's",
+    )?;
+    let client = super::connect(&args.cluster)?;
+    let mut progress = printer();
+    let outcome =
+        crate::ops::restart::rolling_restart(&client, &dir, args.timeout_rejoin, &mut progress)
+            .await?;
+    if args.cluster.json() {
+        super::print_json(&outcome)?;
+    } else {
+        for r in &outcome.restarts {
+            println!(
+                "node {} restarted (pid {}), caught up to index {} in {:.1} s",
+                r.id,
+                r.pid,
+                r.caught_up_to,
+                r.took_ms as f64 / 1000.0
+            );
+        }
+        if let Some(t) = &outcome.transfer {
+            println!(
+                "leadership moved from node {} to node {} first ({} ms, writes paused {} ms)",
+                t.from, t.to, t.took_ms, t.writes_paused_ms
+            );
+        }
+        println!(
+            "rolling restart of {} nodes done in {:.1} s",
+            outcome.order.len(),
             outcome.took_ms as f64 / 1000.0
         );
     }

@@ -637,11 +637,17 @@ pub struct SteadyLoad {
 
 impl SteadyLoad {
     pub fn start(endpoints: Vec<String>, writers: usize) -> SteadyLoad {
+        SteadyLoad::start_as(endpoints, writers, None)
+    }
+
+    /// The writers present `key` (None: the test's admin key).
+    pub fn start_as(endpoints: Vec<String>, writers: usize, key: Option<String>) -> SteadyLoad {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let load = std::sync::Arc::new(std::sync::Mutex::new(Load::default()));
         let tasks = (0..writers)
             .map(|w| {
                 let (endpoints, stop, load) = (endpoints.clone(), stop.clone(), load.clone());
+                let key_of_writer = key.clone();
                 tokio::spawn(async move {
                     let mut i = 0u64;
                     let mut turn = w;
@@ -656,7 +662,11 @@ impl SteadyLoad {
                             });
                             req.set_timeout(Duration::from_secs(3));
                             turn += 1;
-                            match client(addr).put(req).await {
+                            let mut c = match &key_of_writer {
+                                Some(k) => client_with_key(addr, Some(k)),
+                                None => client(addr),
+                            };
+                            match c.put(req).await {
                                 Ok(_) => {
                                     let mut l = load.lock().expect("load");
                                     l.acked.insert(key.clone(), key.clone());
