@@ -282,6 +282,43 @@ pub enum Command {
         #[command(subcommand)]
         action: CtxAction,
     },
+    /// Operator commands of the config file (`[commands.NAME]`, per context in
+    /// `[contexts.CTX.commands.NAME]`): list them, or run one on a node with its addresses
+    /// filled in (no shell unless the command names one; killed at its timeout).
+    #[command(
+        after_help = "Examples:\n  opsdeck cmd list --context prod\n  opsdeck cmd run logs --node 2 --context prod\n  opsdeck cmd run restart --node 2 --yes --json\n\nExit status of `cmd run`: the command's own exit code; 124 when it timed out; 128+N when\nsignal N ended it; 5 when refused (read-only, a mutating command without --yes and no\nterminal); otherwise as listed in `opsdeck --help`."
+    )]
+    Cmd {
+        #[command(subcommand)]
+        action: CmdAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CmdAction {
+    /// The operator commands of the context in use: name, key, mutating, timeout, argv.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Run NAME on node --node (its addresses from the cluster's membership); prints its
+    /// output (the first 256 KiB) and how it ended.
+    Run {
+        name: String,
+        /// The node the command is about (its id).
+        #[arg(long)]
+        node: u64,
+        /// Refuse commands marked mutating (as the context's read_only = true does).
+        #[arg(long)]
+        read_only: bool,
+        /// Run a mutating command without asking.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -4,7 +4,7 @@ use color_eyre::eyre::Result;
 use opsdeck::cli::Command;
 use opsdeck::console;
 use opsdeck::verbs::{
-    admin, alerts, backup, bench, check, compact, ctx, dev, kit, kv, logs, members, node,
+    admin, alerts, backup, bench, check, cmd, compact, ctx, dev, kit, kv, logs, members, node,
 };
 
 fn main() {
@@ -118,6 +118,7 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::Man { dir } => kit::man(dir.as_deref()),
         Command::Info { output } => kit::info(output.json()),
         Command::Ctx { action } => ctx::run(action),
+        Command::Cmd { action } => return cmd::run(action).await,
     };
     done.map(|()| 0)
 }

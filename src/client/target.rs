@@ -84,6 +84,15 @@ impl Target {
         self.cluster_dir.clone().unwrap_or_else(default_dev_dir)
     }
 
+    /// Node `id`'s data dir when this is a dev cluster (its cluster.toml records it).
+    pub fn dev_data_dir(&self, id: u64) -> Option<PathBuf> {
+        if !self.endpoints.is_empty() {
+            return None;
+        }
+        let file = ClusterFile::load(&self.dir()).ok()?;
+        file.nodes.into_iter().find(|n| n.id == id).map(|n| n.data)
+    }
+
     /// `self` (what the flags and environment say) completed from the config: the context
     /// `chosen` (`--context` / `$OPSDECK_CONTEXT`), else the file's `current_context`, else
     /// its top-level keys. Endpoints or a dev dir given as flags replace the context's (and

@@ -3,6 +3,7 @@
 //! (`[contexts.NAME]`, `current_context`). Flags and the environment win over the file. A bad
 //! file is refused with its line and reason.
 
+pub mod commands;
 pub mod edit;
 pub mod notify;
 
@@ -49,6 +50,11 @@ pub struct Config {
     /// `[[notify]]` tables: where alerts are sent (`notify.rs`).
     #[serde(default)]
     pub notify: Vec<notify::Receiver>,
+    /// `[commands.NAME]`: operator commands of every context (`commands.rs`).
+    #[serde(default)]
+    pub commands: BTreeMap<String, Spanned<commands::Command>>,
+    /// The node data dir for `{data}` when the cluster does not know it, `{id}` filled.
+    pub data_dir: Option<String>,
 }
 
 /// Which cluster and how to reach it: a `[contexts.NAME]` table, or the top level's keys.
@@ -60,7 +66,17 @@ pub struct Cluster {
     pub tls_ca: Option<PathBuf>,
     pub dev_dir: Option<PathBuf>,
     pub read_only: Option<bool>,
+    /// `[contexts.NAME.commands.CMD]`: this context's operator commands (above the top
+    /// level's of the same name).
+    #[serde(default)]
+    pub commands: BTreeMap<String, Spanned<commands::Command>>,
+    /// Where a node keeps its data, for `{data}`: a template, `{id}` filled (e.g.
+    /// "/var/lib/opsdeck/n{id}"). A dev cluster's cluster.toml knows it without this.
+    pub data_dir: Option<String>,
 }
+
+/// A command table and its name, for the key check.
+type NamedCommand<'a> = (&'a String, &'a Spanned<commands::Command>);
 
 /// A context chosen by name, with what it says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +153,28 @@ impl Config {
                 ));
             }
         }
+        // Two commands of one context on one key: say which, at the second one's line.
+        let mut sets: Vec<(Option<&str>, Vec<NamedCommand>)> =
+            vec![(None, config.commands.iter().collect())];
+        for (name, c) in &config.contexts {
+            let mut set: BTreeMap<&String, &Spanned<commands::Command>> =
+                config.commands.iter().collect();
+            set.extend(c.get_ref().commands.iter());
+            sets.push((Some(name), set.into_iter().collect()));
+        }
+        for (context, set) in sets {
+            let mut keys: BTreeMap<char, &str> = BTreeMap::new();
+            for (cmd, c) in set {
+                let Some(key) = c.get_ref().key else { continue };
+                if let Some(other) = keys.insert(key, cmd) {
+                    let within = context.map_or(String::new(), |n| format!(" in context {n:?}"));
+                    return Err(eyre!(
+                        "config {origin}:{}: command {cmd:?} has key {key:?}, which command {other:?} already has{within}: give one of them another key",
+                        line_of(text, c.span().start)
+                    ));
+                }
+            }
+        }
         if let Some(current) = &config.current_context {
             if config.context(current.get_ref()).is_none() {
                 return Err(eyre!(
@@ -158,7 +196,25 @@ impl Config {
             tls_ca: self.tls_ca.clone(),
             dev_dir: self.dev_dir.clone(),
             read_only: self.read_only,
+            commands: self.commands.clone(),
+            data_dir: self.data_dir.clone(),
         }
+    }
+
+    /// The operator commands of `context` (None: the top level's): the top level's and the
+    /// context's, the context's winning on a name, sorted by name.
+    pub fn commands_of(&self, context: Option<&Context>) -> Vec<(String, commands::Command)> {
+        let mut all: BTreeMap<String, commands::Command> = self
+            .commands
+            .iter()
+            .map(|(n, c)| (n.clone(), c.get_ref().clone()))
+            .collect();
+        if let Some(c) = context {
+            for (n, cmd) in &c.cluster.commands {
+                all.insert(n.clone(), cmd.get_ref().clone());
+            }
+        }
+        all.into_iter().collect()
     }
 
     /// Every context name, sorted, the built-in `dev` among them.

@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod backup_dir;
 pub mod check;
+pub mod commands;
 pub mod compact;
 pub mod dev_cluster;
 pub mod keys;

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod backup;
 pub mod bench;
 pub mod check;
+pub mod cmd;
 pub mod compact;
 pub mod ctx;
 pub mod dev;
