@@ -64,8 +64,9 @@ struct Entry {
 pub struct Command {
     /// The arguments, placeholders not yet filled; never empty.
     pub argv: Vec<String>,
-    /// The index in `argv` of a shell's `-c` script, whose placeholders are filled quoted.
-    pub script: Option<usize>,
+    /// The indexes in `argv` whose placeholders are filled shell-quoted: a shell's `-c`
+    /// script, or every argument of `ssh` (which joins them into one remote shell line).
+    pub quoted: Vec<usize>,
     /// The console key (one character).
     pub key: Option<char>,
     pub mutating: bool,
@@ -127,10 +128,10 @@ impl TryFrom<Entry> for Command {
                 d
             }
         };
-        let script = shell_script(&argv);
+        let quoted = quoted_args(&argv);
         Ok(Command {
             argv,
-            script,
+            quoted,
             key,
             mutating: e.mutating.unwrap_or(true),
             timeout,
@@ -163,9 +164,20 @@ impl Command {
         self.argv
             .iter()
             .enumerate()
-            .map(|(i, arg)| fill(arg, &value, Some(i) == self.script))
+            .map(|(i, arg)| fill(arg, &value, self.quoted.contains(&i)))
             .collect()
     }
+}
+
+/// The arguments that some shell parses: the script of a shell's `-c`, or — `ssh` joins
+/// everything after the destination with spaces into a line the remote shell parses — every
+/// argument of `ssh` (a plain host name or number is the same quoted or not).
+fn quoted_args(argv: &[String]) -> Vec<usize> {
+    let program = argv.first().map(|p| p.rsplit('/').next().unwrap_or(p));
+    if program == Some("ssh") {
+        return (1..argv.len()).collect();
+    }
+    shell_script(argv).into_iter().collect()
 }
 
 /// The index of the script when `argv` is a shell with `-c` (`sh -c`, `bash -ec`, ...).
@@ -266,12 +278,15 @@ mod tests {
 
     #[test]
     fn a_line_is_split_and_each_value_stays_one_argument() {
-        let c = parse("run = \"ssh {grpc_host} 'sudo systemctl' restart n{id}\"").unwrap();
+        let c = parse("run = \"journalctl {grpc_host} 'sudo systemctl' restart n{id}\"").unwrap();
         assert!(c.mutating, "mutating is the default");
         assert_eq!(c.timeout, DEFAULT_TIMEOUT);
-        assert_eq!(c.script, None);
+        assert!(c.quoted.is_empty());
         let argv = c.fill(value).unwrap();
-        assert_eq!(argv, vec!["ssh", NASTY, "sudo systemctl", "restart", "n2"]);
+        assert_eq!(
+            argv,
+            vec!["journalctl", NASTY, "sudo systemctl", "restart", "n2"]
+        );
         let c = parse("run = [\"echo\", \"{grpc_host}\"]\nmutating = false").unwrap();
         assert_eq!(c.fill(value).unwrap(), vec!["echo", NASTY]);
         assert!(!c.mutating);
@@ -280,7 +295,7 @@ mod tests {
     #[test]
     fn in_a_shell_script_values_are_quoted() {
         let c = parse("run = \"bash -ec 'echo {grpc_host} ${HOME} {id}' arg0 {id}\"").unwrap();
-        assert_eq!(c.script, Some(2));
+        assert_eq!(c.quoted, vec![2]);
         let argv = c.fill(value).unwrap();
         assert_eq!(argv[0], "bash");
         assert_eq!(argv[4], "2", "a positional argument is filled as is");
@@ -294,6 +309,19 @@ mod tests {
             .unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
         assert_eq!(text.lines().collect::<Vec<_>>(), vec![NASTY, "/h", "2"]);
+    }
+
+    #[test]
+    fn ssh_arguments_are_quoted_since_the_remote_shell_parses_them() {
+        let c = parse("run = \"ssh {id} journalctl -u opsdeck-node --grep {grpc_host}\"").unwrap();
+        let argv = c.fill(value).unwrap();
+        assert_eq!(argv[1], "2", "a plain value is unchanged");
+        // What the remote shell gets: the arguments joined with spaces, parsed again.
+        let remote = argv[2..].join(" ");
+        assert_eq!(
+            shlex::split(&remote).unwrap(),
+            vec!["journalctl", "-u", "opsdeck-node", "--grep", NASTY]
+        );
     }
 
     #[test]
