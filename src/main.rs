@@ -115,6 +115,7 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::Man { dir } => kit::man(dir.as_deref()),
         Command::Info { output } => kit::info(output.json()),
         Command::Ctx { action } => ctx::run(action),
+        Command::Debug { action } => opsdeck::verbs::debug::run(action).await,
     };
     done.map(|()| 0)
 }

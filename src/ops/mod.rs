@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod backup_dir;
+pub mod bundle;
 pub mod check;
 pub mod compact;
 pub mod dev_cluster;
