@@ -292,6 +292,13 @@ pub enum Command {
         #[command(subcommand)]
         action: CmdAction,
     },
+    /// Diagnostics: `debug bundle` writes a redacted .tar.gz of every node's status,
+    /// metrics, recent logs, events, settings and data-dir listing, for a support ticket.
+    #[command(after_help = "Examples:\n  opsdeck debug bundle --out ticket-4711.tar.gz")]
+    Debug {
+        #[command(subcommand)]
+        action: DebugAction,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -316,6 +323,28 @@ pub enum CmdAction {
         /// Run a mutating command without asking.
         #[arg(long)]
         yes: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DebugAction {
+    /// Write a diagnostics bundle (.tar.gz): from every node its status, /metrics, recent
+    /// logs and events, settings and data-dir listing (names and sizes only); the
+    /// membership, the audit trail, the alert states, and a manifest naming the nodes that
+    /// did not answer. Never any value, key secret, cluster secret or TLS key. Exit 0 when
+    /// written, even with nodes down (they are listed).
+    #[command(
+        after_help = "Examples:\n  opsdeck debug bundle --out ticket-4711.tar.gz\n  opsdeck debug bundle --since 15m --out prod.tar.gz --context prod-eu --json"
+    )]
+    Bundle {
+        /// The archive to write (FILE.partial until complete).
+        #[arg(long)]
+        out: PathBuf,
+        /// Logs and events of the last DURATION, e.g. 15m, 1h.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        since: Duration,
         #[command(flatten)]
         cluster: ClusterArgs,
     },

@@ -4,7 +4,8 @@ use color_eyre::eyre::Result;
 use opsdeck::cli::Command;
 use opsdeck::console;
 use opsdeck::verbs::{
-    admin, alerts, backup, bench, check, cmd, compact, ctx, dev, kit, kv, logs, members, node,
+    admin, alerts, backup, bench, check, cmd, compact, ctx, debug, dev, kit, kv, logs, members,
+    node,
 };
 
 fn main() {
@@ -119,6 +120,7 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::Info { output } => kit::info(output.json()),
         Command::Ctx { action } => ctx::run(action),
         Command::Cmd { action } => return cmd::run(action).await,
+        Command::Debug { action } => debug::run(action).await,
     };
     done.map(|()| 0)
 }

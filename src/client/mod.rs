@@ -43,6 +43,13 @@ impl ApiKey {
     pub fn none() -> ApiKey {
         ApiKey(None)
     }
+
+    /// The secret itself (None without a key): for the HTTP calls of `debug bundle`, and
+    /// for its last pass, which drops any line holding it.
+    pub fn secret(&self) -> Option<String> {
+        let text = self.0.as_ref()?.to_str().ok()?;
+        text.strip_prefix("Bearer ").map(str::to_string)
+    }
 }
 
 impl Interceptor for ApiKey {
@@ -193,6 +200,11 @@ impl ClusterClient {
             retry_for,
             key,
         })
+    }
+
+    /// The API key every call presents.
+    pub fn api_key(&self) -> &ApiKey {
+        &self.key
     }
 
     pub fn endpoints(&self) -> Vec<String> {

@@ -55,6 +55,11 @@ pub fn utc_seconds(unix_ms: i64) -> String {
     rfc3339(humantime::format_rfc3339_seconds(t)).unwrap_or_else(|| AFTER_9999.into())
 }
 
+/// The same without separators, `20261123T162001Z`, for file names.
+pub fn utc_compact(unix_ms: i64) -> String {
+    utc_seconds(unix_ms).replace(['-', ':'], "")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,10 +27,7 @@ pub struct Rotated {
 
 /// `opsdeck-20261202T090512Z-i12345.odb`: sorts by time, then applied index.
 fn file_name(m: &Manifest) -> String {
-    let stamp: String = fmt::utc_seconds(m.created_unix_ms)
-        .chars()
-        .filter(|c| *c != '-' && *c != ':')
-        .collect();
+    let stamp = fmt::utc_compact(m.created_unix_ms);
     format!("{PREFIX}{stamp}-i{}{SUFFIX}", m.applied_index)
 }
 

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod backup_dir;
+pub mod bundle;
 pub mod check;
 pub mod commands;
 pub mod compact;

@@ -35,7 +35,7 @@ fn since(ms: i64, now_ms: i64) -> Duration {
     Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64)
 }
 
-fn alert_json(a: &AlertState) -> Value {
+pub(crate) fn alert_json(a: &AlertState) -> Value {
     let (kind, key) = match &a.id.subject {
         Subject::Cluster => ("cluster", json!(null)),
         Subject::Node(id) => ("node", json!({ "node_id": id })),

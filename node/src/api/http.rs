@@ -43,6 +43,7 @@ pub fn router(core: NodeCore, flush: Arc<LogStats>, auth: Arc<Authenticator>) ->
         .route("/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
         .route("/metrics", get(metrics))
         .merge(super::failpoints::routes())
+        .merge(super::datadir::routes(core.data_dir().to_path_buf()))
         .layer(axum::middleware::from_fn_with_state(auth, http_middleware))
         // Outermost: an oversize request is answered before its key is checked or any of
         // its body is read.
