@@ -81,6 +81,30 @@ pub struct ClusterClient {
     key: ApiKey,
 }
 
+/// The figures of a status frame that `opsdeck status --json` and the diagnostics bundle
+/// both print, as a JSON object each adds its own fields to.
+pub fn status_fields(s: &NodeStatus) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::json!({
+        "id": s.id,
+        "grpc": s.grpc,
+        "http": s.http,
+        "role": s.role,
+        "term": s.term,
+        "leader_id": s.leader_id,
+        "last_log_index": s.last_log_index,
+        "committed": s.committed,
+        "applied": s.applied,
+        "snapshot_index": s.snapshot_index,
+        "purged_index": s.purged_index,
+        "storage_keys": s.storage_keys,
+        "storage_bytes": s.storage_bytes,
+        "cluster_id": s.cluster_id,
+    }) {
+        serde_json::Value::Object(fields) => fields,
+        _ => serde_json::Map::new(),
+    }
+}
+
 /// One node's answer (or failure) to a status request.
 pub struct NodeReport {
     pub endpoint: String,

@@ -263,15 +263,7 @@ impl Ops {
                         )),
                     };
                     let (ok, text) = match result {
-                        Ok(o) => (
-                            true,
-                            format!(
-                                "node {id} restarted (pid {}) and caught up to index {} in {:.1} s",
-                                o.pid,
-                                o.caught_up_to,
-                                o.took_ms as f64 / 1000.0
-                            ),
-                        ),
+                        Ok(o) => (true, o.to_string()),
                         Err(e) => (false, format!("restart of node {id} failed: {e:#}")),
                     };
                     report(&tx, ok, text);

@@ -227,21 +227,7 @@ async fn watch(client: &ClusterClient, endpoint: &str, since_ms: i64) -> Result<
 }
 
 fn status_json(s: &NodeStatus) -> Value {
-    json!({
-        "id": s.id,
-        "grpc": s.grpc,
-        "http": s.http,
-        "role": s.role,
-        "term": s.term,
-        "leader_id": s.leader_id,
-        "last_log_index": s.last_log_index,
-        "committed": s.committed,
-        "applied": s.applied,
-        "snapshot_index": s.snapshot_index,
-        "purged_index": s.purged_index,
-        "storage_keys": s.storage_keys,
-        "storage_bytes": s.storage_bytes,
-        "cluster_id": s.cluster_id,
+    let extra = json!({
         "unix_ms": s.unix_ms,
         "uptime_ms": s.uptime_ms,
         "rss_bytes": s.rss_bytes,
@@ -263,7 +249,12 @@ fn status_json(s: &NodeStatus) -> Value {
         "writes_paused": s.writes_paused.as_ref().map(|p| format!("{p:?}")),
         // Quota usage per tenant: names and figures, never a key or value.
         "quotas": s.quotas.iter().map(|q| format!("{q:?}")).collect::<Vec<_>>(),
-    })
+    });
+    let mut fields = crate::client::status_fields(s);
+    if let Value::Object(extra) = extra {
+        fields.extend(extra);
+    }
+    Value::Object(fields)
 }
 
 fn members_json(s: &NodeStatus) -> Vec<Value> {

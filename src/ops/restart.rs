@@ -24,6 +24,19 @@ pub struct RestartOutcome {
     pub took_ms: u64,
 }
 
+impl std::fmt::Display for RestartOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "node {} restarted (pid {}) and caught up to index {} in {:.1} s",
+            self.id,
+            self.pid,
+            self.caught_up_to,
+            self.took_ms as f64 / 1000.0
+        )
+    }
+}
+
 /// Restarts member `id` of the dev cluster at `dir` and waits (up to `deadline` after it
 /// serves) until it has rejoined and caught up.
 pub async fn restart_node(

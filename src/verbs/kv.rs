@@ -43,25 +43,20 @@ fn put_value_json(object: &mut serde_json::Value, name: &str, bytes: &[u8]) {
 
 fn status_json(endpoint: &str, s: &Result<NodeStatus, String>) -> serde_json::Value {
     match s {
-        Ok(s) => json!({
-            "endpoint": endpoint,
-            "reachable": true,
-            "id": s.id,
-            "grpc": s.grpc,
-            "http": s.http,
-            "role": s.role,
-            "term": s.term,
-            "leader_id": s.leader_id,
-            "last_log_index": s.last_log_index,
-            "committed": s.committed,
-            "applied": s.applied,
-            "snapshot_index": s.snapshot_index,
-            "purged_index": s.purged_index,
-            "storage_keys": s.storage_keys,
-            "storage_bytes": s.storage_bytes,
-            "cluster_id": s.cluster_id,
-            "quotas": s.quotas.iter().map(crate::verbs::admin::usage_json).collect::<Vec<_>>(),
-        }),
+        Ok(s) => {
+            let mut fields = crate::client::status_fields(s);
+            fields.insert("endpoint".into(), json!(endpoint));
+            fields.insert("reachable".into(), json!(true));
+            fields.insert(
+                "quotas".into(),
+                json!(s
+                    .quotas
+                    .iter()
+                    .map(crate::verbs::admin::usage_json)
+                    .collect::<Vec<_>>()),
+            );
+            serde_json::Value::Object(fields)
+        }
         Err(e) => json!({ "endpoint": endpoint, "reachable": false, "error": e }),
     }
 }

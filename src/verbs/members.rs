@@ -224,13 +224,7 @@ pub async fn restart_node(args: RestartNodeArgs) -> Result<()> {
     if args.cluster.json() {
         super::print_json(&outcome)?;
     } else {
-        println!(
-            "node {} restarted (pid {}) and caught up to index {} in {:.1} s",
-            outcome.id,
-            outcome.pid,
-            outcome.caught_up_to,
-            outcome.took_ms as f64 / 1000.0
-        );
+        println!("{outcome}");
     }
     Ok(())
 }
@@ -251,13 +245,7 @@ pub async fn rolling_restart(args: RollingRestartArgs) -> Result<()> {
         super::print_json(&outcome)?;
     } else {
         for r in &outcome.restarts {
-            println!(
-                "node {} restarted (pid {}), caught up to index {} in {:.1} s",
-                r.id,
-                r.pid,
-                r.caught_up_to,
-                r.took_ms as f64 / 1000.0
-            );
+            println!("{r}");
         }
         if let Some(t) = &outcome.transfer {
             println!(
