@@ -299,6 +299,94 @@ pub enum Command {
         #[command(subcommand)]
         action: DebugAction,
     },
+    /// Incidents: `incident report` writes what happened in a window as Markdown (summary,
+    /// merged timeline, what changed); `incident ack|silence` records an alert's ack or
+    /// silence in the cluster's audit trail, where every console and report sees it.
+    #[command(
+        after_help = "Examples:\n  opsdeck incident report --since 2h --out incident.md\n  opsdeck incident ack node_down --node 1 --note \"disk replaced\""
+    )]
+    Incident {
+        #[command(subcommand)]
+        action: IncidentAction,
+    },
+}
+
+/// Which alert an ack or silence is about: the rule, and its node or tenant (none: the
+/// cluster).
+#[derive(Args, Debug, Clone)]
+pub struct AlertRef {
+    /// The alert rule's name, e.g. node_down, quorum_lost (see `opsdeck alerts --rules`).
+    pub rule: String,
+    /// The node the alert is about.
+    #[arg(long, conflicts_with = "tenant")]
+    pub node: Option<u64>,
+    /// The tenant the alert is about (quota rules).
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+impl AlertRef {
+    /// `RULE (node N)`, as the console names the alert.
+    pub fn alert_id(&self) -> String {
+        let subject = match (&self.node, &self.tenant) {
+            (Some(n), _) => format!("node {n}"),
+            (None, Some(t)) => format!("tenant {t}"),
+            (None, None) => "cluster".to_string(),
+        };
+        format!("{} ({subject})", self.rule)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IncidentAction {
+    /// Write an incident report (Markdown) of the last --since: a summary (first alert,
+    /// time to first action, leader changes, actions by whom, when resolved), the timeline
+    /// merged from every node's events and the audit trail (acks, silences, operator
+    /// actions), and what changed (membership, keys, quotas, settings). Without --out it
+    /// is printed.
+    #[command(
+        after_help = "Examples:\n  opsdeck incident report --since 2h --out incident.md\n  opsdeck incident report --since 30m --context prod-eu\n  opsdeck incident report --since 1h --json"
+    )]
+    Report {
+        /// The window: the last DURATION, e.g. 30m, 2h.
+        #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+        since: Duration,
+        /// Write the report here (FILE.partial until complete) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Acknowledge an alert: recorded in the cluster's audit trail (admin key), so every
+    /// console and incident report sees who acknowledged it and when.
+    #[command(
+        after_help = "Examples:\n  opsdeck incident ack node_down --node 1\n  opsdeck incident ack quorum_lost --note \"restarting node 3\""
+    )]
+    Ack {
+        #[command(flatten)]
+        alert: AlertRef,
+        /// A line saying what is being done.
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Record a silence of an alert for --for (0 lifts it) in the cluster's audit trail.
+    #[command(
+        after_help = "Examples:\n  opsdeck incident silence disk_usage_high --node 2 --for 4h\n  opsdeck incident silence disk_usage_high --node 2 --for 0"
+    )]
+    Silence {
+        #[command(flatten)]
+        alert: AlertRef,
+        /// How long, e.g. 15m, 1h, 24h (at most 7d); 0 lifts the silence.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        for_: Duration,
+        /// A line saying why.
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -4,8 +4,8 @@ use color_eyre::eyre::Result;
 use opsdeck::cli::Command;
 use opsdeck::console;
 use opsdeck::verbs::{
-    admin, alerts, backup, bench, check, cmd, compact, ctx, debug, dev, kit, kv, logs, members,
-    node,
+    admin, alerts, backup, bench, check, cmd, compact, ctx, debug, dev, incident, kit, kv, logs,
+    members, node,
 };
 
 fn main() {
@@ -121,6 +121,7 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::Ctx { action } => ctx::run(action),
         Command::Cmd { action } => return cmd::run(action).await,
         Command::Debug { action } => debug::run(action).await,
+        Command::Incident { action } => incident::run(action).await,
     };
     done.map(|()| 0)
 }

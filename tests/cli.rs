@@ -947,9 +947,13 @@ fn every_verb_help_has_examples() {
         "transfer-leader",
         "info",
         "ctx",
+        "incident",
+        "incident report",
+        "incident ack",
+        "incident silence",
     ] {
         let out = Command::new(BIN)
-            .args([verb, "--help"])
+            .args(verb.split(' ').chain(["--help"]))
             .output()
             .expect("run opsdeck");
         let help = stdout_of(&out);

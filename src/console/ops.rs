@@ -13,6 +13,7 @@ use super::model::Update;
 use crate::client::ClusterClient;
 use crate::format as fmt;
 use crate::ops::backup::{self, Progress};
+use crate::ops::incident;
 use crate::ops::maintenance;
 use crate::ops::membership::{self, NewNode};
 
@@ -47,6 +48,9 @@ pub enum OpEvent {
         text: String,
         secret: Option<NewSecret>,
     },
+    /// An alert note (ack, silence) was recorded in the audit trail, or could not be: a
+    /// message only, no dialog (the local ack or silence holds either way).
+    Noted { ok: bool, text: String },
 }
 
 /// A key's secret, shown once.
@@ -97,12 +101,50 @@ pub enum Op {
     RestartNode {
         id: u64,
     },
+    /// `:report FILE`: the incident report of the last `since`, with this console's own
+    /// timeline entries (alerts firing and resolving, nodes down and up) and its active
+    /// alerts.
+    Report {
+        path: PathBuf,
+        since: Duration,
+        label: String,
+        extra: Vec<incident::Entry>,
+        active: Vec<String>,
+    },
 }
 
 /// How long the console's restart waits for the node to rejoin and catch up.
 const RESTART_REJOIN: Duration = Duration::from_secs(60);
 
 impl Ops {
+    /// Records an alert note in the cluster's audit trail in a spawned task; the outcome
+    /// comes back as [`OpEvent::Noted`]. Returns at once.
+    pub fn note(
+        &self,
+        note: incident::Note,
+        alert: String,
+        until_ms: Option<i64>,
+        text: &'static str,
+    ) {
+        let (client, tx) = (self.client.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            let event = match incident::annotate(&client, note, &alert, until_ms, text).await {
+                Ok(_) => OpEvent::Noted {
+                    ok: true,
+                    text: format!("{} of {alert} recorded in the audit trail", note.kind()),
+                },
+                Err(e) => OpEvent::Noted {
+                    ok: false,
+                    text: format!(
+                        "{alert}: {} holds in this console only; not recorded in the audit trail: {e:#}",
+                        note.kind()
+                    ),
+                },
+            };
+            let _ = tx.send(event);
+        });
+    }
+
     /// Runs `op` in a spawned task that reports `OpEvent`s on `tx`; returns at once.
     pub fn start(&self, op: Op) {
         let (client, tx, dev_dir) = (self.client.clone(), self.tx.clone(), self.dev_dir.clone());
@@ -319,6 +361,51 @@ impl Ops {
                     let (ok, text) = match maintenance::pause_writes(&client, &reason, for_).await {
                         Ok(p) => (true, format!("{}; reads go on", maintenance::describe(&p))),
                         Err(e) => (false, format!("writes not paused: {e:#}")),
+                    };
+                    report(&tx, ok, text);
+                });
+            }
+            Op::Report {
+                path,
+                since,
+                label,
+                extra,
+                active,
+            } => {
+                tokio::spawn(async move {
+                    let _ = tx.send(OpEvent::Progress {
+                        ratio: None,
+                        detail: "reading every node's events and the audit trail".into(),
+                    });
+                    let made = async {
+                        let data =
+                            incident::gather(&client, &label, since, extra, |_| active).await?;
+                        let text = incident::render(&data);
+                        let file = path.clone();
+                        let written =
+                            tokio::task::spawn_blocking(move || incident::write_file(&file, &text))
+                                .await
+                                .map_err(|e| {
+                                    color_eyre::eyre::eyre!("writing the report: {e}")
+                                })??;
+                        Ok::<_, color_eyre::eyre::Report>((written, data))
+                    };
+                    let (ok, text) = match made.await {
+                        Ok((written, data)) => (
+                            true,
+                            format!(
+                                "incident report written to {}: {} entries since {}{}",
+                                written.display(),
+                                data.entries.len(),
+                                fmt::utc_seconds(data.from_ms),
+                                if data.not_answering.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!("; {} not answering", data.not_answering.len())
+                                }
+                            ),
+                        ),
+                        Err(e) => (false, format!("no incident report: {e:#}")),
                     };
                     report(&tx, ok, text);
                 });

@@ -571,6 +571,22 @@ fn command_line_switches_panes_themes_and_refuses_nonsense() {
 }
 
 #[test]
+fn report_needs_a_file_and_a_window_it_can_read() {
+    let mut app = app();
+    app.command("report");
+    assert!(app
+        .message
+        .as_ref()
+        .is_some_and(|m| m.1 && m.0.contains("usage: :report FILE [SINCE]")));
+    app.command("report incident.md soon");
+    assert!(app
+        .message
+        .as_ref()
+        .is_some_and(|m| m.1 && m.0.contains("bad window \"soon\"")));
+    assert!(app.dialog.is_none(), "nothing started");
+}
+
+#[test]
 fn saving_the_logs_writes_the_filtered_lines() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.txt");
@@ -751,6 +767,19 @@ fn war_room_at_80x24() {
             "the overview is always on screen already"
         );
     }
+}
+
+#[test]
+fn a_read_only_console_acks_here_but_writes_no_audit_record() {
+    let mut app = observed_app();
+    app.read_only = true;
+    press(&mut app, KeyCode::Char('7'));
+    press(&mut app, KeyCode::Char('a'));
+    assert_eq!(
+        app.message.as_ref().map(|m| m.0.as_str()),
+        Some("acknowledged node_down (node 3); read-only: not recorded in the audit trail")
+    );
+    assert!(app.alerts.evaluator.alerts()[0].acked);
 }
 
 #[test]

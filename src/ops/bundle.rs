@@ -18,7 +18,9 @@ use std::time::Duration;
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use flate2::write::GzEncoder;
 use opsdeck_node::pb::watch_event::Kind;
-use opsdeck_node::pb::{ListAuditRequest, NodeStatus, WatchRequest};
+use opsdeck_node::pb::{
+    AuditEntry, ClusterEvent, ListAuditRequest, LogRecord, NodeStatus, WatchRequest,
+};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -161,14 +163,31 @@ struct Watched {
     frame: Option<NodeStatus>,
 }
 
-async fn watch(client: &ClusterClient, endpoint: &str, since_ms: i64) -> Result<Watched, String> {
+/// One node's recent history, as its Watch stream gives it: the log records (when asked
+/// for) and events since `since_ms`, and the first full status frame after them.
+#[derive(Default, Debug, Clone)]
+pub struct History {
+    pub logs: Vec<LogRecord>,
+    pub events: Vec<ClusterEvent>,
+    pub frame: Option<NodeStatus>,
+}
+
+/// Reads `endpoint`'s history since `since_ms` from one Watch call (its own ring: at most
+/// [`MAX_LOG_RECORDS`] log records and the node's event history), within [`PER_REQUEST`].
+/// The bundle and the incident report both read the nodes this way.
+pub async fn history(
+    client: &ClusterClient,
+    endpoint: &str,
+    since_ms: i64,
+    logs: bool,
+) -> Result<History, String> {
     let mut rpc = client.connect_to(endpoint).map_err(|e| format!("{e:#}"))?;
     let req = WatchRequest {
         // The first frame comes after the history; no second one is waited for.
         status_interval_ms: 60_000,
-        logs: true,
+        logs,
         events: true,
-        log_history: MAX_LOG_RECORDS,
+        log_history: if logs { MAX_LOG_RECORDS } else { 0 },
     };
     let read = async {
         let mut stream = rpc
@@ -176,36 +195,12 @@ async fn watch(client: &ClusterClient, endpoint: &str, since_ms: i64) -> Result<
             .await
             .map_err(|s| crate::client::describe(&s))?
             .into_inner();
-        let mut got = Watched::default();
+        let mut got = History::default();
         loop {
             match stream.message().await {
                 Ok(Some(ev)) => match ev.kind {
-                    Some(Kind::Log(r)) if r.unix_ms >= since_ms => {
-                        got.logs.push_str(&format!(
-                            "{} {:<5} {}: {}{}{}\n",
-                            crate::format::utc_seconds(r.unix_ms),
-                            r.level,
-                            r.target,
-                            r.message,
-                            if r.fields.is_empty() { "" } else { " " },
-                            r.fields
-                        ));
-                    }
-                    Some(Kind::Event(e)) if e.unix_ms >= since_ms => {
-                        got.events.push_str(
-                            &json!({
-                                "at": crate::format::utc_seconds(e.unix_ms),
-                                "unix_ms": e.unix_ms,
-                                "node_id": e.node_id,
-                                "kind": e.kind,
-                                "detail": e.detail,
-                                "term": e.term,
-                                "leader_id": e.leader_id,
-                            })
-                            .to_string(),
-                        );
-                        got.events.push('\n');
-                    }
+                    Some(Kind::Log(r)) if r.unix_ms >= since_ms => got.logs.push(r),
+                    Some(Kind::Event(e)) if e.unix_ms >= since_ms => got.events.push(e),
                     Some(Kind::Status(s)) => {
                         got.frame = Some(s);
                         return Ok(got);
@@ -221,6 +216,82 @@ async fn watch(client: &ClusterClient, endpoint: &str, since_ms: i64) -> Result<
         Ok(r) => r,
         Err(_) => Err(format!(
             "no complete answer within {}",
+            humantime::format_duration(PER_REQUEST)
+        )),
+    }
+}
+
+async fn watch(client: &ClusterClient, endpoint: &str, since_ms: i64) -> Result<Watched, String> {
+    let h = history(client, endpoint, since_ms, true).await?;
+    let mut got = Watched {
+        frame: h.frame,
+        ..Watched::default()
+    };
+    for r in h.logs {
+        got.logs.push_str(&format!(
+            "{} {:<5} {}: {}{}{}\n",
+            crate::format::utc_seconds(r.unix_ms),
+            r.level,
+            r.target,
+            r.message,
+            if r.fields.is_empty() { "" } else { " " },
+            r.fields
+        ));
+    }
+    for e in h.events {
+        got.events.push_str(
+            &json!({
+                "at": crate::format::utc_seconds(e.unix_ms),
+                "unix_ms": e.unix_ms,
+                "node_id": e.node_id,
+                "kind": e.kind,
+                "detail": e.detail,
+                "term": e.term,
+                "leader_id": e.leader_id,
+            })
+            .to_string(),
+        );
+        got.events.push('\n');
+    }
+    Ok(got)
+}
+
+/// Every node's status at once ([`PER_REQUEST`] each): the endpoints', and those of
+/// members some node names that are not among the endpoints.
+pub async fn reach_all(client: &ClusterClient) -> Result<Vec<NodeReport>> {
+    let mut reports = client.status_all(PER_REQUEST).await;
+    let known: Vec<String> = reports.iter().map(|r| r.endpoint.clone()).collect();
+    let mut extra = Vec::new();
+    for r in &reports {
+        if let Ok(s) = &r.status {
+            for m in &s.members {
+                if !known.contains(&m.grpc) && !extra.contains(&m.grpc) {
+                    extra.push(m.grpc.clone());
+                }
+            }
+        }
+    }
+    if !extra.is_empty() {
+        let more = ClusterClient::new(&extra, PER_REQUEST, client.api_key().clone())?;
+        reports.extend(more.status_all(PER_REQUEST).await);
+    }
+    Ok(reports)
+}
+
+/// The newest `limit` records of the cluster's audit trail, within [`PER_REQUEST`].
+pub async fn audit_trail(client: &ClusterClient, limit: u32) -> Result<Vec<AuditEntry>, String> {
+    let audit = tokio::time::timeout(
+        PER_REQUEST,
+        client.call("reading the audit trail", |mut c| async move {
+            c.list_audit(ListAuditRequest { limit }).await
+        }),
+    )
+    .await;
+    match audit {
+        Ok(Ok(reply)) => Ok(reply.records),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(_) => Err(format!(
+            "no answer within {}",
             humantime::format_duration(PER_REQUEST)
         )),
     }
@@ -350,7 +421,8 @@ pub async fn bundle(
     }
 }
 
-fn partial_path(out: &Path) -> PathBuf {
+/// `FILE.partial`: where a file is written until it is complete.
+pub fn partial_path(out: &Path) -> PathBuf {
     let mut name = out.as_os_str().to_os_string();
     name.push(".partial");
     PathBuf::from(name)
@@ -381,23 +453,7 @@ async fn write(
     let http = Http::new(opts.tls_ca.as_deref(), secret)?;
 
     progress("asking every node for its status");
-    let mut reports = client.status_all(PER_REQUEST).await;
-    // Members some node knows of but that are not among the endpoints.
-    let known: Vec<String> = reports.iter().map(|r| r.endpoint.clone()).collect();
-    let mut extra = Vec::new();
-    for r in &reports {
-        if let Ok(s) = &r.status {
-            for m in &s.members {
-                if !known.contains(&m.grpc) && !extra.contains(&m.grpc) {
-                    extra.push(m.grpc.clone());
-                }
-            }
-        }
-    }
-    if !extra.is_empty() {
-        let more = ClusterClient::new(&extra, PER_REQUEST, client.api_key().clone())?;
-        reports.extend(more.status_all(PER_REQUEST).await);
-    }
+    let reports = reach_all(client).await?;
     let membership: Vec<Value> = reports
         .iter()
         .filter_map(|r| r.status.as_ref().ok())
@@ -483,20 +539,10 @@ async fn write(
     let mut cluster_items = Vec::new();
     let text = serde_json::to_string_pretty(&json!({ "members": membership }))?;
     cluster_items.push(archive.add("cluster/members.json", &text)?);
-    let audit = tokio::time::timeout(
-        PER_REQUEST,
-        client.call("reading the audit trail", |mut c| async move {
-            c.list_audit(ListAuditRequest {
-                limit: AUDIT_RECORDS,
-            })
-            .await
-        }),
-    )
-    .await;
+    let audit = audit_trail(client, AUDIT_RECORDS).await;
     let audit = match audit {
-        Ok(Ok(reply)) => {
-            let records: Vec<Value> = reply
-                .records
+        Ok(records) => {
+            let records: Vec<Value> = records
                 .iter()
                 .map(|r| {
                     json!({
@@ -514,11 +560,7 @@ async fn write(
                 &json!({ "records": records }),
             )?)
         }
-        Ok(Err(e)) => Err(format!("{e:#}")),
-        Err(_) => Err(format!(
-            "no answer within {}",
-            humantime::format_duration(PER_REQUEST)
-        )),
+        Err(e) => Err(e),
     };
     cluster_items.push(archive.add_result("cluster/audit.json", audit)?);
     let text = serde_json::to_string_pretty(&alerts(&reports))?;

@@ -9,6 +9,7 @@ pub mod check;
 pub mod commands;
 pub mod compact;
 pub mod dev_cluster;
+pub mod incident;
 pub mod keys;
 pub mod maintenance;
 pub mod membership;

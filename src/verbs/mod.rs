@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod compact;
 pub mod ctx;
 pub mod dev;
+pub mod incident;
 pub mod kit;
 pub mod kv;
 pub mod logs;

@@ -459,6 +459,20 @@ impl Node for NodeService {
         Ok(Response::new(writes_paused(&pause)))
     }
 
+    async fn annotate(
+        &self,
+        req: Request<AnnotateRequest>,
+    ) -> Result<Response<AnnotateReply>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
+        let r = req.into_inner();
+        let until = (r.until_unix_ms > 0).then_some(r.until_unix_ms);
+        let unix_ms = self
+            .core
+            .annotate(&actor, &r.kind, &r.subject, until, &r.note)
+            .await?;
+        Ok(Response::new(AnnotateReply { unix_ms }))
+    }
+
     async fn list_audit(
         &self,
         req: Request<ListAuditRequest>,

@@ -16,6 +16,10 @@ use crate::types::{limits, AdminAction, Command, CommandResult, WritesPause};
 
 /// Longest reason a pause of writes may give (it is in every refusal and status frame).
 pub const MAX_PAUSE_REASON: usize = 200;
+/// What [`NodeCore::annotate`] records: an alert acknowledged, silenced, its silence lifted.
+pub const ANNOTATION_KINDS: [&str; 3] = ["alert.ack", "alert.silence", "alert.unsilence"];
+/// Longest alert name or note an annotation may carry.
+pub const MAX_ANNOTATION: usize = 200;
 /// How often the leader looks whether a timed pause of writes has run out.
 const PAUSE_EXPIRY_TICK: Duration = Duration::from_millis(250);
 
@@ -277,6 +281,58 @@ impl NodeCore {
                 }
             }
         });
+    }
+
+    /// Records an operator's note on an alert (an ack, a silence, its lifting) in the
+    /// replicated audit trail, so every console and incident report sees it; returns the
+    /// record's time. Unlike [`NodeCore::record_audit`] a failure is returned: the caller's
+    /// note was not recorded.
+    pub async fn annotate(
+        &self,
+        actor: &str,
+        kind: &str,
+        subject: &str,
+        until_ms: Option<i64>,
+        note: &str,
+    ) -> Result<i64, NodeError> {
+        if !ANNOTATION_KINDS.contains(&kind) {
+            return Err(NodeError::InvalidInput(format!(
+                "unknown annotation {kind:?}: one of {}",
+                ANNOTATION_KINDS.join(", ")
+            )));
+        }
+        let one_line = |what: &str, text: &str, empty_ok: bool| {
+            if (!empty_ok && text.trim().is_empty())
+                || text.chars().count() > MAX_ANNOTATION
+                || text.chars().any(char::is_control)
+            {
+                Err(NodeError::InvalidInput(format!(
+                    "the {what} must be one line of {} to {MAX_ANNOTATION} characters",
+                    u8::from(!empty_ok)
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        one_line("alert", subject, false)?;
+        one_line("note", note, true)?;
+        let now = unix_millis();
+        let mut args = format!("alert={:?}", subject.trim());
+        if let Some(until) = until_ms {
+            args.push_str(&format!(" until={}", crate::types::utc_text(until)));
+        }
+        if !note.trim().is_empty() {
+            args.push_str(&format!(" note={:?}", note.trim()));
+        }
+        let command = Command::Audit {
+            actor: actor.to_string(),
+            at_ms: now,
+            action: kind.to_string(),
+            args,
+            result: "ok".into(),
+        };
+        self.propose(command).await?;
+        Ok(now)
     }
 
     pub async fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, NodeError> {

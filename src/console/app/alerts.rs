@@ -11,10 +11,14 @@ use std::time::Duration;
 use super::App;
 use crate::alerts::{AlertId, State};
 use crate::console::model::{Link, TimelineEntry};
+use crate::console::ops::Op;
 use crate::format::clock;
+use crate::ops::incident::{Entry, Note};
 
 /// Longest silence `:silence` accepts.
 const MAX_SILENCE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The window of `:report FILE` without one.
+const REPORT_SINCE: Duration = Duration::from_secs(2 * 3600);
 /// How long an ack silences the alert in Alertmanager.
 pub const ACK_SILENCE: Duration = Duration::from_secs(3600);
 
@@ -67,7 +71,9 @@ impl App {
                 .unwrap_or_else(crate::format::unix_ms);
             let until = now + ACK_SILENCE.as_millis() as i64;
             let sent = self.silence_upstream(id, now, until, "acknowledged in the opsdeck console");
-            self.message(&format!("acknowledged {id}{sent}"), false);
+            let audit =
+                self.record_note(Note::Ack, id, None, "acknowledged in the opsdeck console");
+            self.message(&format!("acknowledged {id}{sent}{audit}"), false);
         } else {
             self.message(
                 &format!("{id} is not firing; only a firing alert can be acknowledged"),
@@ -111,17 +117,119 @@ impl App {
             } else {
                 ""
             };
-            self.message(&format!("silence of {id} lifted here{upstream}"), false);
+            let audit =
+                self.record_note(Note::Unsilence, &id, None, "lifted in the opsdeck console");
+            self.message(
+                &format!("silence of {id} lifted here{upstream}{audit}"),
+                false,
+            );
         } else {
             let sent = self.silence_upstream(&id, now, until, "silenced in the opsdeck console");
+            let audit = self.record_note(
+                Note::Silence,
+                &id,
+                Some(until),
+                "silenced in the opsdeck console",
+            );
             self.message(
                 &format!(
-                    "silenced {id} until {}{sent}",
+                    "silenced {id} until {}{sent}{audit}",
                     clock(until, self.utc_offset)
                 ),
                 false,
             );
         }
+    }
+
+    /// Records an ack or silence in the cluster's audit trail in the background (never
+    /// under `--read-only`); what to add to the message. A failure comes back as a message
+    /// later, and the local ack or silence holds either way.
+    fn record_note(
+        &self,
+        note: Note,
+        id: &AlertId,
+        until_ms: Option<i64>,
+        why: &'static str,
+    ) -> String {
+        if self.read_only {
+            return "; read-only: not recorded in the audit trail".into();
+        }
+        match &self.ops {
+            Some(ops) => {
+                ops.note(note, id.to_string(), until_ms, why);
+                "; recording it in the audit trail".into()
+            }
+            None => String::new(),
+        }
+    }
+
+    /// `:report FILE [SINCE]`: the incident report of the last SINCE (2h) with this
+    /// console's alerts, written in the background; the dialog says where.
+    pub fn incident_report(&mut self, arg: &str) {
+        let mut words = arg.split_whitespace();
+        let Some(path) = words.next() else {
+            self.message(
+                "usage: :report FILE [SINCE], e.g. :report incident.md 2h",
+                true,
+            );
+            return;
+        };
+        let since = match words.next() {
+            None => REPORT_SINCE,
+            Some(text) => match humantime::parse_duration(text) {
+                Ok(d) if !d.is_zero() => d,
+                _ => {
+                    self.message(&format!("bad window {text:?}: e.g. 30m, 2h, 1d"), true);
+                    return;
+                }
+            },
+        };
+        let kinds = [
+            "alert_firing",
+            "alert_resolved",
+            "node_down",
+            "node_up",
+            "replicas_diverged",
+            "replicas_agree",
+        ];
+        let extra = self
+            .model
+            .timeline
+            .iter()
+            .filter(|t| t.console && kinds.contains(&t.kind.as_str()))
+            .map(|t| Entry {
+                unix_ms: t.unix_ms,
+                source: "console".into(),
+                kind: t.kind.clone(),
+                what: t.detail.clone(),
+                who: None,
+            })
+            .collect();
+        let active = self
+            .alerts
+            .evaluator
+            .alerts()
+            .iter()
+            .filter(|a| a.state == State::Firing)
+            .map(|a| {
+                let mut s = format!("{} [{}]", a.id, a.severity);
+                if a.acked {
+                    s.push_str(" acknowledged");
+                }
+                if a.silenced() {
+                    s.push_str(" silenced");
+                }
+                s
+            })
+            .collect();
+        let op = Op::Report {
+            path: std::path::PathBuf::from(path),
+            since,
+            label: self.model.context.clone(),
+            extra,
+            active,
+        };
+        self.start_op(format!("incident report → {path}"), op);
     }
 
     fn alertmanagers(&self) -> usize {

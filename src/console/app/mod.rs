@@ -369,12 +369,13 @@ impl App {
             },
             ("save", path) => self.save_logs((!path.is_empty()).then_some(path)),
             ("silence", d) if !d.is_empty() => self.silence(d),
+            ("report", a) => self.incident_report(a),
             ("help", _) => self.help = Some(0),
             ("ctx", "") => self.list_contexts(),
             ("ctx", name) => self.switch_context(name),
             _ => self.message(
                 &format!(
-                    "unknown command {line:?}; commands: q, ctx [NAME], theme NAME, keymap NAME, pane NAME, save [PATH], silence DURATION, help"
+                    "unknown command {line:?}; commands: q, ctx [NAME], theme NAME, keymap NAME, pane NAME, save [PATH], silence DURATION, report FILE [SINCE], help"
                 ),
                 true,
             ),

@@ -211,6 +211,7 @@ impl App {
                 }
             }
             OpEvent::Watch { grpc } => self.watch_node(grpc),
+            OpEvent::Noted { ok, text } => self.message(&text, !ok),
             OpEvent::Verified {
                 path,
                 keys,

@@ -223,6 +223,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("keymap NAME|PATH", "switch keymap"),
     ("save [PATH]", "save the filtered log lines"),
     ("silence DURATION", "silence the selected alert (0 lifts)"),
+    (
+        "report FILE [SINCE]",
+        "write the incident report (Markdown)",
+    ),
 ];
 
 /// The live keymap for the current pane: its own keys, then the global ones.
