@@ -903,3 +903,107 @@ async fn scheduled_backups_keep_the_newest_verified_files_and_prune_the_oldest()
         assert!(verify.status.success(), "{}", stderr_of(&verify));
     }
 }
+
+/// Issue 14: a restore client killed with -9 in the middle of its stream leaves a staged
+/// generation on every node. After `--restore-idle-timeout` the leader gives it up (one
+/// `restore_abandon` entry, audited), every node's janitor deletes what was staged, the
+/// data in use never changed, and the same file restores cleanly afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_client_killed_mid_stream_is_given_up_and_a_retry_works() {
+    let cluster = TestCluster::start(3, &["--restore-idle-timeout", "2s"]).await;
+    let (leader, _) = cluster.wait_leader(Duration::from_secs(10)).await;
+    // 40 MiB in 64 KiB values: about 40 chunks, so the client is still streaming when killed.
+    write_load_sized(&cluster.node(leader).grpc, 16, 40, 64 * 1024).await;
+    let endpoints = cluster.endpoints();
+    let file = backup_to(&cluster, "killed-client.odb");
+    let file_arg = file.to_str().expect("path").to_string();
+    let backed_up = backup_pairs(&file);
+    let mut c = cluster.node(leader).client();
+    for i in 0..40 {
+        c.delete(DeleteRequest {
+            key: format!("load/0/{i}"),
+        })
+        .await
+        .expect("delete");
+        c.put(PutRequest {
+            key: format!("b/{i}"),
+            value: b"since the backup".to_vec(),
+        })
+        .await
+        .expect("put");
+    }
+    let scans = settled_scans(&cluster).await;
+    let in_use = scans[0].1.clone();
+    assert_ne!(in_use, backed_up, "the cluster must differ from the backup");
+    let start_index = cluster
+        .node(leader)
+        .status()
+        .await
+        .expect("status")
+        .last_log_index
+        .unwrap_or(0);
+
+    let mut restore = std::process::Command::new(BIN)
+        .env("OPSDECK_API_KEY", admin_key())
+        .args(["restore", &file_arg, "--yes", "--endpoints", &endpoints])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn restore");
+    // The begin entry and a few chunks are in the log: the client is mid-stream.
+    let node = cluster.node(leader);
+    wait_for("the restore to stage chunks", Duration::from_secs(30), || async {
+        let s = node.status().await?;
+        (s.last_log_index.unwrap_or(0) > start_index + 3).then_some(())
+    })
+    .await;
+    restore.kill().expect("kill -9 the restore client");
+    let _ = restore.wait();
+    let killed_at = Instant::now();
+    assert_eq!(
+        restore_audits(&cluster, leader).await,
+        0,
+        "the restore committed before its client was killed; make the backup larger"
+    );
+    let logs_at_kill: Vec<usize> = cluster.nodes.iter().map(|n| n.log_text().len()).collect();
+
+    let abandoned = wait_for(
+        "the leader to give up the restore",
+        Duration::from_secs(30),
+        || async {
+            let records = cluster
+                .node(leader)
+                .client()
+                .list_audit(ListAuditRequest { limit: 100 })
+                .await
+                .ok()?
+                .into_inner()
+                .records;
+            records.into_iter().find(|r| r.action == "restore_abandon")
+        },
+    )
+    .await;
+    println!(
+        "restore given up {:?} after the client was killed: {}",
+        killed_at.elapsed(),
+        abandoned.result
+    );
+    for (n, since) in cluster.nodes.iter().zip(logs_at_kill) {
+        wait_for(
+            &format!("node {} to delete the staged data", n.id),
+            Duration::from_secs(60),
+            || async { n.log_text()[since..].contains("cleanup: deleted").then_some(()) },
+        )
+        .await;
+    }
+    let scans = settled_scans(&cluster).await;
+    assert_eq!(scans.len(), 3);
+    assert_all_equal(&scans, &in_use, "the data in use before the restore");
+
+    let out = run_cli(&["restore", &file_arg, "--yes", "--endpoints", &endpoints]);
+    assert!(out.status.success(), "restore again: {}", stderr_of(&out));
+    let scans = settled_scans(&cluster).await;
+    assert_all_equal(&scans, &backed_up, "exactly the backup's pairs");
+    assert_eq!(restore_audits(&cluster, leader).await, 1);
+}
