@@ -11,33 +11,10 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-/// The CLI with a large stdout (read by a thread while it runs, which `cli_as` does not):
-/// its status and stdout.
+/// The CLI's exit status and stdout (which may be far larger than a pipe holds).
 async fn cli_big_output(args: &[&str]) -> (Option<i32>, String) {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut child = std::process::Command::new(BIN)
-            .env("OPSDECK_API_KEY", admin_key())
-            .args(&args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn opsdeck");
-        let mut stdout = child.stdout.take().expect("stdout");
-        let reader = std::thread::spawn(move || {
-            let mut text = String::new();
-            stdout.read_to_string(&mut text).map(|_| text)
-        });
-        let out = wait_output(child, Duration::from_secs(60));
-        (
-            out.status.code(),
-            reader.join().expect("reader").expect("utf-8"),
-        )
-    })
-    .await
-    .expect("cli task")
+    let out = cli_as(None, args).await;
+    (out.status.code(), stdout_of(&out))
 }
 
 /// Whether process `pid` is gone (or a zombie nobody reaped yet: it runs no more).

@@ -533,19 +533,40 @@ pub fn run_cli_as(key: Option<&str>, args: &[&str]) -> Output {
     wait_output(child, Duration::from_secs(60))
 }
 
-/// Waits for a child's output, killing it at the deadline.
+/// Waits for a child's output, killing it at the deadline. Both pipes are read while it
+/// runs (by two threads), so a child that prints more than a pipe holds does not stall.
 pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
+    type Bytes = std::sync::mpsc::Receiver<Vec<u8>>;
+    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> Bytes {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            let _ = tx.send(bytes);
+        });
+        rx
+    }
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
     let deadline = Instant::now() + timeout;
     loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            return child.wait_with_output().expect("output");
+        if let Ok(Some(status)) = child.try_wait() {
+            // The pipes end with the child, unless something it started still holds them.
+            let rest = |rx: Bytes| rx.recv_timeout(timeout).expect("the child's output to end");
+            return Output {
+                status,
+                stdout: rest(stdout),
+                stderr: rest(stderr),
+            };
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
+            let _ = child.wait();
+            let stderr = stderr.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
             panic!(
                 "opsdeck did not finish within {timeout:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&stderr)
             );
         }
         std::thread::sleep(Duration::from_millis(20));
