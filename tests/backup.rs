@@ -953,10 +953,14 @@ async fn a_restore_client_killed_mid_stream_is_given_up_and_a_retry_works() {
         .expect("spawn restore");
     // The begin entry and a few chunks are in the log: the client is mid-stream.
     let node = cluster.node(leader);
-    wait_for("the restore to stage chunks", Duration::from_secs(30), || async {
-        let s = node.status().await?;
-        (s.last_log_index.unwrap_or(0) > start_index + 3).then_some(())
-    })
+    wait_for(
+        "the restore to stage chunks",
+        Duration::from_secs(30),
+        || async {
+            let s = node.status().await?;
+            (s.last_log_index.unwrap_or(0) > start_index + 3).then_some(())
+        },
+    )
     .await;
     restore.kill().expect("kill -9 the restore client");
     let _ = restore.wait();
@@ -993,7 +997,11 @@ async fn a_restore_client_killed_mid_stream_is_given_up_and_a_retry_works() {
         wait_for(
             &format!("node {} to delete the staged data", n.id),
             Duration::from_secs(60),
-            || async { n.log_text()[since..].contains("cleanup: deleted").then_some(()) },
+            || async {
+                n.log_text()[since..]
+                    .contains("cleanup: deleted")
+                    .then_some(())
+            },
         )
         .await;
     }

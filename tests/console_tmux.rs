@@ -515,6 +515,55 @@ async fn dev_in_tmux_actions_by_key_read_only_refusal_and_a_killed_leader() {
         killed.elapsed()
     );
 
+    // Restart the killed node from the Overview (select it, `r`, type its id): it rejoins.
+    for _ in 1..leader {
+        tmux.keys(&["Down"]);
+    }
+    tmux.keys(&["r"]);
+    tmux.wait("the restart question", t, |s| {
+        s.contains(&format!("Restart node {leader} (")) && s.contains("type")
+    })
+    .await;
+    tmux.typed(&leader.to_string());
+    tmux.keys(&["Enter"]);
+    tmux.wait(
+        "the node restarted and caught up",
+        Duration::from_secs(90),
+        |s| s.contains(&format!("restart node {leader}: done")) && s.contains("caught up to index"),
+    )
+    .await;
+    tmux.keys(&["Escape"]);
+    tmux.wait("4 voters up again", t, |s| s.contains("4/4 voters up"))
+        .await;
+
+    // A rolling restart by key (typed confirmation: the context's name), followers first.
+    let before = dev_pids(&dir);
+    tmux.keys(&["S"]);
+    tmux.wait("the rolling restart question", t, |s| {
+        s.contains("Restart every node of dev:cluster")
+    })
+    .await;
+    tmux.typed("dev:cluster");
+    tmux.keys(&["Enter"]);
+    let screen = tmux
+        .wait("the rolling restart done", Duration::from_secs(240), |s| {
+            s.contains("rolling restart: done") && s.contains("rolling restart of 4 nodes done")
+        })
+        .await;
+    println!("{screen}");
+    tmux.keys(&["Escape"]);
+    tmux.wait("4 voters up after the rolling restart", t, |s| {
+        s.contains("4/4 voters up")
+    })
+    .await;
+    let after = dev_pids(&dir);
+    for (id, pid) in &before {
+        assert!(
+            after.iter().any(|(i, p)| i == id && p != pid),
+            "node {id} was not restarted: {before:?} -> {after:?}"
+        );
+    }
+
     let pids = dev_pids(&dir);
     assert_eq!(pids.len(), 4, "{pids:?}");
     tmux.keys(&["q"]);

@@ -42,6 +42,10 @@ pub enum Action {
     /// Maintenance mode: pause client writes on every node, or resume them.
     PauseResumeWrites,
     RestartNode,
+    /// Delete the selected node's data and copy it back from the others (dev cluster).
+    RebuildNode,
+    /// Restart every node, one at a time, the leader last (dev cluster).
+    RollingRestart,
 }
 
 /// A pane; its name is its keymap context and `:pane` argument (drawn by `panes/`).
@@ -327,6 +331,18 @@ const FIXED: &[Spec] = &[
         Action::RestartNode,
         Scope::Only(&["overview"]),
         "restart the selected node (dev cluster) and wait until it has caught up",
+    ),
+    mutating(
+        "rebuild_node",
+        Action::RebuildNode,
+        Scope::Only(&["overview"]),
+        "rebuild the selected node (dev cluster): delete its data, catch it up by snapshot",
+    ),
+    mutating(
+        "rolling_restart",
+        Action::RollingRestart,
+        Scope::Only(&["overview"]),
+        "restart every node (dev cluster), one at a time, the leader last after a handover",
     ),
 ];
 

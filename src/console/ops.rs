@@ -101,6 +101,12 @@ pub enum Op {
     RestartNode {
         id: u64,
     },
+    /// Rebuild a dev cluster's node: its data deleted, caught up by snapshot, promoted.
+    RebuildNode {
+        id: u64,
+    },
+    /// Restart every node of a dev cluster, one at a time, the leader last.
+    RollingRestart,
     /// `:report FILE`: the incident report of the last `since`, with this console's own
     /// timeline entries (alerts firing and resolving, nodes down and up) and its active
     /// alerts.
@@ -113,7 +119,10 @@ pub enum Op {
     },
 }
 
-/// How long the console's restart waits for the node to rejoin and catch up.
+/// Why an operation that starts processes fails outside a dev cluster.
+const NOT_DEV: &str = "opsdeck starts nodes only in a dev cluster; restart it with its supervisor (e.g. systemctl restart opsdeck-node)";
+
+/// How long the console's restart waits for each node to rejoin and catch up.
 const RESTART_REJOIN: Duration = Duration::from_secs(60);
 
 impl Ops {
@@ -300,13 +309,56 @@ impl Ops {
                             )
                             .await
                         }
-                        None => Err(color_eyre::eyre::eyre!(
-                            "opsdeck starts nodes only in a dev cluster; restart it with its supervisor (e.g. systemctl restart opsdeck-node)"
-                        )),
+                        None => Err(color_eyre::eyre::eyre!(NOT_DEV)),
                     };
                     let (ok, text) = match result {
                         Ok(o) => (true, o.to_string()),
                         Err(e) => (false, format!("restart of node {id} failed: {e:#}")),
+                    };
+                    report(&tx, ok, text);
+                });
+            }
+            Op::RebuildNode { id } => {
+                tokio::spawn(async move {
+                    let mut progress = step_reporter(&tx);
+                    let result = match dev_dir {
+                        Some(dir) => {
+                            crate::ops::rebuild::rebuild_node(
+                                &client,
+                                &dir,
+                                id,
+                                membership::Deadlines::default(),
+                                &mut progress,
+                            )
+                            .await
+                        }
+                        None => Err(color_eyre::eyre::eyre!(NOT_DEV)),
+                    };
+                    let (ok, text) = match result {
+                        Ok(o) => (true, o.to_string()),
+                        Err(e) => (false, format!("rebuild of node {id} failed: {e:#}")),
+                    };
+                    report(&tx, ok, text);
+                });
+            }
+            Op::RollingRestart => {
+                tokio::spawn(async move {
+                    let mut progress = step_reporter(&tx);
+                    let result = match dev_dir {
+                        Some(dir) => {
+                            crate::ops::restart::rolling_restart(
+                                &client,
+                                &dir,
+                                RESTART_REJOIN,
+                                &mut progress,
+                            )
+                            .await
+                        }
+                        None => Err(color_eyre::eyre::eyre!(NOT_DEV)),
+                    };
+                    let (ok, text) = match result {
+                        Ok(o) => (true, o.to_string()),
+                        Err(e) => (false, format!("rolling restart failed: {e:#}")),
                     };
                     report(&tx, ok, text);
                 });

@@ -29,6 +29,21 @@ pub struct RebuildOutcome {
     pub took_ms: u64,
 }
 
+impl std::fmt::Display for RebuildOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "node {} rebuilt in {:.1} s: new process pid {}, {} after {} ms of catch-up; voters {:?}",
+            self.id,
+            self.took_ms as f64 / 1000.0,
+            self.pid,
+            if self.added.promoted { "a voter again" } else { "a learner" },
+            self.added.catch_up_ms,
+            self.added.voters
+        )
+    }
+}
+
 /// Rebuilds member `id` of the dev cluster at `dir` (see the module doc).
 pub async fn rebuild_node(
     client: &ClusterClient,

@@ -108,6 +108,25 @@ pub struct RollingOutcome {
     pub took_ms: u64,
 }
 
+impl std::fmt::Display for RollingOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rolling restart of {} nodes done in {:.1} s",
+            self.order.len(),
+            self.took_ms as f64 / 1000.0
+        )?;
+        if let Some(t) = &self.transfer {
+            write!(
+                f,
+                " (leadership moved from node {} to node {} first: {} ms, writes paused {} ms)",
+                t.from, t.to, t.took_ms, t.writes_paused_ms
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Restarts every member of the dev cluster at `dir`, one at a time: followers first, then
 /// the leader after it handed leadership to the most caught-up follower; each one must
 /// rejoin and catch up (within `deadline`) before the next goes down, so the cluster keeps

@@ -247,17 +247,7 @@ pub async fn rolling_restart(args: RollingRestartArgs) -> Result<()> {
         for r in &outcome.restarts {
             println!("{r}");
         }
-        if let Some(t) = &outcome.transfer {
-            println!(
-                "leadership moved from node {} to node {} first ({} ms, writes paused {} ms)",
-                t.from, t.to, t.took_ms, t.writes_paused_ms
-            );
-        }
-        println!(
-            "rolling restart of {} nodes done in {:.1} s",
-            outcome.order.len(),
-            outcome.took_ms as f64 / 1000.0
-        );
+        println!("{outcome}");
     }
     Ok(())
 }
@@ -288,15 +278,7 @@ pub async fn rebuild_node(args: RebuildNodeArgs) -> Result<()> {
         v["check"] = serde_json::to_value(&report)?;
         super::print_json(&v)?;
     } else {
-        println!(
-            "node {} rebuilt in {:.1} s: new process pid {}, {} after {} ms of catch-up; voters {:?}",
-            outcome.id,
-            outcome.took_ms as f64 / 1000.0,
-            outcome.pid,
-            if outcome.added.promoted { "a voter again" } else { "a learner" },
-            outcome.added.catch_up_ms,
-            outcome.added.voters
-        );
+        println!("{outcome}");
     }
     super::check::verdict(&report, !args.cluster.json())
 }

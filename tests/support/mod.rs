@@ -563,7 +563,9 @@ pub fn wait_output(mut child: Child, timeout: Duration) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            let stderr = stderr.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
+            let stderr = stderr
+                .recv_timeout(Duration::from_secs(2))
+                .unwrap_or_default();
             panic!(
                 "opsdeck did not finish within {timeout:?}; stderr: {}",
                 String::from_utf8_lossy(&stderr)

@@ -168,6 +168,10 @@ impl App {
             Pending::ConfirmRestart { id } => {
                 (format!("restart node {id}"), Op::RestartNode { id })
             }
+            Pending::ConfirmRebuild { id } => {
+                (format!("rebuild node {id}"), Op::RebuildNode { id })
+            }
+            Pending::ConfirmRollingRestart => ("rolling restart".into(), Op::RollingRestart),
             Pending::RotateGrace { id } => {
                 let grace = match humantime::parse_duration(&text) {
                     Ok(g) => g,

@@ -319,6 +319,9 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     }
 }
 
+/// Why an action that starts processes is refused outside a dev cluster.
+const NOT_DEV: &str = "opsdeck starts nodes only in a dev cluster (`opsdeck dev`): elsewhere use the node's supervisor, see `opsdeck rebuild-node --help` and `opsdeck rolling-restart --help`";
+
 /// Selecting a node (`selected`, an index into the model's nodes), and the actions on it;
 /// `dev`: the console runs on a dev cluster, where add-node can start a node.
 pub fn handle(selected: &mut usize, model: &Model, dev: bool, action: Action) -> Option<Effect> {
@@ -337,7 +340,21 @@ pub fn handle(selected: &mut usize, model: &Model, dev: bool, action: Action) ->
                 then: Pending::AddNode,
             }
         }
-        Action::RemoveNode | Action::TransferLeader | Action::RestartNode => {
+        Action::RollingRestart => {
+            if !dev {
+                return Some(Effect::error(NOT_DEV));
+            }
+            let ctx = &model.context;
+            Effect::Ask {
+                question: format!(
+                    "Restart every node of {ctx}, one at a time (followers first, the leader last)? type {ctx} to confirm: "
+                ),
+                text: String::new(),
+                expect: Some(ctx.clone()),
+                then: Pending::ConfirmRollingRestart,
+            }
+        }
+        Action::RemoveNode | Action::TransferLeader | Action::RestartNode | Action::RebuildNode => {
             // The node selected, with its id once known.
             let view = model.nodes.get(*selected);
             let Some((id, endpoint)) =
@@ -347,7 +364,20 @@ pub fn handle(selected: &mut usize, model: &Model, dev: bool, action: Action) ->
                     "select a node whose id is known (↑/↓ in the Overview)",
                 ));
             };
-            if action == Action::RestartNode {
+            if action == Action::RebuildNode {
+                if !dev {
+                    return Some(Effect::error(NOT_DEV));
+                }
+                Effect::Ask {
+                    question: format!(
+                        "Rebuild node {id} ({endpoint}) of {}: its data is deleted and copied back from the others? type {id} to confirm: ",
+                        model.context
+                    ),
+                    text: String::new(),
+                    expect: Some(id.to_string()),
+                    then: Pending::ConfirmRebuild { id },
+                }
+            } else if action == Action::RestartNode {
                 if !dev {
                     return Some(Effect::error(format!(
                         "opsdeck starts nodes only in a dev cluster: restart node {id} with its supervisor (e.g. systemctl restart opsdeck-node)"

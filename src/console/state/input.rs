@@ -45,6 +45,10 @@ pub enum Pending {
     ConfirmRestart {
         id: u64,
     },
+    ConfirmRebuild {
+        id: u64,
+    },
+    ConfirmRollingRestart,
 }
 
 /// A question on the command line; with `expect`, the answer must be exactly that.
