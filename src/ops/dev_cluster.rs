@@ -175,6 +175,27 @@ fn free_addr() -> Result<(TcpListener, String)> {
     Ok((l, addr))
 }
 
+/// Node `id`'s ports in the layout `opsdeck dev --base-port` gave the first nodes (gRPC at
+/// base + id, HTTP at base + 100 + id), when both are free: a new node stays in the range
+/// the cluster was given (tests reserve theirs) rather than on an ephemeral port.
+fn planned_addrs(file: &ClusterFile, id: u64) -> Option<(String, String)> {
+    let first = file.nodes.iter().min_by_key(|n| n.id)?;
+    let port = |addr: &str| addr.rsplit_once(':')?.1.parse::<u64>().ok();
+    let base = port(&first.grpc)?.checked_sub(first.id)?;
+    if id >= 100 || port(&first.http)? != base + 100 + first.id {
+        return None;
+    }
+    let at = |p: u64| u16::try_from(p).ok().map(|p| format!("127.0.0.1:{p}"));
+    let (grpc, http) = (at(base + id)?, at(base + 100 + id)?);
+    let taken = |a: &str| file.nodes.iter().any(|n| n.grpc == a || n.http == a);
+    if taken(&grpc) || taken(&http) {
+        return None;
+    }
+    // Free now (bound and released at once), as with an ephemeral port.
+    let free = |a: &str| TcpListener::bind(a).is_ok();
+    (free(&grpc) && free(&http)).then_some((grpc, http))
+}
+
 /// Starts one more node in the dev cluster at `dir`: the next free id, free ports, data in
 /// `DIR/nN`, the same flags as the other nodes. It is detached from this process (it
 /// outlives the CLI) and recorded in `cluster.toml` with its pid. Answers once it serves.
@@ -199,9 +220,15 @@ pub async fn spawn_member(dir: &Path, taken: &[u64]) -> Result<NodeEntry> {
     while dir.join(format!("n{id}")).exists() {
         id += 1;
     }
-    let (grpc_l, grpc) = free_addr()?;
-    let (http_l, http) = free_addr()?;
-    drop((grpc_l, http_l));
+    let (grpc, http) = match planned_addrs(&file, id) {
+        Some(addrs) => addrs,
+        None => {
+            let (grpc_l, grpc) = free_addr()?;
+            let (http_l, http) = free_addr()?;
+            drop((grpc_l, http_l));
+            (grpc, http)
+        }
+    };
     let entry = NodeEntry {
         id,
         grpc,
