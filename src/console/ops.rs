@@ -295,70 +295,12 @@ impl Ops {
                     report(&tx, ok, text);
                 });
             }
-            Op::RestartNode { id } => {
+            op @ (Op::RestartNode { .. } | Op::RebuildNode { .. } | Op::RollingRestart) => {
                 tokio::spawn(async move {
                     let mut progress = step_reporter(&tx);
-                    let result = match dev_dir {
-                        Some(dir) => {
-                            crate::ops::restart::restart_node(
-                                &client,
-                                &dir,
-                                id,
-                                RESTART_REJOIN,
-                                &mut progress,
-                            )
-                            .await
-                        }
-                        None => Err(color_eyre::eyre::eyre!(NOT_DEV)),
-                    };
-                    let (ok, text) = match result {
-                        Ok(o) => (true, o.to_string()),
-                        Err(e) => (false, format!("restart of node {id} failed: {e:#}")),
-                    };
-                    report(&tx, ok, text);
-                });
-            }
-            Op::RebuildNode { id } => {
-                tokio::spawn(async move {
-                    let mut progress = step_reporter(&tx);
-                    let result = match dev_dir {
-                        Some(dir) => {
-                            crate::ops::rebuild::rebuild_node(
-                                &client,
-                                &dir,
-                                id,
-                                membership::Deadlines::default(),
-                                &mut progress,
-                            )
-                            .await
-                        }
-                        None => Err(color_eyre::eyre::eyre!(NOT_DEV)),
-                    };
-                    let (ok, text) = match result {
-                        Ok(o) => (true, o.to_string()),
-                        Err(e) => (false, format!("rebuild of node {id} failed: {e:#}")),
-                    };
-                    report(&tx, ok, text);
-                });
-            }
-            Op::RollingRestart => {
-                tokio::spawn(async move {
-                    let mut progress = step_reporter(&tx);
-                    let result = match dev_dir {
-                        Some(dir) => {
-                            crate::ops::restart::rolling_restart(
-                                &client,
-                                &dir,
-                                RESTART_REJOIN,
-                                &mut progress,
-                            )
-                            .await
-                        }
-                        None => Err(color_eyre::eyre::eyre!(NOT_DEV)),
-                    };
-                    let (ok, text) = match result {
-                        Ok(o) => (true, o.to_string()),
-                        Err(e) => (false, format!("rolling restart failed: {e:#}")),
+                    let (ok, text) = match dev_dir {
+                        Some(dir) => dev_process_op(&client, &dir, op, &mut progress).await,
+                        None => (false, NOT_DEV.to_string()),
                     };
                     report(&tx, ok, text);
                 });
@@ -507,6 +449,41 @@ fn report(tx: &mpsc::UnboundedSender<OpEvent>, ok: bool, text: String) {
         text,
         secret: None,
     });
+}
+
+/// Restart, rebuild or rolling restart (`op`): the operations that start a dev cluster's
+/// processes; whether it worked and the dialog's outcome line.
+async fn dev_process_op(
+    client: &ClusterClient,
+    dir: &std::path::Path,
+    op: Op,
+    progress: membership::OnProgress<'_>,
+) -> (bool, String) {
+    use crate::ops::{rebuild, restart};
+    let (what, result) = match op {
+        Op::RestartNode { id } => (
+            format!("restart of node {id}"),
+            restart::restart_node(client, dir, id, RESTART_REJOIN, progress)
+                .await
+                .map(|o| o.to_string()),
+        ),
+        Op::RebuildNode { id } => (
+            format!("rebuild of node {id}"),
+            rebuild::rebuild_node(client, dir, id, membership::Deadlines::default(), progress)
+                .await
+                .map(|o| o.to_string()),
+        ),
+        _ => (
+            "rolling restart".to_string(),
+            restart::rolling_restart(client, dir, RESTART_REJOIN, progress)
+                .await
+                .map(|o| o.to_string()),
+        ),
+    };
+    match result {
+        Ok(text) => (true, text),
+        Err(e) => (false, format!("{what} failed: {e:#}")),
+    }
 }
 
 /// A membership progress callback that forwards each step to the dialog.
