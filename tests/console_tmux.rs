@@ -540,7 +540,7 @@ async fn dev_in_tmux_actions_by_key_read_only_refusal_and_a_killed_leader() {
     let before = dev_pids(&dir);
     tmux.keys(&["S"]);
     tmux.wait("the rolling restart question", t, |s| {
-        s.contains("Restart every node of dev:cluster")
+        s.contains("Rolling restart of dev:cluster (one node at a time)? type dev:cluster")
     })
     .await;
     tmux.typed("dev:cluster");

@@ -347,7 +347,7 @@ pub fn handle(selected: &mut usize, model: &Model, dev: bool, action: Action) ->
             let ctx = &model.context;
             Effect::Ask {
                 question: format!(
-                    "Restart every node of {ctx}, one at a time (followers first, the leader last)? type {ctx} to confirm: "
+                    "Rolling restart of {ctx} (one node at a time)? type {ctx} to confirm: "
                 ),
                 text: String::new(),
                 expect: Some(ctx.clone()),
@@ -370,7 +370,7 @@ pub fn handle(selected: &mut usize, model: &Model, dev: bool, action: Action) ->
                 }
                 Effect::Ask {
                     question: format!(
-                        "Rebuild node {id} ({endpoint}) of {}: its data is deleted and copied back from the others? type {id} to confirm: ",
+                        "Rebuild node {id} of {} (its data is deleted)? type {id} to confirm: ",
                         model.context
                     ),
                     text: String::new(),
