@@ -3,6 +3,7 @@
 
 // openraft's storage traits fix the error type (`StorageError`, over 200 bytes); helpers
 // that feed those traits return it as is.
+pub mod defrag;
 pub mod digest;
 pub mod disk_guard;
 pub mod freeze;
@@ -144,6 +145,7 @@ impl Storage {
             Err(e) => return Err(io_err(e)),
         };
 
+        defrag::recover_swap(path);
         repair_leftovers(&path.join(DB_DIR));
         let db = sled::Config::new()
             .path(path.join(DB_DIR))
