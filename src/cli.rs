@@ -243,16 +243,19 @@ pub enum Command {
         after_help = "Examples:\n  opsdeck check                       # node 3 differs\n  opsdeck rebuild-node --id 3\n  opsdeck rebuild-node --id 3 --cluster ./dev -o json"
     )]
     RebuildNode(RebuildNodeArgs),
-    /// Stop a member's process and start it again on its own data (dev cluster: from
-    /// cluster.toml), then wait until it has rejoined and applied what the cluster had
-    /// committed when it came back. A leader hands over first (SIGTERM).
+    /// Stop a member's process and start it again on its own data, then wait until it has
+    /// rejoined and applied what the cluster had committed when it came back. A dev
+    /// cluster's node is started from cluster.toml (a leader hands over first: SIGTERM);
+    /// another cluster's by its context's `restart` operator command (config.toml
+    /// `[contexts.NAME.commands.restart]`), after which it must answer as a new process.
     #[command(
-        after_help = "Examples:\n  opsdeck restart-node --id 2\n  opsdeck restart-node --id 2 --timeout-rejoin 2m -o json"
+        after_help = "Examples:\n  opsdeck restart-node --id 2\n  opsdeck restart-node --id 2 --timeout-rejoin 2m -o json\n  opsdeck restart-node --id 3 --context prod   # runs prod's `restart` command"
     )]
     RestartNode(RestartNodeArgs),
-    /// Restart every node of a dev cluster, one at a time: followers first, the leader last
-    /// after it hands over; each must rejoin and catch up before the next goes down. Refused
-    /// when a node is already down (named).
+    /// Restart every node, one at a time: followers first, the leader last after it hands
+    /// over; each must rejoin and catch up before the next goes down. Refused when a node is
+    /// already down (named). A dev cluster's nodes are started from cluster.toml, another
+    /// cluster's by its context's `restart` operator command.
     #[command(
         after_help = "Examples:\n  opsdeck rolling-restart\n  opsdeck rolling-restart --timeout-rejoin 2m --json"
     )]

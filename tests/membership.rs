@@ -920,3 +920,130 @@ async fn add_node_removes_a_learner_that_makes_no_progress() {
     );
     assert_eq!(members_of(cluster.node(1)).await, Some([1].into()));
 }
+
+/// The gRPC addresses of the dev cluster's nodes 1..=n, from its `cluster.toml`.
+fn dev_endpoints(dir: &std::path::Path, n: i64) -> Vec<String> {
+    let file = std::fs::read_to_string(dir.join("cluster.toml")).unwrap();
+    let v: toml::Value = toml::from_str(&file).unwrap();
+    (1..=n)
+        .map(|id| {
+            v["node"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["id"].as_integer() == Some(id))
+                .and_then(|n| n["grpc"].as_str())
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Outside a dev cluster restart-node and rolling-restart run the context's `restart`
+/// operator command and wait for the node to answer as a new process: here the cluster
+/// is a dev cluster reached by its endpoints (so not as a dev cluster), and its `restart`
+/// command is the dev cluster's own restart-node, a real restart the CLI cannot see
+/// coming. A command that exits 0 without restarting anything, and one that fails, are
+/// reported as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restart_by_the_contexts_restart_command_waits_for_a_new_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let _dev = DevProcess::start(dir.path(), 3).await;
+    let endpoints = dev_endpoints(dir.path(), 3);
+    let list = endpoints.join("\", \"");
+    let key = dir.path().join("admin.key");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[contexts.remote]
+endpoints = ["{list}"]
+key_file = "{key}"
+
+[contexts.remote.commands.restart]
+run = ["{bin}", "restart-node", "--id", "{{id}}", "--cluster", "{d}"]
+timeout = "90s"
+
+[contexts.noop]
+endpoints = ["{list}"]
+key_file = "{key}"
+
+[contexts.noop.commands.restart]
+run = "true"
+
+[contexts.broken]
+endpoints = ["{list}"]
+key_file = "{key}"
+
+[contexts.broken.commands.restart]
+run = "sh -c 'echo cannot reach the host >&2; exit 3'"
+
+[contexts.none]
+endpoints = ["{list}"]
+key_file = "{key}"
+"#,
+            key = key.display(),
+            bin = BIN,
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let with = |ctx: &str, args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(["--config".into(), config.clone(), "--context".into(), ctx.into()]);
+        all
+    };
+    let run = |args: Vec<String>| async move {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        dev_cli(&refs).await
+    };
+
+    let before = pid_of(dir.path(), 2).expect("node 2's pid");
+    let out = run(with("remote", &["restart-node", "--id", "2", "--json"])).await;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let v = json_of(&out);
+    assert!(v["pid"].is_null(), "the CLI did not start it itself: {v}");
+    assert!(v["caught_up_to"].as_u64().is_some_and(|i| i > 0), "{v}");
+    let after = pid_of(dir.path(), 2).expect("node 2's new pid");
+    assert_ne!(before, after, "the restart command restarted node 2");
+
+    // Exits 0 but restarts nothing: no new process is seen, and the message says so.
+    let out = run(with(
+        "noop",
+        &["restart-node", "--id", "2", "--timeout-rejoin", "2s"],
+    ))
+    .await;
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(err.contains("no restart seen"), "{err}");
+    assert_eq!(pid_of(dir.path(), 2), Some(after));
+
+    // A failing command: its exit and its output, and nothing waited for.
+    let out = run(with("broken", &["restart-node", "--id", "3"])).await;
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("exit 3") && err.contains("cannot reach the host"),
+        "{err}"
+    );
+
+    // No restart command and not a dev cluster: what to configure.
+    let out = run(with("none", &["rolling-restart"])).await;
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(err.contains("[contexts.none.commands.restart]"), "{err}");
+
+    // A rolling restart through the command: every node a new process, the leader last.
+    let pids: Vec<u64> = (1..=3).map(|id| pid_of(dir.path(), id).unwrap()).collect();
+    let out = run(with("remote", &["rolling-restart", "--json"])).await;
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let v = json_of(&out);
+    assert_eq!(v["restarts"].as_array().map(Vec::len), Some(3), "{v}");
+    for (i, old) in pids.iter().enumerate() {
+        let new = pid_of(dir.path(), i as u64 + 1).unwrap();
+        assert_ne!(*old, new, "node {} was restarted", i + 1);
+    }
+    let got = dev_cli(&["put", "after", "rolling", "--cluster", &d]).await;
+    assert!(got.status.success(), "{}", stderr_of(&got));
+}

@@ -217,6 +217,18 @@ impl Config {
         all.into_iter().collect()
     }
 
+    /// The operator commands of `context` (as [`Config::commands_of`]) and the `data_dir`
+    /// template their `{data}` is filled from: the context's, else the top level's.
+    pub fn commands_and_data_dir(
+        &self,
+        context: Option<&Context>,
+    ) -> (Vec<(String, commands::Command)>, Option<String>) {
+        let data_dir = context
+            .and_then(|c| c.cluster.data_dir.clone())
+            .or_else(|| self.data_dir.clone());
+        (self.commands_of(context), data_dir)
+    }
+
     /// Every context name, sorted, the built-in `dev` among them.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.contexts.keys().cloned().collect();

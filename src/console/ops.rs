@@ -16,6 +16,7 @@ use crate::ops::backup::{self, Progress};
 use crate::ops::incident;
 use crate::ops::maintenance;
 use crate::ops::membership::{self, NewNode};
+use crate::ops::restart::Restarter;
 
 /// What the console needs to act on the cluster.
 pub struct Ops {
@@ -23,6 +24,9 @@ pub struct Ops {
     pub tx: mpsc::UnboundedSender<OpEvent>,
     /// A dev cluster's directory: add-node can start a node there.
     pub dev_dir: Option<PathBuf>,
+    /// How restart and rolling restart restart a node (a dev cluster's processes, or the
+    /// context's `restart` command), or why they cannot.
+    pub restarter: Result<Restarter, String>,
     /// Where a new node's watch task sends its updates, and how often it asks for frames.
     pub updates: mpsc::Sender<Update>,
     pub refresh: std::time::Duration,
@@ -97,7 +101,8 @@ pub enum Op {
         for_: Option<Duration>,
     },
     ResumeWrites,
-    /// Restart a dev cluster's node and wait for it to catch up.
+    /// Restart a node (dev cluster, or the context's `restart` command) and wait for it to
+    /// catch up.
     RestartNode {
         id: u64,
     },
@@ -105,7 +110,7 @@ pub enum Op {
     RebuildNode {
         id: u64,
     },
-    /// Restart every node of a dev cluster, one at a time, the leader last.
+    /// Restart every node, one at a time, the leader last.
     RollingRestart,
     /// `:report FILE`: the incident report of the last `since`, with this console's own
     /// timeline entries (alerts firing and resolving, nodes down and up) and its active
@@ -119,8 +124,8 @@ pub enum Op {
     },
 }
 
-/// Why an operation that starts processes fails outside a dev cluster.
-const NOT_DEV: &str = "opsdeck starts nodes only in a dev cluster; restart it with its supervisor (e.g. systemctl restart opsdeck-node)";
+/// Why a rebuild fails outside a dev cluster.
+const NOT_DEV: &str = "opsdeck rebuilds nodes only in a dev cluster; see `opsdeck rebuild-node --help` for the steps by hand";
 
 /// How long the console's restart waits for each node to rejoin and catch up.
 const RESTART_REJOIN: Duration = Duration::from_secs(60);
@@ -157,6 +162,7 @@ impl Ops {
     /// Runs `op` in a spawned task that reports `OpEvent`s on `tx`; returns at once.
     pub fn start(&self, op: Op) {
         let (client, tx, dev_dir) = (self.client.clone(), self.tx.clone(), self.dev_dir.clone());
+        let restarter = self.restarter.clone();
         match op {
             Op::Backup { path } => {
                 tokio::spawn(async move {
@@ -298,10 +304,7 @@ impl Ops {
             op @ (Op::RestartNode { .. } | Op::RebuildNode { .. } | Op::RollingRestart) => {
                 tokio::spawn(async move {
                     let mut progress = step_reporter(&tx);
-                    let (ok, text) = match dev_dir {
-                        Some(dir) => dev_process_op(&client, &dir, op, &mut progress).await,
-                        None => (false, NOT_DEV.to_string()),
-                    };
+                    let (ok, text) = process_op(&client, restarter, dev_dir, op, &mut progress).await;
                     report(&tx, ok, text);
                 });
             }
@@ -451,31 +454,43 @@ fn report(tx: &mpsc::UnboundedSender<OpEvent>, ok: bool, text: String) {
     });
 }
 
-/// Restart, rebuild or rolling restart (`op`): the operations that start a dev cluster's
-/// processes; whether it worked and the dialog's outcome line.
-async fn dev_process_op(
+/// Restart, rebuild or rolling restart (`op`): the operations that restart node processes
+/// (`how`; a rebuild needs the dev cluster's `dev_dir`); whether it worked and the dialog's
+/// outcome line.
+async fn process_op(
     client: &ClusterClient,
-    dir: &std::path::Path,
+    how: Result<Restarter, String>,
+    dev_dir: Option<PathBuf>,
     op: Op,
     progress: membership::OnProgress<'_>,
 ) -> (bool, String) {
     use crate::ops::{rebuild, restart};
-    let (what, result) = match op {
-        Op::RestartNode { id } => (
-            format!("restart of node {id}"),
-            restart::restart_node(client, dir, id, RESTART_REJOIN, progress)
-                .await
-                .map(|o| o.to_string()),
-        ),
-        Op::RebuildNode { id } => (
+    let (what, result) = match (op, how) {
+        (Op::RebuildNode { id }, _) => (
             format!("rebuild of node {id}"),
-            rebuild::rebuild_node(client, dir, id, membership::Deadlines::default(), progress)
+            match dev_dir {
+                Some(dir) => rebuild::rebuild_node(
+                    client,
+                    &dir,
+                    id,
+                    membership::Deadlines::default(),
+                    progress,
+                )
+                .await
+                .map(|o| o.to_string()),
+                None => Err(color_eyre::eyre::eyre!(NOT_DEV)),
+            },
+        ),
+        (_, Err(why)) => return (false, why),
+        (Op::RestartNode { id }, Ok(how)) => (
+            format!("restart of node {id}"),
+            restart::restart_node(client, &how, id, RESTART_REJOIN, progress)
                 .await
                 .map(|o| o.to_string()),
         ),
-        _ => (
+        (_, Ok(how)) => (
             "rolling restart".to_string(),
-            restart::rolling_restart(client, dir, RESTART_REJOIN, progress)
+            restart::rolling_restart(client, &how, RESTART_REJOIN, progress)
                 .await
                 .map(|o| o.to_string()),
         ),

@@ -107,6 +107,12 @@ pub enum Progress {
         id: u64,
         path: String,
     },
+    /// An operator command (the context's `restart`) runs for node `id`; `argv` as run.
+    RunningCommand {
+        id: u64,
+        name: String,
+        argv: String,
+    },
     /// A rolling restart begins its `nth` node of `of`.
     RollingStep {
         nth: usize,
@@ -169,6 +175,9 @@ impl fmt::Display for Progress {
                 write!(f, "changing membership: voters {voters:?}")
             }
             Progress::StoppingProcess { id, pid } => write!(f, "stopping node {id} (pid {pid})"),
+            Progress::RunningCommand { id, name, argv } => {
+                write!(f, "running {name} for node {id}: {argv}")
+            }
             Progress::DeletingData { id, path } => write!(f, "deleting node {id}'s data ({path})"),
             Progress::RollingStep { nth, of, id } => {
                 write!(f, "rolling restart {nth}/{of}: node {id}")

@@ -83,11 +83,7 @@ type Named = Vec<(String, Command)>;
 /// The commands of the context the flags (or the file) choose, and its `data_dir`.
 fn of_context(config: &Config, args: &ConfigArgs) -> Result<(Named, Option<String>)> {
     let context = config.select(args.context.as_deref())?;
-    let data_dir = context
-        .as_ref()
-        .and_then(|c| c.cluster.data_dir.clone())
-        .or_else(|| config.data_dir.clone());
-    Ok((config.commands_of(context.as_ref()), data_dir))
+    Ok(config.commands_and_data_dir(context.as_ref()))
 }
 
 /// Asks for the command's name typed back (as `restore` asks for the key count).

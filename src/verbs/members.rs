@@ -205,17 +205,21 @@ fn dev_dir_for(
     })
 }
 
+/// How the verb's cluster restarts nodes: a dev cluster's processes, or the context's
+/// `restart` operator command.
+fn restarter_for(cluster: &crate::cli::ClusterArgs) -> Result<crate::ops::restart::Restarter> {
+    let config = cluster.config.load()?;
+    let target = cluster.target_in(&config)?;
+    crate::ops::restart::Restarter::for_target(&target, &config).map_err(|e| eyre!(e))
+}
+
 pub async fn restart_node(args: RestartNodeArgs) -> Result<()> {
-    let dir = dev_dir_for(
-        "restart-node",
-        &args.cluster,
-        "restart it with its supervisor (e.g. `systemctl restart opsdeck-node`), then `opsdeck status`",
-    )?;
+    let how = restarter_for(&args.cluster)?;
     let client = super::connect(&args.cluster)?;
     let mut progress = printer();
     let outcome = crate::ops::restart::restart_node(
         &client,
-        &dir,
+        &how,
         args.id,
         args.timeout_rejoin,
         &mut progress,
@@ -230,16 +234,11 @@ pub async fn restart_node(args: RestartNodeArgs) -> Result<()> {
 }
 
 pub async fn rolling_restart(args: RollingRestartArgs) -> Result<()> {
-    let dir = dev_dir_for(
-        "rolling-restart",
-        &args.cluster,
-        "restart one node at a time with its supervisor, followers first, waiting for each \
-         to catch up (`opsdeck status`), and `opsdeck transfer-leader` before the leader's",
-    )?;
+    let how = restarter_for(&args.cluster)?;
     let client = super::connect(&args.cluster)?;
     let mut progress = printer();
     let outcome =
-        crate::ops::restart::rolling_restart(&client, &dir, args.timeout_rejoin, &mut progress)
+        crate::ops::restart::rolling_restart(&client, &how, args.timeout_rejoin, &mut progress)
             .await?;
     if args.cluster.json() {
         super::print_json(&outcome)?;

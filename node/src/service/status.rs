@@ -187,6 +187,10 @@ impl NodeCore {
             .collect();
         frame.millis_since_quorum_ack = m.millis_since_quorum_ack;
         frame.uptime_ms = sample.uptime_ms;
+        // From one sample, so the two figures agree (the frame's own time is later).
+        frame.started_unix_ms = sample
+            .unix_ms
+            .saturating_sub(i64::try_from(sample.uptime_ms).unwrap_or(i64::MAX));
         frame.rss_bytes = sample.rss_bytes;
         frame.cpu_percent = sample.cpu_percent;
         frame.ops = sample.ops.clone();

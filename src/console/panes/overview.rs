@@ -320,11 +320,18 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
 }
 
 /// Why an action that starts processes is refused outside a dev cluster.
-const NOT_DEV: &str = "opsdeck starts nodes only in a dev cluster (`opsdeck dev`): elsewhere use the node's supervisor, see `opsdeck rebuild-node --help` and `opsdeck rolling-restart --help`";
+const NOT_DEV: &str = "opsdeck rebuilds nodes only in a dev cluster (`opsdeck dev`): elsewhere see `opsdeck rebuild-node --help` for the steps by hand";
 
 /// Selecting a node (`selected`, an index into the model's nodes), and the actions on it;
-/// `dev`: the console runs on a dev cluster, where add-node can start a node.
-pub fn handle(selected: &mut usize, model: &Model, dev: bool, action: Action) -> Option<Effect> {
+/// `dev`: the console runs on a dev cluster, where add-node can start a node;
+/// `no_restart`: why nodes cannot be restarted here (None: they can).
+pub fn handle(
+    selected: &mut usize,
+    model: &Model,
+    dev: bool,
+    no_restart: Option<&str>,
+    action: Action,
+) -> Option<Effect> {
     let effect = match action {
         Action::AddNode => {
             let ctx = &model.context;
@@ -341,8 +348,8 @@ pub fn handle(selected: &mut usize, model: &Model, dev: bool, action: Action) ->
             }
         }
         Action::RollingRestart => {
-            if !dev {
-                return Some(Effect::error(NOT_DEV));
+            if let Some(why) = no_restart {
+                return Some(Effect::error(why));
             }
             let ctx = &model.context;
             Effect::Ask {
@@ -378,10 +385,8 @@ pub fn handle(selected: &mut usize, model: &Model, dev: bool, action: Action) ->
                     then: Pending::ConfirmRebuild { id },
                 }
             } else if action == Action::RestartNode {
-                if !dev {
-                    return Some(Effect::error(format!(
-                        "opsdeck starts nodes only in a dev cluster: restart node {id} with its supervisor (e.g. systemctl restart opsdeck-node)"
-                    )));
+                if let Some(why) = no_restart {
+                    return Some(Effect::error(why));
                 }
                 Effect::Ask {
                     question: format!(
