@@ -991,7 +991,12 @@ key_file = "{key}"
     let config = config.to_str().unwrap().to_string();
     let with = |ctx: &str, args: &[&str]| {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.extend(["--config".into(), config.clone(), "--context".into(), ctx.into()]);
+        all.extend([
+            "--config".into(),
+            config.clone(),
+            "--context".into(),
+            ctx.into(),
+        ]);
         all
     };
     let run = |args: Vec<String>| async move {

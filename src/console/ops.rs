@@ -304,7 +304,8 @@ impl Ops {
             op @ (Op::RestartNode { .. } | Op::RebuildNode { .. } | Op::RollingRestart) => {
                 tokio::spawn(async move {
                     let mut progress = step_reporter(&tx);
-                    let (ok, text) = process_op(&client, restarter, dev_dir, op, &mut progress).await;
+                    let (ok, text) =
+                        process_op(&client, restarter, dev_dir, op, &mut progress).await;
                     report(&tx, ok, text);
                 });
             }

@@ -431,14 +431,13 @@ fn every_question_before_a_change_names_the_context_and_ctx_lists_and_refuses() 
         assert!(screen.contains(words.trim_end()), "{key}: {screen}");
         press(&mut app, KeyCode::Esc);
     }
-    // Restarting a node needs a dev cluster (opsdeck starts only those): said at once.
+    // Restarting a node needs a dev cluster or the context's `restart` command: what to
+    // add is said at once.
     app.show(PaneKind::Overview);
     press(&mut app, KeyCode::Char('r'));
-    let screen = text(&render(&app, 120, 30));
+    let screen = text(&render(&app, 160, 30));
     assert!(
-        screen.contains(
-            "opsdeck starts nodes only in a dev cluster: restart node 1 with its supervisor"
-        ),
+        screen.contains("is not a dev cluster and its config defines no `restart` command"),
         "{screen}"
     );
     app.command("ctx");

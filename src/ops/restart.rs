@@ -28,11 +28,16 @@ pub enum Restarter {
     /// A dev cluster's process, started again from `cluster.toml` in this directory.
     Dev(PathBuf),
     /// The context's `restart` operator command, with the context's `data_dir` template.
-    Command {
-        command: Command,
-        target: Target,
-        data_dir: Option<String>,
-    },
+    Command(Box<ByCommand>),
+}
+
+/// The context's `restart` operator command, with what fills its placeholders.
+#[derive(Debug, Clone)]
+pub struct ByCommand {
+    pub command: Command,
+    pub target: Target,
+    /// The context's `data_dir` template.
+    pub data_dir: Option<String>,
 }
 
 impl Restarter {
@@ -45,11 +50,11 @@ impl Restarter {
         let context = target.context.as_deref().and_then(|n| config.context(n));
         let (commands, data_dir) = config.commands_and_data_dir(context.as_ref());
         match commands.into_iter().find(|(n, _)| n == RESTART_COMMAND) {
-            Some((_, command)) => Ok(Restarter::Command {
+            Some((_, command)) => Ok(Restarter::Command(Box::new(ByCommand {
                 command,
                 target: target.clone(),
                 data_dir,
-            }),
+            }))),
             None => Err(format!(
                 "{} is not a dev cluster and its config defines no `{RESTART_COMMAND}` command: add \
                  [contexts.{}.commands.{RESTART_COMMAND}] with run = \"ssh {{grpc_host}} sudo systemctl restart opsdeck-node\" \
@@ -108,11 +113,12 @@ pub async fn restart_node(
             let log = super::dev_cluster::log_path(dir, id).display().to_string();
             (entry.pid, entry.grpc, None, format!("its log is {log}"))
         }
-        Restarter::Command {
-            command,
-            target,
-            data_dir,
-        } => {
+        Restarter::Command(by) => {
+            let ByCommand {
+                command,
+                target,
+                data_dir,
+            } = by.as_ref();
             let vars = super::commands::vars_for(client, target, data_dir.as_deref(), id).await?;
             // The old process started before this frame was taken; the new one after it.
             let before = status_of(client, &vars.grpc).await.map(|s| s.unix_ms);

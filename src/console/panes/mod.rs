@@ -45,11 +45,7 @@ pub fn handle(app: &mut App, action: Action) -> Effect {
     let rows = app.body_rows.get() as usize;
     let dev = app.ops.as_ref().is_some_and(|o| o.dev_dir.is_some());
     // Why restarts cannot be done here, if they cannot.
-    let no_restart = match app.ops.as_ref().map(|o| &o.restarter) {
-        Some(Ok(_)) => None,
-        Some(Err(why)) => Some(why.as_str()),
-        None => Some("no cluster connection to act on"),
-    };
+    let no_restart = crate::ops::restart::Restarter::for_target(&app.target, &app.config).err();
     let model = &app.model;
     let effect = match app.pane {
         PaneKind::Logs => logs::handle(&mut app.logs, model, rows, action),
@@ -61,7 +57,13 @@ pub fn handle(app: &mut App, action: Action) -> Effect {
         }
         PaneKind::Quotas => quotas::handle(&mut app.quotas_top, model, rows, action),
         PaneKind::Keys => keys::handle(&mut app.keys_top, model, rows, action),
-        PaneKind::Overview => overview::handle(&mut app.overview_sel, model, dev, no_restart, action),
+        PaneKind::Overview => overview::handle(
+            &mut app.overview_sel,
+            model,
+            dev,
+            no_restart.as_deref(),
+            action,
+        ),
         PaneKind::Disk | PaneKind::Gc => None,
     };
     effect.unwrap_or_else(|| {
