@@ -725,20 +725,7 @@ async fn rolling_restart_under_load_loses_nothing_and_refuses_a_degraded_cluster
         .expect("the dev cluster's admin key")
         .trim()
         .to_string();
-    let endpoints: Vec<String> = (1..=3)
-        .map(|id| {
-            let file = std::fs::read_to_string(dir.path().join("cluster.toml")).unwrap();
-            let v: toml::Value = toml::from_str(&file).unwrap();
-            v["node"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|n| n["id"].as_integer() == Some(id))
-                .and_then(|n| n["grpc"].as_str())
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let endpoints = dev_endpoints(dir.path(), 3);
     let status = json_of(&dev_cli(&["status", "--cluster", &d, "--json"]).await);
     let load = SteadyLoad::start_as(endpoints.clone(), 4, Some(key.clone()));
     wait_for("writes to flow", Duration::from_secs(10), || async {

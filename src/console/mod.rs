@@ -181,12 +181,10 @@ fn watch_cluster(
     let (keys_wanted, wanted) = flag::channel(app.pane == action::PaneKind::Keys);
     let client = Arc::new(client);
     tasks.push(watch::spawn_keys(client.clone(), wanted, tx.clone()));
-    let restarter = crate::ops::restart::Restarter::for_target(&app.target, &app.config);
     app.ops = Some(ops::Ops {
         client,
         tx: op_tx,
         dev_dir,
-        restarter,
         updates: tx,
         refresh,
     });

@@ -24,9 +24,6 @@ pub struct Ops {
     pub tx: mpsc::UnboundedSender<OpEvent>,
     /// A dev cluster's directory: add-node can start a node there.
     pub dev_dir: Option<PathBuf>,
-    /// How restart and rolling restart restart a node (a dev cluster's processes, or the
-    /// context's `restart` command), or why they cannot.
-    pub restarter: Result<Restarter, String>,
     /// Where a new node's watch task sends its updates, and how often it asks for frames.
     pub updates: mpsc::Sender<Update>,
     pub refresh: std::time::Duration,
@@ -105,13 +102,16 @@ pub enum Op {
     /// catch up.
     RestartNode {
         id: u64,
+        how: Restarter,
     },
     /// Rebuild a dev cluster's node: its data deleted, caught up by snapshot, promoted.
     RebuildNode {
         id: u64,
     },
     /// Restart every node, one at a time, the leader last.
-    RollingRestart,
+    RollingRestart {
+        how: Restarter,
+    },
     /// `:report FILE`: the incident report of the last `since`, with this console's own
     /// timeline entries (alerts firing and resolving, nodes down and up) and its active
     /// alerts.
@@ -162,7 +162,6 @@ impl Ops {
     /// Runs `op` in a spawned task that reports `OpEvent`s on `tx`; returns at once.
     pub fn start(&self, op: Op) {
         let (client, tx, dev_dir) = (self.client.clone(), self.tx.clone(), self.dev_dir.clone());
-        let restarter = self.restarter.clone();
         match op {
             Op::Backup { path } => {
                 tokio::spawn(async move {
@@ -301,11 +300,10 @@ impl Ops {
                     report(&tx, ok, text);
                 });
             }
-            op @ (Op::RestartNode { .. } | Op::RebuildNode { .. } | Op::RollingRestart) => {
+            op @ (Op::RestartNode { .. } | Op::RebuildNode { .. } | Op::RollingRestart { .. }) => {
                 tokio::spawn(async move {
                     let mut progress = step_reporter(&tx);
-                    let (ok, text) =
-                        process_op(&client, restarter, dev_dir, op, &mut progress).await;
+                    let (ok, text) = process_op(&client, dev_dir, op, &mut progress).await;
                     report(&tx, ok, text);
                 });
             }
@@ -456,18 +454,17 @@ fn report(tx: &mpsc::UnboundedSender<OpEvent>, ok: bool, text: String) {
 }
 
 /// Restart, rebuild or rolling restart (`op`): the operations that restart node processes
-/// (`how`; a rebuild needs the dev cluster's `dev_dir`); whether it worked and the dialog's
+/// (a rebuild needs the dev cluster's `dev_dir`); whether it worked and the dialog's
 /// outcome line.
 async fn process_op(
     client: &ClusterClient,
-    how: Result<Restarter, String>,
     dev_dir: Option<PathBuf>,
     op: Op,
     progress: membership::OnProgress<'_>,
 ) -> (bool, String) {
     use crate::ops::{rebuild, restart};
-    let (what, result) = match (op, how) {
-        (Op::RebuildNode { id }, _) => (
+    let (what, result) = match op {
+        Op::RebuildNode { id } => (
             format!("rebuild of node {id}"),
             match dev_dir {
                 Some(dir) => rebuild::rebuild_node(
@@ -482,19 +479,19 @@ async fn process_op(
                 None => Err(color_eyre::eyre::eyre!(NOT_DEV)),
             },
         ),
-        (_, Err(why)) => return (false, why),
-        (Op::RestartNode { id }, Ok(how)) => (
+        Op::RestartNode { id, how } => (
             format!("restart of node {id}"),
             restart::restart_node(client, &how, id, RESTART_REJOIN, progress)
                 .await
                 .map(|o| o.to_string()),
         ),
-        (_, Ok(how)) => (
+        Op::RollingRestart { how } => (
             "rolling restart".to_string(),
             restart::rolling_restart(client, &how, RESTART_REJOIN, progress)
                 .await
                 .map(|o| o.to_string()),
         ),
+        other => return (false, format!("{other:?} restarts no node process")),
     };
     match result {
         Ok(text) => (true, text),

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::dev_cluster::{respawn, Data};
 use super::membership::{OnProgress, Progress, POLL};
-use crate::client::{ClusterClient, Target};
+use crate::client::{ClusterClient, NodeRpc, Target};
 use crate::config::commands::Command;
 use crate::config::Config;
 
@@ -121,7 +121,10 @@ pub async fn restart_node(
             } = by.as_ref();
             let vars = super::commands::vars_for(client, target, data_dir.as_deref(), id).await?;
             // The old process started before this frame was taken; the new one after it.
-            let before = status_of(client, &vars.grpc).await.map(|s| s.unix_ms);
+            let before = match client.connect_to(&vars.grpc) {
+                Ok(mut node) => status_of(&mut node).await.map(|s| s.unix_ms),
+                Err(_) => None,
+            };
             let argv = super::commands::argv(command, &vars)?;
             progress(&Progress::RunningCommand {
                 id,
@@ -154,12 +157,11 @@ pub async fn restart_node(
         if target.is_none() && restarted {
             target = client.leader().await.ok().and_then(|(_, l)| l.committed);
         }
-        let mut req = tonic::Request::new(StatusRequest {});
-        req.set_timeout(Duration::from_secs(1));
-        let status = node.status(req).await.ok().map(|r| r.into_inner());
-        // A node restarted by a command counts once it answers as a newer process.
+        let status = status_of(&mut node).await;
+        // A node restarted by a command counts once it answers as a newer process (a
+        // build that does not report its start says 0: never counted).
         if let (Some(s), Some(before)) = (&status, started_before) {
-            restarted |= start_ms(s) > before;
+            restarted |= s.started_unix_ms > before;
         }
         let status = status.filter(|_| restarted);
         let applied = status.as_ref().and_then(|s| s.applied).unwrap_or(0);
@@ -204,16 +206,10 @@ pub async fn restart_node(
 }
 
 /// The node's status, if it answers within a second.
-async fn status_of(client: &ClusterClient, grpc: &str) -> Option<NodeStatus> {
-    let mut node = client.connect_to(grpc).ok()?;
+async fn status_of(node: &mut NodeRpc) -> Option<NodeStatus> {
     let mut req = tonic::Request::new(StatusRequest {});
     req.set_timeout(Duration::from_secs(1));
     node.status(req).await.ok().map(|r| r.into_inner())
-}
-
-/// When the node's process started, by its own clock (0 from a build that does not say).
-fn start_ms(s: &NodeStatus) -> i64 {
-    s.started_unix_ms
 }
 
 /// The last `n` lines of `text`.

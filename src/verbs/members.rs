@@ -205,17 +205,19 @@ fn dev_dir_for(
     })
 }
 
-/// How the verb's cluster restarts nodes: a dev cluster's processes, or the context's
-/// `restart` operator command.
-fn restarter_for(cluster: &crate::cli::ClusterArgs) -> Result<crate::ops::restart::Restarter> {
+/// How the verb's cluster restarts nodes (a dev cluster's processes, or the context's
+/// `restart` operator command), and a client for it: one reading of the config for both.
+fn restarter_for(
+    cluster: &crate::cli::ClusterArgs,
+) -> Result<(crate::ops::restart::Restarter, crate::client::ClusterClient)> {
     let config = cluster.config.load()?;
     let target = cluster.target_in(&config)?;
-    crate::ops::restart::Restarter::for_target(&target, &config).map_err(|e| eyre!(e))
+    let how = crate::ops::restart::Restarter::for_target(&target, &config).map_err(|e| eyre!(e))?;
+    Ok((how, target.connect()?))
 }
 
 pub async fn restart_node(args: RestartNodeArgs) -> Result<()> {
-    let how = restarter_for(&args.cluster)?;
-    let client = super::connect(&args.cluster)?;
+    let (how, client) = restarter_for(&args.cluster)?;
     let mut progress = printer();
     let outcome = crate::ops::restart::restart_node(
         &client,
@@ -234,8 +236,7 @@ pub async fn restart_node(args: RestartNodeArgs) -> Result<()> {
 }
 
 pub async fn rolling_restart(args: RollingRestartArgs) -> Result<()> {
-    let how = restarter_for(&args.cluster)?;
-    let client = super::connect(&args.cluster)?;
+    let (how, client) = restarter_for(&args.cluster)?;
     let mut progress = printer();
     let outcome =
         crate::ops::restart::rolling_restart(&client, &how, args.timeout_rejoin, &mut progress)

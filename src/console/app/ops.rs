@@ -74,6 +74,11 @@ pub(super) fn writes_question(model: &crate::console::model::Model) -> Effect {
 }
 
 impl App {
+    /// How the shown cluster's nodes are restarted, or why they cannot be.
+    pub fn restarter(&self) -> Result<crate::ops::restart::Restarter, String> {
+        crate::ops::restart::Restarter::for_target(&self.target, &self.config)
+    }
+
     /// Starts watching a node the console did not know (one it just added).
     fn watch_node(&mut self, grpc: String) {
         if self.model.nodes.iter().any(|n| n.endpoint == grpc) {
@@ -165,13 +170,17 @@ impl App {
                 ("pause writes".into(), Op::PauseWrites { reason, for_ })
             }
             Pending::ConfirmResume => ("resume writes".into(), Op::ResumeWrites),
-            Pending::ConfirmRestart { id } => {
-                (format!("restart node {id}"), Op::RestartNode { id })
-            }
+            Pending::ConfirmRestart { id } => match self.restarter() {
+                Ok(how) => (format!("restart node {id}"), Op::RestartNode { id, how }),
+                Err(why) => return Effect::error(why),
+            },
             Pending::ConfirmRebuild { id } => {
                 (format!("rebuild node {id}"), Op::RebuildNode { id })
             }
-            Pending::ConfirmRollingRestart => ("rolling restart".into(), Op::RollingRestart),
+            Pending::ConfirmRollingRestart => match self.restarter() {
+                Ok(how) => ("rolling restart".into(), Op::RollingRestart { how }),
+                Err(why) => return Effect::error(why),
+            },
             Pending::RotateGrace { id } => {
                 let grace = match humantime::parse_duration(&text) {
                     Ok(g) => g,

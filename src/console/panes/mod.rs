@@ -44,8 +44,10 @@ pub fn draw(pane: PaneKind, app: &App, f: &mut Frame, area: Rect) {
 pub fn handle(app: &mut App, action: Action) -> Effect {
     let rows = app.body_rows.get() as usize;
     let dev = app.ops.as_ref().is_some_and(|o| o.dev_dir.is_some());
-    // Why restarts cannot be done here, if they cannot.
-    let no_restart = crate::ops::restart::Restarter::for_target(&app.target, &app.config).err();
+    // Why restarts cannot be done here, if they cannot (asked only when one is pressed).
+    let no_restart = matches!(action, Action::RestartNode | Action::RollingRestart)
+        .then(|| app.restarter().err())
+        .flatten();
     let model = &app.model;
     let effect = match app.pane {
         PaneKind::Logs => logs::handle(&mut app.logs, model, rows, action),
