@@ -46,6 +46,7 @@ pub enum Action {
     RebuildNode,
     /// Restart every node, one at a time, the leader last (dev cluster).
     RollingRestart,
+    RollingDefrag,
 }
 
 /// A pane; its name is its keymap context and `:pane` argument (drawn by `panes/`).
@@ -343,6 +344,12 @@ const FIXED: &[Spec] = &[
         Action::RollingRestart,
         Scope::Only(&["overview"]),
         "restart every node (dev cluster), one at a time, the leader last after a handover",
+    ),
+    mutating(
+        "rolling_defrag",
+        Action::RollingDefrag,
+        Scope::Only(&["overview"]),
+        "shrink every node's database (dev cluster): compact, then a rolling restart rewriting each",
     ),
 ];
 

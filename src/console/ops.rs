@@ -107,6 +107,8 @@ pub enum Op {
     },
     /// Restart every node of a dev cluster, one at a time, the leader last.
     RollingRestart,
+    /// `compact --defrag`: the rolling restart with each node's database rewritten offline.
+    RollingDefrag,
     /// `:report FILE`: the incident report of the last `since`, with this console's own
     /// timeline entries (alerts firing and resolving, nodes down and up) and its active
     /// alerts.
@@ -295,7 +297,10 @@ impl Ops {
                     report(&tx, ok, text);
                 });
             }
-            op @ (Op::RestartNode { .. } | Op::RebuildNode { .. } | Op::RollingRestart) => {
+            op @ (Op::RestartNode { .. }
+            | Op::RebuildNode { .. }
+            | Op::RollingRestart
+            | Op::RollingDefrag) => {
                 tokio::spawn(async move {
                     let mut progress = step_reporter(&tx);
                     let (ok, text) = match dev_dir {
@@ -451,6 +456,31 @@ fn report(tx: &mpsc::UnboundedSender<OpEvent>, ok: bool, text: String) {
     });
 }
 
+/// `compact --defrag`: compact every node, then the rolling defrag (refused first, before
+/// the compact, when a member is down or short of room).
+async fn rolling_defrag(
+    client: &ClusterClient,
+    dir: &std::path::Path,
+    progress: membership::OnProgress<'_>,
+) -> color_eyre::Result<String> {
+    use crate::ops::{compact, restart};
+    restart::precheck_defrag(client, dir).await?;
+    let (ok, compacted) = compact::summary(&compact::compact_all(client).await);
+    if !ok {
+        return Err(color_eyre::eyre::eyre!(
+            "{compacted}; no node was defragmented"
+        ));
+    }
+    let done = restart::rolling_defrag(client, dir, RESTART_REJOIN, progress).await?;
+    // The dialog's outcome is one line: the summary, not the table.
+    Ok(done
+        .to_string()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string())
+}
+
 /// Restart, rebuild or rolling restart (`op`): the operations that start a dev cluster's
 /// processes; whether it worked and the dialog's outcome line.
 async fn dev_process_op(
@@ -472,6 +502,10 @@ async fn dev_process_op(
             rebuild::rebuild_node(client, dir, id, membership::Deadlines::default(), progress)
                 .await
                 .map(|o| o.to_string()),
+        ),
+        Op::RollingDefrag => (
+            "rolling defrag".to_string(),
+            rolling_defrag(client, dir, progress).await,
         ),
         _ => (
             "rolling restart".to_string(),

@@ -119,6 +119,18 @@ pub enum Progress {
         applied: u64,
         target: u64,
     },
+    /// A stopped node's database being rewritten offline (`compact --defrag`); its size.
+    Defragmenting {
+        id: u64,
+        before_bytes: u64,
+    },
+    /// The rewritten database swapped in: its size before and after, and the copy's time.
+    Defragmented {
+        id: u64,
+        before_bytes: u64,
+        after_bytes: u64,
+        took_ms: u64,
+    },
 }
 
 impl fmt::Display for Progress {
@@ -178,6 +190,23 @@ impl fmt::Display for Progress {
                 applied,
                 target,
             } => write!(f, "node {id} rejoining: applied {applied} of {target}"),
+            Progress::Defragmenting { id, before_bytes } => write!(
+                f,
+                "defragmenting node {id}'s database ({})",
+                crate::format::bytes(*before_bytes)
+            ),
+            Progress::Defragmented {
+                id,
+                before_bytes,
+                after_bytes,
+                took_ms,
+            } => write!(
+                f,
+                "node {id}'s database defragmented: {} → {} in {:.1} s",
+                crate::format::bytes(*before_bytes),
+                crate::format::bytes(*after_bytes),
+                *took_ms as f64 / 1000.0
+            ),
         }
     }
 }

@@ -172,6 +172,7 @@ impl App {
                 (format!("rebuild node {id}"), Op::RebuildNode { id })
             }
             Pending::ConfirmRollingRestart => ("rolling restart".into(), Op::RollingRestart),
+            Pending::ConfirmRollingDefrag => ("rolling defrag".into(), Op::RollingDefrag),
             Pending::RotateGrace { id } => {
                 let grace = match humantime::parse_duration(&text) {
                     Ok(g) => g,
