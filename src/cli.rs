@@ -164,9 +164,22 @@ pub enum Command {
     },
     /// Evaluate alert rules (node down, quorum lost, latency, disk...) against the cluster.
     Alerts(AlertsArgs),
-    /// Snapshot and purge the Raft log on every node; print the space reclaimed.
-    #[command(after_help = "Examples:\n  opsdeck compact\n  opsdeck compact --context prod-eu")]
-    Compact(ClusterArgs),
+    /// Snapshot and purge the Raft log on every node; print the space reclaimed. With
+    /// --defrag (a dev cluster): also shrink every node's database file, one node at a time
+    /// (followers first, the leader last after a handover), each stopped, rewritten offline
+    /// and started again while the others keep quorum and serve writes. Refused before
+    /// anything changes when a member is down or a filesystem has not the room.
+    #[command(
+        after_help = "Examples:\n  opsdeck compact\n  opsdeck compact --context prod-eu\n  opsdeck compact --defrag --cluster ./dev\n  opsdeck compact --defrag --timeout-rejoin 2m --json"
+    )]
+    Compact(CompactArgs),
+    /// Shrink a stopped node's database file: rewrite it offline into a fresh one (every
+    /// pair copied and compared) and swap it in crash-safely. Refused while the node runs
+    /// (its database is locked) and when the filesystem has not the room (db size + 64 MiB).
+    #[command(
+        after_help = "Examples:\n  opsdeck defrag-data --data ./dev/n2 --json     # node 2 of a dev cluster, stopped\n  # one node of a systemd cluster at a time, followers first, each caught up before the next:\n  systemctl stop opsdeck-node; opsdeck defrag-data --data /var/lib/opsdeck; systemctl start opsdeck-node"
+    )]
+    DefragData(DefragDataArgs),
     /// Check that the replicas hold the same state: compare every node's state digest at
     /// the highest applied index all of them hold (exit 0: agree, 8: a node differs, 4:
     /// fewer than two answered). Only reads; writes go on.
@@ -519,6 +532,30 @@ pub struct RestartNodeArgs {
     pub timeout_rejoin: Duration,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CompactArgs {
+    /// After compacting, shrink every node's database file: a rolling restart with an
+    /// offline rewrite of each node's database (dev cluster only; elsewhere see
+    /// `opsdeck defrag-data --help`).
+    #[arg(long)]
+    pub defrag: bool,
+    /// With --defrag: stop (leaving the rest as they are) if a node has not rejoined and
+    /// caught up by then.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, requires = "defrag")]
+    pub timeout_rejoin: Duration,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DefragDataArgs {
+    /// The stopped node's data dir (its `--data`).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Args, Debug)]

@@ -88,7 +88,8 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::Audit { limit, cluster } => admin::audit(limit, &cluster).await,
         Command::Writes { action } => opsdeck::verbs::writes::writes(action).await,
         Command::Alerts(args) => return alerts::run(&args).await,
-        Command::Compact(c) => compact::run(&c).await,
+        Command::Compact(args) => compact::run(&args).await,
+        Command::DefragData(args) => compact::defrag_data(&args),
         Command::Check(c) => check::run(&c).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Backup {

@@ -938,6 +938,7 @@ fn every_verb_help_has_examples() {
         "quota",
         "audit",
         "compact",
+        "defrag-data",
         "logs",
         "backup",
         "verify-backup",

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opsdeck_node::pb::AddLearnerRequest;
+use support::dev::*;
 use support::*;
 
 /// The CLI with the test admin key, off the async workers.
@@ -501,73 +502,6 @@ async fn remove_node_refuses_losing_quorum_unless_forced() {
     wait_membership(&cluster, &rest, &rest).await;
 }
 
-/// Whether `pid` is a running process (not a zombie).
-fn running(pid: u64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_some_and(|s| s != 'Z'),
-        Err(_) => false,
-    }
-}
-
-/// The dev cluster's admin key is its own, not the test's: no key from the environment.
-async fn dev_cli(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_cli_as(None, &args)
-    })
-    .await
-    .expect("cli task")
-}
-
-/// Stops the dev process (and so its cluster) even when the test fails: SIGTERM first, so
-/// it also stops the detached nodes recorded in `cluster.toml`, then SIGKILL after 10 s.
-struct DevProcess(std::process::Child);
-
-impl DevProcess {
-    /// `opsdeck dev --headless` of `nodes` nodes in `dir`, once it says it serves.
-    async fn start(dir: &std::path::Path, nodes: u32) -> DevProcess {
-        let base = reserve_ports(200);
-        let log = std::fs::File::create(dir.join("dev.out")).unwrap();
-        let dev = DevProcess(
-            std::process::Command::new(BIN)
-                .args(["dev", "--headless", "--nodes", &nodes.to_string()])
-                .arg("--dir")
-                .arg(dir)
-                .args(["--base-port", &base.to_string()])
-                .stdin(std::process::Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-        wait_for("the dev cluster", Duration::from_secs(30), || async {
-            let text = std::fs::read_to_string(dir.join("dev.out")).ok()?;
-            text.contains("Ctrl-C").then_some(())
-        })
-        .await;
-        dev
-    }
-}
-
-impl Drop for DevProcess {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn add_node_spawn_in_a_dev_cluster_and_dev_stops_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -617,19 +551,6 @@ async fn add_node_spawn_in_a_dev_cluster_and_dev_stops_it() {
         file.lines().any(|l| l == "id = 3") && !file.contains("pid ="),
         "{file}"
     );
-}
-
-/// The pid `cluster.toml` records for node `id`.
-fn pid_of(dir: &std::path::Path, id: u64) -> Option<u64> {
-    let file: toml::Value =
-        toml::from_str(&std::fs::read_to_string(dir.join("cluster.toml")).ok()?).ok()?;
-    file.get("node")?
-        .as_array()?
-        .iter()
-        .find(|n| n.get("id").and_then(|i| i.as_integer()) == Some(id as i64))?
-        .get("pid")?
-        .as_integer()
-        .map(|p| p as u64)
 }
 
 /// The corruption drill on a dev cluster: a node restarted from the console's view of
@@ -725,7 +646,10 @@ async fn rolling_restart_under_load_loses_nothing_and_refuses_a_degraded_cluster
         .expect("the dev cluster's admin key")
         .trim()
         .to_string();
-    let endpoints = dev_endpoints(dir.path(), 3);
+    let endpoints: Vec<String> = dev_endpoints(dir.path())
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
     let status = json_of(&dev_cli(&["status", "--cluster", &d, "--json"]).await);
     let load = SteadyLoad::start_as(endpoints.clone(), 4, Some(key.clone()));
     wait_for("writes to flow", Duration::from_secs(10), || async {
@@ -908,24 +832,6 @@ async fn add_node_removes_a_learner_that_makes_no_progress() {
     assert_eq!(members_of(cluster.node(1)).await, Some([1].into()));
 }
 
-/// The gRPC addresses of the dev cluster's nodes 1..=n, from its `cluster.toml`.
-fn dev_endpoints(dir: &std::path::Path, n: i64) -> Vec<String> {
-    let file = std::fs::read_to_string(dir.join("cluster.toml")).unwrap();
-    let v: toml::Value = toml::from_str(&file).unwrap();
-    (1..=n)
-        .map(|id| {
-            v["node"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|n| n["id"].as_integer() == Some(id))
-                .and_then(|n| n["grpc"].as_str())
-                .unwrap()
-                .to_string()
-        })
-        .collect()
-}
-
 /// Outside a dev cluster restart-node and rolling-restart run the context's `restart`
 /// operator command and wait for the node to answer as a new process: here the cluster
 /// is a dev cluster reached by its endpoints (so not as a dev cluster), and its `restart`
@@ -937,7 +843,10 @@ async fn restart_by_the_contexts_restart_command_waits_for_a_new_process() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap().to_string();
     let _dev = DevProcess::start(dir.path(), 3).await;
-    let endpoints = dev_endpoints(dir.path(), 3);
+    let endpoints: Vec<String> = dev_endpoints(dir.path())
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
     let list = endpoints.join("\", \"");
     let key = dir.path().join("admin.key");
     let config = dir.path().join("config.toml");

@@ -44,8 +44,10 @@ pub enum Action {
     RestartNode,
     /// Delete the selected node's data and copy it back from the others (dev cluster).
     RebuildNode,
-    /// Restart every node, one at a time, the leader last (dev cluster).
+    /// Restart every node, one at a time, the leader last.
     RollingRestart,
+    /// Compact, then the rolling restart with each node's database rewritten (dev cluster).
+    RollingDefrag,
 }
 
 /// A pane; its name is its keymap context and `:pane` argument (drawn by `panes/`).
@@ -342,7 +344,13 @@ const FIXED: &[Spec] = &[
         "rolling_restart",
         Action::RollingRestart,
         Scope::Only(&["overview"]),
-        "restart every node (dev cluster), one at a time, the leader last after a handover",
+        "restart every node, one at a time, the leader last after a handover",
+    ),
+    mutating(
+        "rolling_defrag",
+        Action::RollingDefrag,
+        Scope::Only(&["overview"]),
+        "shrink every node's database (dev cluster): compact, then a rolling restart rewriting each",
     ),
 ];
 

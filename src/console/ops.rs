@@ -112,6 +112,9 @@ pub enum Op {
     RollingRestart {
         how: Restarter,
     },
+    /// `compact --defrag` (dev cluster): the rolling restart with each node's database
+    /// rewritten offline.
+    RollingDefrag,
     /// `:report FILE`: the incident report of the last `since`, with this console's own
     /// timeline entries (alerts firing and resolving, nodes down and up) and its active
     /// alerts.
@@ -300,7 +303,10 @@ impl Ops {
                     report(&tx, ok, text);
                 });
             }
-            op @ (Op::RestartNode { .. } | Op::RebuildNode { .. } | Op::RollingRestart { .. }) => {
+            op @ (Op::RestartNode { .. }
+            | Op::RebuildNode { .. }
+            | Op::RollingRestart { .. }
+            | Op::RollingDefrag) => {
                 tokio::spawn(async move {
                     let mut progress = step_reporter(&tx);
                     let (ok, text) = process_op(&client, dev_dir, op, &mut progress).await;
@@ -453,8 +459,33 @@ fn report(tx: &mpsc::UnboundedSender<OpEvent>, ok: bool, text: String) {
     });
 }
 
-/// Restart, rebuild or rolling restart (`op`): the operations that restart node processes
-/// (a rebuild needs the dev cluster's `dev_dir`); whether it worked and the dialog's
+/// `compact --defrag`: compact every node, then the rolling defrag (refused first, before
+/// the compact, when a member is down or short of room).
+async fn rolling_defrag(
+    client: &ClusterClient,
+    dir: &std::path::Path,
+    progress: membership::OnProgress<'_>,
+) -> color_eyre::Result<String> {
+    use crate::ops::{compact, restart};
+    restart::precheck_defrag(client, dir).await?;
+    let (ok, compacted) = compact::summary(&compact::compact_all(client).await);
+    if !ok {
+        return Err(color_eyre::eyre::eyre!(
+            "{compacted}; no node was defragmented"
+        ));
+    }
+    let done = restart::rolling_defrag(client, dir, RESTART_REJOIN, progress).await?;
+    // The dialog's outcome is one line: the summary, not the table.
+    Ok(done
+        .to_string()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// Restart, rebuild, rolling restart or rolling defrag (`op`): the operations that restart node processes
+/// (a rebuild or defrag needs the dev cluster's `dev_dir`); whether it worked and the dialog's
 /// outcome line.
 async fn process_op(
     client: &ClusterClient,
@@ -484,6 +515,13 @@ async fn process_op(
             restart::restart_node(client, &how, id, RESTART_REJOIN, progress)
                 .await
                 .map(|o| o.to_string()),
+        ),
+        Op::RollingDefrag => (
+            "rolling defrag".to_string(),
+            match dev_dir {
+                Some(dir) => rolling_defrag(client, &dir, progress).await,
+                None => Err(color_eyre::eyre::eyre!(NOT_DEV)),
+            },
         ),
         Op::RollingRestart { how } => (
             "rolling restart".to_string(),

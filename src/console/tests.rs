@@ -325,6 +325,21 @@ fn a_foreign_restore_shows_both_clusters_and_needs_its_own_answer() {
 }
 
 #[test]
+fn the_rolling_defrag_outside_a_dev_cluster_gives_the_steps_by_hand() {
+    use super::action::Action;
+    use super::effect::Effect;
+    let mut app = observed_app();
+    app.show(PaneKind::Overview);
+    let effect = super::panes::handle(&mut app, Action::RollingDefrag);
+    assert!(
+        matches!(&effect, Effect::Message { text, error: true }
+            if text.contains("only in a dev cluster")
+                && text.contains("opsdeck defrag-data --data /var/lib/opsdeck")),
+        "{effect:?}"
+    );
+}
+
+#[test]
 fn a_pane_returns_its_effect_and_only_the_app_applies_it() {
     use super::action::Action;
     use super::effect::Effect;
@@ -366,6 +381,7 @@ fn read_only_refuses_and_hides_every_mutating_action() {
         (PaneKind::Overview, 'b', "backup"),
         (PaneKind::Logs, 'R', "restore"),
         (PaneKind::Overview, 'C', "compact"),
+        (PaneKind::Overview, 'D', "rolling_defrag"),
         (PaneKind::Keys, 'r', "rotate_key"),
     ] {
         app.show(pane);

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use opsdeck_node::pb::{AddLearnerRequest, ChangeMembershipRequest, StatusRequest};
+use opsdeck_node::store::defrag::{self, DefragError, DefragReport};
 use tokio::process::{Child, Command};
 
 use super::membership::{NewNode, Progress};
@@ -246,18 +247,38 @@ pub enum Data {
     Keep,
     /// Nothing: the data dir deleted first (`rebuild-node`, once it is no longer a member).
     Delete,
+    /// Its data, with the database rewritten offline into a fresh one while the process is
+    /// down (`compact --defrag`, [`opsdeck_node::store::defrag::defrag`]).
+    Defrag,
+}
+
+/// How long a defrag retries a database still locked after the process is gone: a killed
+/// or exiting node's threads can hold sled's lock for a moment after its main thread
+/// ended (its `/proc/PID` is still there).
+const LOCK_RELEASE: Duration = Duration::from_secs(10);
+
+/// A node started again by [`respawn`].
+#[derive(Debug, Clone)]
+pub struct Respawned {
+    pub entry: NodeEntry,
+    /// What the defrag did, with [`Data::Defrag`].
+    pub defrag: Option<DefragReport>,
 }
 
 /// Node `id` of the dev cluster at `dir` started again: stops its process if it runs
 /// (SIGTERM: a leader hands over first), deletes its data dir with [`Data::Delete`] (only a
-/// dir inside `dir`), and starts it on the same id and ports, detached like a node of
-/// [`spawn_member`]. Answers once it serves.
+/// dir inside `dir`) or defragments its database with [`Data::Defrag`], and starts it on
+/// the same id and ports, detached like a node of [`spawn_member`]. Answers once it serves.
+///
+/// A defrag is checked for room before the process is stopped (nothing changes when
+/// refused); a defrag that fails once the node is down leaves the old database in place,
+/// and the node is started again on it before the error is returned.
 pub async fn respawn(
     dir: &Path,
     id: u64,
     data: Data,
     progress: &mut (dyn FnMut(&Progress) + Send),
-) -> Result<NodeEntry> {
+) -> Result<Respawned> {
     let mut file = ClusterFile::load(dir)?;
     let Some(pos) = file.nodes.iter().position(|n| n.id == id) else {
         return Err(eyre!(
@@ -266,12 +287,28 @@ pub async fn respawn(
         ));
     };
     let mut entry = file.nodes.remove(pos);
+    let plan = match data {
+        Data::Defrag => Some(
+            defrag::precheck(&entry.data)
+                .map_err(|e| eyre!("node {id}: {e}; node {id} was not stopped"))?,
+        ),
+        Data::Keep | Data::Delete => None,
+    };
     if let Some(pid) = entry.pid.take().filter(|p| process_alive(*p)) {
         progress(&Progress::StoppingProcess { id, pid });
         terminate(pid).await;
     }
-    if data == Data::Delete {
-        delete_data(dir, &entry, progress)?;
+    let mut defragged = None;
+    match (data, plan) {
+        (Data::Delete, _) => delete_data(dir, &entry, progress)?,
+        (Data::Defrag, Some(plan)) => {
+            progress(&Progress::Defragmenting {
+                id,
+                before_bytes: plan.db_bytes,
+            });
+            defragged = Some(defrag_unlocked(&entry.data).await);
+        }
+        _ => {}
     }
     let entry = start_detached(dir, file, entry).await?;
     progress(&Progress::Spawned {
@@ -280,7 +317,50 @@ pub async fn respawn(
         grpc: entry.grpc.clone(),
         http: entry.http.clone(),
     });
-    Ok(entry)
+    let defrag = match defragged {
+        None => None,
+        Some(Ok(report)) => {
+            progress(&Progress::Defragmented {
+                id,
+                before_bytes: report.before_bytes,
+                after_bytes: report.after_bytes,
+                took_ms: report.took_ms,
+            });
+            Some(report)
+        }
+        Some(Err(e)) => {
+            return Err(eyre!(
+                "defrag of node {id} failed: {e}; node {id} was started again (pid {}) on its \
+                 database",
+                entry.pid.unwrap_or(0)
+            ))
+        }
+    };
+    Ok(Respawned { entry, defrag })
+}
+
+/// [`defrag::defrag`] of the stopped node's data dir `data` on the blocking pool, retried
+/// while the database is still locked by the ending process, for at most [`LOCK_RELEASE`].
+async fn defrag_unlocked(data: &Path) -> std::result::Result<DefragReport, DefragError> {
+    let until = Instant::now() + LOCK_RELEASE;
+    loop {
+        let path = data.to_path_buf();
+        let result = tokio::task::spawn_blocking(move || defrag::defrag(&path))
+            .await
+            .unwrap_or_else(|e| {
+                Err(DefragError::Copy {
+                    path: data.to_path_buf(),
+                    step: "running the copy",
+                    reason: e.to_string(),
+                })
+            });
+        match result {
+            Err(DefragError::Locked { .. }) if Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Deletes `entry`'s data dir, refusing one outside the dev dir `dir`.

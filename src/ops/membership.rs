@@ -115,6 +115,8 @@ pub enum Progress {
     },
     /// A rolling restart begins its `nth` node of `of`.
     RollingStep {
+        /// "rolling restart" or "rolling defrag".
+        what: &'static str,
         nth: usize,
         of: usize,
         id: u64,
@@ -124,6 +126,18 @@ pub enum Progress {
         id: u64,
         applied: u64,
         target: u64,
+    },
+    /// A stopped node's database being rewritten offline (`compact --defrag`); its size.
+    Defragmenting {
+        id: u64,
+        before_bytes: u64,
+    },
+    /// The rewritten database swapped in: its size before and after, and the copy's time.
+    Defragmented {
+        id: u64,
+        before_bytes: u64,
+        after_bytes: u64,
+        took_ms: u64,
     },
 }
 
@@ -179,14 +193,31 @@ impl fmt::Display for Progress {
                 write!(f, "running {name} for node {id}: {argv}")
             }
             Progress::DeletingData { id, path } => write!(f, "deleting node {id}'s data ({path})"),
-            Progress::RollingStep { nth, of, id } => {
-                write!(f, "rolling restart {nth}/{of}: node {id}")
+            Progress::RollingStep { what, nth, of, id } => {
+                write!(f, "{what} {nth}/{of}: node {id}")
             }
             Progress::Rejoining {
                 id,
                 applied,
                 target,
             } => write!(f, "node {id} rejoining: applied {applied} of {target}"),
+            Progress::Defragmenting { id, before_bytes } => write!(
+                f,
+                "defragmenting node {id}'s database ({})",
+                crate::format::bytes(*before_bytes)
+            ),
+            Progress::Defragmented {
+                id,
+                before_bytes,
+                after_bytes,
+                took_ms,
+            } => write!(
+                f,
+                "node {id}'s database defragmented: {} → {} in {:.1} s",
+                crate::format::bytes(*before_bytes),
+                crate::format::bytes(*after_bytes),
+                *took_ms as f64 / 1000.0
+            ),
         }
     }
 }

@@ -63,6 +63,7 @@ pub async fn rebuild_node(
     let removed = remove_node(client, id, false, progress).await?;
     let entry = respawn(dir, id, Data::Delete, progress)
         .await
+        .map(|r| r.entry)
         .map_err(|e| {
             eyre!(
             "node {id} was removed from the cluster, but could not be started again empty: {e}; \

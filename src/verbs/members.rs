@@ -2,35 +2,15 @@
 //! [`crate::ops::membership`], plus what only a dev cluster has (spawning and stopping the
 //! node processes, `cluster.toml`).
 
-use std::io::IsTerminal;
-use std::time::{Duration, Instant};
-
 use color_eyre::eyre::{eyre, Result};
 use serde_json::json;
 
+use super::progress_printer as printer;
 use crate::cli::{
     AddNodeArgs, RebuildNodeArgs, RemoveNodeArgs, RestartNodeArgs, RollingRestartArgs,
     TransferLeaderArgs,
 };
 use crate::ops::membership::{self, NewNode, Progress};
-
-/// Progress lines on stderr when it is a terminal (catch-up at most once a second).
-fn printer() -> impl FnMut(&Progress) + Send {
-    let tty = std::io::stderr().is_terminal();
-    let mut last_catch_up: Option<Instant> = None;
-    move |p: &Progress| {
-        if !tty {
-            return;
-        }
-        if let Progress::CatchingUp(_) = p {
-            if last_catch_up.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-                return;
-            }
-            last_catch_up = Some(Instant::now());
-        }
-        eprintln!("{p}");
-    }
-}
 
 fn check_addr(what: &str, addr: &str) -> Result<String> {
     let addr = addr.trim();

@@ -19,14 +19,36 @@ pub mod members;
 pub mod node;
 pub mod writes;
 
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
 use color_eyre::eyre::Result;
 
 use crate::cli::ClusterArgs;
 use crate::client::ClusterClient;
+use crate::ops::membership::Progress;
 
 /// A client for the cluster the flags name.
 pub fn connect(args: &ClusterArgs) -> Result<ClusterClient> {
     args.target()?.connect()
+}
+
+/// Progress lines on stderr when it is a terminal (catch-up at most once a second).
+pub fn progress_printer() -> impl FnMut(&Progress) + Send {
+    let tty = std::io::stderr().is_terminal();
+    let mut last_catch_up: Option<Instant> = None;
+    move |p: &Progress| {
+        if !tty {
+            return;
+        }
+        if let Progress::CatchingUp(_) = p {
+            if last_catch_up.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            last_catch_up = Some(Instant::now());
+        }
+        eprintln!("{p}");
+    }
 }
 
 /// Prints a verb's `--json` result: one pretty-printed JSON document on stdout.

@@ -3,6 +3,7 @@
 //! deadline; nothing sleeps blindly.
 #![allow(dead_code)]
 
+pub mod dev;
 pub mod follow;
 
 use std::collections::BTreeSet;
@@ -647,6 +648,9 @@ pub struct Load {
     pub longest_write: Duration,
     /// Attempts that failed and were retried.
     pub retries: u64,
+    /// Longest time between two acknowledgements (of any writer): how long writes stopped.
+    pub longest_gap: Duration,
+    last_ack: Option<Instant>,
 }
 
 /// Writers that each write `load/wW-I` (value: the key) through the endpoints in turn,
@@ -694,6 +698,12 @@ impl SteadyLoad {
                                     let mut l = load.lock().expect("load");
                                     l.acked.insert(key.clone(), key.clone());
                                     l.longest_write = l.longest_write.max(started.elapsed());
+                                    let now = Instant::now();
+                                    if let Some(last) = l.last_ack {
+                                        l.longest_gap =
+                                            l.longest_gap.max(now.saturating_duration_since(last));
+                                    }
+                                    l.last_ack = Some(now);
                                     break;
                                 }
                                 Err(_) if started.elapsed() < Duration::from_secs(10) => {

@@ -181,6 +181,7 @@ impl App {
                 Ok(how) => ("rolling restart".into(), Op::RollingRestart { how }),
                 Err(why) => return Effect::error(why),
             },
+            Pending::ConfirmRollingDefrag => ("rolling defrag".into(), Op::RollingDefrag),
             Pending::RotateGrace { id } => {
                 let grace = match humantime::parse_duration(&text) {
                     Ok(g) => g,

@@ -322,6 +322,9 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
 /// Why an action that starts processes is refused outside a dev cluster.
 const NOT_DEV: &str = "opsdeck rebuilds nodes only in a dev cluster (`opsdeck dev`): elsewhere see `opsdeck rebuild-node --help` for the steps by hand";
 
+/// Why the rolling defrag is refused outside a dev cluster, and the steps by hand.
+const NOT_DEV_DEFRAG: &str = "opsdeck defragments nodes itself only in a dev cluster (`opsdeck dev`): elsewhere, one node at a time: `systemctl stop opsdeck-node; opsdeck defrag-data --data /var/lib/opsdeck; systemctl start opsdeck-node` (see `opsdeck defrag-data --help`)";
+
 /// Selecting a node (`selected`, an index into the model's nodes), and the actions on it;
 /// `dev`: the console runs on a dev cluster, where add-node can start a node;
 /// `no_restart`: why nodes cannot be restarted here (None: they can).
@@ -359,6 +362,20 @@ pub fn handle(
                 text: String::new(),
                 expect: Some(ctx.clone()),
                 then: Pending::ConfirmRollingRestart,
+            }
+        }
+        Action::RollingDefrag => {
+            if !dev {
+                return Some(Effect::error(NOT_DEV_DEFRAG));
+            }
+            let ctx = &model.context;
+            Effect::Ask {
+                question: format!(
+                    "Defrag every node of {ctx} (one at a time)? type {ctx} to confirm: "
+                ),
+                text: String::new(),
+                expect: Some(ctx.clone()),
+                then: Pending::ConfirmRollingDefrag,
             }
         }
         Action::RemoveNode | Action::TransferLeader | Action::RestartNode | Action::RebuildNode => {

@@ -49,6 +49,7 @@ pub enum Pending {
         id: u64,
     },
     ConfirmRollingRestart,
+    ConfirmRollingDefrag,
 }
 
 /// A question on the command line; with `expect`, the answer must be exactly that.
