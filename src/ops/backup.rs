@@ -12,6 +12,9 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use opsdeck_node::backup::format::{self, BackupWriter, Manifest, MemberRecord};
 use opsdeck_node::pb::{self, backup_chunk::Part, restore_request::Step};
 
+use serde::Serialize;
+
+use crate::client::digests::{hex_of, short};
 use crate::client::{describe, ClusterClient};
 use crate::format as fmt;
 
@@ -126,6 +129,9 @@ pub async fn backup(
         payload_bytes: 0,
         payload_sha256: String::new(),
         created_unix_ms: header.created_unix_ms,
+        data_digest: String::new(),
+        tenants_digest: String::new(),
+        state_digest: String::new(),
     };
     Ok(writer.finish(manifest, &sha)?)
 }
@@ -149,6 +155,169 @@ pub struct Restored {
     pub took: Duration,
     /// Of which the commit (the swap on every node).
     pub commit: Duration,
+    /// Every node's digest after the commit against the backup's.
+    pub check: RestoreCheck,
+}
+
+/// How long a restore waits for every node to apply its commit and answer for its digest.
+const CONFIRM_WAIT: Duration = Duration::from_secs(30);
+/// One node's answer to a digest request.
+const CONFIRM_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The check after a restore's commit: whether every node holds exactly the backup's data,
+/// quotas and usage (what a restore replaces; API keys and the audit trail it keeps, so the
+/// total digest is not the backup's and is not compared).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RestoreCheck {
+    /// Every node's data and tenants digests at the commit's index are the manifest's.
+    Matches {
+        index: u64,
+        nodes: Vec<u64>,
+        data_digest: String,
+    },
+    /// Not checked, and why (an older backup without a digest, an older node).
+    NotChecked { reason: String },
+}
+
+impl RestoreCheck {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        match self {
+            RestoreCheck::Matches {
+                index,
+                nodes,
+                data_digest,
+            } => format!(
+                "every node's data digest matches the backup's ({} nodes, at index {index}: {})",
+                nodes.len(),
+                short(data_digest)
+            ),
+            RestoreCheck::NotChecked { reason } => {
+                format!("the nodes' digests were not checked: {reason}")
+            }
+        }
+    }
+}
+
+/// One node's digest parts at the commit's index.
+struct NodeParts {
+    node_id: u64,
+    data: String,
+    tenants: String,
+}
+
+/// Asks `c` for its digest at `index` until it holds it (it may not have applied the
+/// commit yet), up to `deadline`.
+async fn parts_at(
+    endpoint: &str,
+    mut c: crate::client::NodeRpc,
+    index: u64,
+    deadline: Instant,
+) -> std::result::Result<NodeParts, String> {
+    loop {
+        let mut req = tonic::Request::new(pb::DigestRequest { index: Some(index) });
+        req.set_timeout(CONFIRM_CALL_TIMEOUT);
+        let why = match tokio::time::timeout(CONFIRM_CALL_TIMEOUT, c.digest(req)).await {
+            Ok(Ok(r)) => {
+                let r = r.into_inner();
+                if r.held && r.data.len() == 32 {
+                    return Ok(NodeParts {
+                        node_id: r.node_id,
+                        data: hex_of(&r.data),
+                        tenants: hex_of(&r.tenants),
+                    });
+                }
+                if r.off {
+                    return Err(format!(
+                        "node {} keeps no state digest (OPSDECK_DIGEST=off)",
+                        r.node_id
+                    ));
+                }
+                if r.held {
+                    return Err(format!(
+                        "node {} does not report the parts of its digest (an older opsdeck-node)",
+                        r.node_id
+                    ));
+                }
+                if r.oldest > index || (r.newest >= index && r.newest > 0) {
+                    return Err(format!(
+                        "node {} no longer holds index {index} (it holds {}..{}: it installed a snapshot past the commit, or applied more than its ring keeps since)",
+                        r.node_id, r.oldest, r.newest
+                    ));
+                }
+                format!("node {} has applied up to {} only", r.node_id, r.newest)
+            }
+            Ok(Err(s)) => crate::client::explain(endpoint, &s).await,
+            Err(_) => format!("no answer within {CONFIRM_CALL_TIMEOUT:?}"),
+        };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{why} after {CONFIRM_WAIT:?}, waiting for index {index}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Checks that every node's data and tenants digests at `index` (the commit's entry, which
+/// carries nothing else) are the backup's. Err names each node that differs or could not
+/// be checked; the data stays as restored either way.
+pub async fn confirm_restored(
+    client: &ClusterClient,
+    manifest: &Manifest,
+    index: u64,
+) -> Result<RestoreCheck> {
+    if !manifest.has_digest() {
+        return Ok(RestoreCheck::NotChecked {
+            reason: "no digest in manifest (older backup)".into(),
+        });
+    }
+    if index == 0 {
+        return Ok(RestoreCheck::NotChecked {
+            reason: "the leader did not say which entry carried the commit (an older opsdeck-node, or its answer was lost)".into(),
+        });
+    }
+    let deadline = Instant::now() + CONFIRM_WAIT;
+    let asks = client
+        .node_clients()
+        .into_iter()
+        .map(|(endpoint, c)| async move {
+            let r = parts_at(&endpoint, c, index, deadline).await;
+            (endpoint, r)
+        });
+    let mut problems = Vec::new();
+    let mut nodes = Vec::new();
+    for (endpoint, r) in futures_util::future::join_all(asks).await {
+        match r {
+            Ok(p) if p.data != manifest.data_digest => problems.push(format!(
+                "node {} ({endpoint}) differs: its data digest at index {index} is {}, the backup's is {}",
+                p.node_id,
+                short(&p.data),
+                short(&manifest.data_digest)
+            )),
+            Ok(p) if p.tenants != manifest.tenants_digest => problems.push(format!(
+                "node {} ({endpoint}) differs: its quotas-and-usage digest at index {index} is {}, the backup's is {}",
+                p.node_id,
+                short(&p.tenants),
+                short(&manifest.tenants_digest)
+            )),
+            Ok(p) => nodes.push(p.node_id),
+            Err(why) => problems.push(format!("{endpoint} could not be checked: {why}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(eyre!(
+            "the restore committed at index {index}, but not every node is confirmed to hold the backup's data: {}. The data is left as restored; compare the replicas with `opsdeck check`, and rebuild a node that differs with `opsdeck rebuild-node --id N`",
+            problems.join("; ")
+        ));
+    }
+    nodes.sort_unstable();
+    Ok(RestoreCheck::Matches {
+        index,
+        nodes,
+        data_digest: manifest.data_digest.clone(),
+    })
 }
 
 /// A backup file checked whole (see `format::verify`), ready to restore.
@@ -309,22 +478,28 @@ pub async fn restore(
         }),
     ))
     .await;
-    let keys = match commit {
-        Ok(reply) => reply.keys,
+    let (keys, commit_index) = match commit {
+        Ok(reply) => (reply.keys, reply.commit_index),
         // The commit only switches generations on each node, so it answers within the
         // call whatever the size; but the answer can be lost (the leader changed or died
         // after proposing it), and then its audit record tells how it ended.
-        Err(e) => committed_keys(client, &id).await.map_err(|wait| {
-            e.wrap_err(format!(
-                "the restore's commit did not go through ({wait}): the cluster holds either its previous data or the backup's, never a mix; check with `opsdeck audit`, and run the restore again if it is not there"
-            ))
-        })?,
+        Err(e) => committed_keys(client, &id)
+            .await
+            .map(|keys| (keys, 0))
+            .map_err(|wait| {
+                e.wrap_err(format!(
+                    "the restore's commit did not go through ({wait}): the cluster holds either its previous data or the backup's, never a mix; check with `opsdeck audit`, and run the restore again if it is not there"
+                ))
+            })?,
     };
+    let commit = commit_started.elapsed();
+    let check = confirm_restored(client, &manifest, commit_index).await?;
     Ok(Restored {
         keys,
         chunks: seq,
         took: started.elapsed(),
-        commit: commit_started.elapsed(),
+        commit,
+        check,
     })
 }
 
