@@ -250,21 +250,21 @@ async fn backup_under_load_then_restore_into_a_diverged_cluster() {
     let out = run_cli(&["put", "after/restore", "x", "--endpoints", &endpoints]);
     assert!(out.status.success(), "{}", stderr_of(&out));
 
-    // A node that cannot confirm it holds the backup's data (here: it is down) makes the
-    // restore an error naming it, exit non-zero; the others hold the data as restored.
+    // A node that cannot answer for the commit's index (here: it is down) is named as not
+    // checked; the restore itself went through on the others.
     let (leader, _) = cluster.wait_leader(Duration::from_secs(10)).await;
     let down = if leader == 3 { 2 } else { 3 };
     let down_addr = cluster.node(down).grpc.clone();
     cluster.node_mut(down).stop();
     let out = run_cli(&["restore", file_arg, "--yes", "--endpoints", &endpoints]);
-    let err = stderr_of(&out);
-    assert!(!out.status.success(), "{}", stdout_of(&out));
+    let text = stdout_of(&out);
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(
-        err.contains(&format!("{down_addr} could not be checked"))
-            && err.contains("The data is left as restored"),
-        "{err}"
+        text.contains("the data digest of 2 node(s)")
+            && text.contains(&format!("not checked: {down_addr} (")),
+        "{text}"
     );
-    assert_eq!(restore_audits(&cluster, leader).await, 2, "it did commit");
+    assert_eq!(restore_audits(&cluster, leader).await, 2);
     let scans = settled_scans(&cluster).await;
     assert_eq!(scans.len(), 2);
     assert_all_equal(&scans, &backed_up, "the backup's pairs");
