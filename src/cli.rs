@@ -211,14 +211,16 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
-    /// Check a backup file's manifest and checksums without touching any cluster.
+    /// Check a backup file's manifest and checksums without touching any cluster, and
+    /// that its payload sums to the state digest its manifest records.
     #[command(after_help = "Examples:\n  opsdeck verify-backup nightly.odb -o json")]
     VerifyBackup {
         file: PathBuf,
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// Replace the cluster's data with a backup's (verified first; asks unless --yes).
+    /// Replace the cluster's data with a backup's (verified first; asks unless --yes),
+    /// then check every node's data digest is the backup's.
     #[command(
         after_help = "Examples:\n  opsdeck restore nightly.odb\n  opsdeck restore other.odb --allow-foreign-cluster --yes"
     )]

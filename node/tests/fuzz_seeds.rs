@@ -204,6 +204,9 @@ fn backup_seeds() -> Vec<u8> {
             payload_bytes: 0,
             payload_sha256: String::new(),
             created_unix_ms: 1_700_000_000_000,
+            data_digest: String::new(),
+            tenants_digest: String::new(),
+            state_digest: String::new(),
         },
         &sha,
     )
@@ -285,7 +288,7 @@ fn wire_seeds(payload: &[u8]) -> Vec<(String, Vec<u8>)> {
         CommandResult::NotFound {
             reason: "no key".into(),
         },
-        CommandResult::Restored { keys: 3 },
+        CommandResult::Restored { keys: 3, index: 14 },
     ];
     let append = bincode::serialize(&append).unwrap();
     let mut out: Vec<(String, Vec<u8>)> = vec![

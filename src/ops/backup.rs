@@ -12,6 +12,9 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use opsdeck_node::backup::format::{self, BackupWriter, Manifest, MemberRecord};
 use opsdeck_node::pb::{self, backup_chunk::Part, restore_request::Step};
 
+use serde::Serialize;
+
+use crate::client::digests::{hex_of, short};
 use crate::client::{describe, ClusterClient};
 use crate::format as fmt;
 
@@ -126,6 +129,9 @@ pub async fn backup(
         payload_bytes: 0,
         payload_sha256: String::new(),
         created_unix_ms: header.created_unix_ms,
+        data_digest: String::new(),
+        tenants_digest: String::new(),
+        state_digest: String::new(),
     };
     Ok(writer.finish(manifest, &sha)?)
 }
@@ -149,6 +155,228 @@ pub struct Restored {
     pub took: Duration,
     /// Of which the commit (the swap on every node).
     pub commit: Duration,
+    /// Every node's digest after the commit against the backup's.
+    pub check: RestoreCheck,
+}
+
+/// How long a restore waits for every node to apply its commit and answer for its digest.
+const CONFIRM_WAIT: Duration = Duration::from_secs(30);
+/// How long it keeps trying a node it cannot reach at all (it is down: waiting for it to
+/// come back is not the restore's business; `opsdeck check` compares it later).
+const UNREACHABLE_WAIT: Duration = Duration::from_secs(3);
+/// One node's answer to a digest request.
+const CONFIRM_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The check after a restore's commit: whether every node holds exactly the backup's data,
+/// quotas and usage (what a restore replaces; API keys and the audit trail it keeps, so the
+/// total digest is not the backup's and is not compared).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RestoreCheck {
+    /// The data and tenants digests at the commit's index of every node that answered are
+    /// the manifest's; `unchecked` could not answer for that index.
+    Matches {
+        index: u64,
+        nodes: Vec<u64>,
+        data_digest: String,
+        unchecked: Vec<Unchecked>,
+    },
+    /// Not checked at all, and why (an older backup without a digest, an older node).
+    NotChecked { reason: String },
+}
+
+/// A node that could not answer for the commit's index, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unchecked {
+    pub endpoint: String,
+    pub reason: String,
+}
+
+impl RestoreCheck {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        match self {
+            RestoreCheck::Matches {
+                index,
+                nodes,
+                data_digest,
+                unchecked,
+            } if unchecked.is_empty() => format!(
+                "every node's data digest matches the backup's ({} nodes, at index {index}: {})",
+                nodes.len(),
+                short(data_digest)
+            ),
+            RestoreCheck::Matches {
+                index,
+                nodes,
+                data_digest,
+                unchecked,
+            } => {
+                let missing: Vec<String> = unchecked
+                    .iter()
+                    .map(|u| format!("{} ({})", u.endpoint, u.reason))
+                    .collect();
+                format!(
+                    "the data digest of {} node(s) ({}) matches the backup's (at index {index}: {}); not checked: {}; compare them with `opsdeck check` once they are back",
+                    nodes.len(),
+                    nodes.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+                    short(data_digest),
+                    missing.join("; ")
+                )
+            }
+            RestoreCheck::NotChecked { reason } => {
+                format!("the nodes' digests were not checked: {reason}")
+            }
+        }
+    }
+}
+
+/// One node's digest parts at the commit's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeParts {
+    pub node_id: u64,
+    pub data: String,
+    pub tenants: String,
+}
+
+/// Asks `c` for its digest at `index` until it holds it (it may not have applied the
+/// commit yet), up to `deadline` (a node it cannot reach, [`UNREACHABLE_WAIT`]).
+async fn parts_at(
+    endpoint: &str,
+    mut c: crate::client::NodeRpc,
+    index: u64,
+    deadline: Instant,
+) -> std::result::Result<NodeParts, String> {
+    let unreachable_until = Instant::now() + UNREACHABLE_WAIT;
+    loop {
+        let mut req = tonic::Request::new(pb::DigestRequest { index: Some(index) });
+        req.set_timeout(CONFIRM_CALL_TIMEOUT);
+        let (why, reached) = match tokio::time::timeout(CONFIRM_CALL_TIMEOUT, c.digest(req)).await {
+            Ok(Ok(r)) => {
+                let r = r.into_inner();
+                if r.held && r.data.len() == 32 {
+                    return Ok(NodeParts {
+                        node_id: r.node_id,
+                        data: hex_of(&r.data),
+                        tenants: hex_of(&r.tenants),
+                    });
+                }
+                if r.off {
+                    return Err(format!(
+                        "node {} keeps no state digest (OPSDECK_DIGEST=off)",
+                        r.node_id
+                    ));
+                }
+                if r.held {
+                    return Err(format!(
+                        "node {} does not report the parts of its digest (an older opsdeck-node)",
+                        r.node_id
+                    ));
+                }
+                if r.oldest > index || (r.newest >= index && r.newest > 0) {
+                    return Err(format!(
+                        "node {} no longer holds index {index} (it holds {}..{}: it installed a snapshot past the commit, or applied more than its ring keeps since)",
+                        r.node_id, r.oldest, r.newest
+                    ));
+                }
+                (
+                    format!("node {} has applied up to {} only", r.node_id, r.newest),
+                    true,
+                )
+            }
+            Ok(Err(s)) => (crate::client::explain(endpoint, &s).await, false),
+            Err(_) => (format!("no answer within {CONFIRM_CALL_TIMEOUT:?}"), false),
+        };
+        let now = Instant::now();
+        if now >= deadline || (!reached && now >= unreachable_until) {
+            return Err(why);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The verdict on every endpoint's answer for the commit's `index`: Err names each node
+/// whose data or tenants digest differs from the manifest's (the data stays as restored);
+/// a node that could not answer is listed as not checked.
+pub fn judge(
+    manifest: &Manifest,
+    index: u64,
+    answers: Vec<(String, std::result::Result<NodeParts, String>)>,
+) -> Result<RestoreCheck> {
+    let mut differ = Vec::new();
+    let mut nodes = Vec::new();
+    let mut unchecked = Vec::new();
+    for (endpoint, r) in answers {
+        match r {
+            Ok(p) if p.data != manifest.data_digest => differ.push(format!(
+                "node {} ({endpoint}) differs: its data digest at index {index} is {}, the backup's is {}",
+                p.node_id,
+                short(&p.data),
+                short(&manifest.data_digest)
+            )),
+            Ok(p) if p.tenants != manifest.tenants_digest => differ.push(format!(
+                "node {} ({endpoint}) differs: its quotas-and-usage digest at index {index} is {}, the backup's is {}",
+                p.node_id,
+                short(&p.tenants),
+                short(&manifest.tenants_digest)
+            )),
+            Ok(p) => nodes.push(p.node_id),
+            Err(reason) => unchecked.push(Unchecked { endpoint, reason }),
+        }
+    }
+    if !differ.is_empty() {
+        return Err(eyre!(
+            "the restore committed at index {index}, but {}. The data is left as restored; compare the replicas with `opsdeck check`, and rebuild a node that differs with `opsdeck rebuild-node --id N`",
+            differ.join("; ")
+        ));
+    }
+    if nodes.is_empty() {
+        return Ok(RestoreCheck::NotChecked {
+            reason: format!(
+                "no node answered for index {index}: {}",
+                unchecked
+                    .iter()
+                    .map(|u| format!("{} ({})", u.endpoint, u.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        });
+    }
+    nodes.sort_unstable();
+    Ok(RestoreCheck::Matches {
+        index,
+        nodes,
+        data_digest: manifest.data_digest.clone(),
+        unchecked,
+    })
+}
+
+/// Checks that every node's data and tenants digests at `index` (the commit's entry, which
+/// carries nothing else) are the backup's (see [`judge`]).
+pub async fn confirm_restored(
+    client: &ClusterClient,
+    manifest: &Manifest,
+    index: u64,
+) -> Result<RestoreCheck> {
+    if !manifest.has_digest() {
+        return Ok(RestoreCheck::NotChecked {
+            reason: "no digest in manifest (older backup)".into(),
+        });
+    }
+    if index == 0 {
+        return Ok(RestoreCheck::NotChecked {
+            reason: "the leader did not say which entry carried the commit (an older opsdeck-node, or its answer was lost)".into(),
+        });
+    }
+    let deadline = Instant::now() + CONFIRM_WAIT;
+    let asks = client
+        .node_clients()
+        .into_iter()
+        .map(|(endpoint, c)| async move {
+            let r = parts_at(&endpoint, c, index, deadline).await;
+            (endpoint, r)
+        });
+    judge(manifest, index, futures_util::future::join_all(asks).await)
 }
 
 /// A backup file checked whole (see `format::verify`), ready to restore.
@@ -309,22 +537,28 @@ pub async fn restore(
         }),
     ))
     .await;
-    let keys = match commit {
-        Ok(reply) => reply.keys,
+    let (keys, commit_index) = match commit {
+        Ok(reply) => (reply.keys, reply.commit_index),
         // The commit only switches generations on each node, so it answers within the
         // call whatever the size; but the answer can be lost (the leader changed or died
         // after proposing it), and then its audit record tells how it ended.
-        Err(e) => committed_keys(client, &id).await.map_err(|wait| {
-            e.wrap_err(format!(
-                "the restore's commit did not go through ({wait}): the cluster holds either its previous data or the backup's, never a mix; check with `opsdeck audit`, and run the restore again if it is not there"
-            ))
-        })?,
+        Err(e) => committed_keys(client, &id)
+            .await
+            .map(|keys| (keys, 0))
+            .map_err(|wait| {
+                e.wrap_err(format!(
+                    "the restore's commit did not go through ({wait}): the cluster holds either its previous data or the backup's, never a mix; check with `opsdeck audit`, and run the restore again if it is not there"
+                ))
+            })?,
     };
+    let commit = commit_started.elapsed();
+    let check = confirm_restored(client, &manifest, commit_index).await?;
     Ok(Restored {
         keys,
         chunks: seq,
         took: started.elapsed(),
-        commit: commit_started.elapsed(),
+        commit,
+        check,
     })
 }
 
@@ -397,6 +631,96 @@ pub fn describe_manifest(m: &Manifest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manifest_with(data: &str, tenants: &str) -> Manifest {
+        Manifest {
+            format_version: format::FORMAT_VERSION,
+            cluster_id: "c".into(),
+            applied_term: 1,
+            applied_index: 10,
+            source_node: 1,
+            membership: vec![],
+            key_count: 0,
+            data_bytes: 0,
+            pairs: 0,
+            payload_bytes: 0,
+            payload_sha256: String::new(),
+            created_unix_ms: 0,
+            data_digest: data.into(),
+            tenants_digest: tenants.into(),
+            state_digest: "ff".repeat(32),
+        }
+    }
+
+    fn parts(id: u64, data: &str, tenants: &str) -> std::result::Result<NodeParts, String> {
+        Ok(NodeParts {
+            node_id: id,
+            data: data.into(),
+            tenants: tenants.into(),
+        })
+    }
+
+    #[test]
+    fn a_restore_check_names_the_node_that_differs_and_lists_the_unreachable() {
+        let (d, t) = ("aa".repeat(32), "bb".repeat(32));
+        let m = manifest_with(&d, &t);
+        let all = judge(
+            &m,
+            7,
+            vec![
+                ("n1".into(), parts(1, &d, &t)),
+                ("n3".into(), parts(3, &d, &t)),
+                ("n2".into(), parts(2, &d, &t)),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            all.describe(),
+            "every node's data digest matches the backup's (3 nodes, at index 7: aaaaaaaaaaaa)"
+        );
+        let e = judge(
+            &m,
+            7,
+            vec![
+                ("n1".into(), parts(1, &d, &t)),
+                ("n2".into(), parts(2, &"cc".repeat(32), &t)),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("node 2 (n2) differs: its data digest at index 7 is cccccccccccc")
+                && e.contains("The data is left as restored"),
+            "{e}"
+        );
+        let e = judge(&m, 7, vec![("n3".into(), parts(3, &d, &"00".repeat(32)))])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("node 3 (n3) differs: its quotas-and-usage digest"),
+            "{e}"
+        );
+        let some = judge(
+            &m,
+            7,
+            vec![
+                ("n1".into(), parts(1, &d, &t)),
+                ("n2".into(), Err("connection refused".into())),
+            ],
+        )
+        .unwrap();
+        assert!(
+            some.describe()
+                .starts_with("the data digest of 1 node(s) (1) matches")
+                && some
+                    .describe()
+                    .contains("not checked: n2 (connection refused)"),
+            "{}",
+            some.describe()
+        );
+        let none = judge(&m, 7, vec![("n2".into(), Err("down".into()))]).unwrap();
+        assert!(matches!(none, RestoreCheck::NotChecked { .. }), "{none:?}");
+    }
 
     #[test]
     fn encoded_chunks_read_back_with_the_payload_reader() {

@@ -125,6 +125,9 @@ mod tests {
             payload_bytes: 0,
             payload_sha256: String::new(),
             created_unix_ms: 1_700_000_000_000,
+            data_digest: String::new(),
+            tenants_digest: String::new(),
+            state_digest: String::new(),
         };
         let name = file_name(&m);
         assert_eq!(name, "opsdeck-20231114T221320Z-i42.odb");

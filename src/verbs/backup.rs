@@ -89,6 +89,19 @@ pub async fn rotate(args: &ClusterArgs, dir: &Path, keep: u64) -> Result<()> {
     Ok(())
 }
 
+/// What `verify-backup` says of the digest: the one the payload sums to, or that an older
+/// backup has none.
+fn digest_line(m: &Manifest) -> String {
+    if m.has_digest() {
+        format!(
+            "state digest {} at index {} (data {}): the payload sums to the manifest's",
+            m.state_digest, m.applied_index, m.data_digest
+        )
+    } else {
+        "no digest in manifest (older backup): checked by its SHA-256 only".to_string()
+    }
+}
+
 /// `opsdeck verify-backup FILE`: no cluster involved.
 pub fn verify(file: &Path, json_out: bool) -> Result<()> {
     let m = format::verify(file)?;
@@ -96,9 +109,12 @@ pub fn verify(file: &Path, json_out: bool) -> Result<()> {
         let mut v = manifest_json(&m)?;
         v["file"] = json!(file.display().to_string());
         v["ok"] = json!(true);
+        v["digest_checked"] = json!(m.has_digest());
+        v["digest"] = json!(digest_line(&m));
         super::print_json(&v)?;
     } else {
         println!("{}: ok, {}", file.display(), describe_manifest(&m));
+        println!("  {}", digest_line(&m));
     }
     Ok(())
 }
@@ -169,6 +185,8 @@ pub async fn restore(
             "backup_cluster_id": plan.backup_cluster,
             "cluster_id": plan.this_cluster,
             "foreign": plan.foreign(),
+            "check": r.check,
+            "check_text": r.check.describe(),
         }))?;
     } else {
         println!(
@@ -180,6 +198,7 @@ pub async fn restore(
             plan.backup_cluster_text(),
             m.applied_index
         );
+        println!("{}", r.check.describe());
     }
     Ok(())
 }
@@ -217,6 +236,9 @@ mod tests {
             payload_bytes: 0,
             payload_sha256: String::new(),
             created_unix_ms: 300_000_000_000_000,
+            data_digest: String::new(),
+            tenants_digest: String::new(),
+            state_digest: String::new(),
         };
         w.finish(manifest, &sha).unwrap();
         let m = format::verify(&path).unwrap();

@@ -311,11 +311,18 @@ struct DigestParams {
     index: Option<u64>,
 }
 
-/// `GET /digest[?index=N]`: `{index, digest}` (hex), or 404 naming the indexes held.
+/// `GET /digest[?index=N]`: `{index, digest, data, tenants}` (hex: the total and two of its
+/// parts), or 404 naming the indexes held.
 async fn digest(State(s): State<HttpState>, Query(p): Query<DigestParams>) -> Response {
     let r = s.core.digest(p.index);
     if r.held {
-        return Json(json!({ "index": r.index, "digest": hex::encode(&r.digest) })).into_response();
+        return Json(json!({
+            "index": r.index,
+            "digest": hex::encode(&r.digest),
+            "data": hex::encode(&r.data),
+            "tenants": hex::encode(&r.tenants),
+        }))
+        .into_response();
     }
     let error = if r.off {
         "this node keeps no state digest (started with OPSDECK_DIGEST=off)".to_string()

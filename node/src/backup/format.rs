@@ -16,6 +16,16 @@
 //! The payload is the snapshot body exactly as nodes exchange it: bincode of
 //! `Vec<(Vec<u8>, Vec<u8>)>` — a little-endian u64 count, then per pair a u64 length and
 //! the key bytes, a u64 length and the value bytes — so it can be read pair by pair.
+//!
+//! The state digest (see [`crate::sums`]): a snapshot carries the sums of exactly the state
+//! it holds (its `m/digest` pair, frozen with the rest), the writer checks them against the
+//! pairs and records them in the manifest (`data_digest`, `tenants_digest`, `state_digest`),
+//! and [`verify`] sums the payload again pair by pair, in the same bounded memory as the
+//! rest of the check. Payload names are the logical ones the digest covers (data as
+//! `d/KEY`, quotas `q/`, usage `u/`, keys `k/`, audit `a/`; a staged restore's `r/…` and the
+//! `m/` bookkeeping are not covered), so a payload sums exactly as the state machine it came
+//! from. A manifest written before backups carried the digest has none; it still verifies
+//! (see [`Manifest::has_digest`]).
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -23,6 +33,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::sums::{self, DigestState};
 
 pub const MAGIC: &[u8] = b"OPSDECK-BACKUP\n";
 pub const END: &[u8] = b"\nOPSDECK-END\n";
@@ -34,6 +46,8 @@ const TRAILER: u64 = 4 + 32 + END.len() as u64;
 const MAX_ITEM: u64 = 64 * 1024 * 1024;
 /// Where user data lives in the state machine (see `store::state_machine`).
 const DATA_PREFIX: &[u8] = b"d/";
+/// The snapshot's own record of its digest (see `store::state_machine`).
+const DIGEST_PAIR: &[u8] = b"m/digest";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -55,6 +69,22 @@ pub struct Manifest {
     pub payload_bytes: u64,
     pub payload_sha256: String,
     pub created_unix_ms: i64,
+    /// The state digest at `applied_index`, hex (64 digits): the user data part, the tenant
+    /// quotas and usage part, and the total (data + tenants + API keys + audit). Empty in
+    /// backups made before backups carried the digest, or from a node that keeps none.
+    #[serde(default)]
+    pub data_digest: String,
+    #[serde(default)]
+    pub tenants_digest: String,
+    #[serde(default)]
+    pub state_digest: String,
+}
+
+impl Manifest {
+    /// Whether the manifest records the state digest (older backups do not).
+    pub fn has_digest(&self) -> bool {
+        !self.state_digest.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +182,36 @@ pub struct PayloadFigures {
     pub pairs: u64,
     pub key_count: u64,
     pub data_bytes: u64,
+    /// The digest's sums of the pairs (index 0: the payload does not say which).
+    pub sums: DigestState,
+    /// The digest the payload's own `m/digest` pair records, if it has one.
+    pub carried: Option<DigestState>,
+}
+
+/// The three hex digests a manifest records, of `d`.
+fn digest_hexes(d: &DigestState) -> [String; 3] {
+    [d.data.hex(), d.tenants.hex(), d.total().hex()]
+}
+
+/// Why the sums `found` differ from `recorded` (the three hex digests), if they do.
+fn digest_mismatch(found: &DigestState, recorded: [&str; 3], whose: &str) -> Option<String> {
+    let names = ["data", "quotas and usage", "state"];
+    let found = digest_hexes(found);
+    // The total first: it is what `opsdeck check` compares.
+    [2, 0, 1].into_iter().find_map(|i| {
+        (found[i] != recorded[i]).then(|| {
+            format!(
+                "payload {} digest {} does not match {whose} {}",
+                names[i],
+                found[i],
+                if recorded[i].is_empty() {
+                    "(none)"
+                } else {
+                    recorded[i]
+                }
+            )
+        })
+    })
 }
 
 /// Counts what a payload of exactly `len` bytes holds and hashes it. Fails if it does not
@@ -170,6 +230,16 @@ fn scan_payload(r: impl Read, len: u64) -> io::Result<PayloadFigures> {
         if let Some(key) = k.strip_prefix(DATA_PREFIX) {
             figures.key_count += 1;
             figures.data_bytes += (key.len() + v.len()) as u64;
+        }
+        if k == DIGEST_PAIR {
+            figures.carried = Some(DigestState::decode(&v).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("its digest record ({} bytes) is not one", v.len()),
+                )
+            })?);
+        } else if let Some(part) = sums::part_of(&k) {
+            figures.sums.change(part, &k, None, Some(&v));
         }
     }
     // Anything after the last pair is damage too.
@@ -200,8 +270,14 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// Checks a backup file without touching any cluster: magic, end marker, manifest checksum
-/// and format version, length, payload checksum, and that the payload parses to the pairs
-/// and keys the manifest records. Returns the manifest.
+/// and format version, length, payload checksum, that the payload parses to the pairs and
+/// keys the manifest records, and that its pairs sum to the state digest the manifest (and
+/// the payload's own digest record) hold. Returns the manifest; one without a digest (an
+/// older backup) passes on the rest ([`Manifest::has_digest`] tells).
+///
+/// The checksum says the file is as written; the digest says what was written is the
+/// state the cluster had: a payload rewritten with a fresh checksum (by hand or by a bug)
+/// is still found.
 pub fn verify(path: &Path) -> Result<Manifest, BackupError> {
     let (manifest, mut file) = read_manifest(path)?;
     file.seek(SeekFrom::Start(MAGIC.len() as u64))
@@ -235,6 +311,35 @@ pub fn verify(path: &Path) -> Result<Manifest, BackupError> {
                 manifest.data_bytes
             ),
         ));
+    }
+    let altered = |why: String| {
+        invalid(
+            path,
+            format!("{why}: the backup was altered or built wrong; use another backup"),
+        )
+    };
+    if manifest.has_digest() {
+        let recorded = [
+            manifest.data_digest.as_str(),
+            manifest.tenants_digest.as_str(),
+            manifest.state_digest.as_str(),
+        ];
+        if let Some(why) = digest_mismatch(&found.sums, recorded, "the manifest's") {
+            return Err(altered(why));
+        }
+    }
+    if let Some(carried) = &found.carried {
+        let recorded = digest_hexes(carried);
+        let recorded = [&*recorded[0], &*recorded[1], &*recorded[2]];
+        if let Some(why) = digest_mismatch(&found.sums, recorded, "the payload's own record") {
+            return Err(altered(why));
+        }
+        if carried.index != manifest.applied_index {
+            return Err(altered(format!(
+                "the payload's digest is of index {}, the manifest's applied index is {}",
+                carried.index, manifest.applied_index
+            )));
+        }
     }
     Ok(manifest)
 }
@@ -405,6 +510,32 @@ impl BackupWriter {
                 ),
             )));
         }
+        // The snapshot's own digest record, checked against its pairs: the manifest records
+        // the digest of the state the payload holds, at the index the payload is of.
+        if let Some(carried) = &found.carried {
+            let recorded = digest_hexes(carried);
+            let recorded = [&*recorded[0], &*recorded[1], &*recorded[2]];
+            let why =
+                digest_mismatch(&found.sums, recorded, "the snapshot's own record").or_else(|| {
+                    (carried.index != manifest.applied_index).then(|| {
+                        format!(
+                            "the snapshot's digest is of index {}, the snapshot of index {}",
+                            carried.index, manifest.applied_index
+                        )
+                    })
+                });
+            if let Some(why) = why {
+                return Err(fail(invalid(
+                    &partial,
+                    format!("{why}: the leader's snapshot is not consistent; run `opsdeck check`, then the backup again"),
+                )));
+            }
+            [
+                manifest.data_digest,
+                manifest.tenants_digest,
+                manifest.state_digest,
+            ] = digest_hexes(carried);
+        }
         manifest.format_version = FORMAT_VERSION;
         manifest.payload_bytes = self.written;
         manifest.payload_sha256 = found.sha256;
@@ -450,35 +581,200 @@ mod tests {
         bincode::serialize(&owned).unwrap()
     }
 
+    /// The pairs of the sample, and the digest record a snapshot of them at `index` carries.
+    fn sample_pairs(index: u64) -> (Vec<(&'static [u8], &'static [u8])>, Vec<u8>) {
+        let pairs: Vec<(&[u8], &[u8])> = vec![
+            (b"d/a", b"1"),
+            (b"d/bb", b"22"),
+            (b"k/x", b"hash"),
+            (b"q/t", b"quota"),
+            (b"r/d/staged", b"not covered"),
+        ];
+        let mut sums = DigestState {
+            index,
+            ..DigestState::default()
+        };
+        for (k, v) in &pairs {
+            if let Some(part) = sums::part_of(k) {
+                sums.change(part, k, None, Some(v));
+            }
+        }
+        (pairs, sums.encode())
+    }
+
+    fn empty_manifest() -> Manifest {
+        Manifest {
+            format_version: 0,
+            cluster_id: "c1".into(),
+            applied_term: 2,
+            applied_index: 40,
+            source_node: 1,
+            membership: vec![],
+            key_count: 0,
+            data_bytes: 0,
+            pairs: 0,
+            payload_bytes: 0,
+            payload_sha256: String::new(),
+            created_unix_ms: 7,
+            data_digest: String::new(),
+            tenants_digest: String::new(),
+            state_digest: String::new(),
+        }
+    }
+
+    fn write_backup(path: &Path, body: &[u8]) -> Result<Manifest, BackupError> {
+        let mut w = BackupWriter::create(path).unwrap();
+        for chunk in body.chunks(5) {
+            w.write(chunk).unwrap();
+        }
+        let sha = hex::encode(Sha256::digest(body));
+        w.finish(empty_manifest(), &sha)
+    }
+
     fn sample(dir: &Path) -> (PathBuf, Vec<u8>) {
         let path = dir.join("b.odb");
+        let (mut pairs, record) = sample_pairs(40);
+        pairs.push((DIGEST_PAIR, &record));
+        let body = payload(&pairs);
+        let m = write_backup(&path, &body).unwrap();
+        assert_eq!((m.key_count, m.data_bytes, m.pairs), (2, 6, 6));
+        assert!(m.has_digest());
+        (path, std::fs::read(dir.join("b.odb")).unwrap())
+    }
+
+    fn sample_without_digest(dir: &Path) -> (PathBuf, Vec<u8>) {
+        let path = dir.join("old.odb");
         let body = payload(&[(b"d/a", b"1"), (b"d/bb", b"22"), (b"k/x", b"hash")]);
         let mut w = BackupWriter::create(&path).unwrap();
         for chunk in body.chunks(5) {
             w.write(chunk).unwrap();
         }
         let sha = hex::encode(Sha256::digest(&body));
-        let m = w
-            .finish(
-                Manifest {
-                    format_version: 0,
-                    cluster_id: "c1".into(),
-                    applied_term: 2,
-                    applied_index: 40,
-                    source_node: 1,
-                    membership: vec![],
-                    key_count: 0,
-                    data_bytes: 0,
-                    pairs: 0,
-                    payload_bytes: 0,
-                    payload_sha256: String::new(),
-                    created_unix_ms: 7,
-                },
-                &sha,
-            )
-            .unwrap();
+        let m = w.finish(empty_manifest(), &sha).unwrap();
         assert_eq!((m.key_count, m.data_bytes, m.pairs), (2, 6, 3));
-        (path, std::fs::read(dir.join("b.odb")).unwrap())
+        assert!(!m.has_digest());
+        let bytes = std::fs::read(&path).unwrap();
+        (path, bytes)
+    }
+
+    /// `good` with its payload replaced by `body` and the manifest's length and checksum
+    /// made right (its digest left as it was): a payload edited consistently.
+    fn with_payload(good: &[u8], body: &[u8]) -> Vec<u8> {
+        let trailer = good.len() - TRAILER as usize;
+        let len = u32::from_be_bytes(good[trailer..trailer + 4].try_into().unwrap()) as usize;
+        let mut manifest: Manifest = serde_json::from_slice(&good[trailer - len..trailer]).unwrap();
+        manifest.payload_bytes = body.len() as u64;
+        manifest.payload_sha256 = hex::encode(Sha256::digest(body));
+        let json = serde_json::to_vec(&manifest).unwrap();
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(body);
+        out.extend_from_slice(&json);
+        out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        out.extend_from_slice(&Sha256::digest(&json));
+        out.extend_from_slice(END);
+        out
+    }
+
+    #[test]
+    fn the_manifest_records_the_digest_the_payload_sums_to_and_verify_checks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, good) = sample(dir.path());
+        let m = verify(&path).unwrap();
+        let (_, record) = sample_pairs(40);
+        let want = DigestState::decode(&record).unwrap();
+        assert_eq!(m.state_digest, want.total().hex());
+        assert_eq!(m.data_digest, want.data.hex());
+        assert_eq!(m.tenants_digest, want.tenants.hex());
+        // The data part is of `d/` alone; the staged restore is in no part.
+        assert_eq!(
+            m.data_digest,
+            sums::Digest::of_pair(b"d/a", b"1")
+                .plus(sums::Digest::of_pair(b"d/bb", b"22"))
+                .hex()
+        );
+
+        // One value changed, the payload's checksum and counts made right again, the
+        // digest (manifest and payload record) left: refused on the digest.
+        let (mut pairs, record) = sample_pairs(40);
+        pairs[0] = (b"d/a", b"2");
+        pairs.push((DIGEST_PAIR, &record));
+        std::fs::write(&path, with_payload(&good, &payload(&pairs))).unwrap();
+        let e = verify(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("payload state digest")
+                && e.contains("does not match the manifest's")
+                && e.contains("the backup was altered or built wrong"),
+            "{e}"
+        );
+        // A quota changed: the quotas-and-usage part says so... through the total first.
+        let (mut pairs, record) = sample_pairs(40);
+        pairs[3] = (b"q/t", b"QUOTA");
+        pairs.push((DIGEST_PAIR, &record));
+        std::fs::write(&path, with_payload(&good, &payload(&pairs))).unwrap();
+        assert!(verify(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("state digest"));
+        // A pair that is not covered (a staged restore's) changes no digest.
+        let (mut pairs, record) = sample_pairs(40);
+        pairs[4] = (b"r/d/staged", b"other");
+        pairs.push((DIGEST_PAIR, &record));
+        std::fs::write(&path, with_payload(&good, &payload(&pairs))).unwrap();
+        verify(&path).unwrap();
+        // The manifest's digest rewritten to match an edited payload, the payload's own
+        // record not: still refused.
+        let (mut pairs, record) = sample_pairs(40);
+        pairs[0] = (b"d/a", b"2");
+        let mut edited = DigestState::decode(&record).unwrap();
+        edited.change(sums::Part::Data, b"d/a", Some(b"1"), Some(b"2"));
+        pairs.push((DIGEST_PAIR, &record));
+        let bytes = with_payload(&good, &payload(&pairs));
+        let bytes = forged(&bytes, |m| {
+            m["data_digest"] = edited.data.hex().into();
+            m["state_digest"] = edited.total().hex().into();
+        });
+        std::fs::write(&path, bytes).unwrap();
+        let e = verify(&path).unwrap_err().to_string();
+        assert!(e.contains("does not match the payload's own record"), "{e}");
+    }
+
+    #[test]
+    fn a_backup_from_before_digests_still_verifies_and_says_it_has_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, good) = sample_without_digest(dir.path());
+        assert!(!verify(&path).unwrap().has_digest());
+        // As an older release wrote it: no digest fields at all.
+        let old = forged(&good, |m| {
+            let m = m.as_object_mut().unwrap();
+            for f in ["data_digest", "tenants_digest", "state_digest"] {
+                m.remove(f);
+            }
+        });
+        std::fs::write(&path, old).unwrap();
+        let m = verify(&path).unwrap();
+        assert!(!m.has_digest());
+        assert_eq!(m.data_digest, "");
+    }
+
+    #[test]
+    fn the_writer_refuses_a_snapshot_whose_pairs_do_not_sum_to_its_own_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.odb");
+        let (mut pairs, record) = sample_pairs(40);
+        pairs[1] = (b"d/bb", b"23");
+        pairs.push((DIGEST_PAIR, &record));
+        let e = write_backup(&path, &payload(&pairs))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the leader's snapshot is not consistent"), "{e}");
+        assert!(!path.exists() && !dir.path().join("bad.odb.partial").exists());
+        // Of another index than the snapshot's: refused too.
+        let (mut pairs, record) = sample_pairs(39);
+        pairs.push((DIGEST_PAIR, &record));
+        let e = write_backup(&path, &payload(&pairs))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("of index 39, the snapshot of index 40"), "{e}");
     }
 
     #[test]
@@ -491,7 +787,7 @@ mod tests {
         let (_, pairs) = open_verified(&path).unwrap();
         let all: Vec<_> = pairs.map(|p| p.unwrap()).collect();
         assert_eq!(all[1], (b"d/bb".to_vec(), b"22".to_vec()));
-        assert_eq!(all.len(), 3);
+        assert_eq!(all.len(), 6);
     }
 
     #[test]

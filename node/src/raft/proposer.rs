@@ -182,10 +182,12 @@ async fn run<S: Submit>(
             return;
         };
         let mut bytes = first.command.size_hint();
+        let alone = first.command.alone();
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && !alone {
             match rx.try_recv() {
-                Ok(p) if bytes + p.command.size_hint() > MAX_BATCH_BYTES => {
+                // A command that must be alone in its entry starts the next batch too.
+                Ok(p) if bytes + p.command.size_hint() > MAX_BATCH_BYTES || p.command.alone() => {
                     carried = Some(p);
                     break;
                 }
@@ -285,6 +287,63 @@ mod tests {
         assert_eq!(batches.iter().sum::<usize>(), 40);
         // 256 KiB each: at most 3 fit in 1 MiB with their overhead.
         assert!(batches.iter().all(|n| *n <= 3), "{batches:?}");
+    }
+
+    /// Records each batch's commands by name, slowly (so commands queue up meanwhile).
+    struct NamingSink {
+        batches: std::sync::Mutex<Vec<Vec<&'static str>>>,
+    }
+
+    impl Submit for NamingSink {
+        async fn submit(&self, commands: Vec<Command>) -> Result<Vec<CommandResult>, BatchError> {
+            let names = commands.iter().map(Command::op_name).collect();
+            self.batches.lock().unwrap().push(names);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(commands.iter().map(|_| CommandResult::Done).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restore_commit_goes_in_an_entry_of_its_own() {
+        let sink = Arc::new(NamingSink {
+            batches: Default::default(),
+        });
+        let proposer = Proposer::start(sink.clone(), |_| {});
+        let mut tasks = Vec::new();
+        for i in 0..60u8 {
+            let p = proposer.clone();
+            tasks.push(tokio::spawn(async move {
+                let command = if i % 20 == 10 {
+                    Command::RestoreCommit {
+                        id: format!("r{i}"),
+                        actor: "a".into(),
+                        at_ms: 1,
+                        chunks: 0,
+                        pairs: 0,
+                    }
+                } else {
+                    Command::Put {
+                        key: format!("k{i}"),
+                        value: vec![i],
+                    }
+                };
+                p.propose(command).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let batches = sink.batches.lock().unwrap().clone();
+        let with_commit: Vec<_> = batches
+            .iter()
+            .filter(|b| b.contains(&"restore_commit"))
+            .collect();
+        assert_eq!(with_commit.len(), 3, "{batches:?}");
+        assert!(with_commit.iter().all(|b| b.len() == 1), "{batches:?}");
+        assert!(
+            batches.iter().any(|b| b.len() > 1),
+            "the puts around them still share entries: {batches:?}"
+        );
     }
 
     #[tokio::test]

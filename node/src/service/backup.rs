@@ -234,13 +234,14 @@ impl NodeCore {
             },
             None => return Err(NodeError::InvalidInput("a restore step is missing".into())),
         };
-        let keys = match self.propose(command).await? {
-            crate::types::CommandResult::Restored { keys } => keys,
-            _ => 0,
+        let (keys, commit_index) = match self.propose(command).await? {
+            crate::types::CommandResult::Restored { keys, index } => (keys, index),
+            _ => (0, 0),
         };
         Ok(pb::RestoreReply {
             keys,
             applied_index: self.reader().applied_index(),
+            commit_index,
         })
     }
 }

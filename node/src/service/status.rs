@@ -147,10 +147,12 @@ impl NodeCore {
             ..Default::default()
         };
         match reader.digest(index) {
-            Lookup::At(index, d) => pb::DigestReply {
+            Lookup::At(h) => pb::DigestReply {
                 held: true,
-                index,
-                digest: d.0.to_vec(),
+                index: h.index,
+                digest: h.total.0.to_vec(),
+                data: h.data.0.to_vec(),
+                tenants: h.tenants.0.to_vec(),
                 ..reply
             },
             Lookup::NotHeld { .. } => reply,
@@ -221,8 +223,8 @@ impl NodeCore {
             index,
             digest: d.0.to_vec(),
         };
-        if let Lookup::At(index, d) = self.inner.reader.digest(None) {
-            frame.digest = Some(state_digest((index, d)));
+        if let Lookup::At(h) = self.inner.reader.digest(None) {
+            frame.digest = Some(state_digest((h.index, h.total)));
         }
         frame.digest_checkpoint = self
             .inner

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use tokio::fs::File as SnapshotFile;
 
-use super::digest::{Digest, DigestRing, DigestState, Lookup, Part};
+use super::digest::{Digest, DigestRing, DigestState, Held, Lookup, Part};
 use super::freeze::{self, Freeze, Freezes};
 use super::housekeeping::{Housekeeping, SnapshotRecord};
 use super::{decode, encode, snapshot_file};
@@ -52,7 +52,8 @@ const KEY_WRITES_PAUSED: &[u8] = b"m/writes_paused";
 /// The restore being staged (see [`restore`]).
 const KEY_RESTORE: &[u8] = b"m/restore";
 /// The state digest's sums and the applied index they are at (see [`super::digest`]);
-/// written in every apply's batch. Not in snapshots: an installer computes its own.
+/// written in every apply's batch. In snapshots (so a backup's payload carries the digest
+/// of exactly the state it holds), never installed: an installer computes its own.
 const KEY_DIGEST: &[u8] = b"m/digest";
 const APIKEY_PREFIX: &[u8] = b"k/";
 const QUOTA_PREFIX: &[u8] = b"q/";
@@ -418,7 +419,7 @@ impl StateMachine {
             }
         };
         self.digest = Some(state);
-        self.digests.reset(index, state.total());
+        self.digests.reset(Held::of(&state));
         Ok(())
     }
 
@@ -486,7 +487,7 @@ impl StateMachine {
         digest: Option<DigestState>,
     ) -> Result<(), std::io::Error> {
         if let Some(d) = digest {
-            self.digests.reset(d.index, d.total());
+            self.digests.reset(Held::of(&d));
         }
         self.digest = digest;
         self.applied = meta.last_log_id;
@@ -532,10 +533,15 @@ fn load_tree(
         staged: Some(Digest::ZERO),
         ..DigestState::default()
     };
+    // What the snapshot says it holds (snapshots of older builds carry none).
+    let mut carried = None;
     for pair in pairs {
         let (k, v) = pair?;
         if k == KEY_RESTORE {
             staged = restore::readable_staging(&v);
+        }
+        if k == KEY_DIGEST {
+            carried = DigestState::decode(&v);
         }
         let Some(k) = generations::installed_name(&k) else {
             continue;
@@ -568,6 +574,18 @@ fn load_tree(
         sums.staged = None;
     }
     let sums = digest.then_some(sums);
+    if let (Some(d), Some(c)) = (&sums, &carried) {
+        if (d.index, d.total()) != (c.index, c.total()) {
+            // Kept (the log is the truth, and `opsdeck check` will name this node if it
+            // differs), but said: the sender's state and what arrived are not the same.
+            tracing::error!(
+                snapshot = %meta.snapshot_id,
+                loaded = %d.total().hex(),
+                carried = %c.total().hex(),
+                "the installed snapshot's pairs do not sum to the digest it carries"
+            );
+        }
+    }
     if let Some(d) = &sums {
         batch.insert(KEY_DIGEST, d.encode());
     }
@@ -580,9 +598,6 @@ mod janitor;
 mod restore;
 
 use generations::{Current, Generations, DATA_PREFIX};
-
-/// Prefixes of the records the digest covers besides data (see [`super::digest`]).
-const RECORD_PREFIXES: [&[u8]; 4] = [APIKEY_PREFIX, QUOTA_PREFIX, USAGE_PREFIX, AUDIT_PREFIX];
 
 /// Whether the digest covers `key` with generations `gens`, in which sum, and under what
 /// name: data as `d/KEY` whatever its generation, so nodes that number generations
@@ -601,10 +616,11 @@ fn covered<'k>(key: &'k [u8], gens: &Generations) -> Option<(Part, Cow<'k, [u8]>
     if let Some(user) = gens.staging.and_then(|g| generations::user_key(g, key)) {
         return Some((Part::Staged, named(user)));
     }
-    RECORD_PREFIXES
-        .iter()
-        .any(|p| key.starts_with(p))
-        .then_some((Part::Records, Cow::Borrowed(key)))
+    // Records are stored under their own names; `d/` here is a generation not current.
+    match crate::sums::part_of(key) {
+        Some(part @ (Part::Tenants | Part::Records)) => Some((part, Cow::Borrowed(key))),
+        _ => None,
+    }
 }
 
 /// The digest of `tree` by a full scan (a data dir without a stored one).
@@ -614,7 +630,7 @@ fn scan_digest(tree: &sled::Tree, gens: &Generations, index: u64) -> IoResult<(D
         staged: gens.staging.map(|_| Digest::ZERO),
         ..DigestState::default()
     };
-    let mut prefixes: Vec<Vec<u8>> = RECORD_PREFIXES.iter().map(|p| p.to_vec()).collect();
+    let mut prefixes: Vec<Vec<u8>> = crate::sums::record_prefixes().map(<[u8]>::to_vec).collect();
     prefixes.push(generations::data_prefix(gens.current));
     prefixes.extend(gens.staging.map(generations::data_prefix));
     let mut pairs = 0u64;
@@ -940,7 +956,7 @@ impl Overlay<'_> {
                 at_ms,
                 chunks,
                 pairs,
-            } => self.restore_commit(&id, actor, at_ms, chunks, pairs)?,
+            } => self.restore_commit(&id, actor, at_ms, chunks, pairs, index)?,
             Command::RestoreAbandon {
                 id,
                 actor,
@@ -1152,7 +1168,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             responses.push(response);
             if let Some(d) = &overlay.digest {
-                digests.push((entry.log_id.index, d.total()));
+                digests.push(Held::at(entry.log_id.index, d));
             }
         }
 
@@ -1170,11 +1186,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // replaced one retired (so reads that still hold it are waited for).
         let exclusive = (gens != self.gens).then(|| lock(&self.exclusive));
         // Snapshots being built must still see the old values of what this batch writes
-        // (the applied id and membership are not in snapshots).
+        // (the applied id and membership are not in snapshots; the digest is).
         let written = overlay.writes.keys().map(Vec::as_slice);
         let hold = self
             .freezes
-            .before_write(&self.tree, written.chain([KEY_KEYS, KEY_BYTES]))
+            .before_write(&self.tree, written.chain([KEY_KEYS, KEY_BYTES, KEY_DIGEST]))
             .map_err(|e| sm_err(&e))?;
         for (k, v) in overlay.writes {
             match v {

@@ -13,7 +13,8 @@
 //!
 //! Snapshots (and so backups) keep the layout they had before generations: the current
 //! generation is named `d/`, a staged restore `r/d/` (its records `r/q/`, `r/u/`, its chunk
-//! markers `m/restore_chunk/`), and everything else of the layout is left out. An
+//! markers `m/restore_chunk/`), and everything else of the layout is left out but the
+//! digest (`m/digest`, the sums of the state the snapshot holds). An
 //! installer puts them back as generation 0 and, for a staged restore, generation 1, so
 //! every node holds the same logical state whatever numbers its generations have.
 
@@ -175,11 +176,14 @@ impl Generations {
                 _ => None,
             };
         }
+        // The digest is the one layout record snapshots carry: the sums of exactly the
+        // state they hold, which a backup's manifest records and `verify-backup` checks.
+        // An installer never takes it (see `installed_name`): it sums what it loads.
         let layout = key.starts_with(GEN_PREFIX)
             || key.starts_with(EXTRA_PREFIX)
             || key.starts_with(STAGE_PREFIX)
             || key.starts_with(CHUNK_MARK_PREFIX)
-            || LAYOUT_RECORDS.contains(&key);
+            || (LAYOUT_RECORDS.contains(&key) && key != KEY_DIGEST);
         (!layout).then(|| key.to_vec())
     }
 }

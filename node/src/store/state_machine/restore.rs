@@ -194,6 +194,7 @@ impl Overlay<'_> {
         at_ms: i64,
         chunks: u64,
         pairs: u64,
+        index: u64,
     ) -> IoResult<CommandResult> {
         let (Some(s), Some(gen)) = (self.staging(id)?, self.gens.staging) else {
             return Ok(not_staging(id));
@@ -260,7 +261,10 @@ impl Overlay<'_> {
         );
         audit.result = format!("ok: {} keys, {} bytes", s.keys, s.bytes);
         self.append_audit(audit)?;
-        Ok(CommandResult::Restored { keys: s.keys })
+        Ok(CommandResult::Restored {
+            keys: s.keys,
+            index,
+        })
     }
 
     /// Drops the restore being staged if it is still `id` (a newer one, or a commit, got
