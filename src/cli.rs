@@ -194,7 +194,7 @@ pub enum Command {
     Logs(LogsArgs),
     /// Stream a consistent backup from the leader into FILE (writes go on meanwhile).
     #[command(
-        after_help = "Examples:\n  opsdeck backup --out nightly.odb\n  opsdeck backup --context prod-eu --out prod-eu.odb"
+        after_help = "Examples:\n  opsdeck backup --out nightly.odb\n  opsdeck backup --context prod-eu --out prod-eu.odb --verify\n  opsdeck backup --out-dir /var/backups/opsdeck --keep 7"
     )]
     Backup {
         /// The backup file to write.
@@ -208,16 +208,28 @@ pub enum Command {
         /// With --out-dir: how many backups to keep, newest first.
         #[arg(long, requires = "out_dir", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..10_000))]
         keep: u64,
+        /// With --out: then verify the file whole (as verify-backup does) and record the
+        /// verification in the cluster, so its last backup does not count as not verified
+        /// (--out-dir always does both).
+        #[arg(long, requires = "out")]
+        verify: bool,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
-    /// Check a backup file's manifest and checksums without touching any cluster, and
-    /// that its payload sums to the state digest its manifest records.
-    #[command(after_help = "Examples:\n  opsdeck verify-backup nightly.odb -o json")]
+    /// Check a backup file's manifest, checksums and that its payload sums to the state
+    /// digest its manifest records; with --record, also record the
+    /// verification in the cluster (admin key), so its last backup does not count as not
+    /// verified (the backup_unverified alert). Without --record no cluster is touched.
+    #[command(
+        after_help = "Examples:\n  opsdeck verify-backup nightly.odb -o json\n  opsdeck verify-backup nightly.odb --record --context prod-eu"
+    )]
     VerifyBackup {
         file: PathBuf,
+        /// Record the verification in the cluster the flags name.
+        #[arg(long)]
+        record: bool,
         #[command(flatten)]
-        output: OutputArgs,
+        cluster: ClusterArgs,
     },
     /// Replace the cluster's data with a backup's (verified first; asks unless --yes),
     /// then check every node's data digest is the backup's.

@@ -96,14 +96,19 @@ async fn dispatch(command: Command) -> Result<i32> {
             out,
             out_dir,
             keep,
+            verify,
             cluster,
         } => match (out, out_dir) {
-            (Some(out), _) => backup::backup(&cluster, &out).await,
+            (Some(out), _) => backup::backup(&cluster, &out, verify).await,
             (None, Some(dir)) => backup::rotate(&cluster, &dir, keep).await,
             // clap requires one of them.
             (None, None) => Err(color_eyre::eyre::eyre!("give --out FILE or --out-dir DIR")),
         },
-        Command::VerifyBackup { file, output } => backup::verify(&file, output.json()),
+        Command::VerifyBackup {
+            file,
+            record,
+            cluster,
+        } => backup::verify(&file, record, &cluster).await,
         Command::Restore {
             file,
             yes,

@@ -1102,3 +1102,158 @@ async fn a_restore_client_killed_mid_stream_is_given_up_and_a_retry_works() {
     assert_all_equal(&scans, &backed_up, "exactly the backup's pairs");
     assert_eq!(restore_audits(&cluster, leader).await, 1);
 }
+
+/// The `backup_unverified` state from `rules` (`backup_unverified_h >= 0`): the rule's
+/// state and its figure's text, or None when the figure has no data (no backup).
+fn unverified_alert(endpoints: &str, rules: &Path) -> Option<(String, String)> {
+    let out = run_cli(&[
+        "alerts",
+        "--json",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--endpoints",
+        endpoints,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout_of(&out))
+        .unwrap_or_else(|e| panic!("alerts JSON ({e}): {}{}", stdout_of(&out), stderr_of(&out)));
+    let a = v["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .find(|a| a["rule"] == "backup_unverified")?
+        .clone();
+    Some((
+        a["state"].as_str().unwrap_or_default().to_string(),
+        a["figures"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    ))
+}
+
+/// Waits until every node reports the last backup as verified (`true`) or not.
+async fn wait_verified(cluster: &TestCluster, verified: bool) {
+    wait_for(
+        "every node to agree on the verification",
+        Duration::from_secs(10),
+        || async {
+            for n in &cluster.nodes {
+                let s = n.status().await?;
+                s.last_backup_unix_ms?;
+                if s.last_backup_verified_unix_ms.is_some() != verified {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+}
+
+/// Issue 19, "last backup not verified": a backup nobody checked counts as not verified
+/// (status, the `backup_unverified` figure) until a client verifies that very file and
+/// records it; verifying an older backup does not count; `backup --verify` and a damaged
+/// file; every verification is in the audit trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_backup_is_not_verified_until_a_client_checks_that_file() {
+    let cluster = TestCluster::start(3, &[]).await;
+    cluster.wait_leader(Duration::from_secs(10)).await;
+    let rules = cluster.dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"backup_unverified\"\nexpr = \"backup_unverified_h >= 0\"\nfor = \"0s\"\nseverity = \"warning\"\n",
+    )
+    .unwrap();
+    let (c, r) = (cluster.endpoints(), rules.clone());
+    let before = tokio::task::spawn_blocking(move || unverified_alert(&c, &r))
+        .await
+        .unwrap();
+    assert_eq!(before, None, "no backup, no data: {before:?}");
+
+    let first = backup_to(&cluster, "first.odb");
+    wait_verified(&cluster, false).await;
+    let (c, r) = (cluster.endpoints(), rules.clone());
+    let (state, text) = tokio::task::spawn_blocking(move || unverified_alert(&c, &r))
+        .await
+        .unwrap()
+        .expect("a backup: the figure has data");
+    assert_eq!(state, "firing", "{text}");
+    assert!(text.ends_with("h ago, not verified"), "{text}");
+
+    let verify = |file: &Path, extra: &[&str]| {
+        let mut args = vec!["verify-backup", file.to_str().unwrap(), "--json"];
+        args.extend_from_slice(extra);
+        let e = cluster.endpoints();
+        args.extend(["--endpoints", e.as_str()]);
+        run_cli(&args)
+    };
+    // Without --record nothing is told to the cluster.
+    let out = verify(&first, &[]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    wait_verified(&cluster, false).await;
+    let out = verify(&first, &["--record"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["recorded"]["ok"], true, "{v}");
+    assert_eq!(v["recorded"]["last_backup"], true, "{v}");
+    wait_verified(&cluster, true).await;
+    let (c, r) = (cluster.endpoints(), rules.clone());
+    let (state, text) = tokio::task::spawn_blocking(move || unverified_alert(&c, &r))
+        .await
+        .unwrap()
+        .expect("data");
+    assert_eq!(
+        (state.as_str(), text.as_str()),
+        ("firing", "verified"),
+        "0 >= 0 still holds"
+    );
+
+    // A newer backup is not verified by the older file's check.
+    let _second = backup_to(&cluster, "second.odb");
+    wait_verified(&cluster, false).await;
+    let out = verify(&first, &["--record"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["recorded"]["last_backup"], false, "{v}");
+    wait_verified(&cluster, false).await;
+
+    // A damaged copy fails and records nothing.
+    let damaged = cluster.dir.path().join("damaged.odb");
+    let mut bytes = std::fs::read(&first).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xff;
+    std::fs::write(&damaged, bytes).unwrap();
+    let out = verify(&damaged, &["--record"]);
+    assert!(!out.status.success(), "{}", stdout_of(&out));
+
+    // `backup --verify` checks and records the file it wrote.
+    let third = cluster.dir.path().join("third.odb");
+    let e = cluster.endpoints();
+    let out = run_cli(&[
+        "backup",
+        "--out",
+        third.to_str().unwrap(),
+        "--verify",
+        "--json",
+        "--endpoints",
+        &e,
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["recorded"]["last_backup"], true, "{v}");
+    wait_verified(&cluster, true).await;
+
+    // The audit trail has the three recorded checks, with the files' names only.
+    let out = run_cli(&["audit", "--json", "--endpoints", &e]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let audit = stdout_of(&out);
+    let checks: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("backup.verify"))
+        .collect();
+    assert_eq!(checks.len(), 3, "{audit}");
+    assert!(audit.contains(r#"file=\"first.odb\""#), "{audit}");
+    assert!(audit.contains(r#"file=\"third.odb\""#), "{audit}");
+    assert!(!audit.contains("damaged.odb"), "{audit}");
+}

@@ -142,6 +142,23 @@ pub enum AdminAction {
     ResumeWrites {
         ending_since: Option<i64>,
     },
+    /// A client checked a backup file whole (its checksum and digest): the last backup is
+    /// verified when its payload checksum is this one.
+    BackupVerified {
+        payload_sha256: String,
+        applied_index: u64,
+        file: String,
+    },
+}
+
+/// The last backup streamed from the cluster, and whether a client has verified it, as the
+/// replicated state holds it (`m/backup_check`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupCheck {
+    /// Its payload's SHA-256 (hex); None for a backup recorded by an older build.
+    pub payload_sha256: Option<String>,
+    /// When a client recorded that it verified this backup.
+    pub verified_ms: Option<i64>,
 }
 
 /// Writes paused (maintenance mode), as the replicated state holds it.
@@ -174,6 +191,14 @@ impl WritesPause {
     pub fn expired(&self, now_ms: i64) -> bool {
         self.until_ms.is_some_and(|u| now_ms >= u)
     }
+}
+
+/// The value of `name=VALUE` among the space-separated words of an audit record's args the
+/// node wrote itself (e.g. the backup's `sha256=`).
+pub fn arg_value<'a>(args: &'a str, name: &str) -> Option<&'a str> {
+    args.split(' ')
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        .filter(|v| !v.is_empty())
 }
 
 /// `2026-12-02T13:00:00Z`; the milliseconds as a number for a time humantime cannot write
@@ -229,6 +254,14 @@ impl AdminAction {
                     "reason={reason:?} until={}",
                     until_ms.map_or("resume".to_string(), utc_text)
                 ),
+            ),
+            AdminAction::BackupVerified {
+                payload_sha256,
+                applied_index,
+                file,
+            } => (
+                "backup.verify",
+                format!("file={file:?} index={applied_index} sha256={payload_sha256}"),
             ),
             AdminAction::ResumeWrites { ending_since } => (
                 "writes.resume",

@@ -862,5 +862,34 @@ mod tests {
         };
         ev.observe(T0 + 5 * 60 * S, &[down(1), down(2), up(3, backup)]);
         assert_eq!(figure(&ev, "backup_stale").as_deref(), Some("1.0 h ago"));
+        // Not verified for two hours: past the rule's hour.
+        let unverified = NodeStatus {
+            last_backup_unix_ms: Some(T0 + 5 * 60 * S - 7_200_000),
+            ..healthy(3, 1, 1)
+        };
+        let firing = |ev: &Evaluator| {
+            ev.alerts()
+                .iter()
+                .find(|a| a.id.rule == "backup_unverified" && a.state == State::Firing)
+                .map(|a| a.value())
+        };
+        ev.observe(
+            T0 + 5 * 60 * S,
+            &[down(1), down(2), up(3, unverified.clone())],
+        );
+        assert_eq!(
+            firing(&ev).as_deref(),
+            Some("taken 2.0 h ago, not verified")
+        );
+        // One node that has applied the verification is enough.
+        let verified = NodeStatus {
+            last_backup_verified_unix_ms: Some(T0 + 5 * 60 * S - 60_000),
+            ..unverified.clone()
+        };
+        ev.observe(
+            T0 + 5 * 60 * S,
+            &[up(1, unverified), down(2), up(3, verified)],
+        );
+        assert_eq!(firing(&ev), None);
     }
 }

@@ -70,12 +70,13 @@ pub enum Figure {
     QuorumOk,
     TermChanges5m,
     BackupAgeH,
+    BackupUnverifiedH,
     QuotaUsedPct,
     ReplicaDiverged,
 }
 
 impl Figure {
-    pub const ALL: [Figure; 14] = [
+    pub const ALL: [Figure; 15] = [
         Figure::NodeUp,
         Figure::P99LatencyMs,
         Figure::ErrorRatePct,
@@ -88,6 +89,7 @@ impl Figure {
         Figure::QuorumOk,
         Figure::TermChanges5m,
         Figure::BackupAgeH,
+        Figure::BackupUnverifiedH,
         Figure::QuotaUsedPct,
         Figure::ReplicaDiverged,
     ];
@@ -107,6 +109,7 @@ impl Figure {
             Figure::QuorumOk => "quorum_ok",
             Figure::TermChanges5m => "term_changes_5m",
             Figure::BackupAgeH => "backup_age_h",
+            Figure::BackupUnverifiedH => "backup_unverified_h",
             Figure::QuotaUsedPct => "quota_used_pct",
             Figure::ReplicaDiverged => "replica_diverged",
         }
@@ -114,7 +117,10 @@ impl Figure {
 
     pub fn scope(self) -> Scope {
         match self {
-            Figure::QuorumOk | Figure::TermChanges5m | Figure::BackupAgeH => Scope::Cluster,
+            Figure::QuorumOk
+            | Figure::TermChanges5m
+            | Figure::BackupAgeH
+            | Figure::BackupUnverifiedH => Scope::Cluster,
             Figure::QuotaUsedPct => Scope::Tenant,
             _ => Scope::Node,
         }
@@ -169,6 +175,10 @@ Figures (scope: one alert per cluster, per node or per tenant):
                              seen on any node)
   backup_age_h      cluster  hours since the newest backup any node knows of;
                              infinite, shown as \"no backup known\", when none does
+  backup_unverified_h cluster hours since the newest backup was taken, while no
+                             client has verified it (verify-backup --record,
+                             backup --verify, --out-dir, the console's backup);
+                             0 once verified; no data without a backup
   quota_used_pct    tenant   the fuller of keys/max_keys and bytes/max_bytes;
                              no data for unlimited tenants
   replica_diverged  node     1 if the node's state digest differs from most

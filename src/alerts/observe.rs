@@ -299,6 +299,21 @@ impl History {
                 None => Reading::new(f64::INFINITY, "no backup known"),
             };
             out.insert(Figure::BackupAgeH, reading);
+            // The newest backup, verified if any node has applied its verification.
+            let newest = up
+                .iter()
+                .filter_map(|(_, s)| Some((s.last_backup_unix_ms?, s.last_backup_verified_unix_ms)))
+                .max_by_key(|(at, verified)| (*at, verified.is_some()));
+            if let Some((at, verified)) = newest {
+                let reading = match verified {
+                    Some(_) => Reading::new(0.0, "verified"),
+                    None => {
+                        let h = (now_ms - at).max(0) as f64 / 3_600_000.0;
+                        Reading::new(h, format!("taken {h:.1} h ago, not verified"))
+                    }
+                };
+                out.insert(Figure::BackupUnverifiedH, reading);
+            }
         }
         out
     }

@@ -45,6 +45,8 @@ Not exactly as the console:
                     min over time), not the rises of the highest term seen while watching.
   backup_age_h      from opsdeck_last_backup_timestamp_seconds; no backup is a timestamp
                     of 0, an age of decades rather than infinite: the same for `>` tests.
+  backup_unverified_h the same age while opsdeck_last_backup_verified_timestamp_seconds
+                    is 0 on every node; once verified no series rather than 0.
 Not exported (console and `opsdeck alerts` only; the export lists the rules it leaves out):
   replica_diverged  the state digest is a 256-bit number the nodes do not export as a
                     metric; `opsdeck check` is the command-line twin.
@@ -127,6 +129,11 @@ pub fn figure_expr(figure: Figure, job: &str) -> Option<String> {
         ),
         Figure::BackupAgeH => format!(
             "(time() - max by (job) (opsdeck_last_backup_timestamp_seconds{{{j}}})) / 3600"
+        ),
+        Figure::BackupUnverifiedH => format!(
+            "(\n  (time() - max by (job) (opsdeck_last_backup_timestamp_seconds{{{j}}})) / 3600\n  \
+             and on (job) (max by (job) (opsdeck_last_backup_timestamp_seconds{{{j}}}) > 0)\n  \
+             and on (job) (max by (job) (opsdeck_last_backup_verified_timestamp_seconds{{{j}}}) == 0)\n)"
         ),
         Figure::QuotaUsedPct => {
             format!("100 * max by (job, tenant) (opsdeck_quota_used_ratio{{{j}}})")
@@ -223,6 +230,7 @@ fn value_template(figure: Figure) -> &'static str {
         Figure::BackupAgeH => {
             "{{ if gt $value 100000.0 }}no backup known{{ else }}{{ printf \"%.1f\" $value }} h ago{{ end }}"
         }
+        Figure::BackupUnverifiedH => "taken {{ printf \"%.1f\" $value }} h ago, not verified",
         Figure::NodeUp
         | Figure::StorageFull
         | Figure::StorageKeys

@@ -267,6 +267,7 @@ mod tests {
                 "term_churn",
                 "follower_lag_high",
                 "backup_stale",
+                "backup_unverified",
                 "replica_divergence",
             ]
         );

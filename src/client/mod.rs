@@ -99,6 +99,8 @@ pub fn status_fields(s: &NodeStatus) -> serde_json::Map<String, serde_json::Valu
         "storage_keys": s.storage_keys,
         "storage_bytes": s.storage_bytes,
         "cluster_id": s.cluster_id,
+        "last_backup_unix_ms": s.last_backup_unix_ms,
+        "last_backup_verified_unix_ms": s.last_backup_verified_unix_ms,
     }) {
         serde_json::Value::Object(fields) => fields,
         _ => serde_json::Map::new(),

@@ -173,15 +173,27 @@ impl Ops {
                         let _ = progress_tx.send(progress_event(p));
                     })
                     .await;
+                    // Checked whole and recorded, so the cluster does not count it as a
+                    // backup nobody verified.
                     let (ok, text) = match result {
-                        Ok(m) => (
-                            true,
-                            format!(
-                                "backup written to {}: {}",
-                                path.display(),
-                                backup::describe_manifest(&m)
+                        Ok(m) => match backup::verify_and_record(&client, &path).await {
+                            Ok((_, recorded)) => (
+                                true,
+                                format!(
+                                    "backup written to {} and verified ({}): {}",
+                                    path.display(),
+                                    backup::describe_recorded(&recorded),
+                                    backup::describe_manifest(&m)
+                                ),
                             ),
-                        ),
+                            Err(e) => (
+                                false,
+                                format!(
+                                    "backup written to {}, but it failed verification: {e:#}; take it again",
+                                    path.display()
+                                ),
+                            ),
+                        },
                         Err(e) => (false, format!("backup failed: {e:#}")),
                     };
                     report(&tx, ok, text);

@@ -379,6 +379,61 @@ pub async fn confirm_restored(
     judge(manifest, index, futures_util::future::join_all(asks).await)
 }
 
+/// Checks the backup file at `path` whole ([`format::verify`]: its checksums and the
+/// payload's digest) off the async workers.
+pub async fn verify_file(path: &Path) -> Result<Manifest> {
+    let file = path.to_path_buf();
+    let checked = tokio::task::spawn_blocking(move || format::verify(&file))
+        .await
+        .map_err(|e| eyre!("checking {} failed: {e}", path.display()))?;
+    checked.map_err(|e| eyre!("{}: {e}", path.display()))
+}
+
+/// Whether the cluster took a verification as its last backup's: `Ok(true)` it was the
+/// last backup (now verified), `Ok(false)` an older one, `Err` not recorded and why.
+pub type Recorded = std::result::Result<bool, String>;
+
+/// Records in the cluster's audit trail that the backup `manifest` describes, in `file`,
+/// was verified whole; when it is the cluster's last backup that one no longer counts as
+/// "not verified" (`backup_unverified`).
+pub async fn record_verified(client: &ClusterClient, manifest: &Manifest, file: &Path) -> Recorded {
+    let req = pb::BackupVerifiedRequest {
+        payload_sha256: manifest.payload_sha256.clone(),
+        applied_index: manifest.applied_index,
+        file: file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    client
+        .call("recording the backup's verification", |mut c| {
+            let req = req.clone();
+            async move { c.record_backup_verified(req).await }
+        })
+        .await
+        .map(|r| r.last)
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// [`verify_file`], then [`record_verified`] when it passed.
+pub async fn verify_and_record(
+    client: &ClusterClient,
+    path: &Path,
+) -> Result<(Manifest, Recorded)> {
+    let manifest = verify_file(path).await?;
+    let recorded = record_verified(client, &manifest, path).await;
+    Ok((manifest, recorded))
+}
+
+/// What [`record_verified`] did, for people.
+pub fn describe_recorded(r: &Recorded) -> String {
+    match r {
+        Ok(true) => "recorded in the cluster: its last backup is verified".into(),
+        Ok(false) => "recorded in the cluster, but it is not the cluster's last backup, which stays not verified".into(),
+        Err(e) => format!("not recorded in the cluster ({e}): its last backup still counts as not verified"),
+    }
+}
+
 /// A backup file checked whole (see `format::verify`), ready to restore.
 pub type Verified = (Manifest, format::Payload);
 

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
-use opsdeck_node::backup::format::{self, Manifest};
+use opsdeck_node::backup::format::Manifest;
 
-use super::backup::{backup, Progress};
+use super::backup::{backup, record_verified, verify_file, Progress, Recorded};
 use crate::client::ClusterClient;
 use crate::format as fmt;
 
@@ -23,6 +23,8 @@ pub struct Rotated {
     pub pruned: Vec<PathBuf>,
     /// Every backup left in the directory, oldest first.
     pub kept: Vec<PathBuf>,
+    /// The verification recorded in the cluster (it clears "last backup not verified").
+    pub recorded: Recorded,
 }
 
 /// `opsdeck-20261202T090512Z-i12345.odb`: sorts by time, then applied index.
@@ -78,7 +80,7 @@ pub async fn rotate(
     // A hidden name until verified, so nothing reads it as a good backup before that.
     let incoming = dir.join(format!(".{PREFIX}incoming{SUFFIX}"));
     backup(client, &incoming, progress).await?;
-    let manifest = match format::verify(&incoming) {
+    let manifest = match verify_file(&incoming).await {
         Ok(m) => m,
         Err(e) => {
             let _ = std::fs::remove_file(&incoming);
@@ -90,6 +92,7 @@ pub async fn rotate(
     let file = dir.join(file_name(&manifest));
     std::fs::rename(&incoming, &file)
         .wrap_err_with(|| format!("cannot rename the new backup to {}", file.display()))?;
+    let recorded = record_verified(client, &manifest, &file).await;
     let mut kept = listed(dir)?;
     let excess = kept.len().saturating_sub(keep);
     let mut pruned = Vec::new();
@@ -103,6 +106,7 @@ pub async fn rotate(
         manifest,
         pruned,
         kept,
+        recorded,
     })
 }
 
@@ -113,7 +117,7 @@ mod tests {
     #[test]
     fn names_carry_the_time_and_index_and_nothing_else_parses() {
         let m = Manifest {
-            format_version: format::FORMAT_VERSION,
+            format_version: opsdeck_node::backup::format::FORMAT_VERSION,
             cluster_id: String::new(),
             applied_term: 3,
             applied_index: 42,

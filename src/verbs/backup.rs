@@ -12,7 +12,10 @@ use serde_json::json;
 use super::connect;
 use crate::cli::ClusterArgs;
 use crate::format as fmt;
-use crate::ops::backup::{describe_manifest, Progress};
+use crate::ops::backup::{
+    describe_manifest, describe_recorded, record_verified, verify_and_record, verify_file,
+    Progress, Recorded,
+};
 
 /// Draws progress on stderr when it is a terminal, at most 5 times a second.
 fn stderr_progress(label: &'static str) -> impl FnMut(Progress) {
@@ -39,16 +42,33 @@ fn manifest_json(m: &Manifest) -> Result<serde_json::Value> {
     Ok(serde_json::to_value(m)?)
 }
 
-/// `opsdeck backup --out FILE`
-pub async fn backup(args: &ClusterArgs, out: &Path) -> Result<()> {
+fn recorded_json(r: &Recorded) -> serde_json::Value {
+    match r {
+        Ok(last) => json!({ "ok": true, "last_backup": last }),
+        Err(e) => json!({ "ok": false, "error": e }),
+    }
+}
+
+/// `opsdeck backup --out FILE [--verify]`
+pub async fn backup(args: &ClusterArgs, out: &Path, verify: bool) -> Result<()> {
     let client = connect(args)?;
     let started = Instant::now();
     let m = crate::ops::backup::backup(&client, out, stderr_progress("backup")).await?;
     let took = started.elapsed();
+    let recorded = match verify {
+        true => Some(verify_and_record(&client, out).await.map_err(|e| {
+            eyre!("the backup was written to {}, but it failed verification: {e:#}; take it again", out.display())
+        })?.1),
+        false => None,
+    };
     if args.json() {
         let mut v = manifest_json(&m)?;
         v["file"] = json!(out.display().to_string());
         v["took_ms"] = json!(took.as_millis() as u64);
+        v["verified"] = json!(verify);
+        if let Some(r) = &recorded {
+            v["recorded"] = recorded_json(r);
+        }
         super::print_json(&v)?;
     } else {
         println!(
@@ -57,6 +77,9 @@ pub async fn backup(args: &ClusterArgs, out: &Path) -> Result<()> {
             took.as_secs_f64(),
             describe_manifest(&m)
         );
+        if let Some(r) = &recorded {
+            println!("  verified; {}", describe_recorded(r));
+        }
     }
     Ok(())
 }
@@ -73,6 +96,7 @@ pub async fn rotate(args: &ClusterArgs, dir: &Path, keep: u64) -> Result<()> {
         let mut v = manifest_json(&r.manifest)?;
         v["file"] = json!(r.file.display().to_string());
         v["verified"] = json!(true);
+        v["recorded"] = recorded_json(&r.recorded);
         v["pruned"] = json!(names(&r.pruned));
         v["kept"] = json!(names(&r.kept));
         super::print_json(&v)?;
@@ -82,6 +106,7 @@ pub async fn rotate(args: &ClusterArgs, dir: &Path, keep: u64) -> Result<()> {
             r.file.display(),
             describe_manifest(&r.manifest)
         );
+        println!("  {}", describe_recorded(&r.recorded));
         for old in &r.pruned {
             println!("removed {} (keeping the newest {keep})", old.display());
         }
@@ -102,19 +127,45 @@ fn digest_line(m: &Manifest) -> String {
     }
 }
 
-/// `opsdeck verify-backup FILE`: no cluster involved.
-pub fn verify(file: &Path, json_out: bool) -> Result<()> {
-    let m = format::verify(file)?;
+/// `opsdeck verify-backup FILE [--record]`: no cluster involved unless recording.
+pub async fn verify(file: &Path, record: bool, args: &ClusterArgs) -> Result<()> {
+    let m = verify_file(file).await?;
+    let recorded = match record {
+        true => Some(record_verified(&connect(args)?, &m, file).await),
+        false => None,
+    };
+    print_verified(file, &m, recorded.as_ref(), args.json())?;
+    match recorded {
+        Some(Err(e)) => Err(eyre!(
+            "{} is good, but its verification was not recorded in the cluster: {e}",
+            file.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn print_verified(
+    file: &Path,
+    m: &Manifest,
+    recorded: Option<&Recorded>,
+    json_out: bool,
+) -> Result<()> {
     if json_out {
-        let mut v = manifest_json(&m)?;
+        let mut v = manifest_json(m)?;
         v["file"] = json!(file.display().to_string());
         v["ok"] = json!(true);
         v["digest_checked"] = json!(m.has_digest());
-        v["digest"] = json!(digest_line(&m));
+        v["digest"] = json!(digest_line(m));
+        if let Some(r) = recorded {
+            v["recorded"] = recorded_json(r);
+        }
         super::print_json(&v)?;
     } else {
-        println!("{}: ok, {}", file.display(), describe_manifest(&m));
-        println!("  {}", digest_line(&m));
+        println!("{}: ok, {}", file.display(), describe_manifest(m));
+        println!("  {}", digest_line(m));
+        if let Some(r) = recorded {
+            println!("  {}", describe_recorded(r));
+        }
     }
     Ok(())
 }
@@ -243,8 +294,8 @@ mod tests {
         w.finish(manifest, &sha).unwrap();
         let m = format::verify(&path).unwrap();
         assert!(describe_manifest(&m).ends_with("taken after 9999"), "{m:?}");
-        verify(&path, false).unwrap();
-        verify(&path, true).unwrap();
+        print_verified(&path, &m, None, false).unwrap();
+        print_verified(&path, &m, Some(&Ok(true)), true).unwrap();
     }
 
     fn hex_lower(bytes: &[u8]) -> String {

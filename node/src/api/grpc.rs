@@ -473,6 +473,19 @@ impl Node for NodeService {
         Ok(Response::new(AnnotateReply { unix_ms }))
     }
 
+    async fn record_backup_verified(
+        &self,
+        req: Request<BackupVerifiedRequest>,
+    ) -> Result<Response<BackupVerifiedReply>, Status> {
+        let actor = caller_of(&req)?.key_id.clone();
+        let r = req.into_inner();
+        let (last, unix_ms) = self
+            .core
+            .record_backup_verified(&actor, &r.payload_sha256, r.applied_index, &r.file)
+            .await?;
+        Ok(Response::new(BackupVerifiedReply { last, unix_ms }))
+    }
+
     async fn list_audit(
         &self,
         req: Request<ListAuditRequest>,

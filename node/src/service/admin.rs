@@ -335,6 +335,45 @@ impl NodeCore {
         Ok(now)
     }
 
+    /// Records that `actor` verified a backup file (its payload's checksum, applied index
+    /// and file name); answers whether it is the cluster's last backup (which is then no
+    /// longer "not verified") and the record's time.
+    pub async fn record_backup_verified(
+        &self,
+        actor: &str,
+        payload_sha256: &str,
+        applied_index: u64,
+        file: &str,
+    ) -> Result<(bool, i64), NodeError> {
+        let sha = payload_sha256.trim().to_ascii_lowercase();
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(NodeError::InvalidInput(format!(
+                "payload_sha256 must be the manifest's 64 hex digits, not {payload_sha256:?}"
+            )));
+        }
+        // The name only, one line: the audit trail is no place for a path or a control
+        // character.
+        let name = file.rsplit('/').next().unwrap_or_default();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(NodeError::InvalidInput(format!(
+                "file must be the backup file's name (1 to 200 characters, one line), not {file:?}"
+            )));
+        }
+        let now = unix_millis();
+        let action = crate::types::AdminAction::BackupVerified {
+            payload_sha256: sha.clone(),
+            applied_index,
+            file: name.to_string(),
+        };
+        self.admin(actor, now, action).await?;
+        self.read_barrier(false).await?;
+        let last = self
+            .reader()
+            .backup_check()
+            .is_some_and(|c| c.payload_sha256.as_deref() == Some(sha.as_str()));
+        Ok((last, now))
+    }
+
     pub async fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, NodeError> {
         self.read_barrier(false).await?;
         self.reader()

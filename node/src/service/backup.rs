@@ -176,11 +176,12 @@ impl NodeCore {
             }
             let sha = hex::encode(hasher.finalize());
             if send(Part::Trailer(pb::BackupTrailer {
-                payload_sha256: sha,
+                payload_sha256: sha.clone(),
             }))
             .await
             .is_ok()
             {
+                let args = format!("{args} sha256={sha}");
                 core.record_audit(&actor, "backup", args, "ok".into()).await;
             }
         });

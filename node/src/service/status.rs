@@ -203,6 +203,7 @@ impl NodeCore {
         frame.fs_free_bytes = sample.fs_free_bytes;
         frame.gc = Some(sample.gc.clone());
         frame.last_backup_unix_ms = self.inner.reader.last_backup_ms();
+        frame.last_backup_verified_unix_ms = self.inner.reader.last_backup_verified_ms();
         frame.writes_paused = self
             .inner
             .reader

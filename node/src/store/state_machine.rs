@@ -34,8 +34,8 @@ use crate::security::audit::AuditRecord;
 use crate::security::keys::{KeyRecord, KeyRegistry, Role};
 use crate::security::quota::{tenant_of, Quota, Usage};
 use crate::types::{
-    validate_entry, AdminAction, Command, CommandResult, Entry, LogId, Response, Snapshot,
-    SnapshotMeta, StorageError, StoredMembership, TypeConfig, WritesPause,
+    validate_entry, AdminAction, BackupCheck, Command, CommandResult, Entry, LogId, Response,
+    Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, WritesPause,
 };
 
 const KEY_APPLIED: &[u8] = b"m/applied";
@@ -46,6 +46,8 @@ const KEY_CLUSTER_ID: &[u8] = b"m/cluster_id";
 const KEY_AUDIT_SEQ: &[u8] = b"m/audit_seq";
 /// When the last backup was streamed out (from its `backup` audit record).
 const KEY_LAST_BACKUP: &[u8] = b"m/last_backup";
+/// The last backup's checksum and verification ([`BackupCheck`]).
+const KEY_BACKUP_CHECK: &[u8] = b"m/backup_check";
 /// Writes paused (maintenance mode): a [`WritesPause`], absent when writes are accepted.
 /// In snapshots (so installs, backups and restarts carry it), outside the digest.
 const KEY_WRITES_PAUSED: &[u8] = b"m/writes_paused";
@@ -184,6 +186,19 @@ impl KvReader {
     pub fn last_backup_ms(&self) -> Option<i64> {
         match self.tree.get(KEY_LAST_BACKUP) {
             Ok(Some(v)) => v.as_ref().try_into().ok().map(i64::from_be_bytes),
+            _ => None,
+        }
+    }
+
+    /// When a client verified the last backup (None: not verified, or no backup).
+    pub fn last_backup_verified_ms(&self) -> Option<i64> {
+        self.backup_check().and_then(|c| c.verified_ms)
+    }
+
+    /// The last backup's checksum and verification.
+    pub fn backup_check(&self) -> Option<BackupCheck> {
+        match self.tree.get(KEY_BACKUP_CHECK) {
+            Ok(Some(v)) => decode(&v).ok(),
             _ => None,
         }
     }
@@ -878,6 +893,7 @@ impl Overlay<'_> {
                         "key.revoke" => "key_revoked",
                         "writes.pause" => "writes_paused",
                         "writes.resume" => "writes_resumed",
+                        "backup.verify" => "backup_verified",
                         _ => "quota_changed",
                     };
                     let detail = match kind {
@@ -918,6 +934,13 @@ impl Overlay<'_> {
                 );
                 if action == "backup" && result.starts_with("ok") {
                     self.set(KEY_LAST_BACKUP.to_vec(), Some(at_ms.to_be_bytes().to_vec()))?;
+                    // A new last backup: not verified until a client says so.
+                    let check = BackupCheck {
+                        payload_sha256: crate::types::arg_value(&args, "sha256")
+                            .map(str::to_string),
+                        verified_ms: None,
+                    };
+                    self.put_encoded(KEY_BACKUP_CHECK.to_vec(), &check)?;
                 }
                 self.append_audit(AuditRecord {
                     seq: 0,
@@ -1064,6 +1087,17 @@ impl Overlay<'_> {
                 };
                 self.put_encoded(KEY_WRITES_PAUSED.to_vec(), &pause)?;
                 self.paused = Some(pause);
+                CommandResult::Done
+            }
+            AdminAction::BackupVerified { payload_sha256, .. } => {
+                // Recorded either way (the audit trail says what was verified); only the
+                // last backup's own checksum makes it verified.
+                if let Some(mut check) = self.get_decoded::<BackupCheck>(KEY_BACKUP_CHECK)? {
+                    if check.payload_sha256.as_deref() == Some(payload_sha256.as_str()) {
+                        check.verified_ms.get_or_insert(at_ms);
+                        self.put_encoded(KEY_BACKUP_CHECK.to_vec(), &check)?;
+                    }
+                }
                 CommandResult::Done
             }
             AdminAction::ResumeWrites { .. } => {

@@ -120,6 +120,7 @@ struct FrameGauges {
     storage_full: Gauge,
     storage_reserve: Gauge,
     last_backup: FloatGauge,
+    last_backup_verified: FloatGauge,
     writes_paused: Gauge,
     voters: Gauge,
     voters_reachable: Gauge,
@@ -276,6 +277,12 @@ impl FrameGauges {
                 "Unix time of the newest backup taken from this cluster that this node knows \
                  of (0 if none)",
             ),
+            last_backup_verified: reg(
+                r,
+                "last_backup_verified_timestamp_seconds",
+                "Unix time a client verified the newest backup (0 if it is not verified, or \
+                 there is none)",
+            ),
             writes_paused: reg(
                 r,
                 "writes_paused",
@@ -392,6 +399,8 @@ impl FrameGauges {
         int(&self.storage_reserve, storage.reserve_bytes);
         self.last_backup
             .set(f.last_backup_unix_ms.unwrap_or(0).max(0) as f64 / 1000.0);
+        self.last_backup_verified
+            .set(f.last_backup_verified_unix_ms.unwrap_or(0).max(0) as f64 / 1000.0);
         int(&self.writes_paused, u64::from(f.writes_paused.is_some()));
         int(
             &self.voters,
@@ -762,6 +771,7 @@ mod tests {
         let status = pb::NodeStatus {
             leader_id: Some(2),
             last_backup_unix_ms: Some(1_700_000_000_500),
+            last_backup_verified_unix_ms: Some(1_700_000_060_250),
             writes_paused: Some(pb::WritesPaused::default()),
             voters_reachable: Some(2),
             storage: Some(pb::StorageState {
@@ -789,6 +799,7 @@ mod tests {
             "opsdeck_storage_full 1",
             "opsdeck_storage_reserve_bytes 128",
             "opsdeck_last_backup_timestamp_seconds 1700000000.5",
+            "opsdeck_last_backup_verified_timestamp_seconds 1700000060.25",
             "opsdeck_writes_paused 1",
             "opsdeck_cluster_voters 2",
             "opsdeck_cluster_voters_reachable 2",
