@@ -155,7 +155,7 @@ impl fmt::Display for Key {
     }
 }
 
-/// The key an operator command's `key = "R"` is pressed as (shift folded into the
+/// The key an operator command's `key = "L"` is pressed as (shift folded into the
 /// character, as [`Key::from_event`] does).
 fn command_key(c: char) -> Key {
     Key {
@@ -362,10 +362,10 @@ impl Keymap {
     }
 
     /// The operator command of `commands` bound to `key` (a plain character), if any.
-    pub fn command_for<'a>(
+    pub fn command_for(
         key: Key,
-        commands: &'a [(String, crate::config::commands::Command)],
-    ) -> Option<&'a str> {
+        commands: &[(String, crate::config::commands::Command)],
+    ) -> Option<&str> {
         commands
             .iter()
             .find(|(_, c)| c.key.map(command_key) == Some(key))
