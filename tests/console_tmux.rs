@@ -723,3 +723,148 @@ async fn ctx_switches_the_console_to_another_cluster_live_and_questions_name_it(
     })
     .await;
 }
+
+/// Operator commands from the console: a context's non-mutating command bound to a key
+/// prints its placeholders for the selected node in the output dialog, and goes on the
+/// Timeline; a mutating one asks y/N and then runs; a hanging one is killed at its timeout
+/// and says so; a `--read-only` console refuses the mutating one and runs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_run_by_key_on_the_selected_node_and_read_only_refuses_mutating_ones() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let t = Duration::from_secs(20);
+    cluster.wait_leader(t).await;
+    let home = tempfile::tempdir().expect("temp dir");
+    let key_file = home.path().join("admin.key");
+    write_key_file(&key_file);
+    let marker = home.path().join("bounced");
+    let config_dir = home.path().join("config").join("opsdeck");
+    std::fs::create_dir_all(&config_dir).expect("config dir");
+    let endpoints: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| format!("{:?}", n.grpc))
+        .collect();
+    std::fs::write(
+        config_dir.join("config.toml"),
+        format!(
+            "current_context = \"ops\"\n\n[contexts.ops]\nendpoints = [{}]\nkey_file = {:?}\n\n\
+             [contexts.ops.commands.where]\nrun = [\"sh\", \"-c\", \"echo node={{id}} grpc={{grpc}} ctx={{context}}\"]\n\
+             key = \"E\"\nmutating = false\ndescription = \"where the node listens\"\n\n\
+             [contexts.ops.commands.bounce]\nrun = [\"sh\", \"-c\", \"echo {{id}} > {}\"]\nkey = \"Z\"\n\n\
+             [contexts.ops.commands.hang]\nrun = [\"sh\", \"-c\", \"echo waiting; sleep 600\"]\nmutating = false\ntimeout = \"1s\"\n",
+            endpoints.join(", "),
+            key_file.display().to_string(),
+            marker.display(),
+        ),
+    )
+    .expect("write config");
+    let console = |name: &str, flags: &str| {
+        tmux_session(
+            name,
+            home.path(),
+            home.path(),
+            &format!("env -u OPSDECK_API_KEY {BIN} console --refresh-ms 300 {flags}"),
+        )
+    };
+
+    // Read-only first: the mutating command's key is refused, nothing runs; the other is
+    // still offered.
+    let ro = console("cmd-ro", "--read-only");
+    ro.wait("the read-only console", t, |s| {
+        s.contains("★ leader") && s.matches("follower").count() == 2
+    })
+    .await;
+    ro.keys(&["Z"]);
+    ro.wait("the refusal", t, |s| {
+        s.contains("cmd bounce is not allowed: the console is read-only")
+    })
+    .await;
+    ro.keys(&[":"]);
+    ro.typed("cmd bounce");
+    ro.keys(&["Enter"]);
+    ro.wait("the refusal of :cmd", t, |s| {
+        s.contains("cmd bounce is not allowed: the console is read-only")
+    })
+    .await;
+    ro.keys(&["q"]);
+    ro.wait("the read-only console to exit", t, |s| {
+        s.contains("console exited with 0")
+    })
+    .await;
+    drop(ro);
+    assert!(
+        !marker.exists(),
+        "a read-only console ran a mutating command"
+    );
+
+    let tmux = console("cmd", "");
+    tmux.wait("3 nodes and a leader", t, |s| {
+        s.contains("★ leader") && s.matches("follower").count() == 2
+    })
+    .await;
+    // The second row is selected: its node's placeholders are filled.
+    let second = &cluster.nodes[1];
+    tmux.keys(&["Down", "E"]);
+    let want = format!("node={} grpc={} ctx=ops", second.id, second.grpc);
+    let screen = tmux
+        .wait("the output dialog", t, |s| {
+            s.contains(&format!("where on node {}: exit 0 in", second.id)) && s.contains(&want)
+        })
+        .await;
+    assert!(screen.contains("$ sh -c 'echo node="), "{screen}");
+    tmux.keys(&["Escape"]);
+    tmux.wait("the dialog closed", t, |s| !s.contains(&want))
+        .await;
+
+    // The mutating one asks, naming the command, the node and the context; n runs nothing.
+    tmux.keys(&["Z"]);
+    let question = format!("Run bounce on node {} of ops? y/N", second.id);
+    tmux.wait("the question", t, |s| s.contains(&question))
+        .await;
+    tmux.typed("n");
+    tmux.keys(&["Enter"]);
+    tmux.wait("not confirmed", t, |s| s.contains("bounce was not run"))
+        .await;
+    assert!(!marker.exists(), "bounce ran unconfirmed");
+    tmux.keys(&["Z"]);
+    tmux.wait("the question again", t, |s| s.contains(&question))
+        .await;
+    tmux.typed("y");
+    tmux.keys(&["Enter"]);
+    tmux.wait("bounce done", t, |s| {
+        s.contains(&format!("bounce on node {}: exit 0 in", second.id))
+    })
+    .await;
+    let written = std::fs::read_to_string(&marker).expect("bounce wrote its marker");
+    assert_eq!(written.trim(), second.id.to_string());
+    tmux.keys(&["Escape"]);
+
+    // A hanging command: the console keeps drawing, and it is killed at its 1 s timeout.
+    tmux.keys(&[":"]);
+    tmux.typed("cmd hang");
+    tmux.keys(&["Enter"]);
+    let screen = tmux
+        .wait("the timeout", Duration::from_secs(10), |s| {
+            s.contains(&format!(
+                "hang on node {}: timed out after 1s; its processes were killed",
+                second.id
+            ))
+        })
+        .await;
+    assert!(screen.contains("waiting"), "{screen}");
+    tmux.keys(&["Escape"]);
+
+    // Every run is on the Timeline.
+    tmux.keys(&["6"]);
+    tmux.wait("the runs on the timeline", t, |s| {
+        s.contains(&format!("cmd where on node {}: exit 0", second.id))
+            && s.contains(&format!("cmd bounce on node {}: exit 0", second.id))
+            && s.contains(&format!("cmd hang on node {}: timed out", second.id))
+    })
+    .await;
+    tmux.keys(&["q"]);
+    tmux.wait("the console to exit", t, |s| {
+        s.contains("console exited with 0")
+    })
+    .await;
+}

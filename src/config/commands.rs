@@ -5,7 +5,7 @@
 //! ```toml
 //! [contexts.prod.commands.restart]
 //! run = "ssh {grpc_host} sudo systemctl restart opsdeck-node"   # or an array of arguments
-//! key = "R"              # optional: the console key that runs it
+//! key = "X"              # optional: the console key that runs it (on the Overview)
 //! mutating = true        # default true: refused under --read-only, asks before it runs
 //! timeout = "30s"        # default 30s, 100ms to 1h
 //! description = "restart the node's service"
@@ -111,7 +111,7 @@ impl TryFrom<Entry> for Command {
                     (Some(c), None) if !c.is_whitespace() && !c.is_control() => Some(c),
                     _ => {
                         return Err(format!(
-                            "key = {k:?}: give one printable character, e.g. key = \"R\""
+                            "key = {k:?}: give one printable character, e.g. key = \"L\""
                         ))
                     }
                 }

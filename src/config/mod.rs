@@ -229,6 +229,16 @@ impl Config {
         (self.commands_of(context), data_dir)
     }
 
+    /// [`Config::commands_and_data_dir`] of the context named `name` (a target's
+    /// `context`; None or an unknown name: the top level's).
+    pub fn commands_of_context(
+        &self,
+        name: Option<&str>,
+    ) -> (Vec<(String, commands::Command)>, Option<String>) {
+        let context = name.and_then(|n| self.context(n));
+        self.commands_and_data_dir(context.as_ref())
+    }
+
     /// Every context name, sorted, the built-in `dev` among them.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.contexts.keys().cloned().collect();

@@ -143,8 +143,10 @@ pub struct Spec {
     pub mutating: bool,
 }
 
+/// Where the scroll actions may be bound: the lists, the help overlay, and the dialog (an
+/// operator command's output).
 const LISTS: &[&str] = &[
-    "overview", "logs", "timeline", "alerts", "quotas", "keys", "help",
+    "overview", "logs", "timeline", "alerts", "quotas", "keys", "help", "dialog",
 ];
 
 const fn spec(name: &'static str, action: Action, scope: Scope, desc: &'static str) -> Spec {

@@ -155,6 +155,15 @@ impl fmt::Display for Key {
     }
 }
 
+/// The key an operator command's `key = "L"` is pressed as (shift folded into the
+/// character, as [`Key::from_event`] does).
+fn command_key(c: char) -> Key {
+    Key {
+        code: KeyCode::Char(c),
+        mods: KeyModifiers::NONE,
+    }
+}
+
 /// One context's bindings, in a stable order.
 pub type Bindings = Vec<(Key, Action)>;
 
@@ -319,6 +328,48 @@ impl Keymap {
 
     pub fn bindings(&self, context: &str) -> &[(Key, Action)] {
         self.contexts.get(context).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Refuses operator commands (`config::commands`) whose `key` this keymap already binds
+    /// on the Overview (in `[overview]` or `[global]`), where command keys act: one line per
+    /// command, naming the key, the action that has it, and what to do.
+    pub fn check_command_keys(
+        &self,
+        commands: &[(String, crate::config::commands::Command)],
+    ) -> std::result::Result<(), String> {
+        let clashes: Vec<String> = commands
+            .iter()
+            .filter_map(|(name, command)| {
+                let key = command_key(command.key?);
+                let action = self.resolve("overview", key)?;
+                let scope = if self.bindings("overview").iter().any(|(k, _)| *k == key) {
+                    "overview"
+                } else {
+                    "global"
+                };
+                Some(format!(
+                    "operator command {name:?} has key = \"{key}\", which keymap {} binds to {} in [{scope}]: pick another key for {name} in config.toml (one the keymap leaves free on the Overview), or remove its key and run it with :cmd {name}",
+                    self.name,
+                    action::spec_of(action).map_or("?", |s| s.name),
+                ))
+            })
+            .collect();
+        if clashes.is_empty() {
+            Ok(())
+        } else {
+            Err(clashes.join("\n"))
+        }
+    }
+
+    /// The operator command of `commands` bound to `key` (a plain character), if any.
+    pub fn command_for(
+        key: Key,
+        commands: &[(String, crate::config::commands::Command)],
+    ) -> Option<&str> {
+        commands
+            .iter()
+            .find(|(_, c)| c.key.map(command_key) == Some(key))
+            .map(|(n, _)| n.as_str())
     }
 
     /// The shortest key bound to `action` in `context` or `[global]`, for hints.

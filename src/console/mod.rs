@@ -93,6 +93,12 @@ pub fn resolve(args: &ConsoleArgs) -> Result<Settings> {
             .or(config.keymap.as_deref())
             .unwrap_or("default"),
     )?;
+    // An operator command's key must not take a key the Overview already has: refused
+    // here, before the terminal is touched.
+    let (commands, _) = config.commands_of_context(target.context.as_deref());
+    keymap
+        .check_command_keys(&commands)
+        .map_err(|e| eyre!("{e}\nthe console did not start"))?;
     let theme = Theme::load(&theme_name, depth)?;
     let rules = match args.rules.as_ref().or(config.rules.as_ref()) {
         Some(path) => Rules::load(path)?,

@@ -49,6 +49,15 @@ pub enum OpEvent {
         text: String,
         secret: Option<NewSecret>,
     },
+    /// An operator command ended (or could not be started: `ran` is the reason).
+    Ran {
+        /// The dialog's title: "cmd logs on node 2".
+        title: String,
+        /// "logs on node 2: exit 0 in 0.4s", "... timed out after 5s; ...", or why not.
+        summary: String,
+        ok: bool,
+        ran: Result<RunOutput, String>,
+    },
     /// An alert note (ack, silence) was recorded in the audit trail, or could not be: a
     /// message only, no dialog (the local ack or silence holds either way).
     Noted { ok: bool, text: String },
@@ -59,6 +68,15 @@ pub enum OpEvent {
 pub struct NewSecret {
     pub id: String,
     pub secret: String,
+}
+
+/// What an operator command printed, for the output dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutput {
+    /// The arguments it ran with, as a shell would read them back.
+    pub argv: String,
+    /// Its stdout and stderr, capped as `ops::commands::run` caps them.
+    pub output: String,
 }
 
 /// An operation whose question was answered, ready to run (see `App::answer`).
@@ -115,6 +133,16 @@ pub enum Op {
     /// `compact --defrag` (dev cluster): the rolling restart with each node's database
     /// rewritten offline.
     RollingDefrag,
+    /// An operator command (`config::commands`) on node `node`, as `opsdeck cmd run` runs
+    /// it: placeholders from the membership, its timeout, its output capped.
+    RunCommand {
+        name: String,
+        command: Box<crate::config::commands::Command>,
+        node: u64,
+        /// For the placeholders: the dev cluster's data dirs, the context's name.
+        target: Box<crate::client::Target>,
+        data_dir: Option<String>,
+    },
     /// `:report FILE`: the incident report of the last `since`, with this console's own
     /// timeline entries (alerts firing and resolving, nodes down and up) and its active
     /// alerts.
@@ -424,6 +452,25 @@ impl Ops {
                     report(&tx, ok, text);
                 });
             }
+            Op::RunCommand {
+                name,
+                command,
+                node,
+                target,
+                data_dir,
+            } => {
+                tokio::spawn(async move {
+                    let event = run_command(&client, &name, &command, node, &target, data_dir, &tx)
+                        .await
+                        .unwrap_or_else(|e| OpEvent::Ran {
+                            title: command_title(&name, node),
+                            summary: format!("{name} on node {node} did not run: {e:#}"),
+                            ok: false,
+                            ran: Err(format!("{e:#}")),
+                        });
+                    let _ = tx.send(event);
+                });
+            }
             Op::ResumeWrites => {
                 tokio::spawn(async move {
                     let (ok, text) = match maintenance::resume_writes(&client).await {
@@ -438,6 +485,45 @@ impl Ops {
             }
         }
     }
+}
+
+/// The dialog title of operator command `name` on node `node`.
+pub fn command_title(name: &str, node: u64) -> String {
+    format!("cmd {name} on node {node}")
+}
+
+/// An operator command on node `node`: the CLI's steps (`ops::commands`), the argv shown in
+/// the dialog while it runs.
+async fn run_command(
+    client: &ClusterClient,
+    name: &str,
+    command: &crate::config::commands::Command,
+    node: u64,
+    target: &crate::client::Target,
+    data_dir: Option<String>,
+    tx: &mpsc::UnboundedSender<OpEvent>,
+) -> color_eyre::Result<OpEvent> {
+    use crate::ops::commands;
+    let vars = commands::vars_for(client, target, data_dir.as_deref(), node).await?;
+    let argv = commands::argv(command, &vars)?;
+    let shown = shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
+    let _ = tx.send(OpEvent::Progress {
+        ratio: None,
+        detail: format!(
+            "$ {shown}\n(killed after {} if still running)",
+            humantime::format_duration(command.timeout)
+        ),
+    });
+    let outcome = commands::run(argv, command.timeout).await?;
+    Ok(OpEvent::Ran {
+        title: command_title(name, node),
+        summary: outcome.summary(name, node, command.timeout),
+        ok: outcome.end.ok(),
+        ran: Ok(RunOutput {
+            argv: shown,
+            output: outcome.output_text(),
+        }),
+    })
 }
 
 /// Bytes done of a total, with the rate and the time left.

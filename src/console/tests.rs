@@ -1073,3 +1073,289 @@ async fn a_dead_receiver_shows_its_failed_delivery_and_an_ack_asks_it_for_a_sile
         Some("acknowledged node_down (node 3); Alertmanager silence until 23:14:55 asked")
     );
 }
+
+/// A config with two operator commands: `logs` (key L, not mutating) and `restart-svc` (key
+/// X, mutating, a description), and one without a key.
+fn with_commands(mut app: App) -> App {
+    app.config = crate::config::Config::parse(
+        "c.toml",
+        "[commands.logs]\nrun = \"ssh {grpc_host} journalctl -u opsdeck-node -n 200\"\nkey = \"L\"\nmutating = false\n\
+         [commands.restart-svc]\nrun = \"ssh {grpc_host} sudo systemctl restart opsdeck-node\"\nkey = \"X\"\ndescription = \"restart the node's service\"\n\
+         [commands.df]\nrun = [\"df\", \"-h\", \"{data}\"]\nmutating = false\n",
+    )
+    .unwrap();
+    app
+}
+
+#[test]
+fn operator_commands_are_listed_in_help_with_their_key_and_a_mutating_marker() {
+    let mut app = with_commands(app());
+    app.show(PaneKind::Overview);
+    press(&mut app, KeyCode::Char('?'));
+    // Scrolled to the end, where the operator commands are.
+    app.help = Some(usize::MAX);
+    let screen = text(&render(&app, 80, 24));
+    insta::assert_snapshot!("help_operator_commands", screen);
+    assert!(
+        screen.contains("L          :cmd logs          ssh '{grpc_host}' journalctl"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("X          :cmd restart-svc   mutating · restart the node's service"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("           :cmd df            df -h"),
+        "{screen}"
+    );
+    // Read-only: the mutating one is not offered.
+    app.read_only = true;
+    let screen = text(&render(&app, 80, 24));
+    assert!(
+        screen.contains(":cmd logs") && !screen.contains(":cmd restart-svc"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn command_keys_run_on_the_selected_node_mutating_ones_ask_and_read_only_refuses() {
+    use super::state::{Dialog, InputKind, Pending};
+    let mut app = with_commands(observed_app());
+    app.show(PaneKind::Overview);
+    // Read-only: the mutating command's key and :cmd are refused, nothing asked or run.
+    app.read_only = true;
+    for how in ["key", ":cmd"] {
+        if how == "key" {
+            press(&mut app, KeyCode::Char('X'));
+        } else {
+            app.command("cmd restart-svc");
+        }
+        assert!(app.input.is_none() && app.dialog.is_none(), "{how}");
+        let screen = text(&render(&app, 80, 24));
+        assert!(
+            screen.contains("cmd restart-svc is not allowed: the console is read-only"),
+            "{how}: {screen}"
+        );
+    }
+    // A non-mutating one runs at once (here: to "no connection", there is no cluster).
+    press(&mut app, KeyCode::Char('L'));
+    assert!(app.input.is_none(), "{:?}", app.input);
+    assert_eq!(
+        app.message.as_ref().map(|m| m.0.as_str()),
+        Some("no cluster connection to act on")
+    );
+    // The same key elsewhere than the Overview is not a command key.
+    app.show(PaneKind::Logs);
+    press(&mut app, KeyCode::Char('L'));
+    assert!(
+        app.message
+            .as_ref()
+            .is_some_and(|m| m.0.starts_with("L does nothing here")),
+        "{:?}",
+        app.message
+    );
+
+    // Not read-only: the mutating one explains itself and asks y/N naming node and context.
+    app.read_only = false;
+    app.show(PaneKind::Overview);
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Char('X'));
+    let screen = text(&render(&app, 80, 24));
+    insta::assert_snapshot!("command_mutating_confirm", screen);
+    assert!(
+        screen.contains("Run restart-svc on node 2 of prod-eu? y/N"),
+        "{screen}"
+    );
+    assert!(matches!(app.dialog, Some(Dialog::Confirm { .. })));
+    let Some(InputKind::Ask(ask)) = app.input.as_ref().map(|i| i.kind.clone()) else {
+        panic!("{:?}", app.input);
+    };
+    assert_eq!(
+        ask.then,
+        Pending::ConfirmCommand {
+            name: "restart-svc".into(),
+            node: 2
+        }
+    );
+    // Anything but y runs nothing; y goes on to run it.
+    press(&mut app, KeyCode::Enter);
+    assert!(app.dialog.is_none() && app.input.is_none());
+    assert!(
+        app.message
+            .as_ref()
+            .is_some_and(|m| m.1 && m.0.contains("restart-svc was not run")),
+        "{:?}",
+        app.message
+    );
+    let effect = app.answer(ask, "y".into());
+    assert!(
+        matches!(&effect, super::effect::Effect::Message { text, .. }
+            if text == "no cluster connection to act on"),
+        "{effect:?}"
+    );
+}
+
+#[test]
+fn cmd_names_an_unknown_command_and_lists_the_defined_ones() {
+    let mut app = with_commands(app());
+    app.command("cmd nope");
+    let screen = text(&render(&app, 120, 30));
+    assert!(
+        screen.contains(
+            "no operator command \"nope\" in prod-eu; defined: df, logs (L), restart-svc (X)"
+        ),
+        "{screen}"
+    );
+    app.command("cmd");
+    let screen = text(&render(&app, 160, 30));
+    assert!(
+        screen.contains("operator commands: df, logs (L), restart-svc (X) (:cmd NAME runs"),
+        "{screen}"
+    );
+    let mut bare = app_with("dark", ColorDepth::TrueColor);
+    bare.command("cmd logs");
+    let screen = text(&render(&bare, 160, 30));
+    assert!(
+        screen.contains("no operator command \"logs\": prod-eu defines none"),
+        "{screen}"
+    );
+}
+
+/// A finished command's outcome and output (snapshot), scrolled by j/k, pgdn/pgup and the
+/// arrows, and closed by esc; it is on the timeline.
+#[test]
+fn a_command_s_output_dialog_scrolls_and_a_timed_out_one_says_so() {
+    use super::ops::{OpEvent, RunOutput};
+    use crate::ops::commands::{End, Outcome};
+    use std::time::Duration;
+    let mut app = app();
+    let output: String = (1..=200)
+        .map(|i| {
+            format!(
+                "Dec 03 07:{:02}:00 n2 opsdeck-node[411]: line {i}\n",
+                i % 60
+            )
+        })
+        .collect();
+    let finished = Outcome {
+        argv: vec!["ssh".into(), "127.0.0.1".into(), "journalctl".into()],
+        end: End::Exited(0),
+        output: output.clone(),
+        dropped_bytes: 0,
+        duration: Duration::from_millis(420),
+    };
+    let summary = finished.summary("logs", 2, Duration::from_secs(30));
+    assert_eq!(summary, "logs on node 2: exit 0 in 0.4s");
+    app.dialog = Some(super::state::Dialog::Running {
+        title: "cmd logs on node 2".into(),
+        started: std::time::Instant::now(),
+        ratio: None,
+        detail: String::new(),
+    });
+    app.on_op_event(OpEvent::Ran {
+        title: "cmd logs on node 2".into(),
+        summary,
+        ok: true,
+        ran: Ok(RunOutput {
+            argv: "ssh 127.0.0.1 journalctl -u opsdeck-node -n 200".into(),
+            output: finished.output_text(),
+        }),
+    });
+    let screen = text(&render(&app, 80, 24));
+    insta::assert_snapshot!("dialog_command_output", screen);
+    assert!(
+        screen.contains("line 1\n") || screen.contains("line 1 "),
+        "{screen}"
+    );
+    assert!(screen.contains("lines 1-14 of 200"), "{screen}");
+    assert!(
+        app.model
+            .timeline
+            .iter()
+            .any(|e| e.detail == "cmd logs on node 2: exit 0 in 0.4s" && e.kind == "action_ok"),
+        "{:?}",
+        app.model.timeline
+    );
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Down);
+    assert!(text(&render(&app, 80, 24)).contains("lines 3-16 of 200"));
+    press(&mut app, KeyCode::PageDown);
+    assert!(text(&render(&app, 80, 24)).contains("lines 17-30 of 200"));
+    press(&mut app, KeyCode::Char('k'));
+    press(&mut app, KeyCode::PageUp);
+    assert!(text(&render(&app, 80, 24)).contains("lines 2-15 of 200"));
+    press(&mut app, KeyCode::End);
+    let screen = text(&render(&app, 80, 24));
+    assert!(
+        screen.contains("lines 187-200 of 200") && screen.contains("line 200"),
+        "{screen}"
+    );
+    // Past the end it stays at the end.
+    press(&mut app, KeyCode::PageDown);
+    assert!(text(&render(&app, 80, 24)).contains("lines 187-200 of 200"));
+    press(&mut app, KeyCode::Esc);
+    assert!(app.dialog.is_none());
+
+    // A command that hung: killed at its timeout, and said so.
+    let hung = Outcome {
+        argv: vec!["sh".into(), "-c".into(), "sleep 600".into()],
+        end: End::TimedOut,
+        output: "waiting for the lock\n".into(),
+        dropped_bytes: 0,
+        duration: Duration::from_millis(5_010),
+    };
+    app.on_op_event(OpEvent::Ran {
+        title: "cmd hang on node 2".into(),
+        summary: hung.summary("hang", 2, Duration::from_secs(5)),
+        ok: hung.end.ok(),
+        ran: Ok(RunOutput {
+            argv: "sh -c 'sleep 600'".into(),
+            output: hung.output_text(),
+        }),
+    });
+    let screen = text(&render(&app, 80, 24));
+    insta::assert_snapshot!("dialog_command_timed_out", screen);
+    assert!(
+        screen.contains("hang on node 2: timed out after 5s; its processes were killed"),
+        "{screen}"
+    );
+    assert!(
+        app.model.timeline.iter().any(|e| e.kind == "action_failed"
+            && e.detail == "cmd hang on node 2: timed out after 5s; its processes were killed"),
+        "{:?}",
+        app.model.timeline
+    );
+}
+
+#[test]
+fn a_command_key_the_keymap_already_has_is_refused_before_the_console_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[commands.snap]\nrun = \"ls\"\nkey = \"b\"\n[commands.drop]\nrun = \"ls\"\nkey = \"x\"\n[commands.ok]\nrun = \"ls\"\nkey = \"L\"\n",
+    )
+    .unwrap();
+    let mut args = crate::cli::ConsoleArgs::default();
+    args.cluster.config.config = Some(config.clone());
+    let e = super::resolve(&args).map(|_| ()).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "operator command \"drop\" has key = \"x\", which keymap default binds to remove_node in [overview]: pick another key for drop in config.toml (one the keymap leaves free on the Overview), or remove its key and run it with :cmd drop\n\
+         operator command \"snap\" has key = \"b\", which keymap default binds to backup in [global]: pick another key for snap in config.toml (one the keymap leaves free on the Overview), or remove its key and run it with :cmd snap\n\
+         the console did not start"
+    );
+    // Free keys start; a keymap switch that would take them is refused, the keymap kept.
+    std::fs::write(&config, "[commands.ok]\nrun = \"ls\"\nkey = \"j\"\n").unwrap();
+    let settings = super::resolve(&args).unwrap();
+    let mut app = app();
+    app.config = settings.config;
+    app.command("keymap vim");
+    assert_eq!(app.keymap.name, "default");
+    let (message, error) = app.message.clone().unwrap();
+    assert!(error, "{message}");
+    assert!(
+        message.starts_with("keymap vim not loaded: operator command \"ok\" has key = \"j\", which keymap vim binds to down in [overview]"),
+        "{message}"
+    );
+}

@@ -163,6 +163,22 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl Outcome {
+    /// One line for people: "logs on node 2: exit 0 in 0.4s", or "hang on node 1: timed out
+    /// after 5s; its processes were killed" (the CLI's last line, the console's timeline).
+    pub fn summary(&self, name: &str, node: u64, timeout: Duration) -> String {
+        match self.end {
+            End::TimedOut => format!(
+                "{name} on node {node}: {}; its processes were killed",
+                self.end.describe(timeout)
+            ),
+            end => format!(
+                "{name} on node {node}: {} in {:.1}s",
+                end.describe(timeout),
+                self.duration.as_secs_f64()
+            ),
+        }
+    }
+
     /// The output, with a last line saying how much more was not kept.
     pub fn output_text(&self) -> String {
         let mut text = self.output.clone();

@@ -54,8 +54,7 @@ impl Restarter {
         if let Some(dir) = target.dev_dir() {
             return Ok(Restarter::Dev(dir));
         }
-        let context = target.context.as_deref().and_then(|n| config.context(n));
-        let (commands, data_dir) = config.commands_and_data_dir(context.as_ref());
+        let (commands, data_dir) = config.commands_of_context(target.context.as_deref());
         match commands.into_iter().find(|(n, _)| n == RESTART_COMMAND) {
             Some((_, command)) => Ok(Restarter::Command(Box::new(ByCommand {
                 command,

@@ -66,11 +66,7 @@ pub async fn run(action: CmdAction) -> Result<i32> {
                 let mut out = std::io::stdout().lock();
                 out.write_all(outcome.output_text().as_bytes())?;
                 out.flush()?;
-                eprintln!(
-                    "{name} on node {node}: {} in {:.1}s",
-                    outcome.end.describe(command.timeout),
-                    outcome.duration.as_secs_f64()
-                );
+                eprintln!("{}", outcome.summary(&name, node, command.timeout));
             }
             Ok(outcome.end.exit_code())
         }

@@ -3,6 +3,7 @@
 //! operations of the whole cluster) and applies the effects the panes return.
 
 mod alerts;
+mod commands;
 mod ops;
 
 use std::cell::Cell;
@@ -83,6 +84,9 @@ pub struct App {
     pub body_rows: Cell<u16>,
     /// Scroll positions the help overlay had when last drawn, to stop at its end.
     pub help_rows: Cell<usize>,
+    /// An operator command's output dialog when last drawn: the last scroll position and
+    /// the rows of a page.
+    pub output_rows: Cell<(usize, usize)>,
 }
 
 impl App {
@@ -117,6 +121,7 @@ impl App {
             utc_offset: 0,
             body_rows: Cell::new(20),
             help_rows: Cell::new(usize::MAX),
+            output_rows: Cell::new((usize::MAX, 10)),
         }
     }
 
@@ -168,15 +173,22 @@ impl App {
                         self.message = None;
                         Reaction::Run(a)
                     }
+                    // An operator command's key: on the Overview only, where its node is
+                    // selected (the keymap's keys there were checked not to clash).
+                    None if self.context() == "overview" => {
+                        let (commands, _) = self.commands();
+                        match Keymap::command_for(key, &commands) {
+                            Some(name) => {
+                                self.message = None;
+                                let name = name.to_string();
+                                self.run_command(&name);
+                            }
+                            None => self.unbound(key),
+                        }
+                        Reaction::Redraw
+                    }
                     None => {
-                        let help = self.keymap.key_for(self.pane.name(), Action::Help);
-                        self.message(
-                            &format!(
-                                "{key} does nothing here; {} lists the keys",
-                                help.map(|k| k.to_string()).unwrap_or_else(|| "?".into())
-                            ),
-                            true,
-                        );
+                        self.unbound(key);
                         Reaction::Redraw
                     }
                 }
@@ -184,6 +196,18 @@ impl App {
             Event::Resize(..) => Reaction::Redraw,
             _ => Reaction::Ignored,
         }
+    }
+
+    /// A key bound to nothing here: say so, and where the keys are listed.
+    fn unbound(&mut self, key: Key) {
+        let help = self.keymap.key_for(self.pane.name(), Action::Help);
+        self.message(
+            &format!(
+                "{key} does nothing here; {} lists the keys",
+                help.map(|k| k.to_string()).unwrap_or_else(|| "?".into())
+            ),
+            true,
+        );
     }
 
     pub fn show(&mut self, pane: PaneKind) {
@@ -281,6 +305,17 @@ impl App {
                     }
                 }
             }
+            Action::Up
+            | Action::Down
+            | Action::PageUp
+            | Action::PageDown
+            | Action::Top
+            | Action::Bottom
+                if self.context() == "dialog" =>
+            {
+                // Only an operator command's output scrolls; the panes behind stay put.
+                self.scroll_output(action);
+            }
             Action::Up | Action::Down if self.help.is_some() => {
                 let h = self.help.unwrap_or(0);
                 let max = self.help_rows.get().saturating_sub(1);
@@ -350,7 +385,12 @@ impl App {
                 }
                 Err(e) => self.message(&format!("{e}"), true),
             },
-            ("keymap", name) if !name.is_empty() => match Keymap::load(name) {
+            ("keymap", name) if !name.is_empty() => match Keymap::load(name).and_then(|k| {
+                // The new keymap must leave the operator commands' keys free too.
+                k.check_command_keys(&self.commands().0)
+                    .map(|()| k)
+                    .map_err(|why| color_eyre::eyre::eyre!("keymap {name} not loaded: {why}"))
+            }) {
                 Ok(k) => {
                     self.message(&format!("keymap {}", k.name), false);
                     self.keymap = k;
@@ -373,9 +413,10 @@ impl App {
             ("help", _) => self.help = Some(0),
             ("ctx", "") => self.list_contexts(),
             ("ctx", name) => self.switch_context(name),
+            ("cmd", name) => self.run_command(name),
             _ => self.message(
                 &format!(
-                    "unknown command {line:?}; commands: q, ctx [NAME], theme NAME, keymap NAME, pane NAME, save [PATH], silence DURATION, report FILE [SINCE], help"
+                    "unknown command {line:?}; commands: q, ctx [NAME], theme NAME, keymap NAME, pane NAME, save [PATH], silence DURATION, report FILE [SINCE], cmd [NAME], help"
                 ),
                 true,
             ),
@@ -420,7 +461,13 @@ impl App {
             ..Target::default()
         };
         match base.with_config(&self.config, Some(name)) {
-            Ok(target) => self.switch_to = Some(target),
+            Ok(target) => {
+                let (commands, _) = self.config.commands_of_context(target.context.as_deref());
+                match self.keymap.check_command_keys(&commands) {
+                    Ok(()) => self.switch_to = Some(target),
+                    Err(why) => self.message(&format!("not switched to {name}: {why}"), true),
+                }
+            }
             Err(e) => self.message(&format!("{e}"), true),
         }
     }

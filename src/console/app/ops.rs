@@ -104,6 +104,15 @@ impl App {
                 ));
             }
         }
+        // y/N: only y (or yes) runs an operator command.
+        if let Pending::ConfirmCommand { name, .. } = &ask.then {
+            let typed = text.trim();
+            if !matches!(typed.to_ascii_lowercase().as_str(), "y" | "yes") {
+                return Effect::error(format!(
+                    "not confirmed (typed {typed:?}, y runs it): {name} was not run"
+                ));
+            }
+        }
         let Some(ops) = &self.ops else {
             return Effect::error(NO_CONNECTION);
         };
@@ -182,6 +191,7 @@ impl App {
                 Err(why) => return Effect::error(why),
             },
             Pending::ConfirmRollingDefrag => ("rolling defrag".into(), Op::RollingDefrag),
+            Pending::ConfirmCommand { name, node } => return self.command_start(&name, node),
             Pending::RotateGrace { id } => {
                 let grace = match humantime::parse_duration(&text) {
                     Ok(g) => g,
@@ -232,19 +242,18 @@ impl App {
                 index,
                 plan,
             } => self.confirm_restore(path, keys, index, &plan),
+            OpEvent::Ran {
+                title,
+                summary,
+                ok,
+                ran,
+            } => self.command_ran(title, summary, ok, ran),
             OpEvent::Done { ok, text, secret } => {
                 let title = match &self.dialog {
                     Some(Dialog::Running { title, .. }) => title.clone(),
                     _ => "action".into(),
                 };
-                self.model.push_timeline(TimelineEntry {
-                    unix_ms: crate::format::unix_ms(),
-                    kind: if ok { "action_ok" } else { "action_failed" }.into(),
-                    detail: text.clone(),
-                    term: 0,
-                    seen_by: vec![],
-                    console: true,
-                });
+                self.push_outcome(ok, &text);
                 self.message(&text, !ok);
                 self.dialog = Some(Dialog::Finished {
                     title,
@@ -254,6 +263,18 @@ impl App {
                 });
             }
         }
+    }
+
+    /// An operation's outcome on the timeline, as this console saw it.
+    pub(super) fn push_outcome(&mut self, ok: bool, text: &str) {
+        self.model.push_timeline(TimelineEntry {
+            unix_ms: crate::format::unix_ms(),
+            kind: if ok { "action_ok" } else { "action_failed" }.into(),
+            detail: text.to_string(),
+            term: 0,
+            seen_by: vec![],
+            console: true,
+        });
     }
 
     /// Shows whose data a restore brings in and asks for the typed confirmation: the key

@@ -20,6 +20,16 @@ pub enum Dialog {
         lines: Vec<String>,
         warn: bool,
     },
+    /// An operator command's outcome and output, scrolled `scroll` lines down.
+    Output {
+        title: String,
+        ok: bool,
+        /// The outcome: exit code or timeout, and how long it took.
+        summary: String,
+        argv: String,
+        output: String,
+        scroll: usize,
+    },
     Finished {
         title: String,
         ok: bool,

@@ -49,6 +49,11 @@ pub enum Pending {
         id: u64,
     },
     ConfirmRollingRestart,
+    /// A mutating operator command on node `node`: y runs it.
+    ConfirmCommand {
+        name: String,
+        node: u64,
+    },
     ConfirmRollingDefrag,
 }
 

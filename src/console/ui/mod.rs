@@ -227,6 +227,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "report FILE [SINCE]",
         "write the incident report (Markdown)",
     ),
+    ("cmd NAME", "run an operator command on the selected node"),
 ];
 
 /// The live keymap for the current pane: its own keys, then the global ones.
@@ -263,6 +264,41 @@ fn help(app: &App, f: &mut Frame, body: Rect, scroll: usize) {
             rows.push(
                 Row::new(vec![String::new(), format!("{k}{cmd}"), desc.to_string()])
                     .style(t.style(Role::Text)),
+            );
+        }
+    }
+    // The config's operator commands: key (on the Overview), `:cmd NAME`, what it runs.
+    let (commands, _) = app.commands();
+    let commands: Vec<_> = commands
+        .iter()
+        .filter(|(_, c)| !(c.mutating && app.read_only))
+        .collect();
+    if !commands.is_empty() {
+        rows.push(
+            Row::new(vec![
+                "operator",
+                "commands",
+                "keys act on the Overview's node",
+            ])
+            .style(t.style(Role::Header)),
+        );
+        let colon = app
+            .keymap
+            .key_for(ctx, Action::Command)
+            .map_or(":".into(), |k| k.to_string());
+        for (name, c) in commands {
+            let what = c.description.clone().unwrap_or_else(|| c.display());
+            rows.push(
+                Row::new(vec![
+                    c.key.map(String::from).unwrap_or_default(),
+                    format!("{colon}cmd {name}"),
+                    if c.mutating {
+                        format!("mutating · {what}")
+                    } else {
+                        what
+                    },
+                ])
+                .style(t.style(Role::Text)),
             );
         }
     }
