@@ -92,7 +92,7 @@ fn the_shipped_rules_are_the_export_and_pass_promtool() {
         &deploy,
     );
     assert!(ok, "promtool check rules:\n{text}");
-    assert!(text.contains("SUCCESS: 12 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 13 rules found"), "{text}");
     let (ok, text) = run(
         "promtool",
         &["test", "rules", "opsdeck-rules.test.yml"],
