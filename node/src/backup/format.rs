@@ -581,8 +581,10 @@ mod tests {
         bincode::serialize(&owned).unwrap()
     }
 
+    type SamplePairs = Vec<(&'static [u8], &'static [u8])>;
+
     /// The pairs of the sample, and the digest record a snapshot of them at `index` carries.
-    fn sample_pairs(index: u64) -> (Vec<(&'static [u8], &'static [u8])>, Vec<u8>) {
+    fn sample_pairs(index: u64) -> (SamplePairs, Vec<u8>) {
         let pairs: Vec<(&[u8], &[u8])> = vec![
             (b"d/a", b"1"),
             (b"d/bb", b"22"),
