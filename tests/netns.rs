@@ -392,6 +392,19 @@ impl Cluster {
         let first = self.hosts[0].grpc.clone();
         for id in 2..=NODES {
             let (grpc, http) = (self.host(id).grpc.clone(), self.host(id).http.clone());
+            // As an operator would: the node must be up before it is added (a slow start
+            // under load would otherwise be refused as "does not answer").
+            let addr: std::net::SocketAddr = grpc.parse().expect("host address");
+            wait_for(
+                &format!("host {id} to listen"),
+                Duration::from_secs(20),
+                || async move {
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+                        .ok()
+                        .map(drop)
+                },
+            )
+            .await;
             let id = id.to_string();
             self.cli(&[
                 "add-node",

@@ -18,6 +18,7 @@
 mod eval;
 mod expr;
 mod figures;
+mod json;
 pub mod notify;
 mod observe;
 mod prometheus;
@@ -27,6 +28,7 @@ mod rules;
 pub use eval::{AlertId, AlertState, Evaluator, Seen, State, Transition, RESOLVED_KEPT};
 #[allow(unused_imports)]
 pub use figures::{Figure, Reading, Scope, Subject, FIGURES_HELP};
+pub use json::alert_json;
 #[allow(unused_imports)]
 pub use prometheus::{export as export_prometheus, PROMETHEUS_HELP};
 #[allow(unused_imports)]

@@ -31,6 +31,8 @@ pub enum Action {
     // Dialogs
     Submit,
     Cancel,
+    /// A diagnostics bundle to a file (reads only: allowed read-only).
+    DebugBundle,
     // Operations (change the cluster)
     Backup,
     Restore,
@@ -281,6 +283,12 @@ const FIXED: &[Spec] = &[
         Action::Cancel,
         Scope::Only(&["input", "help", "dialog"]),
         "close",
+    ),
+    spec(
+        "debug_bundle",
+        Action::DebugBundle,
+        Scope::Anywhere,
+        "write a redacted diagnostics bundle (.tar.gz) of every node and this console's alerts",
     ),
     mutating(
         "backup",

@@ -85,6 +85,11 @@ pub enum Op {
     Backup {
         path: PathBuf,
     },
+    /// The diagnostics bundle, with this console's alert states (`alerts`, as JSON).
+    Bundle {
+        opts: crate::ops::bundle::Options,
+        alerts: serde_json::Value,
+    },
     /// A restore's first step: check the file; `OpEvent::Verified` then asks for the typed
     /// confirmation.
     CheckRestore {
@@ -223,6 +228,28 @@ impl Ops {
                             ),
                         },
                         Err(e) => (false, format!("backup failed: {e:#}")),
+                    };
+                    report(&tx, ok, text);
+                });
+            }
+            Op::Bundle { opts, alerts } => {
+                tokio::spawn(async move {
+                    let steps = tx.clone();
+                    let result = crate::ops::bundle::bundle(
+                        &client,
+                        &opts,
+                        move |_| alerts,
+                        move |line| {
+                            let _ = steps.send(OpEvent::Progress {
+                                ratio: None,
+                                detail: line.to_string(),
+                            });
+                        },
+                    )
+                    .await;
+                    let (ok, text) = match result {
+                        Ok(outcome) => (true, outcome.describe()),
+                        Err(e) => (false, format!("diagnostics bundle failed: {e:#}")),
                     };
                     report(&tx, ok, text);
                 });

@@ -1359,3 +1359,28 @@ fn a_command_key_the_keymap_already_has_is_refused_before_the_console_starts() {
         "{message}"
     );
 }
+
+/// `d` asks where to write the diagnostics bundle (a name with the time filled in), also
+/// read-only (it only reads the cluster), and the bundle records this console's alerts.
+#[test]
+fn d_asks_for_the_bundle_file_even_read_only_and_the_bundle_has_the_consoles_alerts() {
+    let mut app = app();
+    app.read_only = true;
+    press(&mut app, KeyCode::Char('d'));
+    let Some(input) = app.input.as_ref() else {
+        panic!("no question: {:?}", app.message);
+    };
+    let crate::console::state::InputKind::Ask(ask) = &input.kind else {
+        panic!("{:?}", input.kind);
+    };
+    assert_eq!(ask.then, crate::console::state::Pending::BundleTo);
+    assert!(
+        input.text.starts_with("opsdeck-bundle-") && input.text.ends_with(".tar.gz"),
+        "{}",
+        input.text
+    );
+    let alerts = app.alert_states_json();
+    assert_eq!(alerts["source"], "the console's alert states");
+    let listed = alerts["alerts"].as_array().expect("alerts").len();
+    assert_eq!(listed, app.alerts.evaluator.alerts().len());
+}

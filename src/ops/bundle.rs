@@ -36,6 +36,7 @@ pub const MAX_HTTP_BYTES: usize = 16 * 1024 * 1024;
 pub const AUDIT_RECORDS: u32 = 1_000;
 
 /// What to bundle and where.
+#[derive(Debug, Clone)]
 pub struct Options {
     pub out: PathBuf,
     /// Logs and events of this last stretch.
@@ -88,6 +89,24 @@ pub struct Outcome {
     pub bytes: u64,
     pub nodes: Vec<NodeEntry>,
     pub missing: Vec<Missing>,
+}
+
+impl Outcome {
+    /// `wrote FILE (SIZE): 2 of 3 nodes answered; not answering: ADDR`, for people.
+    pub fn describe(&self) -> String {
+        let answered = self.nodes.iter().filter(|n| n.answered).count();
+        let mut text = format!(
+            "wrote {} ({}): {answered} of {} nodes answered",
+            self.path.display(),
+            crate::format::bytes(self.bytes),
+            self.nodes.len()
+        );
+        if !self.missing.is_empty() {
+            let names: Vec<&str> = self.missing.iter().map(|m| m.endpoint.as_str()).collect();
+            text.push_str(&format!("; not answering: {}", names.join(", ")));
+        }
+        text
+    }
 }
 
 /// Drops every line of `text` that holds one of `secrets` (empty ones ignored); the kept

@@ -8,7 +8,7 @@ use color_eyre::eyre::{eyre, Result};
 use serde_json::{json, Value};
 
 use crate::alerts::notify::{Notifier, Source};
-use crate::alerts::{AlertState, Evaluator, Rules, Severity, State, Subject, Transition};
+use crate::alerts::{alert_json, AlertState, Evaluator, Rules, Severity, State, Transition};
 use crate::cli::{AlertsArgs, ExportFormat};
 use crate::client::failure::{Class, Failure};
 use crate::format::table::{self, cut};
@@ -33,48 +33,6 @@ fn short(d: Duration) -> String {
 
 fn since(ms: i64, now_ms: i64) -> Duration {
     Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64)
-}
-
-pub(crate) fn alert_json(a: &AlertState) -> Value {
-    let (kind, key) = match &a.id.subject {
-        Subject::Cluster => ("cluster", json!(null)),
-        Subject::Node(id) => ("node", json!({ "node_id": id })),
-        Subject::Endpoint(e) => ("node", json!({ "endpoint": e })),
-        Subject::Tenant(t) => ("tenant", json!({ "tenant": t })),
-    };
-    let figures: Vec<Value> = a
-        .seen
-        .iter()
-        .map(|s| {
-            json!({
-                "figure": s.figure.name(),
-                // Infinite (e.g. no backup ever) has no JSON number: null, and the text says.
-                "value": s.reading.as_ref().map(|r| r.value).filter(|v| v.is_finite()),
-                "text": s.reading.as_ref().map(|r| r.text.clone()),
-            })
-        })
-        .collect();
-    let mut v = json!({
-        "rule": a.id.rule,
-        "subject": a.id.subject.to_string(),
-        "scope": kind,
-        "state": a.state,
-        "severity": a.severity,
-        "since": crate::format::utc_seconds(a.since_ms),
-        "since_ms": a.since_ms,
-        "active_since_ms": a.active_since_ms,
-        "for_ms": a.hold.as_millis() as u64,
-        "value": a.value(),
-        "figures": figures,
-        "summary": a.summary(),
-        "runbook": a.runbook,
-        "acked": a.acked,
-        "silenced_until_ms": a.silenced_until,
-    });
-    if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), key) {
-        obj.extend(extra);
-    }
-    v
 }
 
 fn state_word(s: State) -> &'static str {

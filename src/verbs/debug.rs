@@ -41,16 +41,7 @@ pub async fn run(action: DebugAction) -> Result<()> {
             if json {
                 super::print_json(&outcome)?;
             } else {
-                let answered = outcome.nodes.iter().filter(|n| n.answered).count();
-                println!(
-                    "wrote {} ({}): {answered} of {} nodes answered",
-                    outcome.path.display(),
-                    crate::format::bytes(outcome.bytes),
-                    outcome.nodes.len()
-                );
-                for m in &outcome.missing {
-                    println!("not answering: {}", m.endpoint);
-                }
+                println!("{}", outcome.describe());
             }
             Ok(())
         }
@@ -61,6 +52,6 @@ pub async fn run(action: DebugAction) -> Result<()> {
 fn evaluate_once(reports: &[crate::client::NodeReport]) -> Value {
     let mut ev = Evaluator::new(Rules::defaults());
     ev.observe(opsdeck_node::clock::unix_millis(), reports);
-    let alerts: Vec<Value> = ev.alerts().iter().map(super::alerts::alert_json).collect();
+    let alerts: Vec<Value> = ev.alerts().iter().map(crate::alerts::alert_json).collect();
     json!({ "source": "one evaluation of the built-in rules", "rules": ev.rules().origin(), "alerts": alerts })
 }

@@ -23,6 +23,19 @@ const REPORT_SINCE: Duration = Duration::from_secs(2 * 3600);
 pub const ACK_SILENCE: Duration = Duration::from_secs(3600);
 
 impl App {
+    /// This console's alert states as the diagnostics bundle records them (the CLI's
+    /// bundle evaluates the built-in rules once instead).
+    pub fn alert_states_json(&self) -> serde_json::Value {
+        let ev = &self.alerts.evaluator;
+        let alerts: Vec<serde_json::Value> =
+            ev.alerts().iter().map(crate::alerts::alert_json).collect();
+        serde_json::json!({
+            "source": "the console's alert states",
+            "rules": ev.rules().origin(),
+            "alerts": alerts,
+        })
+    }
+
     /// One evaluation at `now_ms` of what the model knows; alerts that start firing or resolve
     /// go on the timeline. Nothing is evaluated before any stream has answered or failed (at
     /// most the 3 s connect timeout), so starting the console raises no pending alerts.

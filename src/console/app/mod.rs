@@ -277,6 +277,7 @@ impl App {
                 }
             }
             Action::Backup => self.apply(ops::backup_question(&self.model.context)),
+            Action::DebugBundle => self.apply(ops::bundle_question(&self.model.context)),
             Action::Restore => self.apply(ops::restore_question(&self.model.context)),
             Action::Compact => self.apply(ops::compact_question(
                 self.model.nodes.len(),

@@ -28,6 +28,24 @@ pub(super) fn backup_question(context: &str) -> Effect {
     }
 }
 
+/// How much history the console's bundle takes (`opsdeck debug bundle --since` for more).
+pub const BUNDLE_SINCE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `debug_bundle` asks for the archive to write, a name with the time in it filled in.
+pub(super) fn bundle_question(context: &str) -> Effect {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let name = format!("opsdeck-bundle-{}.tar.gz", now.to_string().replace(':', ""));
+    Effect::Ask {
+        question: format!(
+            "diagnostics bundle of {context} (last {}) to file: ",
+            humantime::format_duration(BUNDLE_SINCE)
+        ),
+        text: name,
+        expect: None,
+        then: Pending::BundleTo,
+    }
+}
+
 pub(super) fn restore_question(context: &str) -> Effect {
     Effect::Ask {
         question: format!("restore {context} from backup file: "),
@@ -125,6 +143,22 @@ impl App {
                 }
                 let path = PathBuf::from(&text);
                 (format!("backup to {text}"), Op::Backup { path })
+            }
+            Pending::BundleTo => {
+                if text.is_empty() {
+                    return Effect::error("no file given: nothing was done");
+                }
+                let opts = crate::ops::bundle::Options {
+                    out: PathBuf::from(&text),
+                    since: BUNDLE_SINCE,
+                    label: self.target.label(),
+                    tls_ca: self.target.tls_ca.clone(),
+                };
+                let alerts = self.alert_states_json();
+                (
+                    format!("diagnostics bundle to {text}"),
+                    Op::Bundle { opts, alerts },
+                )
             }
             Pending::RestoreFrom => {
                 let path = PathBuf::from(&text);

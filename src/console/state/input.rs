@@ -20,6 +20,7 @@ pub struct Input {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
     BackupTo,
+    BundleTo,
     RestoreFrom,
     ConfirmRestore {
         path: PathBuf,
