@@ -127,32 +127,13 @@ async fn backup_under_load_then_restore_into_a_diverged_cluster() {
     assert_eq!(verified["state_digest"], state_digest);
     assert_eq!(verified["digest_checked"], true);
     let index = report["applied_index"].as_u64().expect("applied_index");
-    let at: serde_json::Value = http_client()
-        .get(format!(
-            "http://{}/digest?index={index}",
-            cluster.node(leader).http
-        ))
-        .bearer_auth(admin_key())
-        .send()
-        .await
-        .expect("GET /digest")
-        .json()
-        .await
-        .expect("json");
+    let at = cluster.node(leader).digest(Some(index)).await;
     assert_eq!(
         at["digest"], state_digest,
         "the cluster's digest at {index}: {at}"
     );
     assert_eq!(at["data"], data_digest, "{at}");
-    let newest: serde_json::Value = http_client()
-        .get(format!("http://{}/digest", cluster.node(leader).http))
-        .bearer_auth(admin_key())
-        .send()
-        .await
-        .expect("GET /digest")
-        .json()
-        .await
-        .expect("json");
+    let newest = cluster.node(leader).digest(None).await;
     assert_ne!(
         newest["digest"], state_digest,
         "writes went on after the backup's index"

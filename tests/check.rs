@@ -57,18 +57,7 @@ async fn check_names_the_node_whose_data_was_changed_behind_rafts_back() {
         .expect("digest")
         .to_string();
     let http = http_client();
-    let got: serde_json::Value = http
-        .get(format!(
-            "http://{}/digest?index={index}",
-            cluster.node(2).http
-        ))
-        .bearer_auth(admin_key())
-        .send()
-        .await
-        .expect("GET /digest")
-        .json()
-        .await
-        .expect("json");
+    let got = cluster.node(2).digest(Some(index)).await;
     assert_eq!(got["digest"], digest.as_str(), "{got}");
     let missing = http
         .get(format!(

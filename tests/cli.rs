@@ -72,13 +72,8 @@ fn a_data_dir_of_another_node_is_refused() {
     let data = dir.path().join("n1");
     let mut node = TestNode::new(dir.path(), 1, &[]);
     node.data = data.clone();
-    node.start(true);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(wait_for(
-        "node 1 to serve",
-        Duration::from_secs(15),
-        || async { node.status().await },
-    ));
+    rt.block_on(node.launch(true));
     node.stop();
     let (g, h) = (
         format!("127.0.0.1:{}", free_port()),

@@ -169,9 +169,12 @@ async fn compact_defrag_shrinks_every_node_under_load_and_refuses_what_would_cos
             after < b / 2,
             "node {id}'s db dir did not shrink by half: {b} → {after} bytes"
         );
+        // Against the measurement above, not the report's own "before": sled's segment
+        // cleaner may reclaim the tail on its own in between, and a fresh database (with
+        // its preallocated segments) is then no smaller than the cleaned one.
         assert!(
-            r["after_bytes"].as_u64() < r["before_bytes"].as_u64(),
-            "{r}"
+            r["after_bytes"].as_u64().is_some_and(|a| a < b / 2),
+            "node {id}'s defrag left {r} (before the defrag the dir held {b} bytes)"
         );
     }
     eprintln!(

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use opsdeck_node::pb::{GetRequest, PutRequest};
+use opsdeck_node::store::defrag::dir_bytes;
 use support::*;
 
 const FS_MIB: u64 = 96;
@@ -55,6 +56,19 @@ impl Drop for Mounts {
             let _ = Command::new("umount").arg("-l").arg(p).status();
         }
         let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A temp dir with a tmpfs at `n1`..`n3`, or None (said on stderr: the test is skipped)
+/// where mounting fails.
+fn three_tmpfs() -> Option<(tempfile::TempDir, Mounts)> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    match Mounts::new(dir.path(), 3) {
+        Ok(m) => Some((dir, m)),
+        Err(why) => {
+            eprintln!("SKIPPED: cannot mount a tmpfs here ({why}); this test needs root");
+            None
+        }
     }
 }
 
@@ -116,13 +130,8 @@ async fn put(node: &TestNode, key: &str) -> Result<(), tonic::Status> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_disk_refuses_writes_clearly_and_recovers_by_itself() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mounts = match Mounts::new(dir.path(), 3) {
-        Ok(m) => m,
-        Err(why) => {
-            eprintln!("SKIPPED: cannot mount a tmpfs here ({why}); this test needs root");
-            return;
-        }
+    let Some((dir, mounts)) = three_tmpfs() else {
+        return;
     };
     let mut cluster = TestCluster::start_in(dir, 3, &["--storage-reserve", RESERVE]).await;
     let (leader, _) = cluster.wait_leader(Duration::from_secs(15)).await;
@@ -318,6 +327,126 @@ async fn a_full_disk_refuses_writes_clearly_and_recovers_by_itself() {
     for k in &acked {
         assert!(keys.contains(&k), "acknowledged write {k} lost");
     }
+    drop(cluster);
+    drop(mounts);
+}
+
+/// A follower that was down while the log moved on catches up by a snapshot, but its disk
+/// has room for the received file and not for the tree it loads: the install is refused up
+/// front with the figures, the node stays up on its old state, and once space is freed the
+/// leader's retry installs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_install_without_room_is_refused_up_front_and_retried_once_there_is() {
+    let Some((dir, mounts)) = three_tmpfs() else {
+        return;
+    };
+    let extra = [
+        "--storage-reserve",
+        RESERVE,
+        "--snapshot-every",
+        "1000",
+        "--keep-logs",
+        "16",
+    ];
+    let mut cluster = TestCluster::start_in(dir, 3, &extra).await;
+    let (leader, _) = cluster.wait_leader(Duration::from_secs(15)).await;
+    let follower = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|&id| id != leader)
+        .expect("a follower");
+    let behind = cluster
+        .node(follower)
+        .status()
+        .await
+        .and_then(|s| s.applied)
+        .expect("follower applied");
+    cluster.node_mut(follower).stop();
+
+    // ~8 MiB the follower misses; the leader's log is purged behind its snapshots.
+    for i in 0..1000 {
+        put(cluster.node(leader), &format!("disk/s/{i:04}"))
+            .await
+            .expect("put with two voters up");
+    }
+    // The one snapshot the leader builds (every 1000 entries), which the follower gets:
+    // replication holds the snapshot it first tried, so only one may exist.
+    let gc = wait_for(
+        "a leader snapshot, its log purged past the follower",
+        Duration::from_secs(20),
+        || async {
+            let gc = cluster.node(leader).status().await?.gc?;
+            (gc.first_log_index? > behind + 1 && gc.last_snapshot_bytes > 0).then_some(gc)
+        },
+    )
+    .await;
+    let snapshot = gc.last_snapshot_bytes;
+
+    // Room for the file and the reserve, and half of INSTALL_FACTOR (4) times the file for
+    // the tree it loads: far enough above the reserve that receiving it does not make the
+    // disk "storage full" (a different refusal).
+    let data = cluster.node(follower).data.clone();
+    let reserve = 16 * MIB;
+    fill(&data, reserve + snapshot * 3);
+    cluster.node_mut(follower).start(false);
+    let f = cluster.node(follower);
+    let refusal = wait_for(
+        "the follower to refuse the install",
+        Duration::from_secs(30),
+        || async {
+            let log = f.log_text();
+            let line = log
+                .lines()
+                .find(|l| l.contains("snapshot install refused"))?;
+            Some(line.to_string())
+        },
+    )
+    .await;
+    eprintln!("snapshot {snapshot} bytes; the follower said: {refusal}");
+    for figure in [
+        "nothing changed",
+        "needs",
+        "free",
+        "free space or grow the volume",
+    ] {
+        assert!(refusal.contains(figure), "{figure:?} missing: {refusal}");
+    }
+    let s = f.status().await.expect("the follower still serves");
+    assert!(
+        s.applied.unwrap_or(0) < gc.first_log_index.unwrap_or(0),
+        "it stayed on its old state: {:?}",
+        s.applied
+    );
+    put(cluster.node(leader), "disk/s/after")
+        .await
+        .expect("writes go on meanwhile");
+
+    // Space freed: the leader's retry goes through, with no restart.
+    let db_before = dir_bytes(&data.join("db"));
+    unfill(&data);
+    let last = cluster
+        .node(leader)
+        .status()
+        .await
+        .and_then(|s| s.applied)
+        .expect("leader applied");
+    cluster.wait_applied(last, Duration::from_secs(60)).await;
+    let loaded = dir_bytes(&data.join("db")).saturating_sub(db_before);
+    let refusals = f.log_text().matches("snapshot install refused").count();
+    eprintln!(
+        "installed after {refusals} refusals; the loaded tree grew the db dir by {loaded} \
+         bytes, {:.2}x the snapshot",
+        loaded as f64 / snapshot.max(1) as f64
+    );
+    let want = cluster.scan_local(leader, "disk/").await;
+    assert_eq!(want.len(), 1001);
+    wait_for(
+        "the follower to hold the leader's data",
+        Duration::from_secs(20),
+        || async { (cluster.scan_local(follower, "disk/").await == want).then_some(()) },
+    )
+    .await;
     drop(cluster);
     drop(mounts);
 }

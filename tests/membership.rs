@@ -82,11 +82,7 @@ async fn add_then_remove_a_node_and_the_leader_under_load() {
 
     // Add a 4th node through the CLI: it catches up and becomes a voter everywhere.
     let mut fourth = TestNode::new(cluster.dir.path(), 4, &[]);
-    fourth.start(false);
-    wait_for("node 4 to serve", Duration::from_secs(15), || async {
-        fourth.answers().await.then_some(())
-    })
-    .await;
+    fourth.launch(false).await;
     let (grpc4, http4) = (fourth.grpc.clone(), fourth.http.clone());
     cluster.nodes.push(fourth);
     let started = Instant::now();
@@ -333,11 +329,7 @@ async fn transfer_leader_moves_leadership_and_refuses_bad_targets() {
         stderr_of(&out)
     );
     let mut learner = TestNode::new(cluster.dir.path(), 4, &[]);
-    learner.start(false);
-    wait_for("node 4 to serve", Duration::from_secs(15), || async {
-        learner.answers().await.then_some(())
-    })
-    .await;
+    learner.launch(false).await;
     cluster
         .node(to)
         .client()
@@ -731,8 +723,8 @@ async fn add_node_refuses_a_node_of_another_cluster_at_once() {
     let other_dir = tempfile::tempdir().unwrap();
     let mut foreign_secret = TestNode::new(other_dir.path(), 2, &[]);
     let mut foreign_cluster = TestNode::new(cluster.dir.path(), 3, &[]);
-    foreign_secret.start(true);
-    foreign_cluster.start(true);
+    foreign_secret.launch(true).await;
+    foreign_cluster.launch(true).await;
     for n in [&foreign_secret, &foreign_cluster] {
         wait_for(
             "the other node to lead its cluster",
@@ -788,11 +780,7 @@ async fn add_node_removes_a_learner_that_makes_no_progress() {
 
     let cluster = TestCluster::start(1, &[]).await;
     let mut joiner = TestNode::new(cluster.dir.path(), 2, &[]);
-    joiner.start(false);
-    wait_for("node 2 to answer", Duration::from_secs(15), || async {
-        joiner.answers().await.then_some(())
-    })
-    .await;
+    joiner.launch(false).await;
     let pid = joiner.pid().expect("running") as i32;
     let client = ClusterClient::new(
         &[cluster.node(1).grpc.clone()],

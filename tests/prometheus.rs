@@ -450,7 +450,7 @@ async fn a_metrics_key_scrapes_and_discovers_only_and_the_probes_need_no_key() {
 
     // A node that is not a member yet: alive, not ready.
     let mut outsider = TestNode::new(&dir, 9, &[]);
-    outsider.start(false);
+    outsider.launch(false).await;
     let url = format!("http://{}/readyz", outsider.http);
     let body = wait_for("the outsider's /readyz", Duration::from_secs(15), || {
         let url = url.clone();
@@ -745,11 +745,7 @@ async fn prometheus_discovers_the_cluster_follows_a_new_node_and_fires_node_down
 
     // 2. A fourth node, added through the membership API: Prometheus finds it itself.
     let mut fourth = TestNode::new(&dir, 4, &[]);
-    fourth.start(false);
-    wait_for("node 4 to answer", Duration::from_secs(15), || async {
-        fourth.answers().await.then_some(())
-    })
-    .await;
+    fourth.launch(false).await;
     let mut admin = cluster.nodes[0].client();
     admin
         .add_learner(AddLearnerRequest {

@@ -694,16 +694,10 @@ mod tests {
             applied_term: 1,
             applied_index: 10,
             source_node: 1,
-            membership: vec![],
-            key_count: 0,
-            data_bytes: 0,
-            pairs: 0,
-            payload_bytes: 0,
-            payload_sha256: String::new(),
-            created_unix_ms: 0,
             data_digest: data.into(),
             tenants_digest: tenants.into(),
             state_digest: "ff".repeat(32),
+            ..Manifest::default()
         }
     }
 

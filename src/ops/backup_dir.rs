@@ -118,20 +118,11 @@ mod tests {
     fn names_carry_the_time_and_index_and_nothing_else_parses() {
         let m = Manifest {
             format_version: opsdeck_node::backup::format::FORMAT_VERSION,
-            cluster_id: String::new(),
             applied_term: 3,
             applied_index: 42,
             source_node: 1,
-            membership: Vec::new(),
-            key_count: 0,
-            data_bytes: 0,
-            pairs: 0,
-            payload_bytes: 0,
-            payload_sha256: String::new(),
             created_unix_ms: 1_700_000_000_000,
-            data_digest: String::new(),
-            tenants_digest: String::new(),
-            state_digest: String::new(),
+            ..Manifest::default()
         };
         let name = file_name(&m);
         assert_eq!(name, "opsdeck-20231114T221320Z-i42.odb");

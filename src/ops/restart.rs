@@ -129,14 +129,13 @@ async fn restart_with(
             "node {id} is not a member of the cluster; nothing to restart"
         ));
     }
-    let mut defrag = None;
-    let (pid, grpc, started_before, log) = match how {
+    let (pid, grpc, started_before, log, defrag) = match how {
         Restarter::Dev(dir) => {
             let respawned = respawn(dir, id, data, progress).await?;
-            defrag = respawned.defrag;
             let log = super::dev_cluster::log_path(dir, id).display().to_string();
             let entry = respawned.entry;
-            (entry.pid, entry.grpc, None, format!("its log is {log}"))
+            let log = format!("its log is {log}");
+            (entry.pid, entry.grpc, None, log, respawned.defrag)
         }
         Restarter::Command(_) if data != Data::Keep => {
             return Err(eyre!(
@@ -176,6 +175,7 @@ async fn restart_with(
                 vars.grpc,
                 before,
                 format!("see `opsdeck cmd run logs --node {id}` or the node's journal"),
+                None,
             )
         }
     };

@@ -275,21 +275,12 @@ mod tests {
             hex_lower(&sha2::Sha256::digest(&body))
         };
         let manifest = Manifest {
-            format_version: 0,
             cluster_id: "c".into(),
             applied_term: 1,
             applied_index: 1,
             source_node: 1,
-            membership: vec![],
-            key_count: 0,
-            data_bytes: 0,
-            pairs: 0,
-            payload_bytes: 0,
-            payload_sha256: String::new(),
             created_unix_ms: 300_000_000_000_000,
-            data_digest: String::new(),
-            tenants_digest: String::new(),
-            state_digest: String::new(),
+            ..Manifest::default()
         };
         w.finish(manifest, &sha).unwrap();
         let m = format::verify(&path).unwrap();

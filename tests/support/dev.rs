@@ -33,28 +33,54 @@ pub async fn dev_cli(args: &[&str]) -> Output {
 pub struct DevProcess(pub std::process::Child);
 
 impl DevProcess {
-    /// `opsdeck dev --headless` of `nodes` nodes in `dir`, once it says it serves.
+    /// `opsdeck dev --headless` of `nodes` nodes in `dir`, once it says it serves. A dev
+    /// cluster that exits because one of its ports was taken after the check (by a process
+    /// outside this test binary) is started again on fresh ports.
     pub async fn start(dir: &std::path::Path, nodes: u32) -> DevProcess {
-        let base = reserve_ports(200);
-        let log = std::fs::File::create(dir.join("dev.out")).unwrap();
-        let dev = DevProcess(
-            std::process::Command::new(BIN)
-                .args(["dev", "--headless", "--nodes", &nodes.to_string()])
-                .arg("--dir")
-                .arg(dir)
-                .args(["--base-port", &base.to_string()])
-                .stdin(std::process::Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-        wait_for("the dev cluster", Duration::from_secs(30), || async {
-            let text = std::fs::read_to_string(dir.join("dev.out")).ok()?;
-            text.contains("Ctrl-C").then_some(())
-        })
-        .await;
-        dev
+        let out = dir.join("dev.out");
+        for _ in 0..5 {
+            let base = reserve_ports(200);
+            let log = std::fs::File::create(&out).unwrap();
+            let mut dev = DevProcess(
+                std::process::Command::new(BIN)
+                    .args(["dev", "--headless", "--nodes", &nodes.to_string()])
+                    .arg("--dir")
+                    .arg(dir)
+                    .args(["--base-port", &base.to_string()])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap(),
+            );
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let text = std::fs::read_to_string(&out).unwrap_or_default();
+                if text.contains("Ctrl-C") {
+                    return dev;
+                }
+                if let Ok(Some(_)) = dev.0.try_wait() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out after 30 s waiting for the dev cluster; it said:\n{text}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            assert!(
+                text.contains("is not free") || text.contains("Address already in use"),
+                "opsdeck dev exited on start:\n{text}"
+            );
+            eprintln!("a port of {base}.. was taken before the dev cluster bound it; fresh ports");
+            // A cluster that never formed: nothing of it is worth keeping.
+            let _ = std::fs::remove_file(dir.join("cluster.toml"));
+            for id in 1..=nodes {
+                let _ = std::fs::remove_dir_all(dir.join(format!("n{id}")));
+            }
+        }
+        panic!("the dev cluster found no free ports in 5 tries");
     }
 }
 

@@ -220,6 +220,50 @@ impl TestNode {
         self.child = Some(cmd.spawn().expect("spawn opsdeck node"));
     }
 
+    /// The first start of a node on the ports `new` picked: starts it and waits until it
+    /// serves. A port checked free can still be taken before the node binds it (by a
+    /// process outside this test binary); a node that exits on "Address already in use"
+    /// before it ever served is started again on fresh ports, which no one has been told
+    /// of yet. Any other early exit panics with the node's log.
+    pub async fn launch(&mut self, init: bool) {
+        for _ in 0..5 {
+            let logged = std::fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
+            self.start(init);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let status = loop {
+                if self.answers().await {
+                    return;
+                }
+                let child = self.child.as_mut().expect("started");
+                if let Ok(Some(status)) = child.try_wait() {
+                    break status;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out after 15 s waiting for node {} to serve on {}",
+                    self.id,
+                    self.grpc
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            self.child = None;
+            let text = self.log_text();
+            let this_run = text.get(logged..).unwrap_or(&text);
+            assert!(
+                this_run.contains("Address already in use"),
+                "node {} exited on start ({status}):\n{this_run}",
+                self.id
+            );
+            eprintln!(
+                "node {}: {} or {} was taken before it could bind; trying fresh ports",
+                self.id, self.grpc, self.http
+            );
+            self.grpc = format!("127.0.0.1:{}", free_port());
+            self.http = format!("127.0.0.1:{}", free_port());
+        }
+        panic!("node {} found no free ports in 5 tries", self.id);
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
@@ -299,6 +343,23 @@ impl TestNode {
         }
     }
 
+    /// `GET /digest` of this node (at `index`, or its newest), as JSON; panics on an
+    /// error status, naming it.
+    pub async fn digest(&self, index: Option<u64>) -> serde_json::Value {
+        let at = index.map(|i| format!("?index={i}")).unwrap_or_default();
+        let url = format!("http://{}/digest{at}", self.http);
+        let reply = http_client()
+            .get(&url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = reply.status();
+        let body = reply.text().await.unwrap_or_default();
+        assert!(status.is_success(), "GET {url}: {status}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {body}"))
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -369,7 +430,7 @@ impl TestCluster {
             .map(|id| TestNode::new(dir.path(), id, extra))
             .collect();
         for node in &mut nodes {
-            node.start(node.id == 1);
+            node.launch(node.id == 1).await;
         }
         let cluster = TestCluster { dir, nodes };
         let first = &cluster.nodes[0];
@@ -379,10 +440,6 @@ impl TestCluster {
         .await;
         for i in 1..cluster.nodes.len() {
             let node = &cluster.nodes[i];
-            wait_for("node to answer", Duration::from_secs(15), || async {
-                node.answers().await.then_some(())
-            })
-            .await;
             let (id, grpc, http) = (node.id, node.grpc.clone(), node.http.clone());
             cluster.nodes[0]
                 .client()

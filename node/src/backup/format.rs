@@ -49,7 +49,7 @@ const DATA_PREFIX: &[u8] = b"d/";
 /// The snapshot's own record of its digest (see `store::state_machine`).
 const DIGEST_PAIR: &[u8] = b"m/digest";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Manifest {
     pub format_version: u32,
     /// The cluster the backup was taken on; "" when unknown (a manifest without it).
@@ -606,21 +606,12 @@ mod tests {
 
     fn empty_manifest() -> Manifest {
         Manifest {
-            format_version: 0,
             cluster_id: "c1".into(),
             applied_term: 2,
             applied_index: 40,
             source_node: 1,
-            membership: vec![],
-            key_count: 0,
-            data_bytes: 0,
-            pairs: 0,
-            payload_bytes: 0,
-            payload_sha256: String::new(),
             created_unix_ms: 7,
-            data_digest: String::new(),
-            tenants_digest: String::new(),
-            state_digest: String::new(),
+            ..Manifest::default()
         }
     }
 

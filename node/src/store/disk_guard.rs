@@ -74,6 +74,21 @@ impl DiskGuard {
         self.dir.join(BALLAST_FILE)
     }
 
+    /// Whether the filesystem has `bytes` free beyond the reserve, read now rather than the
+    /// last reading: the check before something big is written in one go (a snapshot
+    /// install's tree). Err holds the figures. A free space that cannot be read passes: the
+    /// guard's watch goes on protecting each write.
+    pub fn room_for(&self, bytes: u64) -> Result<(), Pressure> {
+        let Ok(free) = fs4::available_space(&self.dir) else {
+            return Ok(());
+        };
+        let need = self.reserve.saturating_add(bytes);
+        if free < need {
+            return Err(Pressure { free, need });
+        }
+        Ok(())
+    }
+
     /// The last reading, without touching the filesystem: Some while storage is full.
     pub fn pressure(&self) -> Option<Pressure> {
         self.full.load(Ordering::Acquire).then(|| Pressure {

@@ -6,21 +6,32 @@
 //! and heartbeat still count, and no election starts) and answered as a partial success up
 //! to where it matched, which is exactly what was kept; snapshots are refused. Every reply
 //! then carries the storage-full header ([`peer_storage`]).
+//!
+//! A snapshot's last chunk is refused, before the install replaces anything, when the
+//! filesystem lacks room for the tree it loads ([`INSTALL_FACTOR`] times the snapshot,
+//! beyond the reserve): the node stays on its old state, serving, and says why with the
+//! figures; the leader retries that chunk by itself, so the install goes on once there is
+//! room. The received file stays until then (the next attempt truncates it).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest};
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use super::election_holds::ElectionHolds;
 use super::peer_storage;
-use crate::error::{FullNode, NodeError, Pressure};
+use crate::error::{size, FullNode, NodeError, Pressure};
 use crate::pb::raft_server::Raft as RaftRpc;
 use crate::pb::{ElectionHintReply, ElectionHintRequest, RaftPayload};
 use crate::store::disk_guard::DiskGuard;
 use crate::types::{NodeId, Raft, TypeConfig};
+
+/// Room a snapshot install needs beyond its received file, per byte of it: sled's tree of
+/// the loaded pairs, with the log-structured store's write amplification while loading
+/// (tests/disk_full.rs prints the figure: the db dir grew by 3.4x a 5.4 MiB snapshot).
+pub const INSTALL_FACTOR: u64 = 4;
 
 pub struct RaftService {
     id: NodeId,
@@ -41,6 +52,30 @@ impl RaftService {
             guard,
             pace: heartbeat / 2,
         }
+    }
+
+    /// Refuses the last chunk of a snapshot whose tree would not fit (see the module doc).
+    fn room_to_install(&self, rpc: &InstallSnapshotRequest<TypeConfig>) -> Result<(), Status> {
+        let total = rpc.offset.saturating_add(rpc.data.len() as u64);
+        let Err(p) = self.guard.room_for(total.saturating_mul(INSTALL_FACTOR)) else {
+            return Ok(());
+        };
+        let why = format!(
+            "snapshot install refused, nothing changed: node {} received snapshot {} ({}, up \
+             to index {}); loading it needs {} free on the filesystem of its data dir ({}x the \
+             snapshot plus the {} reserve), {} free; free space or grow the volume, and the \
+             leader retries the install by itself",
+            self.id,
+            rpc.meta.snapshot_id,
+            size(total),
+            rpc.meta.last_log_id.map_or(0, |l| l.index),
+            size(p.need),
+            INSTALL_FACTOR,
+            size(self.guard.reserve()),
+            size(p.free),
+        );
+        tracing::warn!("{why}");
+        Err(Status::resource_exhausted(why))
     }
 
     fn reply(
@@ -111,7 +146,11 @@ impl RaftRpc for RaftService {
             peer_storage::mark(status.metadata_mut(), Some(pressure));
             return Err(status);
         }
-        encode(&self.raft.install_snapshot(decode(req)?).await)
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode(req)?;
+        if rpc.done {
+            self.room_to_install(&rpc)?;
+        }
+        encode(&self.raft.install_snapshot(rpc).await)
     }
 
     async fn election_hint(
