@@ -168,6 +168,8 @@ pub struct TestNode {
     pub http: String,
     pub data: PathBuf,
     log: PathBuf,
+    /// The log's length when the node was last started: where that run's lines begin.
+    log_at_start: usize,
     extra: Vec<String>,
     pub env: Vec<(String, String)>,
     child: Option<Child>,
@@ -181,6 +183,7 @@ impl TestNode {
             http: format!("127.0.0.1:{}", free_port()),
             data: dir.join(format!("n{id}")),
             log: dir.join(format!("n{id}.log")),
+            log_at_start: 0,
             extra: shared_secrets(dir)
                 .into_iter()
                 .chain(extra.iter().map(|s| s.to_string()))
@@ -192,6 +195,7 @@ impl TestNode {
 
     pub fn start(&mut self, init: bool) {
         assert!(self.child.is_none(), "node {} already running", self.id);
+        self.log_at_start = std::fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -226,9 +230,14 @@ impl TestNode {
     /// before it ever served is started again on fresh ports, which no one has been told
     /// of yet. Any other early exit panics with the node's log.
     pub async fn launch(&mut self, init: bool) {
+        self.start(init);
+        self.serving(init).await;
+    }
+
+    /// The wait of [`TestNode::launch`] for a node just [`start`](TestNode::start)ed, so
+    /// that a cluster's nodes can all be started before any is waited for.
+    pub async fn serving(&mut self, init: bool) {
         for _ in 0..5 {
-            let logged = std::fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
-            self.start(init);
             let deadline = Instant::now() + Duration::from_secs(15);
             let status = loop {
                 if self.answers().await {
@@ -248,7 +257,7 @@ impl TestNode {
             };
             self.child = None;
             let text = self.log_text();
-            let this_run = text.get(logged..).unwrap_or(&text);
+            let this_run = text.get(self.log_at_start..).unwrap_or(&text);
             assert!(
                 this_run.contains("Address already in use"),
                 "node {} exited on start ({status}):\n{this_run}",
@@ -260,6 +269,7 @@ impl TestNode {
             );
             self.grpc = format!("127.0.0.1:{}", free_port());
             self.http = format!("127.0.0.1:{}", free_port());
+            self.start(init);
         }
         panic!("node {} found no free ports in 5 tries", self.id);
     }
@@ -430,7 +440,10 @@ impl TestCluster {
             .map(|id| TestNode::new(dir.path(), id, extra))
             .collect();
         for node in &mut nodes {
-            node.launch(node.id == 1).await;
+            node.start(node.id == 1);
+        }
+        for node in &mut nodes {
+            node.serving(node.id == 1).await;
         }
         let cluster = TestCluster { dir, nodes };
         let first = &cluster.nodes[0];

@@ -30,7 +30,7 @@ use crate::types::{NodeId, Raft, TypeConfig};
 
 /// Room a snapshot install needs beyond its received file, per byte of it: sled's tree of
 /// the loaded pairs, with the log-structured store's write amplification while loading
-/// (tests/disk_full.rs prints the figure: the db dir grew by 3.4x a 5.4 MiB snapshot).
+/// (tests/disk_full.rs prints the figure: the db dir grew by 2.5-3.7x the snapshot).
 pub const INSTALL_FACTOR: u64 = 4;
 
 pub struct RaftService {
