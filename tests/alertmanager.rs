@@ -217,10 +217,7 @@ async fn node_down_reaches_alertmanager_and_resolves_when_the_node_is_back() {
         "{seen:?}"
     );
 
-    let down = [1, 2, 3]
-        .into_iter()
-        .find(|&id| id != leader)
-        .expect("a follower");
+    let down = cluster.a_follower(leader);
     cluster.node_mut(down).kill9();
     let killed_ms = now_ms();
     follow.wait("node_down firing", Duration::from_secs(20), |v| {

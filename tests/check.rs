@@ -26,9 +26,8 @@ async fn wait_settled(cluster: &TestCluster) -> u64 {
     let (leader, _) = cluster.wait_leader(Duration::from_secs(10)).await;
     let last = cluster
         .node(leader)
-        .status()
+        .applied()
         .await
-        .and_then(|s| s.applied)
         .expect("leader applied index");
     cluster.wait_applied(last, Duration::from_secs(20)).await;
     last

@@ -116,12 +116,7 @@ async fn compact_after_50k_writes_purges_the_log_and_reclaims_space_on_every_nod
     write_load(&cluster.node(leader).grpc, 4, 10).await;
 
     // A node that does not answer is reported; the others are still compacted.
-    let down = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
-        .unwrap();
+    let down = cluster.a_follower(leader);
     cluster.node_mut(down).kill9();
     let out = run_cli(&["compact", "--endpoints", &endpoints]);
     assert!(out.status.success(), "compact failed: {}", stderr_of(&out));

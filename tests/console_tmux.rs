@@ -199,12 +199,7 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
     tmux.keys(&["1"]);
 
     // A follower dies: the console keeps going and says since when.
-    let follower = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
-        .expect("a follower");
+    let follower = cluster.a_follower(leader);
     cluster.node_mut(follower).kill9();
     let screen = tmux
         .wait("the killed follower shown down", t, |s| {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use opsdeck_node::pb::{DeleteRequest, GetRequest, PutRequest};
-use opsdeck_node::store::defrag::dir_bytes;
+use opsdeck_node::store::disk_guard::dir_bytes;
 use support::dev::*;
 use support::*;
 

@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use opsdeck::client::{ApiKey, ClusterClient};
+use opsdeck::ops::bundle::history;
 use opsdeck_node::pb::{GetRequest, PutRequest};
-use opsdeck_node::store::defrag::dir_bytes;
+use opsdeck_node::store::disk_guard::dir_bytes;
 use support::*;
 
 const FS_MIB: u64 = 96;
@@ -135,12 +137,7 @@ async fn a_full_disk_refuses_writes_clearly_and_recovers_by_itself() {
     };
     let mut cluster = TestCluster::start_in(dir, 3, &["--storage-reserve", RESERVE]).await;
     let (leader, _) = cluster.wait_leader(Duration::from_secs(15)).await;
-    let follower = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|&id| id != leader)
-        .expect("a follower");
+    let follower = cluster.a_follower(leader);
     let mut acked = Vec::new();
     for i in 0..20 {
         let key = format!("disk/a/{i}");
@@ -350,17 +347,11 @@ async fn a_snapshot_install_without_room_is_refused_up_front_and_retried_once_th
     ];
     let mut cluster = TestCluster::start_in(dir, 3, &extra).await;
     let (leader, _) = cluster.wait_leader(Duration::from_secs(15)).await;
-    let follower = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|&id| id != leader)
-        .expect("a follower");
+    let follower = cluster.a_follower(leader);
     let behind = cluster
         .node(follower)
-        .status()
+        .applied()
         .await
-        .and_then(|s| s.applied)
         .expect("follower applied");
     cluster.node_mut(follower).stop();
 
@@ -412,6 +403,33 @@ async fn a_snapshot_install_without_room_is_refused_up_front_and_retried_once_th
     ] {
         assert!(refusal.contains(figure), "{figure:?} missing: {refusal}");
     }
+    // The refusal is an event too (the Timeline, incident reports), once per snapshot.
+    let client = ClusterClient::new(
+        std::slice::from_ref(&f.grpc),
+        Duration::from_secs(5),
+        ApiKey::new(admin_key()).expect("key"),
+    )
+    .expect("client");
+    let refused = wait_for(
+        "the follower's snapshot_install_refused event",
+        Duration::from_secs(20),
+        || async {
+            let h = history(&client, &f.grpc, 0, false).await.ok()?;
+            let refused: Vec<_> = h
+                .events
+                .into_iter()
+                .filter(|e| e.kind == "snapshot_install_refused")
+                .collect();
+            (!refused.is_empty()).then_some(refused)
+        },
+    )
+    .await;
+    eprintln!("event: {}", refused[0].detail);
+    assert!(
+        refused[0].detail.contains("not installed: needs"),
+        "{}",
+        refused[0].detail
+    );
     let s = f.status().await.expect("the follower still serves");
     assert!(
         s.applied.unwrap_or(0) < gc.first_log_index.unwrap_or(0),
@@ -427,13 +445,19 @@ async fn a_snapshot_install_without_room_is_refused_up_front_and_retried_once_th
     unfill(&data);
     let last = cluster
         .node(leader)
-        .status()
+        .applied()
         .await
-        .and_then(|s| s.applied)
         .expect("leader applied");
     cluster.wait_applied(last, Duration::from_secs(60)).await;
     let loaded = dir_bytes(&data.join("db")).saturating_sub(db_before);
     let refusals = f.log_text().matches("snapshot install refused").count();
+    let h = history(&client, &f.grpc, 0, false).await.expect("events");
+    let events = h
+        .events
+        .iter()
+        .filter(|e| e.kind == "snapshot_install_refused")
+        .count();
+    assert_eq!(events, 1, "retries of one snapshot are one event");
     eprintln!(
         "installed after {refusals} refusals; the loaded tree grew the db dir by {loaded} \
          bytes, {:.2}x the snapshot",

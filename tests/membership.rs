@@ -253,12 +253,7 @@ async fn transfer_leader_moves_leadership_and_refuses_bad_targets() {
     let writers = SteadyLoad::start(cluster.nodes.iter().map(|n| n.grpc.clone()).collect(), 8);
     wait_acked(50, &cluster).await;
 
-    let to = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
-        .unwrap();
+    let to = cluster.a_follower(leader);
     let started = Instant::now();
     let out = cli(&[
         "transfer-leader",

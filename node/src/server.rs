@@ -494,6 +494,7 @@ fn serve(ports: Ports, node: Built) -> Result<RunningNode, ServerError> {
             core.id(),
             raft.clone(),
             core.disk_guard().clone(),
+            telemetry.events.clone(),
             heartbeat,
         ),
         api::grpc::NodeService::new(core.clone(), telemetry, stopped.clone()),

@@ -28,12 +28,13 @@ pub const SAME_EVENT: Duration = Duration::from_secs(5);
 /// Audit records read (the newest ones; the report says when the window reaches past them).
 pub const AUDIT_RECORDS: u32 = 1_000;
 /// Node events worth a line in a report (snapshots and log purges are routine).
-const NODE_KINDS: [&str; 5] = [
+const NODE_KINDS: [&str; 6] = [
     "leader_change",
     "membership_change",
     "writes_paused",
     "writes_resumed",
     "quota_violation",
+    "snapshot_install_refused",
 ];
 /// Actors that are the cluster itself, not an operator.
 const AUTOMATIC: [&str; 2] = ["bootstrap", "auto-resume"];

@@ -341,6 +341,11 @@ impl TestNode {
         c.status(req).await.ok().map(|r| r.into_inner())
     }
 
+    /// The index the node has applied (None: it does not answer, or applied nothing).
+    pub async fn applied(&self) -> Option<u64> {
+        self.status().await.and_then(|s| s.applied)
+    }
+
     /// Whether the node serves gRPC at all (one that has not joined a cluster yet knows no
     /// API keys, so it refuses every key: that still counts).
     pub async fn answers(&self) -> bool {
@@ -482,6 +487,15 @@ impl TestCluster {
 
     pub fn node(&self, id: u64) -> &TestNode {
         self.nodes.iter().find(|n| n.id == id).expect("node id")
+    }
+
+    /// A member other than `leader` (the first in id order).
+    pub fn a_follower(&self, leader: u64) -> u64 {
+        self.nodes
+            .iter()
+            .map(|n| n.id)
+            .find(|&id| id != leader)
+            .expect("a member other than the leader")
     }
 
     pub fn node_mut(&mut self, id: u64) -> &mut TestNode {

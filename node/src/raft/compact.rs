@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use crate::error::NodeError;
 use crate::pb;
+use crate::store::disk_guard::data_dir_bytes;
 use crate::store::housekeeping::{CompactRecord, Housekeeping};
 use crate::store::log_store::LogDisk;
-use crate::telemetry::sampler::{dir_bytes, Sampler};
+use crate::telemetry::sampler::Sampler;
 use crate::types::Raft;
 
 /// Longest a compact may wait for the snapshot, and again for the purge.
@@ -44,7 +45,7 @@ impl Compactor {
                 log_entries: extent.map(|(f, l)| l - f + 1).unwrap_or(0),
                 log_bytes: log.bytes().map_err(internal)?,
                 sled_bytes: db.size_on_disk().map_err(internal)?,
-                data_dir_bytes: dir_bytes(&dir),
+                data_dir_bytes: data_dir_bytes(&dir),
                 snapshot_index,
             })
         })

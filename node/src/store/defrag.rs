@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::disk_guard::dir_bytes;
 use super::{DB_DIR, IDENTITY_FILE};
 
 /// The fresh copy, while it is being written.
@@ -116,25 +117,6 @@ fn human(n: u64) -> String {
     } else {
         format!("{:.1} MiB", n as f64 / MIB)
     }
-}
-
-/// Bytes of the files under `path` (0 when it does not exist).
-pub fn dir_bytes(path: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
 }
 
 /// The size of the database in the data dir `data` and the free space of its filesystem:

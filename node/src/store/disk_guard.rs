@@ -29,6 +29,40 @@ pub use crate::error::{size, Pressure};
 
 /// The ballast file in the data dir.
 pub const BALLAST_FILE: &str = "ballast";
+
+/// Bytes of the files under `path` (0 when it does not exist; files vanishing during the
+/// walk are skipped).
+pub fn dir_bytes(path: &Path) -> u64 {
+    files_bytes(path, None)
+}
+
+/// [`dir_bytes`] of a data dir but its ballast: room held in reserve, not data (counting it
+/// would show the data dir growing by the ballast's size when it is allocated).
+pub fn data_dir_bytes(data_dir: &Path) -> u64 {
+    files_bytes(data_dir, Some(BALLAST_FILE))
+}
+
+/// Bytes of the files under `top`, leaving out its direct entry named `skip`.
+fn files_bytes(top: &Path, skip: Option<&str>) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![top.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if dir == top && skip.is_some_and(|name| e.file_name() == name) {
+                continue;
+            }
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
 /// The reserve of a node started without `--storage-reserve`.
 pub const DEFAULT_RESERVE: u64 = 128 * 1024 * 1024;
 const MAX_BALLAST: u64 = 64 * 1024 * 1024;

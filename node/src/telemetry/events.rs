@@ -17,7 +17,7 @@ pub struct ClusterEvent {
     pub unix_ms: i64,
     /// `leader_change`, `term_change`, `membership_change`, `snapshot`, `log_purged`; from
     /// the state machine: `key_created`, `key_rotated`, `key_revoked`, `quota_changed`,
-    /// `quota_violation`.
+    /// `quota_violation`; from the Raft service: `snapshot_install_refused`.
     pub kind: &'static str,
     pub detail: String,
     pub term: u64,

@@ -13,6 +13,7 @@ use tokio::sync::{watch, Notify};
 use super::ops::OpRecorder;
 use crate::clock::unix_millis;
 use crate::pb;
+use crate::store::disk_guard::data_dir_bytes;
 use crate::store::housekeeping::Housekeeping;
 use crate::store::log_store::LogDisk;
 use crate::store::snapshot_file;
@@ -169,7 +170,7 @@ impl Probe {
             None => (0, 0),
         };
         if full || self.last_walk.is_none_or(|t| t.elapsed() >= WALK_INTERVAL) {
-            self.dir_bytes = dir_bytes(&self.sources.data_dir);
+            self.dir_bytes = data_dir_bytes(&self.sources.data_dir);
             self.last_walk = Some(Instant::now());
         }
         let (ops, errors) = self.sources.ops.snapshot();
@@ -236,30 +237,6 @@ fn snapshot_in_progress(data_dir: &Path, expected: u64) -> pb::GcStatus {
         }
     }
     pb::GcStatus::default()
-}
-
-/// Bytes of every file under `dir` (files vanishing during the walk are skipped), but the
-/// disk guard's ballast: room held in reserve, not data (counting it would show the data
-/// dir growing by the ballast's size when it is allocated).
-pub fn dir_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if d == dir && entry.file_name() == crate::store::disk_guard::BALLAST_FILE {
-                continue;
-            }
-            match entry.metadata() {
-                Ok(m) if m.is_dir() => stack.push(entry.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
 }
 
 #[cfg(test)]

@@ -11,9 +11,11 @@
 //! filesystem lacks room for the tree it loads ([`INSTALL_FACTOR`] times the snapshot,
 //! beyond the reserve): the node stays on its old state, serving, and says why with the
 //! figures; the leader retries that chunk by itself, so the install goes on once there is
-//! room. The received file stays until then (the next attempt truncates it).
+//! room. The received file stays until then (the next attempt truncates it). The first
+//! refusal of each snapshot is also a `snapshot_install_refused` event, so the console's
+//! Timeline and an incident report show it, not only the node's log.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest};
@@ -22,10 +24,12 @@ use tonic::{Request, Response, Status};
 
 use super::election_holds::ElectionHolds;
 use super::peer_storage;
+use crate::clock::unix_millis;
 use crate::error::{size, FullNode, NodeError, Pressure};
 use crate::pb::raft_server::Raft as RaftRpc;
 use crate::pb::{ElectionHintReply, ElectionHintRequest, RaftPayload};
 use crate::store::disk_guard::DiskGuard;
+use crate::telemetry::events::{ClusterEvent, EventHub};
 use crate::types::{NodeId, Raft, TypeConfig};
 
 /// Room a snapshot install needs beyond its received file, per byte of it: sled's tree of
@@ -38,18 +42,29 @@ pub struct RaftService {
     raft: Raft,
     holds: ElectionHolds,
     guard: Arc<DiskGuard>,
+    events: Arc<EventHub>,
+    /// The snapshot whose install was last refused: its retries are not events again.
+    refused: Mutex<Option<String>>,
     /// How long an AppendEntries refused for a full disk waits before answering, so that
     /// a leader retrying at once does not spin (under openraft's one-heartbeat timeout).
     pace: Duration,
 }
 
 impl RaftService {
-    pub fn new(id: NodeId, raft: Raft, guard: Arc<DiskGuard>, heartbeat: Duration) -> Self {
+    pub fn new(
+        id: NodeId,
+        raft: Raft,
+        guard: Arc<DiskGuard>,
+        events: Arc<EventHub>,
+        heartbeat: Duration,
+    ) -> Self {
         RaftService {
             id,
             holds: ElectionHolds::new(raft.clone()),
             raft,
             guard,
+            events,
+            refused: Mutex::new(None),
             pace: heartbeat / 2,
         }
     }
@@ -75,7 +90,33 @@ impl RaftService {
             size(p.free),
         );
         tracing::warn!("{why}");
+        self.note_refusal(
+            rpc,
+            format!(
+                "snapshot {} ({}) not installed: needs {} free, {} free",
+                rpc.meta.snapshot_id,
+                size(total),
+                size(p.need),
+                size(p.free),
+            ),
+        );
         Err(Status::resource_exhausted(why))
+    }
+
+    /// Publishes the first refusal of a snapshot as an event (its retries are not news).
+    fn note_refusal(&self, rpc: &InstallSnapshotRequest<TypeConfig>, detail: String) {
+        let mut last = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_deref() == Some(rpc.meta.snapshot_id.as_str()) {
+            return;
+        }
+        *last = Some(rpc.meta.snapshot_id.clone());
+        self.events.publish(ClusterEvent {
+            unix_ms: unix_millis(),
+            kind: "snapshot_install_refused",
+            detail,
+            term: rpc.vote.leader_id().term,
+            leader_id: rpc.vote.leader_id().voted_for(),
+        });
     }
 
     fn reply(

@@ -23,6 +23,7 @@ fn symbol(kind: &str) -> (&'static str, Role) {
         "membership_change" => ("◆", Role::Learner),
         "snapshot" => ("▣", Role::Ok),
         "log_purged" => ("▤", Role::Dim),
+        "snapshot_install_refused" => ("▣", Role::Warn),
         "node_down" => ("✖", Role::Down),
         "node_up" => ("✔", Role::Ok),
         "alert_firing" => ("◉", Role::Critical),
