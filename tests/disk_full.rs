@@ -410,16 +410,17 @@ async fn a_snapshot_install_without_room_is_refused_up_front_and_retried_once_th
         ApiKey::new(admin_key()).expect("key"),
     )
     .expect("client");
+    let refusals_of = |h: opsdeck::ops::bundle::History| -> Vec<_> {
+        h.events
+            .into_iter()
+            .filter(|e| e.kind == "snapshot_install_refused")
+            .collect()
+    };
     let refused = wait_for(
         "the follower's snapshot_install_refused event",
         Duration::from_secs(20),
         || async {
-            let h = history(&client, &f.grpc, 0, false).await.ok()?;
-            let refused: Vec<_> = h
-                .events
-                .into_iter()
-                .filter(|e| e.kind == "snapshot_install_refused")
-                .collect();
+            let refused = refusals_of(history(&client, &f.grpc, 0, false).await.ok()?);
             (!refused.is_empty()).then_some(refused)
         },
     )
@@ -451,13 +452,8 @@ async fn a_snapshot_install_without_room_is_refused_up_front_and_retried_once_th
     cluster.wait_applied(last, Duration::from_secs(60)).await;
     let loaded = dir_bytes(&data.join("db")).saturating_sub(db_before);
     let refusals = f.log_text().matches("snapshot install refused").count();
-    let h = history(&client, &f.grpc, 0, false).await.expect("events");
-    let events = h
-        .events
-        .iter()
-        .filter(|e| e.kind == "snapshot_install_refused")
-        .count();
-    assert_eq!(events, 1, "retries of one snapshot are one event");
+    let events = refusals_of(history(&client, &f.grpc, 0, false).await.expect("events"));
+    assert_eq!(events.len(), 1, "retries of one snapshot are one event");
     eprintln!(
         "installed after {refusals} refusals; the loaded tree grew the db dir by {loaded} \
          bytes, {:.2}x the snapshot",

@@ -11,7 +11,7 @@ async fn health_cluster_kv_and_metrics_endpoints() {
     let cluster = TestCluster::start(3, &[]).await;
     let (leader, term) = cluster.wait_leader(Duration::from_secs(10)).await;
     let http = http_client();
-    let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
+    let follower = cluster.node(cluster.a_follower(leader));
     let base = format!("http://{}", follower.http);
 
     let get_json = |path: &str| {

@@ -35,7 +35,7 @@ fn receiving(data: &Path) -> bool {
 async fn a_follower_killed_during_a_snapshot_install_recovers_and_converges() {
     let mut cluster = TestCluster::start(3, &["--snapshot-every", "20", "--keep-logs", "5"]).await;
     let (leader, _) = cluster.wait_leader(Duration::from_secs(10)).await;
-    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let follower = cluster.a_follower(leader);
     cluster.node_mut(follower).kill9();
 
     // About 48 MiB the follower has not seen; the leader snapshots and purges past it.

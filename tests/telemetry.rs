@@ -96,7 +96,7 @@ async fn a_busy_nodes_frame_has_process_ops_disk_gc_and_follower_figures() {
     }
 
     // A follower's frame has no followers but the same process and disk figures.
-    let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
+    let follower = cluster.node(cluster.a_follower(leader));
     let ff = wait_for("a follower frame", Duration::from_secs(10), || async {
         let f = follower.status().await?;
         f.gc.as_ref()?.last_purge_index.map(|_| f.clone())

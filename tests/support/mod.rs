@@ -70,6 +70,12 @@ pub fn corrupt_one_value(data: &std::path::Path, prefix: &str) {
         "no stored digest"
     );
     db.flush().expect("flush");
+    drop((sm, db));
+    // The node started next must find the database unlocked.
+    assert!(
+        opsdeck_node::store::wait_until_unlocked(&data.join("db"), Duration::from_secs(10)),
+        "the flipped database stayed locked"
+    );
 }
 
 /// Polls `check` every 20 ms until it returns Some, or panics naming `what` at the deadline.

@@ -15,12 +15,12 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::disk_guard::dir_bytes;
-use super::{DB_DIR, IDENTITY_FILE};
+use super::{wait_until_unlocked, DB_DIR, IDENTITY_FILE};
 
 /// The fresh copy, while it is being written.
 pub const NEW_DIR: &str = "db.defrag";
@@ -34,6 +34,8 @@ pub const BATCH_BYTES: usize = 4 * 1024 * 1024;
 pub const HEADROOM: u64 = 64 * 1024 * 1024;
 /// Each of the two databases' page cache during the copy.
 const CACHE: u64 = 16 * 1024 * 1024;
+/// How long a closed database may stay locked by sled's background thread.
+const RELEASE: Duration = Duration::from_secs(10);
 
 /// What one defrag did.
 #[derive(Debug, Clone, Serialize)]
@@ -287,6 +289,14 @@ fn copy_and_check(src: &sled::Db, to: &Path) -> Result<(usize, u64, u64), Defrag
         }
     }
     drop(dst);
+    // The node that opens this database next must not find it still locked by us.
+    if !wait_until_unlocked(to, RELEASE) {
+        return Err(DefragError::Copy {
+            path: to.to_path_buf(),
+            step: "closing the new database",
+            reason: format!("still locked after {} s", RELEASE.as_secs()),
+        });
+    }
     Ok((names.len(), pairs, bytes))
 }
 
@@ -383,6 +393,7 @@ mod tests {
         }
         db.flush().unwrap();
         drop((t, db));
+        assert!(wait_until_unlocked(&data.join(DB_DIR), RELEASE));
         contents(data)
     }
 
@@ -401,6 +412,8 @@ mod tests {
             }
         }
         all.sort();
+        drop(db);
+        assert!(wait_until_unlocked(&data.join(DB_DIR), RELEASE));
         all
     }
 
@@ -432,7 +445,13 @@ mod tests {
         let err = defrag(&data).unwrap_err();
         assert!(matches!(err, DefragError::Locked { .. }), "{err}");
         assert!(err.to_string().contains("stop the node first"), "{err}");
+        let db_dir = data.join(DB_DIR);
+        assert!(!wait_until_unlocked(&db_dir, Duration::from_millis(50)));
         drop(held);
+        assert!(
+            wait_until_unlocked(&db_dir, RELEASE),
+            "released after the drop"
+        );
         assert!(!data.join(NEW_DIR).exists() && !data.join(OLD_DIR).exists());
     }
 

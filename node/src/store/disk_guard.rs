@@ -30,6 +30,12 @@ pub use crate::error::{size, Pressure};
 /// The ballast file in the data dir.
 pub const BALLAST_FILE: &str = "ballast";
 
+/// The reserve of a node started without `--storage-reserve`.
+pub const DEFAULT_RESERVE: u64 = 128 * 1024 * 1024;
+const MAX_BALLAST: u64 = 64 * 1024 * 1024;
+/// How old a free-space reading may be before a check reads it again.
+const FRESH: Duration = Duration::from_millis(100);
+
 /// Bytes of the files under `path` (0 when it does not exist; files vanishing during the
 /// walk are skipped).
 pub fn dir_bytes(path: &Path) -> u64 {
@@ -63,11 +69,6 @@ fn files_bytes(top: &Path, skip: Option<&str>) -> u64 {
     }
     total
 }
-/// The reserve of a node started without `--storage-reserve`.
-pub const DEFAULT_RESERVE: u64 = 128 * 1024 * 1024;
-const MAX_BALLAST: u64 = 64 * 1024 * 1024;
-/// How old a free-space reading may be before a check reads it again.
-const FRESH: Duration = Duration::from_millis(100);
 
 pub struct DiskGuard {
     dir: PathBuf,

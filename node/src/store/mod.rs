@@ -223,6 +223,27 @@ fn repair_leftovers(db_dir: &Path) {
     }
 }
 
+/// Waits until no open handle in this process holds the lock of the sled database in
+/// `db_dir`, for at most `within`; answers whether it was released. Dropping a `sled::Db`
+/// does not close its files at once: a background thread holds them a little longer
+/// (spacejam/sled#1234), so a process that closes a database and hands it to another
+/// (defrag, then the node) waits here first. sled takes an exclusive `flock` on
+/// `db_dir/db`; so does this check, and lets go of it at once.
+pub fn wait_until_unlocked(db_dir: &Path, within: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + within;
+    loop {
+        let free = match fs::File::open(db_dir.join("db")) {
+            Ok(file) => fs4::fs_std::FileExt::try_lock_exclusive(&file).unwrap_or(false),
+            // No database file: nothing to hold.
+            Err(_) => true,
+        };
+        if free || std::time::Instant::now() >= until {
+            return free;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// How the OS words ENOSPC, for errors that lost their code on the way through sled.
 const NO_SPACE: &str = "No space left on device";
 
