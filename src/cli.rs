@@ -73,13 +73,17 @@ pub enum Command {
     },
     /// Read KEY (linearizable unless --stale).
     #[command(
-        after_help = "Examples:\n  opsdeck get tenant/key\n  opsdeck get tenant/blob -o json   # bytes that are not UTF-8: \"value_base64\"\n  opsdeck get tenant/blob > photo.jpg"
+        after_help = "Examples:\n  opsdeck get tenant/key\n  opsdeck get tenant/blob -o json   # bytes that are not UTF-8: \"value_base64\"\n  opsdeck get tenant/blob > photo.jpg\n  opsdeck get tenant/key --proof key.proof   # then: opsdeck verify-proof key.proof"
     )]
     Get {
         key: String,
         /// Read the contacted node's local copy, which may lag the leader.
         #[arg(long)]
         stale: bool,
+        /// Also write a Merkle proof of the value (or of its absence) to FILE, with the
+        /// root every voter reported at the proof's index; `verify-proof FILE` checks it.
+        #[arg(long, value_name = "FILE")]
+        proof: Option<PathBuf>,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -213,6 +217,21 @@ pub enum Command {
         /// (--out-dir always does both).
         #[arg(long, requires = "out")]
         verify: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Check a proof file from `get KEY --proof FILE`: the value (or its absence) hashes
+    /// to the proof's root, and a quorum of voters reported that root at its index. Offline
+    /// unless --live. Exit status 0: it holds; 1: it does not (the message says why).
+    #[command(
+        after_help = "Examples:\n  opsdeck verify-proof key.proof\n  opsdeck verify-proof key.proof --live -o json"
+    )]
+    VerifyProof {
+        file: PathBuf,
+        /// Ask the nodes for their root at the proof's index again (while their rings of
+        /// recent digests still hold it) instead of trusting the roots the file records.
+        #[arg(long)]
+        live: bool,
         #[command(flatten)]
         cluster: ClusterArgs,
     },

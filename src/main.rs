@@ -5,7 +5,7 @@ use opsdeck::cli::Command;
 use opsdeck::console;
 use opsdeck::verbs::{
     admin, alerts, backup, bench, check, cmd, compact, ctx, debug, dev, incident, kit, kv, logs,
-    members, node,
+    members, node, proof,
 };
 
 fn main() {
@@ -66,8 +66,20 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::Get {
             key,
             stale,
+            proof: Some(out),
+            cluster,
+        } => proof::get(&cluster, &key, stale, &out).await,
+        Command::Get {
+            key,
+            stale,
+            proof: None,
             cluster,
         } => kv::get(&cluster, key, stale).await,
+        Command::VerifyProof {
+            file,
+            live,
+            cluster,
+        } => proof::verify(&file, live, &cluster).await,
         Command::Del { key, cluster } => kv::del(&cluster, key).await,
         Command::Cas {
             key,

@@ -36,7 +36,7 @@ const CONSOLE_LAYERS: &[&[&str]] = &[
 ];
 
 const NODE_LAYERS: &[&[&str]] = &[
-    &["pb", "clock", "failpoint", "sums"],
+    &["pb", "clock", "failpoint", "sums", "merkle"],
     &["security"],
     &["types"],
     &["error"],

@@ -5,7 +5,8 @@
 //!
 //! - [`clock`]: the wall clock (`unix_millis`); [`failpoint`]: the storage failpoints
 //!   (test builds only); [`sums`]: the state digest's arithmetic (the per-pair term, the
-//!   stored sums), shared by the store and the backup format;
+//!   stored sums), shared by the store and the backup format; [`merkle`]: the hash tree
+//!   over the data and the per-key proof, shared by the store and the CLI;
 //! - [`security`]: API keys, quotas, the audit record, the cluster secret, the request check;
 //! - [`types`]: the Raft type configuration and the replicated commands (which carry
 //!   security's key and quota records);
@@ -25,6 +26,7 @@ pub mod backup;
 pub mod clock;
 pub mod error;
 pub mod failpoint;
+pub mod merkle;
 pub mod raft;
 pub mod security;
 pub mod server;

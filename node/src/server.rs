@@ -218,6 +218,9 @@ impl RunningNode {
             tracing::warn!("raft did not shut down within 5 s");
         }
         while self.servers.join_next().await.is_some() {}
+        if let Err(e) = self.core.reader().write_merkle_index() {
+            tracing::error!(error = %e, "writing the Merkle index failed; the next start rebuilds it");
+        }
         if let Err(e) = self.db.flush_async().await {
             tracing::error!(error = %e, "final flush failed");
         }

@@ -17,6 +17,11 @@ pub struct NodeDigest {
     pub node_id: u64,
     /// Hex.
     pub digest: String,
+    /// The root of the node's Merkle tree over the data at the index (hex; empty where
+    /// unknown: status frames carry none). Compared with the digest: the sums and the tree
+    /// are kept apart, so either could be what went wrong.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub merkle_root: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -42,9 +47,12 @@ pub fn short(digest: &str) -> &str {
 
 /// Groups equal digests: the outcome of comparing `nodes` at `index`.
 pub fn verdict(index: u64, nodes: &[NodeDigest]) -> Outcome {
-    let mut groups: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str), Vec<u64>> = BTreeMap::new();
     for n in nodes {
-        groups.entry(&n.digest).or_default().push(n.node_id);
+        groups
+            .entry((&n.digest, &n.merkle_root))
+            .or_default()
+            .push(n.node_id);
     }
     if groups.len() <= 1 {
         return Outcome::Agree {
@@ -95,6 +103,7 @@ pub fn from_frames<'a>(
             endpoint: endpoint.to_string(),
             node_id,
             digest,
+            merkle_root: String::new(),
         })
         .collect();
     Some(FrameCheck {
@@ -114,6 +123,7 @@ mod tests {
             endpoint: format!("e{id}"),
             node_id: id,
             digest: d.into(),
+            merkle_root: String::new(),
         }
     }
 
@@ -131,6 +141,16 @@ mod tests {
             Outcome::Diverged {
                 index: 5,
                 differing: vec![2]
+            }
+        );
+        // The same sums but another Merkle root is a divergence too.
+        let mut odd = n(3, "aa");
+        odd.merkle_root = "ff".into();
+        assert_eq!(
+            verdict(5, &[n(1, "aa"), n(2, "aa"), odd]),
+            Outcome::Diverged {
+                index: 5,
+                differing: vec![3]
             }
         );
         assert_eq!(

@@ -128,6 +128,7 @@ pub async fn check(client: &ClusterClient, timeout: Duration) -> Report {
                     endpoint,
                     node_id: r.node_id,
                     digest: hex_of(&r.digest),
+                    merkle_root: hex_of(&r.merkle_root),
                 }),
                 Ok(_) => dropped = true,
                 Err(reason) => unreachable.push(Missing { endpoint, reason }),

@@ -13,5 +13,6 @@ pub mod incident;
 pub mod keys;
 pub mod maintenance;
 pub mod membership;
+pub mod proof;
 pub mod rebuild;
 pub mod restart;

@@ -73,10 +73,11 @@ fn print(report: &Report) {
                     " "
                 };
                 println!(
-                    "  {mark} node {} ({}): {}",
+                    "  {mark} node {} ({}): {} (Merkle root {})",
                     n.node_id,
                     n.endpoint,
-                    short(&n.digest)
+                    short(&n.digest),
+                    short(&n.merkle_root)
                 );
             }
         }

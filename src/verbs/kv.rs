@@ -29,7 +29,7 @@ fn short(key: &str) -> String {
 /// A value in JSON, never lossy: `{"value": TEXT}` when it is UTF-8, else
 /// `{"value_base64": BASE64}` (standard alphabet, padded), added to `object` under `name`
 /// (`value`, `current`).
-fn put_value_json(object: &mut serde_json::Value, name: &str, bytes: &[u8]) {
+pub(super) fn put_value_json(object: &mut serde_json::Value, name: &str, bytes: &[u8]) {
     use base64::Engine;
     let (field, text) = match std::str::from_utf8(bytes) {
         Ok(text) => (name.to_string(), text.to_string()),

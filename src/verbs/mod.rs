@@ -17,6 +17,7 @@ pub mod kv;
 pub mod logs;
 pub mod members;
 pub mod node;
+pub mod proof;
 pub mod writes;
 
 use std::io::IsTerminal;

@@ -206,6 +206,15 @@ impl Node for NodeService {
         }))
     }
 
+    async fn proof(&self, req: Request<ProofRequest>) -> Result<Response<ProofReply>, Status> {
+        caller_of(&req)?.check_tenant(&req.get_ref().key)?;
+        let r = req.into_inner();
+        let proof = self.core.proof(r.key, r.stale).await?;
+        let proof_json =
+            serde_json::to_string(&proof).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ProofReply { proof_json }))
+    }
+
     async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<DeleteReply>, Status> {
         caller_of(&req)?.check_tenant(&req.get_ref().key)?;
         let existed = self.core.delete(req.into_inner().key).await?;

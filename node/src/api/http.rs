@@ -2,7 +2,8 @@
 //! key), `/cluster/{info,nodes,leader}`, `/kv/{key}` (GET, PUT, DELETE; `?stale=true` for a
 //! local read), `/metrics` (Prometheus text or OpenMetrics, as `Accept` asks) and
 //! `/sd/prometheus` (every member as a Prometheus `http_sd` target group), `/digest[?index=N]`
-//! (the state digest at an applied index this node holds).
+//! (the state digest and Merkle root at an applied index this node holds), `/proof/{key}`
+//! (a key's value with its Merkle proof).
 
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ pub fn router(core: NodeCore, flush: Arc<LogStats>, auth: Arc<Authenticator>) ->
         .route("/cluster/nodes", get(cluster_nodes))
         .route("/cluster/leader", get(cluster_leader))
         .route("/digest", get(digest))
+        .route("/proof/{*key}", get(proof))
         .route("/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
         .route("/metrics", get(metrics))
         .merge(super::failpoints::routes())
@@ -321,6 +323,7 @@ async fn digest(State(s): State<HttpState>, Query(p): Query<DigestParams>) -> Re
             "digest": hex::encode(&r.digest),
             "data": hex::encode(&r.data),
             "tenants": hex::encode(&r.tenants),
+            "merkle_root": hex::encode(&r.merkle_root),
         }))
         .into_response();
     }
@@ -343,6 +346,23 @@ async fn digest(State(s): State<HttpState>, Query(p): Query<DigestParams>) -> Re
 struct ReadParams {
     #[serde(default)]
     stale: bool,
+}
+
+/// `GET /proof/KEY[?stale=true]`: the key's value with its Merkle proof (the file `opsdeck
+/// verify-proof` reads, less the other nodes' roots: ask each `GET /digest?index=I`).
+async fn proof(
+    State(s): State<HttpState>,
+    Extension(caller): Extension<Caller>,
+    Path(key): Path<String>,
+    Query(p): Query<ReadParams>,
+) -> Response {
+    if let Err(e) = caller.check_tenant(&key) {
+        return e.into_response();
+    }
+    match s.core.proof(key, p.stale).await {
+        Ok(proof) => Json(proof).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn kv_get(

@@ -41,6 +41,7 @@ pub fn grpc_need(path: &str) -> Need {
         | "/opsdeck.v1.Node/Scan"
         | "/opsdeck.v1.Node/Status"
         | "/opsdeck.v1.Node/Digest"
+        | "/opsdeck.v1.Node/Proof"
         | "/opsdeck.v1.Node/Watch" => Need::Role(Role::Read),
         "/opsdeck.v1.Node/Put" | "/opsdeck.v1.Node/Delete" | "/opsdeck.v1.Node/Cas" => {
             Need::Role(Role::Write)

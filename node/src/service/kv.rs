@@ -4,6 +4,7 @@
 
 use super::NodeCore;
 use crate::error::{FullNode, NodeError};
+use crate::merkle::Proof;
 use crate::raft::forward::CLUSTER_TIMEOUT;
 use crate::types::{validate_entry, Command, CommandResult};
 
@@ -75,6 +76,23 @@ impl NodeCore {
                 .reader
                 .get(&key)
                 .map_err(|e| NodeError::Internal(e.to_string()))
+        })
+        .await
+    }
+
+    /// `key`'s value with its Merkle proof at this node's applied index (after a read
+    /// barrier unless `stale`, so the index covers every write acknowledged before).
+    pub async fn proof(&self, key: String, stale: bool) -> Result<Proof, NodeError> {
+        self.observed("proof", async {
+            validate_entry(&key, None).map_err(NodeError::InvalidInput)?;
+            self.read_barrier(stale).await?;
+            match self.inner.reader.proof(&key) {
+                Ok(Some(proof)) => Ok(proof),
+                Ok(None) => Err(NodeError::Rejected(
+                    "this node keeps no state digest (started with OPSDECK_DIGEST=off), so it has no Merkle tree to prove from; ask another node (--endpoints)".into(),
+                )),
+                Err(e) => Err(NodeError::Internal(e.to_string())),
+            }
         })
         .await
     }

@@ -153,6 +153,7 @@ impl NodeCore {
                 digest: h.total.0.to_vec(),
                 data: h.data.0.to_vec(),
                 tenants: h.tenants.0.to_vec(),
+                merkle_root: h.merkle.0.to_vec(),
                 ..reply
             },
             Lookup::NotHeld { .. } => reply,

@@ -14,32 +14,35 @@ use std::sync::Mutex;
 
 pub use crate::sums::{Digest, DigestState, Part};
 
-/// Applied indexes whose digest the ring keeps (one per entry: ~104 bytes each, 830 KiB).
+/// Applied indexes whose digest the ring keeps (one per entry: ~136 bytes each, 1.1 MiB).
 pub const RING_ENTRIES: usize = 8192;
 
-/// The digest after one applied entry: the total and the parts a restore replaces.
+/// The digest after one applied entry: the total, the parts a restore replaces, and the
+/// root of the Merkle tree over the data (`crate::merkle`; the proofs' root).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Held {
     pub index: u64,
     pub total: Digest,
     pub data: Digest,
     pub tenants: Digest,
+    pub merkle: Digest,
 }
 
 impl Held {
-    pub fn of(state: &DigestState) -> Held {
+    pub fn of(state: &DigestState, merkle: Digest) -> Held {
         Held {
             index: state.index,
             total: state.total(),
             data: state.data,
             tenants: state.tenants,
+            merkle,
         }
     }
 
-    pub fn at(index: u64, state: &DigestState) -> Held {
+    pub fn at(index: u64, state: &DigestState, merkle: Digest) -> Held {
         Held {
             index,
-            ..Held::of(state)
+            ..Held::of(state, merkle)
         }
     }
 }

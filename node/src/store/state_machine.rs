@@ -30,6 +30,7 @@ use super::freeze::{self, Freeze, Freezes};
 use super::housekeeping::{Housekeeping, SnapshotRecord};
 use super::{decode, encode, snapshot_file};
 use crate::clock::unix_millis;
+use crate::merkle::Proof;
 use crate::security::audit::AuditRecord;
 use crate::security::keys::{KeyRecord, KeyRegistry, Role};
 use crate::security::quota::{tenant_of, Quota, Usage};
@@ -125,6 +126,7 @@ pub struct KvReader {
     /// The data generation reads use; each read holds it to its end.
     current: Arc<Current>,
     digests: Arc<DigestRing>,
+    merkle: Option<Arc<Mutex<MerkleIndex>>>,
 }
 
 impl KvReader {
@@ -216,6 +218,30 @@ impl KvReader {
     /// The newest held digest at an index that is a multiple of `step`.
     pub fn digest_checkpoint(&self, step: u64) -> Option<(u64, Digest)> {
         self.digests.checkpoint(step)
+    }
+
+    /// `key`'s value (in the proof; none: absent) with its Merkle proof at the applied index, read under
+    /// the index's lock so no apply lands in between. None: the node keeps no digest.
+    pub fn proof(&self, key: &str) -> Result<Option<Proof>, std::io::Error> {
+        let Some(merkle) = &self.merkle else {
+            return Ok(None);
+        };
+        let index = lock(merkle);
+        let value = self.get(key).map_err(super::io_error)?;
+        Ok(Some(index.proof(
+            key,
+            value.as_deref(),
+            self.applied_index(),
+        )?))
+    }
+
+    /// Writes the Merkle index's changes that wait in memory (a stopping node does, so its
+    /// next start need not rebuild the index).
+    pub fn write_merkle_index(&self) -> Result<(), std::io::Error> {
+        match &self.merkle {
+            Some(m) => lock(m).write(),
+            None => Ok(()),
+        }
     }
 
     /// Index of the last applied log entry (0 before anything was applied).
@@ -316,6 +342,9 @@ pub struct StateMachine {
     /// The state digest as of `applied` (None: turned off), and the recent ones.
     digest: Option<DigestState>,
     digests: Arc<DigestRing>,
+    /// The Merkle index of the data (None: the digest is turned off). Held across each
+    /// apply, so a proof reads the data, the index and the tree of one applied index.
+    merkle: Option<Arc<Mutex<MerkleIndex>>>,
 }
 
 /// `OPSDECK_DIGEST=off` turns the state digest off, for measuring what it costs (see
@@ -373,6 +402,7 @@ impl StateMachine {
             events: None,
             digest: None,
             digests: Arc::new(DigestRing::new(digest_turned_off())),
+            merkle: None,
         };
         // A crash while installing a snapshot leaves the snapshot stored but the data only
         // partly replaced; finish the install now (openraft does not re-install on start).
@@ -387,6 +417,11 @@ impl StateMachine {
                 tracing::warn!(snapshot = ?meta.last_log_id, applied = ?sm.applied, "finishing an interrupted snapshot install");
                 sm.load_snapshot(&meta)?;
             }
+        }
+        if !sm.digests.is_off() {
+            let applied = sm.applied.map(|l| l.index).unwrap_or(0);
+            let index = MerkleIndex::open(db, &sm.tree, sm.gens.current, sm.gens.staging, applied)?;
+            sm.merkle = Some(Arc::new(Mutex::new(index)));
         }
         sm.open_digest()?;
         sm.reload_keys()?;
@@ -434,7 +469,7 @@ impl StateMachine {
             }
         };
         self.digest = Some(state);
-        self.digests.reset(Held::of(&state));
+        self.digests.reset(Held::of(&state, self.merkle_root()));
         Ok(())
     }
 
@@ -445,6 +480,14 @@ impl StateMachine {
         self.cleanup_step_keys.store(keys.max(1), Ordering::Relaxed);
         let ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
         self.cleanup_step_pause_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The Merkle root of the current data (zero when the digest is off).
+    fn merkle_root(&self) -> Digest {
+        self.merkle
+            .as_ref()
+            .map(|m| Digest(lock(m).root()))
+            .unwrap_or_default()
     }
 
     pub fn publish_events_to(&mut self, sink: Arc<dyn EventSink>) {
@@ -467,6 +510,7 @@ impl StateMachine {
             applied_index: self.applied_index.clone(),
             current: self.current.clone(),
             digests: self.digests.clone(),
+            merkle: self.merkle.clone(),
         }
     }
 
@@ -502,7 +546,7 @@ impl StateMachine {
         digest: Option<DigestState>,
     ) -> Result<(), std::io::Error> {
         if let Some(d) = digest {
-            self.digests.reset(Held::of(&d));
+            self.digests.reset(Held::of(&d, self.merkle_root()));
         }
         self.digest = digest;
         self.applied = meta.last_log_id;
@@ -610,7 +654,10 @@ fn load_tree(
 
 mod generations;
 mod janitor;
+mod merkle_index;
 mod restore;
+
+use merkle_index::MerkleIndex;
 
 use generations::{Current, Generations, DATA_PREFIX};
 
@@ -678,8 +725,9 @@ struct Overlay<'a> {
     /// the current one's key prefix.
     gens: Generations,
     data_prefix: Vec<u8>,
-    /// The digest as this batch has it (None: turned off).
+    /// The digest as this batch has it (None: turned off), and the Merkle index it keeps.
     digest: Option<DigestState>,
+    merkle: Option<&'a mut MerkleIndex>,
     /// The pause of client writes as this batch has it.
     paused: Option<WritesPause>,
 }
@@ -693,7 +741,10 @@ impl Overlay<'_> {
     }
 
     /// Switches the generations from here on in this batch, and records them.
-    fn set_generations(&mut self, gens: Generations) {
+    fn set_generations(&mut self, gens: Generations) -> IoResult<()> {
+        if let Some(m) = &mut self.merkle {
+            m.switch(gens.current, gens.staging)?;
+        }
         if let Some(d) = &mut self.digest {
             if gens.current != self.gens.current {
                 // A restore's commit: its staged generation becomes the data.
@@ -712,6 +763,7 @@ impl Overlay<'_> {
         for (k, v) in gens.records() {
             self.writes.insert(k.to_vec(), v);
         }
+        Ok(())
     }
 
     /// Writes (`Some`) or deletes (`None`) `key` in this batch, keeping the digest.
@@ -730,6 +782,14 @@ impl Overlay<'_> {
         if let Some(d) = &mut self.digest {
             if let Some((part, name)) = covered(&key, &self.gens) {
                 d.change(part, &name, old, value.as_deref());
+                let gen = match part {
+                    Part::Data => Some(self.gens.current),
+                    Part::Staged => self.gens.staging,
+                    Part::Tenants | Part::Records => None,
+                };
+                if let (Some(m), Some(gen)) = (&mut self.merkle, gen) {
+                    m.change(gen, &name[DATA_PREFIX.len()..], value.as_deref());
+                }
             }
         }
         self.writes.insert(key, value);
@@ -1154,6 +1214,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let sm_err = |e: &dyn std::fmt::Display| {
             StorageError::from(StorageIOError::write_state_machine(&super::io_error(e)))
         };
+        // Held to the end, so a proof never sees the data and the tree at different indexes.
+        let mut merkle = self.merkle.as_ref().map(|m| lock(m));
+        if let Some(m) = &mut merkle {
+            m.begin();
+        }
         let mut overlay = Overlay {
             tree: &self.tree,
             writes: BTreeMap::new(),
@@ -1167,6 +1232,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             gens: self.gens,
             data_prefix: generations::data_prefix(self.gens.current),
             digest: self.digest,
+            merkle: merkle.as_deref_mut(),
             paused: self
                 .tree
                 .get(KEY_WRITES_PAUSED)
@@ -1201,8 +1267,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             };
             responses.push(response);
+            let root = match &mut overlay.merkle {
+                Some(m) => Digest(m.end_entry().map_err(|e| sm_err(&e))?),
+                None => Digest::ZERO,
+            };
             if let Some(d) = &overlay.digest {
-                digests.push(Held::at(entry.log_id.index, d));
+                digests.push(Held::at(entry.log_id.index, d, root));
             }
         }
 
@@ -1243,6 +1313,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         self.tree.apply_batch(batch).map_err(|e| sm_err(&e))?;
         drop(hold);
+        if let Some(m) = &mut merkle {
+            m.applied(applied.map(|l| l.index).unwrap_or(0))
+                .map_err(|e| sm_err(&e))?;
+        }
         if let Some(exclusive) = exclusive {
             self.current.switch(gens.current);
             self.gens = gens;
@@ -1259,6 +1333,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         self.applied_index
             .store(applied.map(|l| l.index).unwrap_or(0), Ordering::Release);
+        drop(merkle);
         if keys_changed {
             self.reload_keys().map_err(|e| sm_err(&e))?;
         }
@@ -1314,11 +1389,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .with_extension(snapshot_file::RECEIVING_SUFFIX);
         into_side_file(&mut snapshot, &side).await.map_err(err)?;
         drop(snapshot);
-        let (path, tree, freezes, exclusive) = (
+        let (path, tree, freezes, exclusive, merkle) = (
             self.snapshot_path.clone(),
             self.tree.clone(),
             self.freezes.clone(),
             self.exclusive.clone(),
+            self.merkle.clone(),
         );
         let digest_on = !self.digests.is_off();
         let expected = meta.clone();
@@ -1342,10 +1418,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 ));
             }
             // The install renumbers generations: no janitor step may run meanwhile.
-            let _exclusive = lock(&exclusive);
+            // The Merkle index's lock first, as an apply takes them: no proof reads the
+            // new data with the old tree.
+            let mut merkle = merkle.as_ref().map(|m| lock(m));
+            let exclusive = lock(&exclusive);
             freezes.wait_idle();
             snapshot_file::promote(&side, &path)?;
             let digest = load_tree(&tree, &path, &expected, digest_on)?;
+            drop(exclusive);
+            if let Some(m) = &mut merkle {
+                let gens = Generations::load(&tree)?;
+                let applied = expected.last_log_id.map(|l| l.index).unwrap_or(0);
+                m.rebuild(&tree, gens.current, gens.staging, applied)?;
+            }
             Ok((snapshot_file::size(&path), digest))
         })
         .await

@@ -118,7 +118,7 @@ impl Overlay<'_> {
             staging: Some(gen),
             next,
             ..self.gens
-        });
+        })?;
         self.note("restore_started", source.clone());
         self.put_encoded(
             KEY_RESTORE.to_vec(),
@@ -250,7 +250,7 @@ impl Overlay<'_> {
             current: gen,
             staging: None,
             ..self.gens
-        });
+        })?;
         self.set(KEY_RESTORE.to_vec(), None)?;
         self.stats.keys = s.keys;
         self.stats.bytes = s.bytes;
@@ -283,7 +283,7 @@ impl Overlay<'_> {
         self.set_generations(Generations {
             staging: None,
             ..self.gens
-        });
+        })?;
         self.set(KEY_RESTORE.to_vec(), None)?;
         self.note("restore_abandoned", format!("{}: {reason}", s.source));
         self.append_audit(AuditRecord {
