@@ -10,7 +10,7 @@ use super::connect;
 use crate::cli::ClusterArgs;
 use crate::client::digests::short as short_hash;
 use crate::client::{Class, Failure};
-use crate::ops::proof::{self, ProofFile, Refusal, Verified};
+use crate::ops::proof::{self, ProofFile, Refusal, RootReport, Verified};
 
 /// The largest proof file read: a value (hex, twice its size) and a bucket of thousands of
 /// entries fit many times over; anything bigger is not one of ours.
@@ -64,13 +64,7 @@ pub async fn get(args: &ClusterArgs, key: &str, stale: bool, out: &Path) -> Resu
                 out.display()
             ),
         }
-        for r in file.reports.iter().filter(|r| r.error.is_some()) {
-            eprintln!(
-                "  {}: {}",
-                r.endpoint,
-                r.error.as_deref().unwrap_or_default()
-            );
-        }
+        print_failed(&file.reports);
     }
     if let Err(e) = checked {
         // Most often nodes too far behind or down at the time: try again.
@@ -89,6 +83,15 @@ pub async fn get(args: &ClusterArgs, key: &str, stale: bool, out: &Path) -> Resu
     Ok(())
 }
 
+/// The nodes that gave no root, and why, on stderr.
+fn print_failed(reports: &[RootReport]) {
+    for r in reports {
+        if let Some(error) = &r.error {
+            eprintln!("  {}: {error}", r.endpoint);
+        }
+    }
+}
+
 fn describe_quorum(v: &Verified) -> String {
     let ids: Vec<String> = v.agreeing.iter().map(u64::to_string).collect();
     format!(
@@ -102,21 +105,18 @@ fn describe_quorum(v: &Verified) -> String {
 }
 
 fn read_file(path: &Path) -> Result<ProofFile> {
-    let f = std::fs::File::open(path).map_err(|e| {
+    let unreadable = |e: std::io::Error| {
         Failure::new(
             Class::Usage,
             format!("cannot read proof file {}: {e}", path.display()),
         )
-    })?;
+    };
     let mut text = String::new();
-    f.take(MAX_FILE_BYTES + 1)
+    std::fs::File::open(path)
+        .map_err(unreadable)?
+        .take(MAX_FILE_BYTES + 1)
         .read_to_string(&mut text)
-        .map_err(|e| {
-            Failure::new(
-                Class::Usage,
-                format!("cannot read proof file {}: {e}", path.display()),
-            )
-        })?;
+        .map_err(unreadable)?;
     if text.len() as u64 > MAX_FILE_BYTES {
         return Err(Failure::new(
             Class::Usage,
@@ -178,14 +178,8 @@ pub async fn verify(path: &Path, live: bool, args: &ClusterArgs) -> Result<()> {
                 Refusal::Format(_) => Class::Usage,
                 Refusal::Proof(_) | Refusal::NoQuorum { .. } => Class::Error,
             };
-            if live {
-                for r in asked.iter().flatten().filter(|r| r.error.is_some()) {
-                    eprintln!(
-                        "  {}: {}",
-                        r.endpoint,
-                        r.error.as_deref().unwrap_or_default()
-                    );
-                }
+            if let Some(asked) = &asked {
+                print_failed(asked);
             }
             Err(Failure::new(class, format!("verify-proof {}: {e}", path.display())).into())
         }
