@@ -237,8 +237,7 @@ impl ClusterClient {
         self.endpoints.iter().map(|e| e.addr.clone()).collect()
     }
 
-    /// One client per endpoint, for calls that must reach every node (e.g. Watch).
-    #[allow(dead_code)] // for the console's Watch streams
+    /// One client per endpoint, for calls that must reach every node (e.g. Watch, Digest).
     pub fn node_clients(&self) -> Vec<(String, NodeRpc)> {
         self.endpoints
             .iter()

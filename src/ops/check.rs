@@ -5,8 +5,10 @@
 //! 1. Ask every node for its newest digest and the indexes its ring holds.
 //! 2. Take the highest index all of them hold: the lowest newest index (the slowest node's),
 //!    provided every node still holds it (not below its oldest).
-//! 3. Ask every node for the digest at that index. A node that dropped it from its ring
-//!    meanwhile (a fast node under load) sends us back to 1, up to [`ATTEMPTS`] times.
+//! 3. Ask every other node for the digest at that index (a node whose newest it is already
+//!    sent it in 1: on an idle cluster that is all of them, and a check is one call per node).
+//!    A node that dropped it from its ring meanwhile (a fast node under load) sends us back
+//!    to 1, up to [`ATTEMPTS`] times.
 
 use std::time::Duration;
 
@@ -35,15 +37,18 @@ pub struct Report {
     pub attempts: usize,
 }
 
-/// Each endpoint's answer to `Digest(index)`, at once; a dead node costs at most `timeout`.
-async fn ask_all(
+/// The answers of `endpoints` to `Digest(index)`, at once; a dead node costs at most
+/// `timeout`.
+async fn ask(
     client: &ClusterClient,
+    endpoints: &[String],
     index: Option<u64>,
     timeout: Duration,
 ) -> Vec<(String, Result<DigestReply, String>)> {
     let asks = client
         .node_clients()
         .into_iter()
+        .filter(|(endpoint, _)| endpoints.contains(endpoint))
         .map(|(endpoint, mut c)| async move {
             let mut req = tonic::Request::new(DigestRequest { index });
             req.set_timeout(timeout);
@@ -74,6 +79,15 @@ pub fn common_index(replies: &[&DigestReply]) -> Result<u64, String> {
     Ok(lowest_newest)
 }
 
+fn node_digest(endpoint: String, r: &DigestReply) -> NodeDigest {
+    NodeDigest {
+        endpoint,
+        node_id: r.node_id,
+        digest: hex_of(&r.digest),
+        merkle_root: hex_of(&r.merkle_root),
+    }
+}
+
 /// Runs the check (see the module doc).
 pub async fn check(client: &ClusterClient, timeout: Duration) -> Report {
     let mut unreachable = Vec::new();
@@ -88,7 +102,7 @@ pub async fn check(client: &ClusterClient, timeout: Duration) -> Report {
         attempts += 1;
         unreachable.clear();
         let mut newest = Vec::new();
-        for (endpoint, r) in ask_all(client, None, timeout).await {
+        for (endpoint, r) in ask(client, &client.endpoints(), None, timeout).await {
             match r {
                 Ok(r) if r.off => unreachable.push(Missing {
                     endpoint,
@@ -118,25 +132,27 @@ pub async fn check(client: &ClusterClient, timeout: Duration) -> Report {
         };
         let mut nodes = Vec::new();
         let mut dropped = false;
-        let asked: Vec<String> = newest.into_iter().map(|(e, _)| e).collect();
-        for (endpoint, r) in ask_all(client, Some(index), timeout).await {
-            if !asked.contains(&endpoint) {
-                continue;
+        let mut behind = Vec::new();
+        for (endpoint, r) in newest {
+            if r.held && r.index == index {
+                nodes.push(node_digest(endpoint, &r));
+            } else {
+                behind.push(endpoint);
             }
-            match r {
-                Ok(r) if r.held => nodes.push(NodeDigest {
-                    endpoint,
-                    node_id: r.node_id,
-                    digest: hex_of(&r.digest),
-                    merkle_root: hex_of(&r.merkle_root),
-                }),
-                Ok(_) => dropped = true,
-                Err(reason) => unreachable.push(Missing { endpoint, reason }),
+        }
+        if !behind.is_empty() {
+            for (endpoint, r) in ask(client, &behind, Some(index), timeout).await {
+                match r {
+                    Ok(r) if r.held => nodes.push(node_digest(endpoint, &r)),
+                    Ok(_) => dropped = true,
+                    Err(reason) => unreachable.push(Missing { endpoint, reason }),
+                }
             }
         }
         if dropped {
             continue; // a node moved past `index` meanwhile: a newer common index
         }
+        nodes.sort_by_key(|n| n.node_id);
         if nodes.len() < 2 {
             return inconclusive(
                 format!(
