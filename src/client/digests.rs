@@ -6,9 +6,12 @@
 //! of 256 entries, so nodes sampled at different moments under load still meet.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use opsdeck_node::pb::NodeStatus;
+use opsdeck_node::pb::{DigestReply, DigestRequest, NodeStatus};
 use serde::Serialize;
+
+use super::NodeRpc;
 
 /// A node's digest at the index compared.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -34,6 +37,82 @@ pub enum Outcome {
     Diverged { index: u64, differing: Vec<u64> },
     /// Fewer than two nodes answered, or they hold no index in common.
     Inconclusive { reason: String },
+}
+
+/// How [`digest_at`] waits for one node.
+#[derive(Debug, Clone, Copy)]
+pub struct DigestWait {
+    /// Give up on a node that is behind at this instant.
+    pub deadline: Instant,
+    /// The most one call may take (and never more than is left before the deadline).
+    pub per_call: Duration,
+    /// How long a node that cannot be reached is asked again (ZERO: not again): a node
+    /// restarting answers soon, one that is down does not.
+    pub unreachable_for: Duration,
+}
+
+/// Why a node gave no digest at the index asked for: `node_id` when it answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotAt {
+    pub node_id: Option<u64>,
+    pub why: String,
+}
+
+/// How often a node that is behind is asked again.
+const BEHIND_POLL: Duration = Duration::from_millis(50);
+
+/// Asks `c` (at `endpoint`) for its digest at `index` until it holds it: a node that has
+/// not applied `index` yet is asked again until the deadline. Ok: a reply that holds it.
+/// Err: why not, worded for people and naming the node (off, past it, still behind at the
+/// deadline, unreachable).
+pub async fn digest_at(
+    endpoint: &str,
+    mut c: NodeRpc,
+    index: u64,
+    wait: DigestWait,
+) -> Result<DigestReply, NotAt> {
+    let unreachable_until = Instant::now() + wait.unreachable_for;
+    loop {
+        let left = wait.deadline.saturating_duration_since(Instant::now());
+        let per_call = wait.per_call.min(left).max(Duration::from_millis(200));
+        let mut req = tonic::Request::new(DigestRequest { index: Some(index) });
+        req.set_timeout(per_call);
+        let unreachable = |why| {
+            (
+                NotAt { node_id: None, why },
+                Instant::now() < unreachable_until,
+            )
+        };
+        let (not_at, again) = match tokio::time::timeout(per_call, c.digest(req)).await {
+            Ok(Ok(r)) => {
+                let r = r.into_inner();
+                if r.held {
+                    return Ok(r);
+                }
+                let why = if r.off {
+                    "keeps no state digest (OPSDECK_DIGEST=off)".to_string()
+                } else if r.newest < index {
+                    format!("has applied only up to index {}", r.newest)
+                } else {
+                    format!(
+                        "no longer holds index {index} (its ring holds {}..{}: it installed a snapshot past it, or applied more than its ring keeps since)",
+                        r.oldest, r.newest
+                    )
+                };
+                let not_at = NotAt {
+                    node_id: Some(r.node_id),
+                    why: format!("node {} {why}", r.node_id),
+                };
+                (not_at, !r.off && r.newest < index)
+            }
+            Ok(Err(s)) => unreachable(super::explain(endpoint, &s).await),
+            Err(_) => unreachable(format!("no answer within {per_call:?}")),
+        };
+        if !again || Instant::now() >= wait.deadline {
+            return Err(not_at);
+        }
+        tokio::time::sleep(BEHIND_POLL).await;
+    }
 }
 
 pub fn hex_of(b: &[u8]) -> String {

@@ -14,7 +14,7 @@ use opsdeck_node::pb::{self, backup_chunk::Part, restore_request::Step};
 
 use serde::Serialize;
 
-use crate::client::digests::{hex_of, short};
+use crate::client::digests::{digest_at, hex_of, short, DigestWait};
 use crate::client::{describe, ClusterClient};
 use crate::format as fmt;
 
@@ -239,60 +239,33 @@ pub struct NodeParts {
     pub tenants: String,
 }
 
-/// Asks `c` for its digest at `index` until it holds it (it may not have applied the
-/// commit yet), up to `deadline` (a node it cannot reach, [`UNREACHABLE_WAIT`]).
+/// `c`'s data and tenants digests at `index` ([`digest_at`]: it may not have applied the
+/// commit yet), waiting up to `deadline` (a node it cannot reach, [`UNREACHABLE_WAIT`]).
 async fn parts_at(
     endpoint: &str,
-    mut c: crate::client::NodeRpc,
+    c: crate::client::NodeRpc,
     index: u64,
     deadline: Instant,
 ) -> std::result::Result<NodeParts, String> {
-    let unreachable_until = Instant::now() + UNREACHABLE_WAIT;
-    loop {
-        let mut req = tonic::Request::new(pb::DigestRequest { index: Some(index) });
-        req.set_timeout(CONFIRM_CALL_TIMEOUT);
-        let (why, reached) = match tokio::time::timeout(CONFIRM_CALL_TIMEOUT, c.digest(req)).await {
-            Ok(Ok(r)) => {
-                let r = r.into_inner();
-                if r.held && r.data.len() == 32 {
-                    return Ok(NodeParts {
-                        node_id: r.node_id,
-                        data: hex_of(&r.data),
-                        tenants: hex_of(&r.tenants),
-                    });
-                }
-                if r.off {
-                    return Err(format!(
-                        "node {} keeps no state digest (OPSDECK_DIGEST=off)",
-                        r.node_id
-                    ));
-                }
-                if r.held {
-                    return Err(format!(
-                        "node {} does not report the parts of its digest (an older opsdeck-node)",
-                        r.node_id
-                    ));
-                }
-                if r.oldest > index || (r.newest >= index && r.newest > 0) {
-                    return Err(format!(
-                        "node {} no longer holds index {index} (it holds {}..{}: it installed a snapshot past the commit, or applied more than its ring keeps since)",
-                        r.node_id, r.oldest, r.newest
-                    ));
-                }
-                (
-                    format!("node {} has applied up to {} only", r.node_id, r.newest),
-                    true,
-                )
-            }
-            Ok(Err(s)) => (crate::client::explain(endpoint, &s).await, false),
-            Err(_) => (format!("no answer within {CONFIRM_CALL_TIMEOUT:?}"), false),
-        };
-        let now = Instant::now();
-        if now >= deadline || (!reached && now >= unreachable_until) {
-            return Err(why);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let wait = DigestWait {
+        deadline,
+        per_call: CONFIRM_CALL_TIMEOUT,
+        unreachable_for: UNREACHABLE_WAIT,
+    };
+    let r = digest_at(endpoint, c, index, wait)
+        .await
+        .map_err(|n| n.why)?;
+    if r.data.len() != 32 {
+        return Err(format!(
+            "node {} does not report the parts of its digest (an older opsdeck-node)",
+            r.node_id
+        ));
     }
+    Ok(NodeParts {
+        node_id: r.node_id,
+        data: hex_of(&r.data),
+        tenants: hex_of(&r.tenants),
+    })
 }
 
 /// The verdict on every endpoint's answer for the commit's `index`: Err names each node

@@ -17,10 +17,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use opsdeck_node::merkle::{Proof, ProofError};
-use opsdeck_node::pb::{DigestRequest, ProofRequest, StatusRequest};
+use opsdeck_node::pb::{ProofRequest, StatusRequest};
 use serde::{Deserialize, Serialize};
 
-use crate::client::digests::hex_of;
+use crate::client::digests::{digest_at, hex_of, DigestWait};
 use crate::client::ClusterClient;
 
 /// A proof file's format name.
@@ -116,53 +116,37 @@ pub fn verify(file: &ProofFile, live: Option<&[RootReport]>) -> Result<Verified,
     })
 }
 
-/// Every node's root at `index`; a node behind is asked again until `wait` has passed.
+/// Every node's root at `index` ([`digest_at`]); a node behind is asked again until `wait`
+/// has passed, one that cannot be reached is not.
 pub async fn roots_at(client: &ClusterClient, index: u64, wait: Duration) -> Vec<RootReport> {
-    let deadline = Instant::now() + wait;
+    let wait = DigestWait {
+        deadline: Instant::now() + wait,
+        per_call: wait,
+        unreachable_for: Duration::ZERO,
+    };
     let asks = client
         .node_clients()
         .into_iter()
-        .map(|(endpoint, mut c)| async move {
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let mut req = tonic::Request::new(DigestRequest { index: Some(index) });
-                req.set_timeout(left.max(Duration::from_millis(200)));
-                let failed = |error: String, node_id| RootReport {
-                    endpoint: endpoint.clone(),
-                    node_id,
-                    root: None,
-                    error: Some(error),
-                };
-                let r = match tokio::time::timeout(left, c.digest(req)).await {
-                    Ok(Ok(r)) => r.into_inner(),
-                    Ok(Err(s)) => return failed(crate::client::explain(&endpoint, &s).await, None),
-                    Err(_) => return failed(format!("no answer within {wait:?}"), None),
-                };
-                if r.held && r.merkle_root.len() == 32 {
-                    return RootReport {
-                        endpoint: endpoint.clone(),
-                        node_id: Some(r.node_id),
-                        root: Some(hex_of(&r.merkle_root)),
-                        error: None,
-                    };
+        .map(|(endpoint, c)| async move {
+            let (node_id, root, error) = match digest_at(&endpoint, c, index, wait).await {
+                Ok(r) if r.merkle_root.len() == 32 => {
+                    (Some(r.node_id), Some(hex_of(&r.merkle_root)), None)
                 }
-                let why = if r.off {
-                    "keeps no state digest (OPSDECK_DIGEST=off)".to_string()
-                } else if r.held {
-                    "answered without a Merkle root (an older build)".to_string()
-                } else if r.newest < index {
-                    format!("has applied only up to index {}", r.newest)
-                } else {
-                    format!(
-                        "no longer holds index {index} (its ring holds {}..{})",
-                        r.oldest, r.newest
-                    )
-                };
-                let behind = !r.off && !r.held && r.newest < index;
-                if !behind || Instant::now() >= deadline {
-                    return failed(format!("node {} {why}", r.node_id), Some(r.node_id));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(r) => (
+                    Some(r.node_id),
+                    None,
+                    Some(format!(
+                        "node {} answered without a Merkle root (an older build)",
+                        r.node_id
+                    )),
+                ),
+                Err(n) => (n.node_id, None, Some(n.why)),
+            };
+            RootReport {
+                endpoint,
+                node_id,
+                root,
+                error,
             }
         });
     futures_util::future::join_all(asks).await
