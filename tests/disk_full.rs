@@ -431,6 +431,21 @@ async fn a_snapshot_install_without_room_is_refused_up_front_and_retried_once_th
         "{}",
         refused[0].detail
     );
+    // The leader's frame marks the follower (the console's Overview, add-node's progress).
+    let marked = wait_for(
+        "the leader's frame to mark the follower's refusal",
+        Duration::from_secs(20),
+        || async {
+            let s = cluster.node(leader).status().await?;
+            let p = s.followers.into_iter().find(|p| p.id == follower)?;
+            (!p.snapshot_refused.is_empty()).then_some(p.snapshot_refused)
+        },
+    )
+    .await;
+    assert!(
+        marked.contains("nothing changed") && marked.contains("free"),
+        "{marked}"
+    );
     let s = f.status().await.expect("the follower still serves");
     assert!(
         s.applied.unwrap_or(0) < gc.first_log_index.unwrap_or(0),
@@ -467,6 +482,15 @@ async fn a_snapshot_install_without_room_is_refused_up_front_and_retried_once_th
         || async { (cluster.scan_local(follower, "disk/").await == want).then_some(()) },
     )
     .await;
+    let frame = cluster.node(leader).status().await.expect("leader status");
+    assert!(
+        frame
+            .followers
+            .iter()
+            .all(|p| p.snapshot_refused.is_empty()),
+        "installed: no longer marked: {:?}",
+        frame.followers
+    );
     drop(cluster);
     drop(mounts);
 }

@@ -535,6 +535,13 @@ impl Model {
         )
     }
 
+    /// Why node `id` refused the snapshot the leader is sending it (no room to load it), as
+    /// the leader reports it; None: no refusal.
+    pub fn refused_snapshot(&self, id: u64) -> Option<&str> {
+        let f = self.leader()?.followers.iter().find(|f| f.id == id)?;
+        (!f.snapshot_refused.is_empty()).then_some(f.snapshot_refused.as_str())
+    }
+
     /// What an outside observer saw of every endpoint at `now_ms`, for the alert rules: the
     /// latest frame of a node whose stream is up and not silent for `stall_ms`, else why not.
     pub fn reports(&self, now_ms: i64, stall_ms: i64) -> Vec<NodeReport> {

@@ -692,6 +692,45 @@ fn writes_paused_banner_on_every_pane() {
 }
 
 #[test]
+fn the_overview_marks_a_follower_that_refused_the_snapshot_for_lack_of_room() {
+    let mut app = app();
+    let t = fixture::T0 + 40_000;
+    let why = "snapshot install refused, nothing changed: node 3 received snapshot T1-N1-10001-1 \
+               (1.8 MiB, up to index 10001); loading it needs 72.0 MiB free on the filesystem \
+               of its data dir (4x the snapshot plus the 64.0 MiB reserve), 20.0 MiB free; free \
+               space or grow the volume, and the leader retries the install by itself";
+    for (node, id, role) in [(0, 1, "leader"), (1, 2, "follower"), (2, 3, "follower")] {
+        let mut s = fixture::status(id, role, 12_300, t);
+        for f in &mut s.followers {
+            if f.id == 3 {
+                f.snapshot_sent_bytes = Some(1_900_000);
+                f.snapshot_bytes = Some(1_900_000);
+                f.snapshot_refused = why.into();
+            }
+        }
+        app.model.apply(Update::Event {
+            node,
+            at: t,
+            event: Box::new(WatchEvent {
+                kind: Some(Kind::Status(s)),
+            }),
+        });
+    }
+    let screen = text(&render(&app, 80, 24));
+    insta::assert_snapshot!("overview_snapshot_refused_80x24", screen);
+    let row = screen
+        .lines()
+        .find(|l| l.contains("127.0.0.1:7103"))
+        .unwrap_or_default();
+    assert!(row.contains("▲ no room"), "{screen}");
+    assert!(
+        screen.contains("▲ node 3: snapshot install refused"),
+        "{screen}"
+    );
+    assert!(screen.contains("20.0 MiB free;"), "{screen}");
+}
+
+#[test]
 fn the_overview_says_whether_the_replicas_agree_and_names_a_diverged_node() {
     use opsdeck_node::pb::StateDigest;
     let mut app = app();

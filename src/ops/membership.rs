@@ -62,6 +62,10 @@ pub struct CatchUp {
     pub eta: Option<Duration>,
     /// A snapshot the leader is sending it: bytes acknowledged, of the snapshot's size.
     pub snapshot: Option<SnapshotSend>,
+    /// It refused the snapshot's last chunk (no room to load it), and why, with the
+    /// figures: the leader retries by itself once there is room.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// A snapshot on its way to a node that is catching up.
@@ -168,6 +172,9 @@ impl fmt::Display for Progress {
                         crate::format::bytes(s.total_bytes),
                         crate::format::bytes(s.bytes_per_sec as u64)
                     )?;
+                }
+                if let Some(why) = &c.refused {
+                    write!(f, "; REFUSED: {why}")?;
                 }
                 match c.eta {
                     Some(eta) => write!(f, ", ETA {}s", eta.as_secs()),
@@ -543,6 +550,7 @@ impl Pace {
             entries_per_sec: rate,
             eta,
             snapshot,
+            refused: None,
         }
     }
 }
@@ -658,7 +666,10 @@ pub async fn add_node(
         let follower = status.followers.iter().find(|f| f.id == node.id);
         let matched = follower.and_then(|f| f.matched);
         let snapshot = follower.and_then(|f| f.snapshot_sent_bytes.zip(f.snapshot_bytes));
-        let c = pace.look(node.id, matched, last, snapshot);
+        let mut c = pace.look(node.id, matched, last, snapshot);
+        c.refused = follower
+            .map(|f| f.snapshot_refused.clone())
+            .filter(|why| !why.is_empty());
         let caught_up = matched.is_some() && c.behind <= CAUGHT_UP_LAG;
         progress(&Progress::CatchingUp(c.clone()));
         if caught_up {

@@ -181,10 +181,11 @@ impl NodeCore {
                     id: *id,
                     matched: matched.map(|l| l.index),
                     lag: last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)),
-                    snapshot_sent_bytes: send.map(|s| s.sent),
+                    snapshot_sent_bytes: send.as_ref().map(|s| s.sent),
                     // The snapshot being sent is the last one this node built or installed.
-                    snapshot_bytes: send.map(|_| sample.gc.last_snapshot_bytes),
+                    snapshot_bytes: send.as_ref().map(|_| sample.gc.last_snapshot_bytes),
                     storage_full: self.inner.peer_storage.full(*id).is_some(),
+                    snapshot_refused: send.and_then(|s| s.refused).unwrap_or_default(),
                 }
             })
             .collect();

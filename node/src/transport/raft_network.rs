@@ -59,25 +59,36 @@ impl NetworkFactory {
 #[derive(Default)]
 pub struct SnapshotSends(Mutex<BTreeMap<NodeId, SnapshotSend>>);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SnapshotSend {
     pub sent: u64,
     pub done: bool,
     pub unix_ms: i64,
+    /// The peer refused the last chunk (no room to load the snapshot), and why; cleared by
+    /// the next chunk it takes.
+    pub refused: Option<String>,
 }
 
 impl SnapshotSends {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, SnapshotSend>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn record(&self, target: NodeId, send: SnapshotSend) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(target, send);
+        self.lock().insert(target, send);
+    }
+
+    /// `target` refused a chunk: the send stays where it got to, marked with `why`.
+    fn refused(&self, target: NodeId, why: &str) {
+        let mut sends = self.lock();
+        let send = sends.entry(target).or_default();
+        send.refused = Some(why.to_string());
+        send.unix_ms = crate::clock::unix_millis();
     }
 
     /// The snapshot being sent to `target`, if one is in progress.
     pub fn in_progress(&self, target: NodeId) -> Option<SnapshotSend> {
-        let sends = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        sends.get(&target).copied().filter(|s| !s.done)
+        self.lock().get(&target).filter(|s| !s.done).cloned()
     }
 }
 
@@ -181,9 +192,16 @@ impl Network {
                 ))));
             }
             Err(status) => {
+                // A peer without room to load a snapshot refuses its last chunk (see
+                // `raft_service`): the status frame says so until a chunk is taken.
+                if matches!(kind, RpcKind::Snapshot)
+                    && status.code() == tonic::Code::ResourceExhausted
+                {
+                    self.sends.refused(self.target, status.message());
+                }
                 return Err(RPCError::Network(NetworkError::new(&fail(
                     status.to_string(),
-                ))))
+                ))));
             }
         };
         let result: Result<Resp, E> = bincode::deserialize(&reply.data).map_err(|e| {
@@ -264,6 +282,7 @@ impl RaftNetwork<TypeConfig> for Network {
                     sent,
                     done: rpc.done,
                     unix_ms: crate::clock::unix_millis(),
+                    refused: None,
                 },
             );
         }

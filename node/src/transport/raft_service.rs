@@ -13,7 +13,9 @@
 //! figures; the leader retries that chunk by itself, so the install goes on once there is
 //! room. The received file stays until then (the next attempt truncates it). The first
 //! refusal of each snapshot is also a `snapshot_install_refused` event, so the console's
-//! Timeline and an incident report show it, not only the node's log.
+//! Timeline and an incident report show it, not only the node's log; and the leader's
+//! status frame marks the follower with the reason until it takes a chunk again
+//! (`FollowerProgress.snapshot_refused`: the Overview's "▲ no room", add-node's progress).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -143,6 +143,8 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                     ("✖ raft stopped", Role::Critical)
                 } else if storage_full {
                     ("✖ disk full", Role::Critical)
+                } else if model.refused_snapshot(s.id).is_some() {
+                    ("▲ no room", Role::Warn)
                 } else if s.leader_id.is_none() {
                     ("no leader", Role::Critical)
                 } else if lag.is_some_and(|l| l > LAG_WARN) {
@@ -276,6 +278,16 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         if !lagging.is_empty() {
             notes.push(Line::from(Span::styled(
                 format!("▲ {}", lagging.join("; ")),
+                t.style(Role::Warn),
+            )));
+        }
+        for f in leader
+            .followers
+            .iter()
+            .filter(|f| !f.snapshot_refused.is_empty())
+        {
+            notes.push(Line::from(Span::styled(
+                format!("▲ node {}: {}", f.id, f.snapshot_refused),
                 t.style(Role::Warn),
             )));
         }
