@@ -223,12 +223,11 @@ fn repair_leftovers(db_dir: &Path) {
     }
 }
 
-/// Waits until no open handle in this process holds the lock of the sled database in
-/// `db_dir`, for at most `within`; answers whether it was released. Dropping a `sled::Db`
-/// does not close its files at once: a background thread holds them a little longer
-/// (spacejam/sled#1234), so a process that closes a database and hands it to another
-/// (defrag, then the node) waits here first. sled takes an exclusive `flock` on
-/// `db_dir/db`; so does this check, and lets go of it at once.
+/// Waits, for at most `within`, until nothing holds the lock of the sled database in
+/// `db_dir` (sled takes an exclusive `flock` on `db_dir/db`; this takes it too and lets go
+/// at once), and answers whether it was released. Dropping a `sled::Db` does not close its
+/// files at once: a background thread holds them a little longer (spacejam/sled#1234), so
+/// code that closes a database and hands it on (defrag, then the node) waits here first.
 pub fn wait_until_unlocked(db_dir: &Path, within: std::time::Duration) -> bool {
     let until = std::time::Instant::now() + within;
     loop {
