@@ -63,7 +63,6 @@ pub struct SnapshotSends(Mutex<BTreeMap<NodeId, SnapshotSend>>);
 pub struct SnapshotSend {
     pub sent: u64,
     pub done: bool,
-    pub unix_ms: i64,
     /// The peer refused the last chunk (no room to load the snapshot), and why; cleared by
     /// the next chunk it takes.
     pub refused: Option<String>,
@@ -83,7 +82,6 @@ impl SnapshotSends {
         let mut sends = self.lock();
         let send = sends.entry(target).or_default();
         send.refused = Some(why.to_string());
-        send.unix_ms = crate::clock::unix_millis();
     }
 
     /// The snapshot being sent to `target`, if one is in progress.
@@ -281,7 +279,6 @@ impl RaftNetwork<TypeConfig> for Network {
                 SnapshotSend {
                     sent,
                     done: rpc.done,
-                    unix_ms: crate::clock::unix_millis(),
                     refused: None,
                 },
             );
