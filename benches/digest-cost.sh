@@ -5,6 +5,7 @@
 # medians. Needs target/release/opsdeck (cargo build --release; or OPSDECK_BIN).
 #
 # Usage: benches/digest-cost.sh [ROUNDS] [SECONDS] [CLIENTS]   (default 3 rounds, 15 s, 64)
+#   KEYS=200000 benches/digest-cost.sh ...   writes spread over more keys (default: bench's)
 # Only processes this script started are stopped.
 set -euo pipefail
 rounds=${1:-3}
@@ -40,7 +41,7 @@ for r in $(seq 1 "$rounds"); do
   for mode in off on; do
     dir=$work/$mode-$r
     start_cluster "$dir" "$mode"
-    out=$("$bin" bench --cluster "$dir" --clients "$clients" --duration "${secs}s" --json)
+    out=$("$bin" bench --cluster "$dir" --clients "$clients" --duration "${secs}s" ${KEYS:+--keys "$KEYS"} --json)
     ops[$mode-$r]=$(python3 -c 'import json,sys; print(int(json.load(sys.stdin)["writes"]["ops_per_sec"]))' <<<"$out")
     p99[$mode-$r]=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["writes"]["p99_ms"])' <<<"$out")
     echo "round $r digest $mode: ${ops[$mode-$r]} writes/s, p99 ${p99[$mode-$r]} ms"

@@ -8,17 +8,21 @@
 //! - `b` + bucket (2 bytes) → the bucket's pairs in key order, each as key length (4 bytes),
 //!   user key and SHA-256(value): one `get` per changed bucket (a sled scan of a few pairs
 //!   cost ten times as much: its iterator copies whole pages);
-//! - `l` + bucket → the bucket's leaf (absent: empty), so a start loads 65,536 leaves
-//!   rather than hashing every pair;
 //! - `s` → the applied index the index is the state of, written in the same sled batch as
 //!   the rest.
 //!
-//! Changed buckets are kept whole in memory and written every [`FLUSH_EVERY`] (or once they
-//! hold [`FLUSH_PAIRS`] pairs, or when the node stops), not with each apply: a second sled
-//! batch per apply cost a fifth of the writes/s (BENCHMARKS.md), as a sled batch excludes
-//! every other operation on the database while it runs. A kill in between, a failed apply,
-//! a data dir of an older build or one `OPSDECK_DIGEST=off` ran on leaves a stamp that is
-//! not the applied index, and the index is rebuilt from the data at the next start.
+//! A start hashes the leaves from the bucket records (O(keys), no values read). Leaves are
+//! not stored: a record per changed bucket is all a write costs. An index of the older
+//! layout, which stored them under `l`, is rebuilt once.
+//!
+//! Changed buckets are kept whole in memory (a write-back cache) and written once they hold
+//! [`FLUSH_PAIRS`] pairs, every [`FLUSH_EVERY`], after a generation switch, or when the node
+//! stops, not with each apply: sled's cost is per record written, a second sled batch per
+//! apply cost a fifth of the writes/s and a write every 500 ms still 12 % (BENCHMARKS.md).
+//! Written rarely, a bucket changed many times is written once. A kill in between, a failed
+//! apply, a data dir of an older build or one `OPSDECK_DIGEST=off` ran on leaves a stamp
+//! that is not the applied index, and the index is rebuilt from the data at the next
+//! start. Writing more often would not spare that: under writes the stamp is always behind.
 //!
 //! The tree of each live generation (4 MiB) is in memory. The index is node-local derived
 //! data, like a database index: never in snapshots, rebuilt after an install. A
@@ -41,12 +45,14 @@ const TREE_PREFIX: &str = "merkle/";
 /// What a rebuild's scratch tree's name ends with (dropped as dead when a stop left it).
 const BUILD_SUFFIX: &str = "-build";
 const TAG_BUCKET: u8 = b'b';
-const TAG_LEAF: u8 = b'l';
+/// The leaves of the older layout (see the module doc): an index holding one is rebuilt.
+const TAG_OLD_LEAF: u8 = b'l';
 const KEY_STAMP: &[u8] = b"s";
 /// Pairs (or buckets) per sled batch while an index is rebuilt.
 const REBUILD_BATCH: usize = 8192;
-/// Longest changed buckets wait in memory before they are written.
-const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Longest changed buckets wait in memory before they are written (when entries are
+/// applied; an idle node writes nothing until the next apply or its stop).
+const FLUSH_EVERY: Duration = Duration::from_secs(30);
 /// Most pairs the changed buckets held in memory may hold before they are written: with
 /// user keys of about 100 bytes, some 20 MiB.
 const FLUSH_PAIRS: usize = 131_072;
@@ -54,11 +60,6 @@ const FLUSH_PAIRS: usize = 131_072;
 fn bucket_key(bucket: u16) -> [u8; 3] {
     let [hi, lo] = bucket.to_be_bytes();
     [TAG_BUCKET, hi, lo]
-}
-
-fn leaf_key(bucket: u16) -> [u8; 3] {
-    let [hi, lo] = bucket.to_be_bytes();
-    [TAG_LEAF, hi, lo]
 }
 
 fn encode_bucket(entries: &[Entry]) -> Vec<u8> {
@@ -183,16 +184,14 @@ impl GenIndex {
         }
     }
 
-    /// Writes the changed buckets and their leaves, stamped `applied`.
+    /// Writes the changed buckets, stamped `applied`.
     fn write(&mut self, applied: u64) -> IoResult<()> {
         let mut batch = sled::Batch::default();
         for (bucket, entries) in std::mem::take(&mut self.dirty) {
             if entries.is_empty() {
                 batch.remove(&bucket_key(bucket));
-                batch.remove(&leaf_key(bucket));
             } else {
                 batch.insert(&bucket_key(bucket), encode_bucket(&entries));
-                batch.insert(&leaf_key(bucket), &self.hashes.leaf(bucket));
             }
         }
         self.dirty_pairs = 0;
@@ -200,18 +199,31 @@ impl GenIndex {
         self.tree.apply_batch(batch).map_err(io_error)
     }
 
-    /// Loads the stored leaves (the stamp matched).
+    /// Hashes the leaves of the stored buckets (the stamp matched), one bucket in memory
+    /// at a time.
     fn load_leaves(&mut self) -> IoResult<()> {
         let mut leaves = Vec::new();
-        for item in self.tree.scan_prefix([TAG_LEAF]) {
+        for item in self.tree.scan_prefix([TAG_BUCKET]) {
             let (k, v) = item.map_err(io_error)?;
-            match (<[u8; 2]>::try_from(&k[1..]), Hash::try_from(v.as_ref())) {
-                (Ok(b), Ok(h)) => leaves.push((u16::from_be_bytes(b), h)),
-                _ => return Err(damaged("a leaf record of the wrong size")),
-            }
+            let Ok(b) = <[u8; 2]>::try_from(&k[1..]) else {
+                return Err(damaged("a bucket record under a key of the wrong size"));
+            };
+            let b = u16::from_be_bytes(b);
+            leaves.push((b, merkle::leaf(b, &decode_bucket(&v)?)));
         }
         self.hashes = merkle::Tree::from_leaves(leaves);
         Ok(())
+    }
+
+    /// Whether the index is of the older layout (it stored leaves).
+    fn old_layout(&self) -> IoResult<bool> {
+        Ok(self
+            .tree
+            .scan_prefix([TAG_OLD_LEAF])
+            .next()
+            .transpose()
+            .map_err(io_error)?
+            .is_some())
     }
 
     /// Indexes generation `gen`'s data in `sm` from scratch (the tree is fresh): the pairs
@@ -258,7 +270,6 @@ impl GenIndex {
             if let Some((b, entries)) = open {
                 let h = merkle::leaf(b, &entries);
                 batch.insert(&bucket_key(b), encode_bucket(&entries));
-                batch.insert(&leaf_key(b), &h);
                 leaves.push((b, h));
                 *in_batch += 1;
                 if *in_batch == REBUILD_BATCH {
@@ -333,6 +344,8 @@ pub(super) struct MerkleIndex {
     /// The applied index the in-memory state is of, and when it was last written.
     applied: u64,
     written_at: Instant,
+    /// A generation switched: the next apply writes (the dead index goes with it).
+    write_next: bool,
     /// An apply began and has not ended: what is in memory is ahead of the data, so it is
     /// not written (an apply that failed leaves it so, and the next start rebuilds).
     in_apply: bool,
@@ -357,6 +370,7 @@ impl MerkleIndex {
             dead: Vec::new(),
             applied,
             written_at: Instant::now(),
+            write_next: false,
             in_apply: false,
             failed: None,
         };
@@ -370,6 +384,7 @@ impl MerkleIndex {
                 && live.contains(&gen)
                 && !index.gens.contains_key(&gen)
                 && gi.stamp()? == Some(applied)
+                && !gi.old_layout()?
             {
                 gi.load_leaves()?;
                 index.gens.insert(gen, gi);
@@ -426,6 +441,7 @@ impl MerkleIndex {
     /// or was abandoned).
     pub fn switch(&mut self, current: u64, staging: Option<u64>) -> IoResult<()> {
         self.current = current;
+        self.write_next = true;
         let live = |g: &u64| *g == current || Some(*g) == staging;
         let gone: Vec<u64> = self.gens.keys().copied().filter(|g| !live(g)).collect();
         for gen in gone {
@@ -459,7 +475,7 @@ impl MerkleIndex {
         self.applied = applied;
         self.in_apply = false;
         let waiting: usize = self.gens.values().map(|g| g.dirty_pairs).sum();
-        if waiting >= FLUSH_PAIRS || self.written_at.elapsed() >= FLUSH_EVERY {
+        if waiting >= FLUSH_PAIRS || self.write_next || self.written_at.elapsed() >= FLUSH_EVERY {
             self.write()?;
         }
         Ok(())
@@ -472,6 +488,7 @@ impl MerkleIndex {
             return Ok(());
         }
         self.written_at = Instant::now();
+        self.write_next = false;
         for g in self.gens.values_mut() {
             g.write(self.applied)?;
         }
@@ -621,9 +638,8 @@ mod tests {
         proof.verify().expect("the proof holds");
         drop(index);
 
-        // Reopened at another index (a stop between the two writes): rebuilt from `sm`,
-        // which still holds the first 500 pairs.
-        let index = MerkleIndex::open(&db, &sm, 0, None, 12).expect("rebuild");
+        // An index of the older layout (it stored leaves under `l`), stamp and all, is
+        // rebuilt from `sm` rather than loaded: its root is then that of the 500 pairs.
         let mut original = BTreeMap::new();
         for i in 0..500u32 {
             original.insert(
@@ -631,6 +647,22 @@ mod tests {
                 vec![b'v'; (i % 7) as usize],
             );
         }
+        let name = db
+            .tree_names()
+            .into_iter()
+            .find(|n| gen_of(n) == Some((0, false)))
+            .expect("the index tree");
+        let tree = db.open_tree(name).expect("index tree");
+        tree.insert([TAG_OLD_LEAF, 0, 0], &[0u8; 32])
+            .expect("old leaf");
+        drop(tree);
+        let index = MerkleIndex::open(&db, &sm, 0, None, 11).expect("reopen, old layout");
+        assert_eq!(index.root(), root_of(&original), "rebuilt");
+        drop(index);
+
+        // Reopened at another index (a stop between the two writes): rebuilt from `sm`,
+        // which still holds the first 500 pairs.
+        let index = MerkleIndex::open(&db, &sm, 0, None, 12).expect("rebuild");
         assert_eq!(index.root(), root_of(&original));
     }
 
