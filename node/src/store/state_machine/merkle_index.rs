@@ -16,7 +16,7 @@
 //! layout, which stored them under `l`, is rebuilt once.
 //!
 //! Changed buckets are kept whole in memory (a write-back cache) and written once they hold
-//! [`FLUSH_PAIRS`] pairs, every [`FLUSH_EVERY`], after a generation switch, or when the node
+//! [`FLUSH_PAIRS`] pairs, every [`FLUSH_EVERY`], after a generation died, or when the node
 //! stops, not with each apply: sled's cost is per record written, a second sled batch per
 //! apply cost a fifth of the writes/s and a write every 500 ms still 12 % (BENCHMARKS.md).
 //! Written rarely, a bucket changed many times is written once. A kill in between, a failed
@@ -344,8 +344,6 @@ pub(super) struct MerkleIndex {
     /// The applied index the in-memory state is of, and when it was last written.
     applied: u64,
     written_at: Instant,
-    /// A generation switched: the next apply writes (the dead index goes with it).
-    write_next: bool,
     /// An apply began and has not ended: what is in memory is ahead of the data, so it is
     /// not written (an apply that failed leaves it so, and the next start rebuilds).
     in_apply: bool,
@@ -370,7 +368,6 @@ impl MerkleIndex {
             dead: Vec::new(),
             applied,
             written_at: Instant::now(),
-            write_next: false,
             in_apply: false,
             failed: None,
         };
@@ -441,7 +438,6 @@ impl MerkleIndex {
     /// or was abandoned).
     pub fn switch(&mut self, current: u64, staging: Option<u64>) -> IoResult<()> {
         self.current = current;
-        self.write_next = true;
         let live = |g: &u64| *g == current || Some(*g) == staging;
         let gone: Vec<u64> = self.gens.keys().copied().filter(|g| !live(g)).collect();
         for gen in gone {
@@ -475,7 +471,10 @@ impl MerkleIndex {
         self.applied = applied;
         self.in_apply = false;
         let waiting: usize = self.gens.values().map(|g| g.dirty_pairs).sum();
-        if waiting >= FLUSH_PAIRS || self.write_next || self.written_at.elapsed() >= FLUSH_EVERY {
+        // A generation died (a restore committed or was abandoned): its index tree is
+        // dropped with the next write, so that write is not left to wait.
+        let died = !self.dead.is_empty();
+        if waiting >= FLUSH_PAIRS || died || self.written_at.elapsed() >= FLUSH_EVERY {
             self.write()?;
         }
         Ok(())
@@ -488,7 +487,6 @@ impl MerkleIndex {
             return Ok(());
         }
         self.written_at = Instant::now();
-        self.write_next = false;
         for g in self.gens.values_mut() {
             g.write(self.applied)?;
         }
