@@ -129,7 +129,7 @@ pub enum Command {
     },
     /// Drive load against the cluster and print throughput and latency percentiles.
     #[command(
-        after_help = "Examples:\n  opsdeck bench --clients 64 --duration 20s\n  opsdeck bench --reads 100 --value-size 1024"
+        after_help = "Ctrl-C or SIGTERM ends the run early and prints the figures so far.\n\nExamples:\n  opsdeck bench --clients 64 --duration 20s\n  opsdeck bench --reads 100 --value-size 1024\n  opsdeck bench --prefix load/ --duration 1h --json & ...; kill $!   # writes while something else runs"
     )]
     Bench(BenchArgs),
     /// Create, list, rotate and revoke API keys (needs an admin key).
@@ -534,8 +534,9 @@ pub struct AddNodeArgs {
     /// Give up (leaving it a learner) if it has not caught up by then.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub catch_up_timeout: Duration,
-    /// Remove the new node again (and fail) if it gains no log entry for this long: the
-    /// leader cannot replicate to it (e.g. it runs with another cluster's secret).
+    /// Remove the new node again (and fail) if it gains no log entry, and takes no byte of
+    /// a snapshot, for this long: the leader cannot replicate to it (e.g. it runs with
+    /// another cluster's secret).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub stall_timeout: Duration,
     #[command(flatten)]
@@ -1167,6 +1168,10 @@ pub struct BenchArgs {
     /// Distinct keys written and read.
     #[arg(long, default_value_t = 10_000)]
     pub keys: usize,
+    /// Keys are PREFIXk00000, PREFIXk00001, ...: another prefix leaves the keys of an
+    /// earlier bench (a prefill) as they are.
+    #[arg(long, default_value = "bench/")]
+    pub prefix: String,
     /// How long to drive load, e.g. 20s, 1m.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub duration: Duration,

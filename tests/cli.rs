@@ -362,6 +362,56 @@ async fn cas_applies_only_when_the_current_value_is_the_expected_one() {
     .unwrap();
 }
 
+/// `bench --duration 1h` ended by SIGTERM stops and prints what it measured so far (as a
+/// script measuring writes beside another operation does), and writes only keys under its
+/// `--prefix`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_stopped_by_sigterm_prints_its_figures_and_writes_only_under_its_prefix() {
+    let cluster = TestCluster::start(1, &[]).await;
+    cluster.wait_leader(Duration::from_secs(15)).await;
+    let e = cluster.endpoints();
+    let child = Command::new(BIN)
+        .env("OPSDECK_API_KEY", admin_key())
+        .args([
+            "bench",
+            "--prefix",
+            "load/",
+            "--keys",
+            "5",
+            "--clients",
+            "2",
+        ])
+        .args(["--duration", "1h", "--json", "--endpoints", &e])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn opsdeck bench");
+    let scan = async |prefix: &str| {
+        let out = cli_as(None, &["scan", prefix, "--endpoints", &e, "--json"]).await;
+        json_of(&out)["items"].as_array().map_or(0, Vec::len)
+    };
+    wait_for(
+        "bench's writes under load/",
+        Duration::from_secs(20),
+        async || (scan("load/").await > 0).then_some(()),
+    )
+    .await;
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = tokio::task::spawn_blocking(move || wait_output(child, Duration::from_secs(20)))
+        .await
+        .expect("wait for bench");
+    let report = json_of(&out);
+    assert!(report["writes"]["ok"].as_u64() > Some(0), "{report}");
+    assert_eq!(report["writes"]["errors"], 0, "{report}");
+    assert_eq!(report["prefix"], "load/", "{report}");
+    assert!(
+        report["duration_secs"].as_f64() < Some(60.0),
+        "it ran on after SIGTERM: {report}"
+    );
+    assert_eq!(scan("bench/").await, 0, "bench wrote outside its --prefix");
+}
+
 /// The exit statuses of `opsdeck --help`, each from a real failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_kind_of_failure_has_its_exit_status() {

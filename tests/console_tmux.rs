@@ -53,6 +53,14 @@ impl Tmux {
         .to_string()
     }
 
+    /// Presses `q` and waits for the console's shell line saying it exited with 0; the last
+    /// screen (what the terminal shows after the console) is returned.
+    async fn quit(&self, what: &str, timeout: Duration) -> String {
+        self.keys(&["q"]);
+        self.wait(what, timeout, |s| s.contains("console exited with 0"))
+            .await
+    }
+
     /// Polls the screen until `ok` holds, or fails showing the last screen.
     async fn wait(&self, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
@@ -85,10 +93,7 @@ impl Drop for Tmux {
 async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the_terminal() {
     let mut cluster = TestCluster::start(3, &[]).await;
     let (leader, _) = cluster.wait_leader(Duration::from_secs(15)).await;
-    let home = tempfile::tempdir().expect("temp dir");
-    // The operator's key, in a file as they would keep it.
-    let key_file = home.path().join("admin.key");
-    write_key_file(&key_file);
+    let (home, key_file) = operator_home();
     let tmux = tmux_session(
         "console",
         home.path(),
@@ -103,7 +108,7 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
 
     let screen = tmux
         .wait("3 nodes and a leader", t, |s| {
-            s.contains("★ leader") && s.matches("follower").count() == 2 && s.contains("HEALTHY")
+            leader_and_followers(s, 2) && s.contains("HEALTHY")
         })
         .await;
     assert!(
@@ -217,12 +222,7 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
     })
     .await;
 
-    tmux.keys(&["q"]);
-    let screen = tmux
-        .wait("the console to exit", t, |s| {
-            s.contains("console exited with 0")
-        })
-        .await;
+    let screen = tmux.quit("the console to exit", t).await;
     assert!(
         !screen.contains("DEGRADED"),
         "the UI is still on screen:\n{screen}"
@@ -235,11 +235,38 @@ async fn console_shows_the_cluster_follows_keys_sees_a_node_die_and_restores_the
     assert_eq!(tmux.display("#{cursor_flag}"), "1", "cursor shown again");
 }
 
-/// The test admin key in `path`, mode 0600 (a key file others can read is refused).
-fn write_key_file(path: &std::path::Path) {
+/// Whether the Overview shows a leader and `followers` followers.
+fn leader_and_followers(screen: &str, followers: usize) -> bool {
+    screen.contains("★ leader") && screen.matches("follower").count() == followers
+}
+
+/// An operator's home (where [`tmux_session`] points the XDG directories) holding the
+/// test admin key in `admin.key`, mode 0600 as they would keep it (a key file others can
+/// read is refused).
+fn operator_home() -> (tempfile::TempDir, std::path::PathBuf) {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, admin_key()).expect("write key file");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+    let home = tempfile::tempdir().expect("temp dir");
+    let path = home.path().join("admin.key");
+    std::fs::write(&path, admin_key()).expect("write key file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+    (home, path)
+}
+
+/// `text` as the opsdeck config file of the operator's `home`.
+fn write_config(home: &std::path::Path, text: &str) {
+    let dir = home.join("config").join("opsdeck");
+    std::fs::create_dir_all(&dir).expect("config dir");
+    std::fs::write(dir.join("config.toml"), text).expect("write config");
+}
+
+/// A cluster's gRPC addresses as a TOML array, for a context's `endpoints`.
+fn endpoints_toml(cluster: &TestCluster) -> String {
+    let quoted: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| format!("{:?}", n.grpc))
+        .collect();
+    format!("[{}]", quoted.join(", "))
 }
 
 /// `opsdeck` run in a dev cluster's directory, as the tests' operator would.
@@ -327,7 +354,7 @@ async fn dev_in_tmux_actions_by_key_read_only_refusal_and_a_killed_leader() {
     );
     let t = Duration::from_secs(20);
     tmux.wait("3 nodes and a leader", t, |s| {
-        s.contains("★ leader") && s.matches("follower").count() == 2 && s.contains("HEALTHY")
+        leader_and_followers(s, 2) && s.contains("HEALTHY")
     })
     .await;
     // Whatever happens next, the dev cluster's nodes do not outlive the test.
@@ -361,11 +388,7 @@ async fn dev_in_tmux_actions_by_key_read_only_refusal_and_a_killed_leader() {
         s.contains("add_node is not allowed: the console is read-only")
     })
     .await;
-    ro.keys(&["q"]);
-    ro.wait("the read-only console to exit", t, |s| {
-        s.contains("console exited with 0")
-    })
-    .await;
+    ro.quit("the read-only console to exit", t).await;
     drop(ro);
     let members = cli_in(&dir, &["members"]);
     assert_eq!(
@@ -561,12 +584,7 @@ async fn dev_in_tmux_actions_by_key_read_only_refusal_and_a_killed_leader() {
 
     let pids = dev_pids(&dir);
     assert_eq!(pids.len(), 4, "{pids:?}");
-    tmux.keys(&["q"]);
-    let screen = tmux
-        .wait("the console to exit", t, |s| {
-            s.contains("console exited with 0")
-        })
-        .await;
+    let screen = tmux.quit("the console to exit", t).await;
     assert!(
         !screen.contains("HEALTHY") && !screen.contains("DEGRADED"),
         "{screen}"
@@ -616,26 +634,17 @@ async fn ctx_switches_the_console_to_another_cluster_live_and_questions_name_it(
     let t = Duration::from_secs(20);
     alpha.wait_leader(t).await;
     beta.wait_leader(t).await;
-    let home = tempfile::tempdir().expect("temp dir");
-    let key_file = home.path().join("admin.key");
-    write_key_file(&key_file);
-    let config_dir = home.path().join("config").join("opsdeck");
-    std::fs::create_dir_all(&config_dir).expect("config dir");
-    let array = |c: &TestCluster| {
-        let quoted: Vec<String> = c.nodes.iter().map(|n| format!("{:?}", n.grpc)).collect();
-        format!("[{}]", quoted.join(", "))
-    };
+    let (home, key_file) = operator_home();
     let key = format!("{:?}", key_file.display().to_string());
-    std::fs::write(
-        config_dir.join("config.toml"),
-        format!(
+    write_config(
+        home.path(),
+        &format!(
             "# two clusters\ncurrent_context = \"alpha\"\n\n[contexts.alpha]\nendpoints = {}\n\
              key_file = {key}\n\n[contexts.beta]\nendpoints = {}\nkey_file = {key}\n",
-            array(&alpha),
-            array(&beta)
+            endpoints_toml(&alpha),
+            endpoints_toml(&beta)
         ),
-    )
-    .expect("write config");
+    );
     let tmux = tmux_session(
         "ctx",
         home.path(),
@@ -712,11 +721,7 @@ async fn ctx_switches_the_console_to_another_cluster_live_and_questions_name_it(
         serde_json::from_str(&stdout_of(&members)).expect("members json");
     assert_eq!(members["members"].as_array().map(Vec::len), Some(1));
 
-    tmux.keys(&["q"]);
-    tmux.wait("the console to exit", t, |s| {
-        s.contains("console exited with 0")
-    })
-    .await;
+    tmux.quit("the console to exit", t).await;
 }
 
 /// Operator commands from the console: a context's non-mutating command bound to a key
@@ -728,31 +733,21 @@ async fn operator_commands_run_by_key_on_the_selected_node_and_read_only_refuses
     let cluster = TestCluster::start(3, &[]).await;
     let t = Duration::from_secs(20);
     cluster.wait_leader(t).await;
-    let home = tempfile::tempdir().expect("temp dir");
-    let key_file = home.path().join("admin.key");
-    write_key_file(&key_file);
+    let (home, key_file) = operator_home();
     let marker = home.path().join("bounced");
-    let config_dir = home.path().join("config").join("opsdeck");
-    std::fs::create_dir_all(&config_dir).expect("config dir");
-    let endpoints: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(|n| format!("{:?}", n.grpc))
-        .collect();
-    std::fs::write(
-        config_dir.join("config.toml"),
-        format!(
-            "current_context = \"ops\"\n\n[contexts.ops]\nendpoints = [{}]\nkey_file = {:?}\n\n\
+    write_config(
+        home.path(),
+        &format!(
+            "current_context = \"ops\"\n\n[contexts.ops]\nendpoints = {}\nkey_file = {:?}\n\n\
              [contexts.ops.commands.where]\nrun = [\"sh\", \"-c\", \"echo node={{id}} grpc={{grpc}} ctx={{context}}\"]\n\
              key = \"E\"\nmutating = false\ndescription = \"where the node listens\"\n\n\
              [contexts.ops.commands.bounce]\nrun = [\"sh\", \"-c\", \"echo {{id}} > {}\"]\nkey = \"Z\"\n\n\
              [contexts.ops.commands.hang]\nrun = [\"sh\", \"-c\", \"echo waiting; sleep 600\"]\nmutating = false\ntimeout = \"1s\"\n",
-            endpoints.join(", "),
+            endpoints_toml(&cluster),
             key_file.display().to_string(),
             marker.display(),
         ),
-    )
-    .expect("write config");
+    );
     let console = |name: &str, flags: &str| {
         tmux_session(
             name,
@@ -765,10 +760,8 @@ async fn operator_commands_run_by_key_on_the_selected_node_and_read_only_refuses
     // Read-only first: the mutating command's key is refused, nothing runs; the other is
     // still offered.
     let ro = console("cmd-ro", "--read-only");
-    ro.wait("the read-only console", t, |s| {
-        s.contains("★ leader") && s.matches("follower").count() == 2
-    })
-    .await;
+    ro.wait("the read-only console", t, |s| leader_and_followers(s, 2))
+        .await;
     ro.keys(&["Z"]);
     ro.wait("the refusal", t, |s| {
         s.contains("cmd bounce is not allowed: the console is read-only")
@@ -781,11 +774,7 @@ async fn operator_commands_run_by_key_on_the_selected_node_and_read_only_refuses
         s.contains("cmd bounce is not allowed: the console is read-only")
     })
     .await;
-    ro.keys(&["q"]);
-    ro.wait("the read-only console to exit", t, |s| {
-        s.contains("console exited with 0")
-    })
-    .await;
+    ro.quit("the read-only console to exit", t).await;
     drop(ro);
     assert!(
         !marker.exists(),
@@ -793,10 +782,8 @@ async fn operator_commands_run_by_key_on_the_selected_node_and_read_only_refuses
     );
 
     let tmux = console("cmd", "");
-    tmux.wait("3 nodes and a leader", t, |s| {
-        s.contains("★ leader") && s.matches("follower").count() == 2
-    })
-    .await;
+    tmux.wait("3 nodes and a leader", t, |s| leader_and_followers(s, 2))
+        .await;
     // The second row is selected: its node's placeholders are filled.
     let second = &cluster.nodes[1];
     tmux.keys(&["Down", "E"]);
@@ -857,9 +844,5 @@ async fn operator_commands_run_by_key_on_the_selected_node_and_read_only_refuses
             && s.contains(&format!("cmd hang on node {}: timed out", second.id))
     })
     .await;
-    tmux.keys(&["q"]);
-    tmux.wait("the console to exit", t, |s| {
-        s.contains("console exited with 0")
-    })
-    .await;
+    tmux.quit("the console to exit", t).await;
 }

@@ -13,11 +13,12 @@ use std::time::Duration;
 use support::*;
 
 /// The failpoints, as `node/src/failpoint.rs` names them.
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 6] = [
     "log_store::append",
     "log_store::flush",
     "state_machine::apply",
     "snapshot::write",
+    "snapshot::receive_chunk",
     "snapshot::install",
 ];
 
@@ -372,5 +373,66 @@ mod with_failpoints {
             .log_text()
             .contains("failpoint set from FAILPOINTS"));
         restart_and_compare(&mut cluster, id).await;
+    }
+
+    /// A learner whose snapshot takes longer to arrive than add-node's stall timeout is not
+    /// taken for one the leader cannot reach: bytes of a snapshot arriving are progress,
+    /// though its index moves only once the whole snapshot is installed. Each 4 MiB chunk
+    /// the new node receives waits 500 ms (`snapshot::receive_chunk`), against a stall
+    /// timeout of 1 s.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_snapshot_transfer_is_progress_to_add_node_not_a_stall() {
+        let mut cluster = TestCluster::start(3, &FLAGS).await;
+        let leader = cluster.wait_leader(Duration::from_secs(30)).await.0;
+        // 24 MiB of values: at least six chunks, 3 s of waits.
+        write_load_sized(&cluster.node(leader).grpc, 4, 96, 64 * 1024).await;
+        let mut req = tonic::Request::new(CompactRequest {});
+        req.set_timeout(Duration::from_secs(30));
+        cluster
+            .node(leader)
+            .client()
+            .compact(req)
+            .await
+            .expect("compact on the leader: the learner must be sent a snapshot");
+        let mut fourth = TestNode::new(cluster.dir.path(), 4, &FLAGS);
+        fourth.env.push((
+            "FAILPOINTS".into(),
+            "snapshot::receive_chunk=sleep(500)".into(),
+        ));
+        fourth.launch(false).await;
+        let (grpc, http) = (fourth.grpc.clone(), fourth.http.clone());
+        cluster.nodes.push(fourth);
+        let started = std::time::Instant::now();
+        let out = cli_as(
+            None,
+            &[
+                "add-node",
+                "--id",
+                "4",
+                "--grpc",
+                &grpc,
+                "--http",
+                &http,
+                "--stall-timeout",
+                "1s",
+                "--endpoints",
+                &cluster.endpoints(),
+                "--json",
+            ],
+        )
+        .await;
+        let took = started.elapsed();
+        assert!(out.status.success(), "add-node: {}", stderr_of(&out));
+        let added: serde_json::Value =
+            serde_json::from_str(&stdout_of(&out)).expect("add-node --json");
+        assert_eq!(added["promoted"], true, "{added}");
+        assert!(
+            took >= Duration::from_secs(3),
+            "the transfer was not slower than the stall timeout ({took:?}): the test shows nothing"
+        );
+        assert!(
+            cluster.node(4).log_text().contains("snapshot installed"),
+            "node 4 caught up without a snapshot: the test shows nothing"
+        );
     }
 }

@@ -30,6 +30,10 @@ pub const NAMES: &[(&str, &str)] = &[
         "building a snapshot: each pair written to snapshot.bin.building",
     ),
     (
+        "snapshot::receive_chunk",
+        "each chunk of a snapshot the leader sends, as it arrives, before it is written",
+    ),
+    (
         "snapshot::install",
         "installing a snapshot received from the leader, before it is checked and loaded",
     ),

@@ -29,7 +29,8 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Deadlines {
     /// Past this the node stays a learner and add-node fails.
     pub catch_up: Duration,
-    /// A learner this call added that gains no entry for this long is removed again.
+    /// A learner this call added that gains no entry (nor snapshot bytes) for this long is
+    /// removed again.
     pub stall: Duration,
 }
 
@@ -641,7 +642,11 @@ pub async fn add_node(
         samples: Vec::new(),
     };
     let mut leader_rpc: Option<NodeRpc> = None;
+    // The learner's highest matched index and when it last gained: an index, or bytes of
+    // a snapshot being sent (its index moves only once installed, which at many GiB is
+    // longer than the stall timeout).
     let mut gained: (Option<u64>, Instant) = (None, started);
+    let mut sent_before: Option<u64> = None;
     loop {
         let status = match &mut leader_rpc {
             Some(rpc) => {
@@ -675,9 +680,13 @@ pub async fn add_node(
         if caught_up {
             break;
         }
+        let sent = snapshot.map(|(sent, _)| sent);
         if matched > gained.0 {
             gained = (matched, Instant::now());
+        } else if sent > sent_before {
+            gained.1 = Instant::now();
         }
+        sent_before = sent;
         if !already_member && gained.1.elapsed() > deadlines.stall {
             return Err(remove_stalled(client, node, deadlines.stall, &c).await);
         }

@@ -1,6 +1,7 @@
 //! `opsdeck bench`: drives concurrent writes (and optionally linearizable reads) against a
 //! cluster and prints throughput and latency percentiles. A measurement, not a test.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,9 +10,11 @@ use hdrhistogram::Histogram;
 use opsdeck_node::pb::{GetRequest, PutRequest};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::BenchArgs;
-use crate::client::NodeRpc;
+use crate::client::failure::class_of;
+use crate::client::{Class, ClusterClient, NodeRpc};
 
 /// Latency in microseconds, 1 µs .. 60 s at 3 significant digits.
 fn histogram() -> Histogram<u64> {
@@ -53,20 +56,21 @@ impl Tally {
     }
 }
 
-fn key_name(i: usize) -> String {
-    format!("bench/k{i:05}")
+fn key_name(prefix: &str, i: usize) -> String {
+    format!("{prefix}k{i:05}")
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
     if args.clients == 0 || args.keys == 0 {
         return Err(eyre!("--clients and --keys must be at least 1"));
     }
-    let cluster = super::connect(&args.cluster)?;
+    let cluster = Arc::new(super::connect(&args.cluster)?);
     let (target, target_desc) = match &args.target {
         Some(t) => (t.clone(), "as given".to_string()),
         None => {
             let (_, leader) = cluster.leader().await?;
-            (leader.grpc.clone(), format!("leader, node {}", leader.id))
+            let desc = format!("leader, node {}; followed after an error", leader.id);
+            (leader.grpc.clone(), desc)
         }
     };
     // Several HTTP/2 connections, so one connection's flow control is not the bottleneck.
@@ -77,21 +81,27 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let value = vec![b'v'; args.value_size];
 
     if args.reads > 0 {
-        prefill(&clients, args.keys, &value).await?;
+        prefill(&cluster, &args.prefix, args.keys, &value).await?;
     }
 
     let started = Instant::now();
     let deadline = started + args.duration;
+    let stopped = stop_on_signal();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.clients {
         let mut c = clients[i % clients.len()].clone();
         let value = value.clone();
-        let (keys, reads) = (args.keys, args.reads);
+        let (keys, reads, prefix) = (args.keys, args.reads, args.prefix.clone());
+        let stopped = stopped.clone();
+        // Without --target a client whose write fails asks again who leads (a failover or a
+        // rolling restart is then measured as the clients see it, not as errors against a
+        // node that is down).
+        let follow = args.target.is_none().then(|| cluster.clone());
         tasks.spawn(async move {
             let mut tally = Tally::new();
             let mut rng = rand::rngs::SmallRng::from_os_rng();
-            while Instant::now() < deadline {
-                let key = key_name(rng.random_range(0..keys));
+            while Instant::now() < deadline && !stopped.load(Ordering::Relaxed) {
+                let key = key_name(&prefix, rng.random_range(0..keys));
                 let read = rng.random_range(0..100u8) < reads;
                 let t0 = Instant::now();
                 let outcome = if read {
@@ -123,6 +133,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                         tally
                             .first_error
                             .get_or_insert_with(|| e.message().to_string());
+                        if let Some(cluster) = &follow {
+                            if let Ok((leader, _)) = cluster.leader().await {
+                                c = leader;
+                            }
+                        }
                         None
                     }
                 };
@@ -139,21 +154,67 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-async fn prefill(clients: &[NodeRpc], keys: usize, value: &[u8]) -> Result<()> {
+/// Set once Ctrl-C or SIGTERM arrives: the clients stop and the figures so far are printed,
+/// so a script can measure writes for exactly as long as something else runs.
+fn stop_on_signal() -> Arc<AtomicBool> {
+    let stopped = Arc::new(AtomicBool::new(false));
+    let flag = stopped.clone();
+    tokio::spawn(async move {
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        flag.store(true, Ordering::Relaxed);
+    });
+    stopped
+}
+
+/// How long a prefill keeps trying one key while the cluster is unavailable.
+const PREFILL_RETRY: Duration = Duration::from_secs(120);
+
+/// Writes every key once, 64 at a time, each put through [`ClusterClient::call`] (failed
+/// over while no leader is elected) and tried again for up to [`PREFILL_RETRY`] while the
+/// cluster is unavailable, so a leader change or a stall during a long prefill of large
+/// values does not end the bench.
+async fn prefill(
+    cluster: &Arc<ClusterClient>,
+    prefix: &str,
+    keys: usize,
+    value: &[u8],
+) -> Result<()> {
     let value = Arc::new(value.to_vec());
+    let prefix: Arc<str> = prefix.into();
     let mut tasks = tokio::task::JoinSet::new();
     let workers = 64.min(keys);
     for w in 0..workers {
-        let mut c = clients[w % clients.len()].clone();
-        let value = value.clone();
+        let (cluster, value, prefix) = (cluster.clone(), value.clone(), prefix.clone());
         tasks.spawn(async move {
             for i in (w..keys).step_by(workers) {
-                c.put(PutRequest {
-                    key: key_name(i),
-                    value: value.to_vec(),
-                })
-                .await
-                .map_err(|s| eyre!("prefill failed: {}", s.message()))?;
+                let key = key_name(&prefix, i);
+                let started = Instant::now();
+                loop {
+                    let put = cluster
+                        .call(&format!("prefill: put {key}"), |mut rpc| {
+                            let req = PutRequest {
+                                key: key.clone(),
+                                value: value.to_vec(),
+                            };
+                            async move { rpc.put(req).await }
+                        })
+                        .await;
+                    match put {
+                        Ok(_) => break,
+                        // The same put again is harmless: one whose outcome is unknown (it
+                        // timed out) or that found no leader is tried again.
+                        Err(e)
+                            if class_of(&e) == Class::Unavailable
+                                && started.elapsed() < PREFILL_RETRY => {}
+                        Err(e) => return Err(e),
+                    }
+                }
             }
             Ok::<_, color_eyre::eyre::Report>(())
         });
@@ -185,7 +246,7 @@ fn report(args: &BenchArgs, target: &str, target_desc: &str, elapsed: Duration, 
     let reads = summary(r, t.read_errors, elapsed);
     if args.cluster.json() {
         let out = json!({
-            "clients": args.clients, "value_size": args.value_size, "keys": args.keys,
+            "clients": args.clients, "value_size": args.value_size, "keys": args.keys, "prefix": args.prefix,
             "duration_secs": elapsed.as_secs_f64(), "read_percent": args.reads,
             "target": target, "writes": writes, "reads": reads, "first_error": t.first_error,
         });

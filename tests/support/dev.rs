@@ -53,20 +53,16 @@ impl DevProcess {
                     .spawn()
                     .unwrap(),
             );
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let text = std::fs::read_to_string(&out).unwrap_or_default();
-                if text.contains("Ctrl-C") {
-                    return dev;
+            let what = Said("the dev cluster", &out);
+            let serving = wait_for(&what, Duration::from_secs(30), async || {
+                if what.text().contains("Ctrl-C") {
+                    return Some(true);
                 }
-                if let Ok(Some(_)) = dev.0.try_wait() {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "timed out after 30 s waiting for the dev cluster; it said:\n{text}"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                dev.0.try_wait().ok().flatten().map(|_| false)
+            })
+            .await;
+            if serving {
+                return dev;
             }
             let text = std::fs::read_to_string(&out).unwrap_or_default();
             assert!(
@@ -81,6 +77,22 @@ impl DevProcess {
             }
         }
         panic!("the dev cluster found no free ports in 5 tries");
+    }
+}
+
+/// A process named with what it wrote to `.1` so far, read when shown: a timeout's message
+/// says what the process said by then.
+struct Said<'a>(&'a str, &'a std::path::Path);
+
+impl Said<'_> {
+    fn text(&self) -> String {
+        std::fs::read_to_string(self.1).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Said<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; it said:\n{}", self.0, self.text())
     }
 }
 

@@ -7,7 +7,6 @@ pub mod dev;
 pub mod follow;
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -78,12 +77,13 @@ pub fn corrupt_one_value(data: &std::path::Path, prefix: &str) {
     );
 }
 
-/// Polls `check` every 20 ms until it returns Some, or panics naming `what` at the deadline.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
+/// Polls `check` every 20 ms until it returns Some, or panics naming `what` at the deadline
+/// (formatted only then, so it may read what a process said by that time).
+pub async fn wait_for<T>(
+    what: impl std::fmt::Display,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check().await {
@@ -244,22 +244,17 @@ impl TestNode {
     /// that a cluster's nodes can all be started before any is waited for.
     pub async fn serving(&mut self, init: bool) {
         for _ in 0..5 {
-            let deadline = Instant::now() + Duration::from_secs(15);
-            let status = loop {
+            let what = format!("node {} to serve on {}", self.id, self.grpc);
+            let exited = wait_for(what, Duration::from_secs(15), async || {
                 if self.answers().await {
-                    return;
+                    return Some(None);
                 }
                 let child = self.child.as_mut().expect("started");
-                if let Ok(Some(status)) = child.try_wait() {
-                    break status;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "timed out after 15 s waiting for node {} to serve on {}",
-                    self.id,
-                    self.grpc
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                child.try_wait().ok().flatten().map(Some)
+            })
+            .await;
+            let Some(status) = exited else {
+                return;
             };
             self.child = None;
             let text = self.log_text();

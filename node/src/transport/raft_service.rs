@@ -189,6 +189,7 @@ impl RaftRpc for RaftService {
             peer_storage::mark(status.metadata_mut(), Some(pressure));
             return Err(status);
         }
+        crate::fail_io!("snapshot::receive_chunk", e => Status::unavailable(format!("receiving a snapshot chunk: {e}")));
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req)?;
         if rpc.done {
             self.room_to_install(&rpc)?;
