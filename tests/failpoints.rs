@@ -382,12 +382,16 @@ mod with_failpoints {
     /// timeout of 1 s.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_slow_snapshot_transfer_is_progress_to_add_node_not_a_stall() {
+        // A short log (the compact leaves 16 entries) but no snapshot every 64: one snapshot
+        // of the 24 MiB, built by the compact, not one per 64 writes of 64 KiB.
+        const FLAGS: [&str; 4] = ["--keep-logs", "16", "--rate-limit", "off"];
         let mut cluster = TestCluster::start(3, &FLAGS).await;
         let leader = cluster.wait_leader(Duration::from_secs(30)).await.0;
         // 24 MiB of values: at least six chunks, 3 s of waits.
         write_load_sized(&cluster.node(leader).grpc, 4, 96, 64 * 1024).await;
         let mut req = tonic::Request::new(CompactRequest {});
-        req.set_timeout(Duration::from_secs(30));
+        // The node bounds each step of a compact by 60 s.
+        req.set_timeout(Duration::from_secs(150));
         cluster
             .node(leader)
             .client()
