@@ -27,9 +27,18 @@ async fn health_cluster_kv_and_metrics_endpoints() {
     };
     let send = |req: reqwest::RequestBuilder| async move { req.send().await.unwrap() };
 
-    let health = get_json("/health").await;
+    // Until it applies the entry that made it a voter, a node just started calls itself a
+    // learner.
+    let health = wait_for(
+        "the follower to say it follows",
+        Duration::from_secs(10),
+        async || {
+            let h = get_json("/health").await;
+            (h["role"] == "follower").then_some(h)
+        },
+    )
+    .await;
     assert_eq!(health["id"], follower.id);
-    assert_eq!(health["role"], "follower");
     assert_eq!(health["leader"], leader);
     assert_eq!(health["term"], term);
     let leader_info = get_json("/cluster/leader").await;
