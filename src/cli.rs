@@ -129,7 +129,7 @@ pub enum Command {
     },
     /// Drive load against the cluster and print throughput and latency percentiles.
     #[command(
-        after_help = "Ctrl-C or SIGTERM ends the run early and prints the figures so far.\n\nExamples:\n  opsdeck bench --clients 64 --duration 20s\n  opsdeck bench --reads 100 --value-size 1024\n  opsdeck bench --prefix load/ --duration 1h --json & ...; kill $!   # writes while something else runs"
+        after_help = "Ctrl-C, SIGTERM or SIGHUP ends the run early and prints the figures so far.\n\nExamples:\n  opsdeck bench --clients 64 --duration 20s\n  opsdeck bench --reads 100 --value-size 1024\n  opsdeck bench --prefix load/ --duration 1h --json & ...; kill $!   # writes while something else runs"
     )]
     Bench(BenchArgs),
     /// Create, list, rotate and revoke API keys (needs an admin key).

@@ -10,7 +10,6 @@ use hdrhistogram::Histogram;
 use opsdeck_node::pb::{GetRequest, PutRequest};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::BenchArgs;
 use crate::client::failure::class_of;
@@ -154,19 +153,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Set once Ctrl-C or SIGTERM arrives: the clients stop and the figures so far are printed,
-/// so a script can measure writes for exactly as long as something else runs.
+/// Set once Ctrl-C, SIGTERM or SIGHUP arrives ([`super::node::shutdown_signal`], as the
+/// console ends): the clients stop and the figures so far are printed, so a script can
+/// measure writes for exactly as long as something else runs.
 fn stop_on_signal() -> Arc<AtomicBool> {
     let stopped = Arc::new(AtomicBool::new(false));
     let flag = stopped.clone();
     tokio::spawn(async move {
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        super::node::shutdown_signal().await;
         flag.store(true, Ordering::Relaxed);
     });
     stopped
